@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Numeric kernels are hot even in debug builds (the test command builds debug):
+// optimise the engine modules always, so a test run on the tiny models stays fast.
+let engineSettings: [SwiftSetting] = [.unsafeFlags(["-O"])]
+
+let package = Package(
+    name: "MUSE",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "muse-coordinator", targets: ["Coordinator"]),
+        .executable(name: "muse-worker", targets: ["Worker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+        // hiredis and libpng pkg-config files add -D_FILE_OFFSET_BITS=64, which SwiftPM rejects: link by name.
+        .systemLibrary(name: "CPNG", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+
+        .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: engineSettings),
+        .target(name: "Diffusion", dependencies: ["Tensor"], swiftSettings: engineSettings),
+        .target(name: "MUSE", dependencies: ["Diffusion", "Tensor"], swiftSettings: engineSettings),
+        .target(name: "Shared", dependencies: ["CHiredis", "CPNG", "CZstd", "Yams"]),
+
+        .executableTarget(name: "Coordinator", dependencies: [
+            "Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "Worker", dependencies: [
+            "Shared", "MUSE", "Diffusion", "Tensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor"]),
+        .testTarget(name: "SharedTests", dependencies: ["Shared"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

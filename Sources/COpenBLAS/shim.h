@@ -1,0 +1,9 @@
+#include <cblas.h>
+/* OpenBLAS's DYNAMIC_ARCH entry points: exported by Debian's build but not in cblas.h.
+   Quitting and re-initialising lets the engine replace a Prescott fallback with the
+   best kernels the CPU supports before any BLAS call is made. */
+extern void gotoblas_dynamic_init(void);
+extern void gotoblas_dynamic_quit(void);
+extern char *openblas_get_corename(void);
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);

@@ -1,0 +1,222 @@
+import Foundation
+
+// Binary ops broadcast like NumPy. Their VJPs sum the gradient back to each input's shape.
+
+func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int] {
+    let rank = max(a.count, b.count)
+    let pa = [Int](repeating: 1, count: rank - a.count) + a
+    let pb = [Int](repeating: 1, count: rank - b.count) + b
+    return zip(pa, pb).map { x, y in
+        precondition(x == y || x == 1 || y == 1, "cannot broadcast \(a) with \(b)")
+        return max(x, y)
+    }
+}
+
+/// Strides of `shape` seen inside `target` (0 along broadcast dimensions).
+func broadcastStrides(_ shape: [Int], to target: [Int]) -> [Int] {
+    let padded = [Int](repeating: 1, count: target.count - shape.count) + shape
+    var strides = [Int](repeating: 0, count: target.count)
+    var step = 1
+    for d in stride(from: target.count - 1, through: 0, by: -1) {
+        strides[d] = padded[d] == 1 && target[d] != 1 ? 0 : step
+        step *= padded[d]
+    }
+    return strides
+}
+
+/// Index of every element of `target` into a tensor broadcast to it.
+func broadcastIndices(_ shape: [Int], to target: [Int]) -> [Int] {
+    let strides = broadcastStrides(shape, to: target)
+    let total = target.reduce(1, *)
+    var indices = [Int](repeating: 0, count: total)
+    var counter = [Int](repeating: 0, count: target.count)
+    var offset = 0
+    for i in 0..<total {
+        indices[i] = offset
+        var d = target.count - 1
+        while d >= 0 {
+            counter[d] += 1
+            offset += strides[d]
+            if counter[d] < target[d] { break }
+            offset -= strides[d] * target[d]
+            counter[d] = 0
+            d -= 1
+        }
+    }
+    return indices
+}
+
+@inline(__always)
+func binaryKernel(_ a: Tensor, _ b: Tensor, _ op: (Float, Float) -> Float) -> (shape: [Int], data: [Float]) {
+    if a.shape == b.shape {
+        let data = a.data.withPointer { pa in b.data.withPointer { pb in
+            makeArray(a.count) { out in for i in 0..<a.count { out[i] = op(pa[i], pb[i]) } }
+        } }
+        return (a.shape, data)
+    }
+    let shape = broadcastShape(a.shape, b.shape)
+    let total = shape.reduce(1, *)
+    // Fast path: b repeats along the leading dimensions of a (bias-like).
+    if shape == a.shape, b.count > 0, Array(a.shape.suffix(b.rank)) == b.shape || b.count == 1 {
+        let period = b.count
+        let data = a.data.withPointer { pa in b.data.withPointer { pb in
+            makeArray(total) { out in
+                var i = 0
+                while i < total {
+                    for j in 0..<period { out[i + j] = op(pa[i + j], pb[j]) }
+                    i += period
+                }
+            }
+        } }
+        return (shape, data)
+    }
+    let ia = broadcastIndices(a.shape, to: shape)
+    let ib = broadcastIndices(b.shape, to: shape)
+    let data = a.data.withPointer { pa in b.data.withPointer { pb in
+        makeArray(total) { out in for i in 0..<total { out[i] = op(pa[ia[i]], pb[ib[i]]) } }
+    } }
+    return (shape, data)
+}
+
+extension Tensor {
+    /// Sum a broadcast gradient back down to `target` shape.
+    public func sum(toShape target: [Int]) -> Tensor {
+        if shape == target { return self }
+        let indices = broadcastIndices(target, to: shape)
+        var out = [Float](repeating: 0, count: target.reduce(1, *))
+        data.withPointer { p in
+            out.withUnsafeMutableBufferPointer { o in
+                for i in 0..<count { o[indices[i]] += p[i] }
+            }
+        }
+        return Tensor(shape: target, data: out)
+    }
+
+    public static func + (a: Tensor, b: Tensor) -> Tensor {
+        let (shape, data) = binaryKernel(a, b, +)
+        return .result(shape: shape, data: data, inputs: [a, b]) { g in
+            [a.requiresGrad ? g.sum(toShape: a.shape) : nil,
+             b.requiresGrad ? g.sum(toShape: b.shape) : nil]
+        }
+    }
+
+    public static func - (a: Tensor, b: Tensor) -> Tensor {
+        let (shape, data) = binaryKernel(a, b, -)
+        return .result(shape: shape, data: data, inputs: [a, b]) { g in
+            [a.requiresGrad ? g.sum(toShape: a.shape) : nil,
+             b.requiresGrad ? (g * -1).sum(toShape: b.shape) : nil]
+        }
+    }
+
+    public static func * (a: Tensor, b: Tensor) -> Tensor {
+        let (shape, data) = binaryKernel(a, b, *)
+        return .result(shape: shape, data: data, inputs: [a, b]) { g in
+            [a.requiresGrad ? (g * b).sum(toShape: a.shape) : nil,
+             b.requiresGrad ? (g * a).sum(toShape: b.shape) : nil]
+        }
+    }
+
+    public static func / (a: Tensor, b: Tensor) -> Tensor {
+        let (shape, data) = binaryKernel(a, b, /)
+        return .result(shape: shape, data: data, inputs: [a, b]) { g in
+            [a.requiresGrad ? (g / b).sum(toShape: a.shape) : nil,
+             b.requiresGrad ? (g * a / (b * b) * -1).sum(toShape: b.shape) : nil]
+        }
+    }
+
+    public static func * (a: Tensor, s: Float) -> Tensor { a.map({ $0 * s }) { g, _, _ in g * s } }
+    public static func * (s: Float, a: Tensor) -> Tensor { a * s }
+    public static func + (a: Tensor, s: Float) -> Tensor { a.map({ $0 + s }) { g, _, _ in g } }
+    public static func - (a: Tensor, s: Float) -> Tensor { a + (-s) }
+    public static prefix func - (a: Tensor) -> Tensor { a * -1 }
+
+    /// Elementwise function with its VJP given as (outputGrad, input, output) -> inputGrad.
+    public func map(_ f: (Float) -> Float,
+                    vjp: @escaping (_ grad: Tensor, _ input: Tensor, _ output: Tensor) -> Tensor) -> Tensor {
+        let n = count
+        let out = data.withPointer { p in makeArray(n) { o in for i in 0..<n { o[i] = f(p[i]) } } }
+        let input = self
+        return .result(shape: shape, data: out, inputs: [self]) { g in
+            [vjp(g, input, Tensor(shape: input.shape, data: out))]
+        }
+    }
+
+    /// Elementwise derivative product: grad · f'(x), f' from (input, output).
+    func mapDerivative(_ grad: Tensor, _ input: Tensor, _ output: Tensor,
+                       _ derivative: (Float, Float) -> Float) -> Tensor {
+        let n = grad.count
+        let data = grad.data.withPointer { g in input.data.withPointer { x in output.data.withPointer { y in
+            makeArray(n) { o in for i in 0..<n { o[i] = g[i] * derivative(x[i], y[i]) } }
+        } } }
+        return Tensor(shape: grad.shape, data: data)
+    }
+
+    public func exp() -> Tensor {
+        map({ Foundation.exp($0) }) { g, x, y in x.mapDerivative(g, x, y) { _, y in y } }
+    }
+
+    public func log() -> Tensor {
+        map({ Foundation.log($0) }) { g, x, y in x.mapDerivative(g, x, y) { x, _ in 1 / x } }
+    }
+
+    public func sqrt() -> Tensor {
+        map({ $0.squareRoot() }) { g, x, y in x.mapDerivative(g, x, y) { _, y in 0.5 / y } }
+    }
+
+    public func square() -> Tensor {
+        map({ $0 * $0 }) { g, x, y in x.mapDerivative(g, x, y) { x, _ in 2 * x } }
+    }
+
+    public func sigmoid() -> Tensor {
+        map({ 1 / (1 + Foundation.exp(-$0)) }) { g, x, y in x.mapDerivative(g, x, y) { _, y in y * (1 - y) } }
+    }
+
+    public func tanh() -> Tensor {
+        map({ Foundation.tanh($0) }) { g, x, y in x.mapDerivative(g, x, y) { _, y in 1 - y * y } }
+    }
+
+    public func silu() -> Tensor {
+        map({ $0 / (1 + Foundation.exp(-$0)) }) { g, x, y in
+            x.mapDerivative(g, x, y) { x, _ in
+                let s = 1 / (1 + Foundation.exp(-x))
+                return s * (1 + x * (1 - s))
+            }
+        }
+    }
+
+    /// Exact GELU (erf form), as torch.nn.functional.gelu's default.
+    public func gelu() -> Tensor {
+        map({ 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) }) { g, x, y in
+            x.mapDerivative(g, x, y) { x, _ in
+                0.5 * (1 + erff(x * 0.70710678118654752)) + x * 0.3989422804014327 * Foundation.exp(-0.5 * x * x)
+            }
+        }
+    }
+
+    /// CLIP's quick_gelu: x·sigmoid(1.702x).
+    public func quickGelu() -> Tensor {
+        map({ $0 / (1 + Foundation.exp(-1.702 * $0)) }) { g, x, y in
+            x.mapDerivative(g, x, y) { x, _ in
+                let s = 1 / (1 + Foundation.exp(-1.702 * x))
+                return s + 1.702 * x * s * (1 - s)
+            }
+        }
+    }
+
+    /// GEGLU's gate: the last dimension halves into (value, gate) → value·gelu(gate).
+    public func geglu() -> Tensor {
+        let halves = chunked(2, axis: rank - 1)
+        return halves[0] * halves[1].gelu()
+    }
+
+    /// max(x, floor): used to keep log arguments positive in losses.
+    public func clampMin(_ floor: Float) -> Tensor {
+        map({ Swift.max($0, floor) }) { g, x, y in x.mapDerivative(g, x, y) { x, _ in x > floor ? 1 : 0 } }
+    }
+
+    public func clamp(_ range: ClosedRange<Float>) -> Tensor {
+        map({ Swift.min(Swift.max($0, range.lowerBound), range.upperBound) }) { g, x, y in
+            x.mapDerivative(g, x, y) { x, _ in range.contains(x) ? 1 : 0 }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import XCTest
+@testable import Tensor
+
+/// Forward values against direct, naive definitions.
+final class ForwardTests: XCTestCase {
+    func assertClose(_ a: [Float], _ b: [Float], tolerance: Float = 1e-4, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+        XCTAssertLessThan(worst, tolerance, file: file, line: line)
+    }
+
+    func naiveConv(_ x: Tensor, _ w: Tensor, _ b: Tensor, stride: Int, padding: Int) -> [Float] {
+        let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (o, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
+        let oh = (h + 2 * padding - kh) / stride + 1, ow = (wd + 2 * padding - kw) / stride + 1
+        var out = [Float]()
+        for bi in 0..<n { for oc in 0..<o { for y in 0..<oh { for xx in 0..<ow {
+            var s = Double(b.data[oc])
+            for ic in 0..<c { for i in 0..<kh { for j in 0..<kw {
+                let iy = y * stride - padding + i, ix = xx * stride - padding + j
+                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                    s += Double(x.data[((bi * c + ic) * h + iy) * wd + ix]) * Double(w.data[((oc * c + ic) * kh + i) * kw + j])
+                }
+            } } }
+            out.append(Float(s))
+        } } } }
+        return out
+    }
+
+    func testConvMatchesDirectDefinition() {
+        let x = random([2, 5, 9, 8], seed: 1), w = random([6, 5, 3, 3], seed: 2), b = random([6], seed: 3)
+        for (stride, padding) in [(1, 1), (2, 1), (1, 0), (2, 0)] {
+            assertClose(x.conv2d(w, b, stride: stride, padding: padding).data,
+                        naiveConv(x, w, b, stride: stride, padding: padding))
+        }
+        let w1 = random([6, 5, 1, 1], seed: 4)
+        assertClose(x.conv2d(w1, b).data, naiveConv(x, w1, b, stride: 1, padding: 0))
+        let saved = Tensor.convColumnBudget
+        Tensor.convColumnBudget = 100
+        defer { Tensor.convColumnBudget = saved }
+        assertClose(x.conv2d(w, b, stride: 1, padding: 1).data, naiveConv(x, w, b, stride: 1, padding: 1))
+    }
+
+    func testAttentionMatchesDirectDefinition() {
+        let (batch, tq, tk, heads, d) = (2, 7, 5, 3, 4)
+        let q = random([batch, tq, heads * d], seed: 5), k = random([batch, tk, heads * d], seed: 6)
+        let v = random([batch, tk, heads * d], seed: 7)
+        var expected = [Float](repeating: 0, count: q.count)
+        for b in 0..<batch { for h in 0..<heads { for i in 0..<tq {
+            var scores = (0..<tk).map { j in
+                (0..<d).reduce(Float(0)) { $0 + q.data[(b * tq + i) * heads * d + h * d + $1] * k.data[(b * tk + j) * heads * d + h * d + $1] } / Float(d).squareRoot()
+            }
+            let m = scores.max()!
+            scores = scores.map { Foundation.exp($0 - m) }
+            let total = scores.reduce(0, +)
+            for e in 0..<d {
+                expected[(b * tq + i) * heads * d + h * d + e] =
+                    (0..<tk).reduce(Float(0)) { $0 + scores[$1] / total * v.data[(b * tk + $1) * heads * d + h * d + e] }
+            }
+        } } }
+        assertClose(Tensor.attention(query: q, key: k, value: v, heads: heads).data, expected)
+        assertClose(Tensor.attention(query: q, key: k, value: v, heads: heads, maxScores: 5).data, expected)
+    }
+
+    func testGroupNormMatchesDefinition() {
+        let x = random([2, 6, 3, 2], seed: 8) * 3 + 1
+        let y = x.groupNorm(groups: 3, weight: nil, bias: nil, eps: 1e-5)
+        for n in 0..<2 { for g in 0..<3 {
+            let slice = Array(x.data[(n * 6 + g * 2) * 6 ..< (n * 6 + g * 2 + 2) * 6])
+            let mean = slice.reduce(0, +) / Float(slice.count)
+            let variance = slice.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(slice.count)
+            let expected = slice.map { ($0 - mean) / (variance + 1e-5).squareRoot() }
+            assertClose(Array(y.data[(n * 6 + g * 2) * 6 ..< (n * 6 + g * 2 + 2) * 6]), expected)
+        } }
+    }
+
+    func testBilinearMatchesPyTorchConvention() {
+        // F.interpolate([[0, 1], [2, 3]], size=(4, 4), mode="bilinear", align_corners=False)
+        let x = Tensor(shape: [1, 1, 2, 2], data: [0, 1, 2, 3])
+        assertClose(x.resizeBilinear(height: 4, width: 4).data,
+                    [0, 0.25, 0.75, 1, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2, 2.25, 2.75, 3])
+        XCTAssertEqual(x.upsampleNearest2x().data, [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3])
+    }
+
+    func testMatmulAndLinearAgreeWithLoops() {
+        let a = random([3, 4, 5], seed: 9), b = random([5, 2], seed: 10)
+        var expected = [Float]()
+        for i in 0..<12 { for j in 0..<2 { expected.append((0..<5).reduce(Float(0)) { $0 + a.data[i * 5 + $1] * b.data[$1 * 2 + j] }) } }
+        assertClose(a.matmul(b).data, expected)
+        let bt = b.transposed(0, 1)
+        assertClose(a.linear(bt).data, expected)
+    }
+
+    func testSeededNoiseIsDeterministic() {
+        XCTAssertEqual(Tensor.randomNormal([64], seed: 42).data, Tensor.randomNormal([64], seed: 42).data)
+        XCTAssertNotEqual(Tensor.randomNormal([64], seed: 42).data, Tensor.randomNormal([64], seed: 43).data)
+        let sample = Tensor.randomNormal([100_000], seed: 1).data
+        let mean = sample.reduce(0, +) / Float(sample.count)
+        let variance = sample.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(sample.count)
+        XCTAssertEqual(mean, 0, accuracy: 0.02)
+        XCTAssertEqual(variance, 1, accuracy: 0.02)
+    }
+
+    func testBLASRunsOnBestKernelsTheCPUSupports() {
+        let config = BLAS.ensureConfigured()
+        XCTAssertTrue(BLAS.selfCheckPasses())
+        let flags = BLAS.cpuFlags()
+        if ProcessInfo.processInfo.environment["MUSE_BLAS_CORE"] == nil, flags.contains("avx2") {
+            XCTAssertNotEqual(config.core.lowercased(), "prescott", "\(config)")
+        }
+    }
+}
