@@ -62,6 +62,17 @@ final class ForwardTests: XCTestCase {
         assertClose(Tensor.attention(query: q, key: k, value: v, heads: heads, maxScores: 5).data, expected)
     }
 
+    func testCausalAttentionIgnoresFutureKeys() {
+        let q = random([1, 4, 6], seed: 11), k = random([1, 4, 6], seed: 12), v = random([1, 4, 6], seed: 13)
+        let full = Tensor.attention(query: q, key: k, value: v, heads: 2, causal: true, maxScores: 4)
+        // Row i must equal attention over the first i+1 keys only.
+        for i in 0..<4 {
+            let kk = k.narrowed(axis: 1, start: 0, length: i + 1), vv = v.narrowed(axis: 1, start: 0, length: i + 1)
+            let row = Tensor.attention(query: q.narrowed(axis: 1, start: i, length: 1), key: kk, value: vv, heads: 2)
+            assertClose(Array(full.data[i * 6 ..< (i + 1) * 6]), row.data)
+        }
+    }
+
     func testGroupNormMatchesDefinition() {
         let x = random([2, 6, 3, 2], seed: 8) * 3 + 1
         let y = x.groupNorm(groups: 3, weight: nil, bias: nil, eps: 1e-5)

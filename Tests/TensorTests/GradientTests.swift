@@ -9,6 +9,8 @@ final class GradientTests: XCTestCase {
         checkGradients([a, b]) { $0[0] - $0[1] }
         checkGradients([a, b]) { $0[0] * $0[1] }
         checkGradients([a, c]) { $0[0] * $0[1] }
+        checkGradients([a, random([2, 3, 1], seed: 40)]) { $0[0] + $0[1] }
+        checkGradients([random([2, 3, 1], seed: 41), a]) { $0[0] * $0[1] }
         let positive = Tensor.randomUniform([3, 1], seed: 4, range: 1...2)
         checkGradients([a, positive]) { $0[0] / $0[1] }
         checkGradients([a]) { $0[0] * 3 + 1 - 0.5 }
@@ -93,11 +95,15 @@ final class GradientTests: XCTestCase {
         checkGradients([q, k, v]) { Tensor.attention(query: $0[0], key: $0[1], value: $0[2], heads: 2) }
         // Chunked over queries (two rows of scores at a time), self-attention.
         checkGradients([q]) { Tensor.attention(query: $0[0], key: $0[0], value: $0[0], heads: 4, maxScores: 10) }
+        checkGradients([q, random([2, 5, 8], seed: 37), random([2, 5, 8], seed: 38)]) {
+            Tensor.attention(query: $0[0], key: $0[1], value: $0[2], heads: 2, causal: true, maxScores: 10)
+        }
     }
 
     func testResampling() {
         let x = random([1, 2, 3, 4], seed: 34)
         checkGradients([x]) { $0[0].upsampleNearest2x() }
+        checkGradients([x]) { $0[0].padded(left: 1, right: 2, top: 0, bottom: 1) }
         checkGradients([x]) { $0[0].resizeBilinear(height: 7, width: 5) }
         checkGradients([x]) { $0[0].resizeBilinear(height: 2, width: 3) }
     }

@@ -6,14 +6,16 @@ import Foundation
 
 extension Tensor {
     /// q: [B, Tq, H·D], k and v: [B, Tk, H·D] → [B, Tq, H·D].
+    /// `causal` masks keys after each query's own position (CLIP's text encoder).
     public static func attention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
-                                 maxScores: Int = 1 << 22) -> Tensor {
+                                 causal: Bool = false, maxScores: Int = 1 << 22) -> Tensor {
         precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention wants [B, T, C] tensors")
         let (batch, tq, width) = (q.shape[0], q.shape[1], q.shape[2])
         let tk = k.shape[1]
         precondition(k.shape == [batch, tk, width] && v.shape == k.shape,
                      "attention: q \(q.shape), k \(k.shape), v \(v.shape) disagree")
         precondition(width % heads == 0, "attention: width \(width) not divisible by \(heads) heads")
+        precondition(!causal || tq == tk, "causal attention needs as many queries as keys")
         let d = width / heads
         let scale = 1 / Float(d).squareRoot()
         let chunk = max(1, min(tq, maxScores / max(tk, 1)))
@@ -30,6 +32,7 @@ extension Tensor {
                         let rows = min(chunk, tq - r0)
                         BLAS.gemm(transA: false, transB: true, m: rows, n: tk, k: d, alpha: scale,
                                   a: qh + r0 * width, lda: width, b: kh, ldb: width, beta: 0, c: s, ldc: tk)
+                        if causal { maskFuture(s, firstRow: r0, rows: rows, cols: tk) }
                         softmaxRows(s, rows: rows, cols: tk)
                         BLAS.gemm(transA: false, transB: false, m: rows, n: d, k: tk, alpha: 1,
                                   a: s, lda: tk, b: vh, ldb: width, beta: 0, c: oh + r0 * width, ldc: width)
@@ -58,6 +61,7 @@ extension Tensor {
                         let qc = qp + offQ + r0 * width, gc = gp + offQ + r0 * width, oc = op + offQ + r0 * width
                         BLAS.gemm(transA: false, transB: true, m: rows, n: tk, k: d, alpha: scale,
                                   a: qc, lda: width, b: kp + offK, ldb: width, beta: 0, c: ps, ldc: tk)
+                        if causal { maskFuture(ps, firstRow: r0, rows: rows, cols: tk) }
                         softmaxRows(ps, rows: rows, cols: tk)
                         // dV += Pᵀ·dO
                         BLAS.gemm(transA: true, transB: false, m: tk, n: d, k: rows, alpha: 1,
@@ -85,6 +89,13 @@ extension Tensor {
                     k.requiresGrad ? Tensor(shape: k.shape, data: dk) : nil,
                     v.requiresGrad ? Tensor(shape: v.shape, data: dv) : nil]
         }
+    }
+}
+
+/// Scores of keys after the query's position become −∞ (zero probability).
+func maskFuture(_ s: UnsafeMutablePointer<Float>, firstRow: Int, rows: Int, cols: Int) {
+    for r in 0..<rows where firstRow + r + 1 < cols {
+        (s + r * cols + firstRow + r + 1).update(repeating: -.infinity, count: cols - firstRow - r - 1)
     }
 }
 

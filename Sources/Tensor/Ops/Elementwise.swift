@@ -46,6 +46,16 @@ func broadcastIndices(_ shape: [Int], to target: [Int]) -> [Int] {
     return indices
 }
 
+/// When `small` equals `full`'s leading dimensions padded with trailing ones (same rank),
+/// the size of the block each of its elements covers.
+func trailingBroadcastBlock(_ small: [Int], in full: [Int]) -> Int? {
+    guard small.count == full.count, small != full,
+          let firstOne = small.indices.first(where: { small[$0] != full[$0] }),
+          small[firstOne...].allSatisfy({ $0 == 1 }),
+          small[..<firstOne] == full[..<firstOne] else { return nil }
+    return full[firstOne...].reduce(1, *)
+}
+
 @inline(__always)
 func binaryKernel(_ a: Tensor, _ b: Tensor, _ op: (Float, Float) -> Float) -> (shape: [Int], data: [Float]) {
     if a.shape == b.shape {
@@ -70,6 +80,18 @@ func binaryKernel(_ a: Tensor, _ b: Tensor, _ op: (Float, Float) -> Float) -> (s
         } }
         return (shape, data)
     }
+    // Fast path: b is a's leading dimensions followed by ones (per-channel terms on NCHW).
+    if shape == a.shape, let inner = trailingBroadcastBlock(b.shape, in: a.shape) {
+        let data = a.data.withPointer { pa in b.data.withPointer { pb in
+            makeArray(total) { out in
+                for j in 0..<b.count {
+                    let v = pb[j], base = j * inner
+                    for i in 0..<inner { out[base + i] = op(pa[base + i], v) }
+                }
+            }
+        } }
+        return (shape, data)
+    }
     let ia = broadcastIndices(a.shape, to: shape)
     let ib = broadcastIndices(b.shape, to: shape)
     let data = a.data.withPointer { pa in b.data.withPointer { pb in
@@ -82,6 +104,19 @@ extension Tensor {
     /// Sum a broadcast gradient back down to `target` shape.
     public func sum(toShape target: [Int]) -> Tensor {
         if shape == target { return self }
+        if let inner = trailingBroadcastBlock(target, in: shape) {
+            let n = target.reduce(1, *)
+            let out = data.withPointer { p in
+                makeArray(n) { o in
+                    for j in 0..<n {
+                        var s: Float = 0
+                        for i in 0..<inner { s += p[j * inner + i] }
+                        o[j] = s
+                    }
+                }
+            }
+            return Tensor(shape: target, data: out)
+        }
         let indices = broadcastIndices(target, to: shape)
         var out = [Float](repeating: 0, count: target.reduce(1, *))
         data.withPointer { p in

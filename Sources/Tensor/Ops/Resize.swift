@@ -27,6 +27,30 @@ extension Tensor {
         }
     }
 
+    /// Zero padding of the last two dimensions (F.pad with (left, right, top, bottom)).
+    public func padded(left: Int = 0, right: Int = 0, top: Int = 0, bottom: Int = 0) -> Tensor {
+        precondition(rank == 4, "pad wants NCHW, got \(shape)")
+        let (planes, h, w) = (shape[0] * shape[1], shape[2], shape[3])
+        let (oh, ow) = (h + top + bottom, w + left + right)
+        var out = [Float](repeating: 0, count: planes * oh * ow)
+        data.withPointer { p in out.withUnsafeMutableBufferPointer { o in
+            for c in 0..<planes { for y in 0..<h {
+                (o.baseAddress! + (c * oh + y + top) * ow + left).update(from: p + (c * h + y) * w, count: w)
+            } }
+        } }
+        let inShape = shape
+        return .result(shape: [shape[0], shape[1], oh, ow], data: out, inputs: [self]) { g in
+            let dx = g.data.withPointer { gp in
+                makeArray(planes * h * w) { o in
+                    for c in 0..<planes { for y in 0..<h {
+                        (o + (c * h + y) * w).update(from: gp + (c * oh + y + top) * ow + left, count: w)
+                    } }
+                }
+            }
+            return [Tensor(shape: inShape, data: dx)]
+        }
+    }
+
     /// Bilinear resize, as F.interpolate(mode="bilinear", align_corners=False, antialias=False).
     public func resizeBilinear(height outH: Int, width outW: Int) -> Tensor {
         precondition(rank == 4, "resize wants NCHW, got \(shape)")
