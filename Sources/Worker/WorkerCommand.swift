@@ -5,5 +5,5 @@ struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "muse-worker",
         abstract: "MUSE worker: runs emotion synthesis jobs, or the engine directly.",
-        subcommands: [Bench.self])
+        subcommands: [Bench.self, ParityUNet.self])
 }

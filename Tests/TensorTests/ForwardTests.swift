@@ -102,6 +102,18 @@ final class ForwardTests: XCTestCase {
         assertClose(a.linear(bt).data, expected)
     }
 
+    func testVectorisedExpMatchesLibm() {
+        let xs = (0..<4001).map { Float($0 - 3000) * 0.03 } + [-.infinity, -100, 0]  // softmax feeds x − max ≤ 0
+        var ys = [Float](repeating: 0, count: xs.count)
+        _ = xs.withUnsafeBufferPointer { x in ys.withUnsafeMutableBufferPointer { y in
+            expShiftedSum(x.baseAddress!, y.baseAddress!, xs.count, shift: 0)
+        } }
+        for (x, y) in zip(xs, ys) {
+            let expected = Foundation.exp(x)
+            XCTAssertLessThanOrEqual(abs(y - expected), 4e-7 * expected + 1e-37, "exp(\(x))")
+        }
+    }
+
     func testSeededNoiseIsDeterministic() {
         XCTAssertEqual(Tensor.randomNormal([64], seed: 42).data, Tensor.randomNormal([64], seed: 42).data)
         XCTAssertNotEqual(Tensor.randomNormal([64], seed: 42).data, Tensor.randomNormal([64], seed: 43).data)

@@ -174,8 +174,6 @@ extension Tensor {
 func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     var m = -Float.infinity
     for j in 0..<n { m = max(m, x[j]) }
-    var s: Float = 0
-    for j in 0..<n { let e = exp(x[j] - m); y[j] = e; s += e }
-    let inv = 1 / s
+    let inv = 1 / expShiftedSum(x, y, n, shift: m)
     for j in 0..<n { y[j] *= inv }
 }

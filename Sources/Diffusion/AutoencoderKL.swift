@@ -1,0 +1,256 @@
+import Foundation
+import Tensor
+
+// diffusers' AutoencoderKL (SD 1.x image autoencoder): Encoder/Decoder from models/autoencoders/vae.py,
+// DownEncoderBlock2D / UpDecoderBlock2D / UNetMidBlock2D, ResnetBlock2D without a time embedding.
+// Every layer is built from Tensor ops, so decode (and encode) are differentiable end to end.
+
+/// A tensor handed to the VAE with the wrong shape.
+public struct VAEInputError: Error, CustomStringConvertible, LocalizedError {
+    public let message: String
+    public var description: String { message }
+    public var errorDescription: String? { message }
+}
+
+/// Shape checking: `encode`/`decode` stop with a precondition naming the problem;
+/// `encodeChecked`/`decodeChecked` throw `VAEInputError` with the same message instead.
+public final class AutoencoderKL {
+    public let scalingFactor: Float
+    public let inChannels: Int
+    public let outChannels: Int
+    public let latentChannels: Int
+    /// Image pixels per latent pixel along each side (8 for SD 1.x).
+    public var downsampleFactor: Int { 1 << (blockCount - 1) }
+
+    private let blockCount: Int
+    private let encoder: VAEEncoder
+    private let decoder: VAEDecoder
+    private let quantConv: Conv2d?
+    private let postQuantConv: Conv2d?
+
+    /// Loads `folder` (a diffusers `vae/` folder: config.json + safetensors). Every tensor is
+    /// shape-checked against the config; a missing or misshapen one throws an error naming it.
+    public init(folder: String) throws {
+        let config = try ModelConfig(path: folder + "/config.json")
+        let weights = try ModelWeights(folder: folder)
+        let channels = try config.ints("block_out_channels")
+        guard !channels.isEmpty else { throw ModelLoadError("\(config.path): 'block_out_channels' is empty") }
+        for key in ["down_block_types", "up_block_types"] where config.values[key] != nil {
+            let types = try config.strings(key)
+            let expected = key == "down_block_types" ? "DownEncoderBlock2D" : "UpDecoderBlock2D"
+            guard types.count == channels.count, types.allSatisfy({ $0 == expected }) else {
+                throw ModelLoadError("\(config.path): '\(key)' must be \(channels.count)× \(expected), got \(types)")
+            }
+        }
+        let act = try config.string("act_fn", default: "silu")
+        guard act == "silu" || act == "swish" else { throw ModelLoadError("\(config.path): act_fn '\(act)' unsupported (silu only)") }
+
+        let spec = VAESpec(channels: channels,
+                           layersPerBlock: try config.int("layers_per_block", default: 1),
+                           groups: try config.int("norm_num_groups", default: 32),
+                           midAttention: config.bool("mid_block_add_attention", default: true))
+        for c in channels where c % spec.groups != 0 {
+            throw ModelLoadError("\(config.path): block channels \(c) not divisible by norm_num_groups \(spec.groups)")
+        }
+        inChannels = try config.int("in_channels", default: 3)
+        outChannels = try config.int("out_channels", default: 3)
+        latentChannels = try config.int("latent_channels", default: 4)
+        scalingFactor = try config.float("scaling_factor", default: 0.18215)
+        blockCount = channels.count
+
+        encoder = try VAEEncoder(weights.scoped("encoder"), spec, inChannels: inChannels, latentChannels: latentChannels)
+        decoder = try VAEDecoder(weights.scoped("decoder"), spec, latentChannels: latentChannels, outChannels: outChannels)
+        let l = latentChannels
+        quantConv = config.bool("use_quant_conv", default: true)
+            ? try Conv2d(weights, "quant_conv", in: 2 * l, out: 2 * l, kernel: 1) : nil
+        postQuantConv = config.bool("use_post_quant_conv", default: true)
+            ? try Conv2d(weights, "post_quant_conv", in: l, out: l, kernel: 1) : nil
+    }
+
+    /// image [B, inChannels, H, W] in [-1, 1] (H, W multiples of `downsampleFactor`) →
+    /// the posterior's mean and std, each [B, latentChannels, H/f, W/f], not yet scaled.
+    public func encode(_ image: Tensor) -> (mean: Tensor, std: Tensor) {
+        if let problem = checkImage(image) { preconditionFailure(problem) }
+        var h = encoder(image)
+        if let quantConv { h = quantConv(h) }
+        let parts = h.chunked(2, axis: 1)
+        // DiagonalGaussianDistribution: logvar clamped to [-30, 20], std = exp(logvar / 2).
+        return (parts[0], (parts[1].clamp(-30...20) * 0.5).exp())
+    }
+
+    /// latent [B, latentChannels, h, w], already divided by `scalingFactor` → image
+    /// [B, outChannels, h·f, w·f], roughly in [-1, 1] and not clamped.
+    public func decode(_ latent: Tensor) -> Tensor {
+        if let problem = checkLatent(latent) { preconditionFailure(problem) }
+        var z = latent
+        if let postQuantConv { z = postQuantConv(z) }
+        return decoder(z)
+    }
+
+    public func encodeChecked(_ image: Tensor) throws -> (mean: Tensor, std: Tensor) {
+        if let problem = checkImage(image) { throw VAEInputError(message: problem) }
+        return encode(image)
+    }
+
+    public func decodeChecked(_ latent: Tensor) throws -> Tensor {
+        if let problem = checkLatent(latent) { throw VAEInputError(message: problem) }
+        return decode(latent)
+    }
+
+    func checkImage(_ x: Tensor) -> String? {
+        let f = downsampleFactor
+        guard x.rank == 4, x.shape[1] == inChannels else {
+            return "VAE encode wants an image [B, \(inChannels), H, W], got \(x.shape)"
+        }
+        guard x.shape[2] > 0, x.shape[3] > 0, x.shape[2] % f == 0, x.shape[3] % f == 0 else {
+            return "VAE encode: image size \(x.shape[2])×\(x.shape[3]) is not a positive multiple of \(f)"
+        }
+        return nil
+    }
+
+    func checkLatent(_ z: Tensor) -> String? {
+        guard z.rank == 4, z.shape[1] == latentChannels, z.shape[2] > 0, z.shape[3] > 0 else {
+            return "VAE decode wants a latent [B, \(latentChannels), h, w], got \(z.shape)"
+        }
+        return nil
+    }
+}
+
+struct VAESpec {
+    let channels: [Int]
+    let layersPerBlock: Int
+    let groups: Int
+    let midAttention: Bool
+    let eps: Float = 1e-6  // Encoder/Decoder hard-code resnet_eps = 1e-6 and GroupNorm eps = 1e-6
+}
+
+/// ResnetBlock2D with temb = None, output_scale_factor 1.
+struct VAEResnet {
+    let norm1, norm2: GroupNorm
+    let conv1, conv2: Conv2d
+    let shortcut: Conv2d?
+
+    init(_ w: ModelWeights, _ s: VAESpec, in cin: Int, out cout: Int) throws {
+        norm1 = try GroupNorm(w, "norm1", channels: cin, groups: s.groups, eps: s.eps)
+        conv1 = try Conv2d(w, "conv1", in: cin, out: cout, kernel: 3, padding: 1)
+        norm2 = try GroupNorm(w, "norm2", channels: cout, groups: s.groups, eps: s.eps)
+        conv2 = try Conv2d(w, "conv2", in: cout, out: cout, kernel: 3, padding: 1)
+        shortcut = cin != cout ? try Conv2d(w, "conv_shortcut", in: cin, out: cout, kernel: 1) : nil
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = conv2(norm2(conv1(norm1(x).silu())).silu())
+        return (shortcut?(x) ?? x) + h
+    }
+}
+
+/// The mid-block Attention (one head, q/k/v biases, group norm first, residual added).
+struct VAEAttention {
+    let norm: GroupNorm
+    let attention: DiffusersAttention
+
+    init(_ w: ModelWeights, _ name: String, _ s: VAESpec, channels: Int) throws {
+        norm = try GroupNorm(w, name + ".group_norm", channels: channels, groups: s.groups, eps: s.eps)
+        // heads = channels / attention_head_dim, and the VAE passes attention_head_dim = channels.
+        attention = try DiffusersAttention(w, name, queryDim: channels, heads: 1, qkvBias: true)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let (height, width) = (x.shape[2], x.shape[3])
+        let tokens = attention(norm(x).flattenedSpatialToTokens())
+        return tokens.tokensToSpatial(height: height, width: width) + x
+    }
+}
+
+/// UNetMidBlock2D: resnet, then (attention, resnet) once.
+struct VAEMidBlock {
+    let resnets: [VAEResnet]
+    let attention: VAEAttention?
+
+    init(_ w: ModelWeights, _ s: VAESpec, channels: Int) throws {
+        resnets = try (0..<2).map { try VAEResnet(w.scoped("resnets.\($0)"), s, in: channels, out: channels) }
+        attention = s.midAttention ? try VAEAttention(w, "attentions.0", s, channels: channels) : nil
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        var h = resnets[0](x)
+        if let attention { h = attention(h) }
+        return resnets[1](h)
+    }
+}
+
+struct VAEEncoder {
+    let convIn, convOut: Conv2d
+    let blocks: [(resnets: [VAEResnet], down: Conv2d?)]
+    let mid: VAEMidBlock
+    let normOut: GroupNorm
+
+    init(_ w: ModelWeights, _ s: VAESpec, inChannels: Int, latentChannels: Int) throws {
+        let c = s.channels
+        convIn = try Conv2d(w, "conv_in", in: inChannels, out: c[0], kernel: 3, padding: 1)
+        var blocks: [(resnets: [VAEResnet], down: Conv2d?)] = []
+        var cin = c[0]
+        for (i, cout) in c.enumerated() {
+            let b = w.scoped("down_blocks.\(i)")
+            let resnets = try (0..<s.layersPerBlock).map {
+                try VAEResnet(b.scoped("resnets.\($0)"), s, in: $0 == 0 ? cin : cout, out: cout)
+            }
+            // Downsample2D with padding 0: pad right/bottom by one, then a stride-2 conv.
+            let down = i < c.count - 1
+                ? try Conv2d(b, "downsamplers.0.conv", in: cout, out: cout, kernel: 3, stride: 2) : nil
+            blocks.append((resnets, down))
+            cin = cout
+        }
+        self.blocks = blocks
+        mid = try VAEMidBlock(w.scoped("mid_block"), s, channels: c.last!)
+        normOut = try GroupNorm(w, "conv_norm_out", channels: c.last!, groups: s.groups, eps: s.eps)
+        convOut = try Conv2d(w, "conv_out", in: c.last!, out: 2 * latentChannels, kernel: 3, padding: 1)  // double_z
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        var h = convIn(x)
+        for block in blocks {
+            for resnet in block.resnets { h = resnet(h) }
+            if let down = block.down { h = down(h.padded(right: 1, bottom: 1)) }
+        }
+        return convOut(normOut(mid(h)).silu())
+    }
+}
+
+struct VAEDecoder {
+    let convIn, convOut: Conv2d
+    let mid: VAEMidBlock
+    let blocks: [(resnets: [VAEResnet], up: Conv2d?)]
+    let normOut: GroupNorm
+
+    init(_ w: ModelWeights, _ s: VAESpec, latentChannels: Int, outChannels: Int) throws {
+        let reversed = Array(s.channels.reversed())
+        convIn = try Conv2d(w, "conv_in", in: latentChannels, out: reversed[0], kernel: 3, padding: 1)
+        mid = try VAEMidBlock(w.scoped("mid_block"), s, channels: reversed[0])
+        var blocks: [(resnets: [VAEResnet], up: Conv2d?)] = []
+        var cin = reversed[0]
+        for (i, cout) in reversed.enumerated() {
+            let b = w.scoped("up_blocks.\(i)")
+            // UpDecoderBlock2D has one resnet more than the encoder's blocks.
+            let resnets = try (0...s.layersPerBlock).map {
+                try VAEResnet(b.scoped("resnets.\($0)"), s, in: $0 == 0 ? cin : cout, out: cout)
+            }
+            let up = i < reversed.count - 1
+                ? try Conv2d(b, "upsamplers.0.conv", in: cout, out: cout, kernel: 3, padding: 1) : nil
+            blocks.append((resnets, up))
+            cin = cout
+        }
+        self.blocks = blocks
+        normOut = try GroupNorm(w, "conv_norm_out", channels: s.channels[0], groups: s.groups, eps: s.eps)
+        convOut = try Conv2d(w, "conv_out", in: s.channels[0], out: outChannels, kernel: 3, padding: 1)
+    }
+
+    func callAsFunction(_ z: Tensor) -> Tensor {
+        var h = mid(convIn(z))
+        for block in blocks {
+            for resnet in block.resnets { h = resnet(h) }
+            if let up = block.up { h = up(h.upsampleNearest2x()) }
+        }
+        return convOut(normOut(h).silu())
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import Tensor
+
+// CLIP's text transformer, as transformers' CLIPTextModel(WithProjection). Everything from
+// the input embeddings on is built from differentiable Tensor ops: MUSE takes gradients
+// with respect to one learnable token embedding.
+
+/// The activation named by `hidden_act`.
+enum CLIPActivation {
+    case quickGelu, gelu
+
+    init(_ config: ModelConfig) throws {
+        switch try config.string("hidden_act", default: "quick_gelu") {
+        case "quick_gelu": self = .quickGelu
+        case "gelu": self = .gelu
+        case let other: throw ModelLoadError("\(config.path): unsupported hidden_act '\(other)' (quick_gelu or gelu)")
+        }
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor { self == .gelu ? x.gelu() : x.quickGelu() }
+}
+
+/// Shapes shared by CLIP's text and vision towers (CLIPEncoder), read from config.json.
+/// Defaults are transformers' where the config leaves a key out.
+struct CLIPEncoderShape {
+    let hidden, intermediate, layers, heads: Int
+    let eps: Float
+    let activation: CLIPActivation
+
+    init(_ c: ModelConfig, defaults: (hidden: Int, intermediate: Int, layers: Int, heads: Int)) throws {
+        hidden = try c.int("hidden_size", default: defaults.hidden)
+        intermediate = try c.int("intermediate_size", default: defaults.intermediate)
+        layers = try c.int("num_hidden_layers", default: defaults.layers)
+        heads = try c.int("num_attention_heads", default: defaults.heads)
+        eps = try c.float("layer_norm_eps", default: 1e-5)
+        activation = try CLIPActivation(c)
+        guard hidden > 0, heads > 0, hidden % heads == 0 else {
+            throw ModelLoadError("\(c.path): hidden_size \(hidden) is not divisible by num_attention_heads \(heads)")
+        }
+    }
+}
+
+/// One pre-norm block (CLIPEncoderLayer): x + attn(ln1(x)), then x + mlp(ln2(x)).
+struct CLIPEncoderLayer {
+    let layerNorm1, layerNorm2: LayerNorm
+    let qProj, kProj, vProj, outProj, fc1, fc2: Linear
+    let heads: Int
+    let activation: CLIPActivation
+
+    init(_ w: ModelWeights, _ s: CLIPEncoderShape) throws {
+        layerNorm1 = try LayerNorm(w, "layer_norm1", dim: s.hidden, eps: s.eps)
+        layerNorm2 = try LayerNorm(w, "layer_norm2", dim: s.hidden, eps: s.eps)
+        qProj = try Linear(w, "self_attn.q_proj", in: s.hidden, out: s.hidden)
+        kProj = try Linear(w, "self_attn.k_proj", in: s.hidden, out: s.hidden)
+        vProj = try Linear(w, "self_attn.v_proj", in: s.hidden, out: s.hidden)
+        outProj = try Linear(w, "self_attn.out_proj", in: s.hidden, out: s.hidden)
+        fc1 = try Linear(w, "mlp.fc1", in: s.hidden, out: s.intermediate)
+        fc2 = try Linear(w, "mlp.fc2", in: s.intermediate, out: s.hidden)
+        heads = s.heads
+        activation = s.activation
+    }
+
+    /// x: [B, T, hidden]. `causal` for the text tower.
+    func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
+        let h = layerNorm1(x)
+        let attended = Tensor.attention(query: qProj(h), key: kProj(h), value: vProj(h), heads: heads, causal: causal)
+        let x = x + outProj(attended)
+        return x + fc2(activation(fc1(layerNorm2(x))))
+    }
+
+    static func stack(_ w: ModelWeights, _ s: CLIPEncoderShape) throws -> [CLIPEncoderLayer] {
+        try (0..<s.layers).map { try CLIPEncoderLayer(w.scoped("encoder.layers.\($0)"), s) }
+    }
+}
+
+extension ModelConfig {
+    fileprivate init(clipPath path: String, values: [String: Any]) {
+        self.path = path
+        self.values = values
+    }
+
+    /// A full CLIPModel config nests the towers' settings under text_config/vision_config;
+    /// a single-tower config (CLIPTextModel, CLIPVisionModelWithProjection) is flat.
+    func clipTower(_ key: String) -> ModelConfig {
+        guard let nested = values[key] as? [String: Any] else { return self }
+        return ModelConfig(clipPath: "\(path) [\(key)]", values: nested)
+    }
+}
+
+public final class CLIPTextEncoder {
+    public let hiddenSize: Int
+    public let eosTokenID: Int
+    public let maxPositions: Int
+    let tokenEmbedding: Tensor      // [vocab, hidden]
+    let positionEmbedding: Tensor   // [maxPositions, hidden]
+    let layers: [CLIPEncoderLayer]
+    let finalLayerNorm: LayerNorm
+    let textProjection: Linear?
+
+    /// `folder`: an SD text_encoder/ folder (CLIPTextModel), a CLIPTextModelWithProjection
+    /// folder or a full CLIPModel folder (config.json + safetensors weights).
+    public init(folder: String) throws {
+        let top = try ModelConfig(path: folder + "/config.json")
+        let c = top.clipTower("text_config")
+        let shape = try CLIPEncoderShape(c, defaults: (512, 2048, 12, 8))
+        let vocab = try c.int("vocab_size", default: 49408)
+        hiddenSize = shape.hidden
+        maxPositions = try c.int("max_position_embeddings", default: 77)
+        eosTokenID = try c.int("eos_token_id", default: 49407)
+
+        let all = try ModelWeights(folder: folder)
+        let w = all.scoped("text_model")
+        tokenEmbedding = try w.tensor("embeddings.token_embedding.weight", shape: [vocab, hiddenSize])
+        positionEmbedding = try w.tensor("embeddings.position_embedding.weight", shape: [maxPositions, hiddenSize])
+        layers = try CLIPEncoderLayer.stack(w, shape)
+        finalLayerNorm = try LayerNorm(w, "final_layer_norm", dim: hiddenSize, eps: shape.eps)
+        // CLIPModel keeps projection_dim at the top level, single-tower configs in their own.
+        if all.contains("text_projection.weight") {
+            let dim = try top.int("projection_dim", default: 512)
+            textProjection = try Linear(all, "text_projection", in: hiddenSize, out: dim, bias: false)
+        } else {
+            textProjection = nil
+        }
+    }
+
+    /// Rows of the token-embedding table: [ids.count, hidden].
+    public func tokenEmbeddings(_ ids: [Int]) -> Tensor { Tensor.embedding(tokenEmbedding, ids: ids) }
+
+    /// last_hidden_state (after final_layer_norm) for token embeddings [B, T, hidden]
+    /// given before position embeddings are added.
+    public func encode(inputEmbeddings x: Tensor) -> Tensor {
+        precondition(x.rank == 3 && x.shape[2] == hiddenSize, "CLIP text: inputs \(x.shape), want [B, T, \(hiddenSize)]")
+        precondition(x.shape[1] <= maxPositions, "CLIP text: \(x.shape[1]) tokens, at most \(maxPositions)")
+        var h = x + positionEmbedding.narrowed(axis: 0, start: 0, length: x.shape[1])
+        for layer in layers { h = layer(h, causal: true) }
+        return finalLayerNorm(h)
+    }
+
+    public func encode(ids: [[Int]]) -> Tensor {
+        let length = ids.first?.count ?? 0
+        precondition(!ids.isEmpty && ids.allSatisfy { $0.count == length }, "CLIP text: ids must be a non-empty batch of equal lengths")
+        return encode(inputEmbeddings: tokenEmbeddings(ids.flatMap { $0 }).reshaped([ids.count, length, hiddenSize]))
+    }
+
+    /// The position pooled for each sequence, transformers' rule: configs with the legacy
+    /// eos_token_id 2 take the largest id (the end token of the original vocabulary), others
+    /// the first eos_token_id (padding may repeat it); position 0 when absent, as argmax gives.
+    public func eosPosition(_ ids: [Int]) -> Int {
+        if eosTokenID == 2 {
+            return ids.max().flatMap { ids.firstIndex(of: $0) } ?? 0
+        }
+        return ids.firstIndex(of: eosTokenID) ?? 0
+    }
+
+    /// pooler_output: [B, hidden], the hidden state at each sequence's eos position.
+    public func pooled(lastHidden: Tensor, ids: [[Int]]) -> Tensor {
+        precondition(lastHidden.rank == 3 && lastHidden.shape[0] == ids.count, "CLIP text: pooled of \(lastHidden.shape) with \(ids.count) id rows")
+        let rows = ids.enumerated().map { b, row in
+            lastHidden.narrowed(axis: 0, start: b, length: 1)
+                .narrowed(axis: 1, start: eosPosition(row), length: 1)
+                .reshaped([1, hiddenSize])
+        }
+        return Tensor.concat(rows, axis: 0)
+    }
+
+    /// text_embeds: the projected pooled output [B, projectionDim]; nil without text_projection.
+    public func textEmbeds(ids: [[Int]]) -> Tensor? {
+        guard let textProjection else { return nil }
+        return textProjection(pooled(lastHidden: encode(ids: ids), ids: ids))
+    }
+
+    public var projectionDim: Int? { textProjection?.weight.shape[0] }
+}

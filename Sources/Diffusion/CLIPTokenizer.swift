@@ -1,0 +1,732 @@
+import Foundation
+
+/// A problem loading tokenizer files; names the file (or folder) concerned.
+public struct CLIPTokenizerError: Error, CustomStringConvertible, LocalizedError, Sendable {
+    public let path: String
+    public let reason: String
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+    public var description: String { "tokenizer file '\(path)': \(reason)" }
+    public var errorDescription: String? { description }
+}
+
+/// The CLIP byte-level BPE tokenizer as Stable Diffusion 1.x uses it, reproducing
+/// `transformers.CLIPTokenizer` (transformers 5, backed by `tokenizers`) without ftfy:
+///
+/// 1. Special tokens (`<|startoftext|>`, `<|endoftext|>`, and any other configured special
+///    token) are cut out of the raw text first, by exact, case-sensitive match. A special
+///    token configured with `"normalized": true` (SD 1.5's `tokenizer_config.json` does so
+///    for `<|startoftext|>`) is instead matched after normalisation, so also in other cases.
+/// 2. The rest is normalised: Unicode NFC, every run of White_Space characters to one
+///    space, then per-character full lower-casing (`İ` becomes `i` + U+0307; no final-sigma
+///    rule, no NFKC: full-width digits stay full-width).
+/// 3. Pre-tokenisation with the CLIP pattern
+///    `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
+///    (whitespace dropped), then the GPT-2 byte-level pattern inside each piece (which only
+///    matters for special-token look-alikes such as `<|ENDOFTEXT|>`: `<|`, `endoftext`, `|>`).
+/// 4. Each piece's UTF-8 bytes through the byte-to-unicode table, `</w>` on the last
+///    symbol, BPE merges applied lowest rank first (leftmost on ties), ids from vocab.json.
+public struct CLIPTokenizer: @unchecked Sendable {
+    public let bosID: Int
+    public let eosID: Int
+    public let padID: Int
+    public let unkID: Int
+    public let bosToken: String
+    public let eosToken: String
+    public let padToken: String
+    /// Number of ids (vocab.json entries).
+    public var vocabularySize: Int { tokens.count }
+
+    private let vocab: [[UInt8]: Int32]
+    private let tokens: [[UInt8]]              // id -> token bytes (empty for unused ids)
+    private let merges: [UInt64: Merge]
+    private let byteIDs: [Int32]               // byte -> id of its symbol
+    private let byteEndIDs: [Int32]            // byte -> id of its symbol + "</w>"
+    private let rawSpecials: [Special]         // matched on raw text
+    private let normalizedSpecials: [Special]  // matched on normalised text
+    private let cache = WordCache()
+
+    private struct Merge { let rank: Int32; let id: Int32 }
+    private struct Special { let bytes: [UInt8]; let id: Int }
+
+    static let endOfWord = Array("</w>".utf8)
+
+    // MARK: - Loading
+
+    /// Load `vocab.json` and `merges.txt` from a tokenizer folder (diffusers/transformers
+    /// layout). Special tokens and their matching rules come from `tokenizer_config.json`,
+    /// `special_tokens_map.json` and `tokenizer.json` when present, as transformers reads them.
+    public init(folder: String) throws {
+        let url = URL(fileURLWithPath: folder)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CLIPTokenizerError(path: folder, reason: "tokenizer folder does not exist")
+        }
+        let config = try SpecialTokenConfig(folder: url)
+        try self.init(vocabPath: url.appendingPathComponent("vocab.json").path,
+                      mergesPath: url.appendingPathComponent("merges.txt").path,
+                      specials: config)
+    }
+
+    /// Load from explicit files, with the CLIP defaults for special tokens (bos
+    /// `<|startoftext|>`, eos = unk = pad `<|endoftext|>`, all matched on raw text).
+    public init(vocabPath: String, mergesPath: String) throws {
+        try self.init(vocabPath: vocabPath, mergesPath: mergesPath, specials: SpecialTokenConfig())
+    }
+
+    private init(vocabPath: String, mergesPath: String, specials config: SpecialTokenConfig) throws {
+        // vocab.json, keyed by exact bytes (Swift String equality is canonical equivalence).
+        let vocabBytes = try Self.readFile(vocabPath)
+        let root: JSONValue
+        do {
+            root = try vocabBytes.withUnsafeBufferPointer { buffer in
+                var parser = MiniJSONParser(bytes: buffer)
+                return try parser.parseDocument()
+            }
+        } catch let error as MiniJSONParser.Failure {
+            throw CLIPTokenizerError(path: vocabPath, reason: "not valid JSON: \(error.message)")
+        }
+        guard case .object(let members) = root else {
+            throw CLIPTokenizerError(path: vocabPath, reason: "not a JSON object of token -> id")
+        }
+        var vocab: [[UInt8]: Int32] = [:]
+        vocab.reserveCapacity(members.count)
+        var maxID = -1
+        for (token, value) in members {
+            guard case .number(let text) = value, let id = Int32(text), id >= 0 else {
+                throw CLIPTokenizerError(path: vocabPath, reason: "id of token '\(token)' is \(value.summary), not a non-negative integer")
+            }
+            vocab[Array(token.utf8)] = id
+            maxID = max(maxID, Int(id))
+        }
+        guard !vocab.isEmpty else { throw CLIPTokenizerError(path: vocabPath, reason: "vocabulary is empty") }
+        var tokens = [[UInt8]](repeating: [], count: maxID + 1)
+        for (bytes, id) in vocab { tokens[Int(id)] = bytes }
+
+        func lookup(_ token: String, role: String) throws -> Int {
+            guard let id = vocab[Array(token.utf8)] else {
+                throw CLIPTokenizerError(path: vocabPath, reason: "\(role) token '\(token)' is not in the vocabulary")
+            }
+            return Int(id)
+        }
+        let unkID = try lookup(config.unk, role: "unk")
+        let bosID = try lookup(config.bos, role: "bos")
+        let eosID = try lookup(config.eos, role: "eos")
+        let padID = try lookup(config.pad, role: "pad")
+
+        // merges.txt, read as tokenizers' BPE::read_file does.
+        let mergesData = try Self.readFile(mergesPath)
+        var merges: [UInt64: Merge] = [:]
+        var rank: Int32 = 0
+        var lineNumber = 0
+        var lineStart = 0
+        let n = mergesData.count
+        while lineStart < n {
+            var lineEnd = lineStart
+            while lineEnd < n && mergesData[lineEnd] != 0x0A { lineEnd += 1 }
+            lineNumber += 1
+            var contentEnd = lineEnd
+            if contentEnd > lineStart && mergesData[contentEnd - 1] == 0x0D { contentEnd -= 1 }
+            let line = mergesData[lineStart..<contentEnd]
+            lineStart = lineEnd + 1
+            if line.starts(with: Array("#version".utf8)) { continue }
+            let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
+            guard parts.count == 2 else {
+                throw CLIPTokenizerError(path: mergesPath, reason: "line \(lineNumber) is not two space-separated symbols")
+            }
+            let a = Array(parts[0]), b = Array(parts[1])
+            guard let aID = vocab[a], let bID = vocab[b], let newID = vocab[a + b] else {
+                let text = String(decoding: line, as: UTF8.self)
+                throw CLIPTokenizerError(path: mergesPath, reason: "line \(lineNumber) merge '\(text)' uses or makes a token that is not in the vocabulary")
+            }
+            merges[UInt64(UInt32(aID)) << 32 | UInt64(UInt32(bID))] = Merge(rank: rank, id: newID)
+            rank += 1
+        }
+
+        var byteIDs = [Int32](repeating: Int32(unkID), count: 256)
+        var byteEndIDs = [Int32](repeating: Int32(unkID), count: 256)
+        for b in 0..<256 {
+            let symbol = Array(String(Self.byteToUnicode[b]).utf8)
+            if let id = vocab[symbol] { byteIDs[b] = id }
+            if let id = vocab[symbol + Self.endOfWord] { byteEndIDs[b] = id }
+        }
+
+        var raw: [Special] = [], normalized: [Special] = []
+        for special in config.specialTokens {
+            guard let id = vocab[Array(special.content.utf8)] else {
+                throw CLIPTokenizerError(path: vocabPath, reason: "special token '\(special.content)' is not in the vocabulary")
+            }
+            if special.normalized {
+                normalized.append(Special(bytes: Array(Self.normalize(special.content).utf8), id: Int(id)))
+            } else {
+                raw.append(Special(bytes: Array(special.content.utf8), id: Int(id)))
+            }
+        }
+
+        self.vocab = vocab
+        self.tokens = tokens
+        self.merges = merges
+        self.byteIDs = byteIDs
+        self.byteEndIDs = byteEndIDs
+        self.rawSpecials = raw.filter { !$0.bytes.isEmpty }
+        self.normalizedSpecials = normalized.filter { !$0.bytes.isEmpty }
+        self.unkID = unkID
+        self.bosID = bosID
+        self.eosID = eosID
+        self.padID = padID
+        self.bosToken = config.bos
+        self.eosToken = config.eos
+        self.padToken = config.pad
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw CLIPTokenizerError(path: path, reason: exists ? "cannot be read" : "file does not exist")
+        }
+        return [UInt8](data)
+    }
+
+    // MARK: - Encoding
+
+    /// The vocabulary id of a token string (exact match, e.g. "cat</w>"), or nil.
+    public func id(of token: String) -> Int? {
+        vocab[Array(token.utf8)].map(Int.init)
+    }
+
+    /// The token string of an id, or nil.
+    public func token(of id: Int) -> String? {
+        guard id >= 0, id < tokens.count, !tokens[id].isEmpty else { return nil }
+        return String(decoding: tokens[id], as: UTF8.self)
+    }
+
+    /// BPE ids of `text`, without bos/eos.
+    public func encode(_ text: String) -> [Int] {
+        var ids: [Int] = []
+        let bytes = Array(text.utf8)
+        Self.splitOnSpecials(bytes[...], rawSpecials) { piece in
+            switch piece {
+            case .special(let id): ids.append(id)
+            case .text(let segment):
+                let normalized = Array(Self.normalize(String(decoding: segment, as: UTF8.self)).utf8)
+                Self.splitOnSpecials(normalized[...], normalizedSpecials) { inner in
+                    switch inner {
+                    case .special(let id): ids.append(id)
+                    case .text(let t): encodeNormalized(String(decoding: t, as: UTF8.self), into: &ids)
+                    }
+                }
+            }
+        }
+        return ids
+    }
+
+    /// `bos + encode(text) (truncated to length - 2) + eos`, padded to `length` with `padID`.
+    public func tokenize(_ text: String, length: Int = 77) -> [Int] {
+        precondition(length >= 2, "a token sequence needs room for bos and eos")
+        var ids = [bosID]
+        ids += encode(text).prefix(length - 2)
+        ids.append(eosID)
+        ids += [Int](repeating: padID, count: length - ids.count)
+        return ids
+    }
+
+    /// Readable text from ids (specials kept, `</w>` as word breaks); for diagnostics.
+    public func decode(_ ids: [Int]) -> String {
+        var bytes: [UInt8] = []
+        for id in ids {
+            guard id >= 0, id < tokens.count else { continue }
+            bytes += tokens[id]
+        }
+        let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "</w>", with: " ")
+        var out: [UInt8] = []
+        for scalar in text.unicodeScalars {
+            if let b = Self.unicodeToByte[scalar] { out.append(b) } else { out += Array(String(scalar).utf8) }
+        }
+        return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+    }
+
+    private enum Piece { case special(Int), text(ArraySlice<UInt8>) }
+
+    /// Leftmost-longest matching of special tokens; calls `body` for text gaps and matches.
+    private static func splitOnSpecials(_ bytes: ArraySlice<UInt8>, _ specials: [Special], _ body: (Piece) -> Void) {
+        if specials.isEmpty {
+            if !bytes.isEmpty { body(.text(bytes)) }
+            return
+        }
+        var start = bytes.startIndex
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            var best: Special?
+            for s in specials where s.bytes.first == bytes[i] && bytes.endIndex - i >= s.bytes.count {
+                if bytes[i..<(i + s.bytes.count)].elementsEqual(s.bytes), s.bytes.count > (best?.bytes.count ?? 0) {
+                    best = s
+                }
+            }
+            if let best {
+                if start < i { body(.text(bytes[start..<i])) }
+                body(.special(best.id))
+                i += best.bytes.count
+                start = i
+            } else {
+                i += 1
+            }
+        }
+        if start < bytes.endIndex { body(.text(bytes[start..<bytes.endIndex])) }
+    }
+
+    /// NFC, whitespace runs to one space, per-character lower-casing.
+    static func normalize(_ text: String) -> String {
+        var isASCII = true
+        for b in text.utf8 where b >= 0x80 { isASCII = false; break }
+        let composed = isASCII ? text : nfc(text)
+        var out = String.UnicodeScalarView()
+        var inSpace = false
+        for scalar in composed.unicodeScalars {
+            if scalar.value < 0x80 {
+                let v = UInt8(scalar.value)
+                if (0x09...0x0D).contains(v) || v == 0x20 {
+                    if !inSpace { out.append(" ") }
+                    inSpace = true
+                    continue
+                }
+                inSpace = false
+                out.append((0x41...0x5A).contains(v) ? Unicode.Scalar(v + 0x20) : scalar)
+                continue
+            }
+            if scalar.properties.isWhitespace {
+                if !inSpace { out.append(" ") }
+                inSpace = true
+                continue
+            }
+            inSpace = false
+            if scalar.properties.changesWhenLowercased {
+                out.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars)
+            } else {
+                out.append(scalar)
+            }
+        }
+        return String(out)
+    }
+
+    /// Unicode NFC as the reference computes it (see `ReferenceNFC`).
+    static func nfc(_ text: String) -> String { ReferenceNFC.normalize(text) }
+
+    enum CharClass { case space, letter, number, other }
+
+    /// The newest Unicode version whose letters and numbers the reference pattern knows.
+    static let maxUnicodeMajor = 16
+
+    @inline(__always)
+    static func charClass(_ s: Unicode.Scalar) -> CharClass {
+        let v = s.value
+        if v < 0x80 {
+            switch v {
+            case 0x41...0x5A, 0x61...0x7A: return .letter
+            case 0x30...0x39: return .number
+            case 0x09...0x0D, 0x20: return .space
+            default: return .other
+            }
+        }
+        let p = s.properties
+        if p.isWhitespace { return .space }
+        // The reference (Oniguruma in `tokenizers` 0.23) knows Unicode 16: characters first
+        // assigned later are unassigned there, so they fall into [^\s\p{L}\p{N}].
+        if let age = p.age, age.major > maxUnicodeMajor { return .other }
+        switch p.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
+        case .decimalNumber, .letterNumber, .otherNumber: return .number
+        default: return .other
+        }
+    }
+
+    static let contractions: [[Unicode.Scalar]] = ["s", "t", "re", "ve", "m", "ll", "d"].map { Array($0.unicodeScalars) }
+    static let clipSpecialPatterns: [[Unicode.Scalar]] = ["<|startoftext|>", "<|endoftext|>"].map { Array($0.unicodeScalars) }
+
+    /// Length of a contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`) at `i`, or 0.
+    @inline(__always)
+    static func contractionLength(_ s: [Unicode.Scalar], _ i: Int, _ end: Int) -> Int {
+        guard s[i] == "'" else { return 0 }
+        for c in contractions where i + 1 + c.count <= end {
+            var match = true
+            for k in 0..<c.count where s[i + 1 + k] != c[k] { match = false; break }
+            if match { return 1 + c.count }
+        }
+        return 0
+    }
+
+    /// The CLIP pre-tokeniser pattern over normalised text, then the byte-level (GPT-2)
+    /// pattern within each piece; BPE on each resulting word.
+    private func encodeNormalized(_ text: String, into ids: inout [Int]) {
+        let s = Array(text.unicodeScalars)
+        let classes = s.map(Self.charClass)
+        var i = 0
+        let n = s.count
+        while i < n {
+            if classes[i] == .space { i += 1; continue }
+            var end = i
+            // <\|startoftext\|>|<\|endoftext\|>
+            if s[i] == "<" {
+                for pattern in Self.clipSpecialPatterns where i + pattern.count <= n {
+                    if Array(s[i..<(i + pattern.count)]) == pattern { end = i + pattern.count; break }
+                }
+            }
+            if end == i {
+                let c = Self.contractionLength(s, i, n)
+                if c > 0 {
+                    end = i + c
+                } else {
+                    switch classes[i] {
+                    case .letter:
+                        end = i + 1
+                        while end < n && classes[end] == .letter { end += 1 }
+                    case .number:
+                        end = i + 1
+                    default:
+                        end = i + 1
+                        while end < n && classes[end] == .other { end += 1 }
+                    }
+                }
+            }
+            byteLevelSplit(s, classes, i, end, into: &ids)
+            i = end
+        }
+    }
+
+    /// GPT-2 pattern `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|…` on a
+    /// whitespace-free piece.
+    private func byteLevelSplit(_ s: [Unicode.Scalar], _ classes: [CharClass], _ start: Int, _ end: Int,
+                                into ids: inout [Int]) {
+        var i = start
+        while i < end {
+            var j = i + Self.contractionLength(s, i, end)
+            if j == i {
+                let c = classes[i]
+                j = i + 1
+                while j < end && classes[j] == c { j += 1 }
+            }
+            var word: [UInt8] = []
+            for scalar in s[i..<j] { word += UTF8.encode(scalar)! }
+            bpe(word, into: &ids)
+            i = j
+        }
+    }
+
+    /// BPE of one pre-token (its UTF-8 bytes through the byte table, `</w>` at the end).
+    /// Cached by bytes: Swift String equality is canonical equivalence, which would merge
+    /// differently ordered combining marks.
+    private func bpe(_ bytes: [UInt8], into ids: inout [Int]) {
+        guard !bytes.isEmpty else { return }
+        if let cached = cache.get(bytes) {
+            ids += cached
+            return
+        }
+        var symbols = [Int32](repeating: 0, count: bytes.count)
+        for (k, b) in bytes.enumerated() {
+            symbols[k] = k == bytes.count - 1 ? byteEndIDs[Int(b)] : byteIDs[Int(b)]
+        }
+        while symbols.count > 1 {
+            var bestRank = Int32.max, bestIndex = -1, bestID: Int32 = 0
+            for k in 0..<(symbols.count - 1) {
+                let key = UInt64(UInt32(symbols[k])) << 32 | UInt64(UInt32(symbols[k + 1]))
+                if let m = merges[key], m.rank < bestRank {
+                    bestRank = m.rank
+                    bestIndex = k
+                    bestID = m.id
+                }
+            }
+            if bestIndex < 0 { break }
+            symbols[bestIndex] = bestID
+            symbols.remove(at: bestIndex + 1)
+        }
+        let result = symbols.map(Int.init)
+        cache.set(bytes, result)
+        ids += result
+    }
+
+    // MARK: - Byte table
+
+    /// GPT-2/CLIP `bytes_to_unicode`: printable bytes map to themselves, the rest to U+0100…
+    static let byteToUnicode: [Unicode.Scalar] = {
+        var printable: [Int] = Array(0x21...0x7E) + Array(0xA1...0xAC) + Array(0xAE...0xFF)
+        var table = [Unicode.Scalar](repeating: " ", count: 256)
+        for b in printable { table[b] = Unicode.Scalar(UInt32(b))! }
+        var next: UInt32 = 256
+        for b in 0..<256 where !printable.contains(b) {
+            table[b] = Unicode.Scalar(next)!
+            next += 1
+            printable.append(b)
+        }
+        return table
+    }()
+
+    static let unicodeToByte: [Unicode.Scalar: UInt8] = {
+        var map: [Unicode.Scalar: UInt8] = [:]
+        for (b, u) in byteToUnicode.enumerated() { map[u] = UInt8(b) }
+        return map
+    }()
+}
+
+/// A bounded, thread-safe cache of word -> ids.
+private final class WordCache: @unchecked Sendable {
+    private var entries: [[UInt8]: [Int]] = [:]
+    private let lock = NSLock()
+    private let capacity = 50_000
+
+    func get(_ word: [UInt8]) -> [Int]? {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries[word]
+    }
+
+    func set(_ word: [UInt8], _ ids: [Int]) {
+        lock.lock()
+        defer { lock.unlock() }
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+        entries[word] = ids
+    }
+}
+
+// MARK: - Special-token configuration
+
+/// Special tokens as `transformers.CLIPTokenizer.from_pretrained` settles them: class
+/// defaults, overridden by tokenizer_config.json, then by special_tokens_map.json (unless the
+/// config has `added_tokens_decoder`); for each content the last attribute (in the order
+/// bos, eos, unk, sep, pad, cls, mask) decides whether it is matched on normalised text;
+/// `added_tokens_decoder` or tokenizer.json's `added_tokens` settle that when present.
+struct SpecialTokenConfig {
+    struct Token { let content: String; let normalized: Bool }
+
+    var bos = "<|startoftext|>"
+    var eos = "<|endoftext|>"
+    var unk = "<|endoftext|>"
+    var pad = "<|endoftext|>"
+    var specialTokens: [Token] = [
+        Token(content: "<|startoftext|>", normalized: false),
+        Token(content: "<|endoftext|>", normalized: false),
+    ]
+
+    static let attributes = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
+
+    init() {}
+
+    init(folder: URL) throws {
+        var values: [String: Token] = [
+            "bos_token": Token(content: bos, normalized: false),
+            "eos_token": Token(content: eos, normalized: false),
+            "unk_token": Token(content: unk, normalized: false),
+            "pad_token": Token(content: pad, normalized: false),
+        ]
+        var explicitFlags: [String: Bool] = [:]
+
+        func parse(_ name: String) throws -> [(String, JSONValue)]? {
+            let path = folder.appendingPathComponent(name).path
+            guard FileManager.default.fileExists(atPath: path) else { return nil }
+            let bytes = try CLIPTokenizer.readFile(path)
+            do {
+                let value = try bytes.withUnsafeBufferPointer { buffer -> JSONValue in
+                    var parser = MiniJSONParser(bytes: buffer)
+                    return try parser.parseDocument()
+                }
+                guard case .object(let members) = value else {
+                    throw CLIPTokenizerError(path: path, reason: "not a JSON object")
+                }
+                return members
+            } catch let error as MiniJSONParser.Failure {
+                throw CLIPTokenizerError(path: path, reason: "not valid JSON: \(error.message)")
+            }
+        }
+        func token(_ value: JSONValue) -> Token? {
+            switch value {
+            case .string(let s): return Token(content: s, normalized: false)
+            case .object(let fields):
+                var content: String?, normalized = false
+                for (k, v) in fields {
+                    if k == "content", case .string(let s) = v { content = s }
+                    if k == "normalized", case .bool(let b) = v { normalized = b }
+                }
+                return content.map { Token(content: $0, normalized: normalized) }
+            default: return nil
+            }
+        }
+
+        var hasDecoder = false
+        if let config = try parse("tokenizer_config.json") {
+            for (key, value) in config {
+                if Self.attributes.contains(key), let t = token(value) { values[key] = t }
+                if key == "added_tokens_decoder", case .object(let entries) = value {
+                    hasDecoder = true
+                    for (_, entry) in entries { if let t = token(entry) { explicitFlags[t.content] = t.normalized } }
+                }
+            }
+        }
+        if !hasDecoder, let map = try parse("special_tokens_map.json") {
+            for (key, value) in map where Self.attributes.contains(key) {
+                if let t = token(value) { values[key] = t }
+            }
+        }
+        if !hasDecoder, let tokenizerJSON = try parse("tokenizer.json") {
+            for (key, value) in tokenizerJSON where key == "added_tokens" {
+                guard case .array(let entries) = value else { continue }
+                for entry in entries { if let t = token(entry) { explicitFlags[t.content] = t.normalized } }
+            }
+        }
+
+        var order: [String] = []
+        var flags: [String: Bool] = [:]
+        for key in Self.attributes {
+            guard let t = values[key] else { continue }
+            if flags[t.content] == nil { order.append(t.content) }
+            flags[t.content] = t.normalized
+        }
+        specialTokens = order.map { Token(content: $0, normalized: explicitFlags[$0] ?? flags[$0]!) }
+        bos = values["bos_token"]!.content
+        eos = values["eos_token"]!.content
+        unk = values["unk_token"]!.content
+        pad = values["pad_token"]!.content
+    }
+}
+
+// MARK: - NFC
+
+/// Unicode NFC with the reference's data: `tokenizers` normalises with the
+/// unicode-normalization-alignments crate, whose tables are Unicode 9.0, so characters
+/// assigned after 9.0 have combining class 0 and take part in no (de)composition there.
+/// The tables are derived once from the standard library's Unicode data restricted to
+/// characters of age <= 9.0 (decompositions, classes and exclusions of assigned characters
+/// are stable across versions). The standard library's own NFC (`_nfcCodeUnits`,
+/// Foundation's `precomposedStringWithCanonicalMapping`) is not used: it is newer Unicode,
+/// and it skips canonical reordering in some cases (marks around U+0F75; marks after some
+/// starters such as U+01C4 or Hangul vowels).
+enum ReferenceNFC {
+    static let maxMajorVersion = 9
+
+    struct Tables {
+        var decomposition: [UInt32: [Unicode.Scalar]] = [:]
+        var composition: [UInt64: Unicode.Scalar] = [:]
+    }
+
+    static let tables: Tables = build()
+
+    @inline(__always)
+    static func isKnown(_ s: Unicode.Scalar) -> Bool {
+        guard let age = s.properties.age else { return false }
+        return age.major <= maxMajorVersion
+    }
+
+    @inline(__always)
+    static func combiningClass(_ s: Unicode.Scalar) -> UInt8 {
+        if s.value < 0x300 { return 0 }
+        guard isKnown(s) else { return 0 }
+        return s.properties.canonicalCombiningClass.rawValue
+    }
+
+    static func build() -> Tables {
+        var t = Tables()
+        // Ranges with no canonical decompositions are skipped (CJK ideographs, Hangul
+        // syllables, which are algorithmic, Yi, private use).
+        let skip: [ClosedRange<UInt32>] = [0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF, 0xAC00...0xD7A3,
+                                           0xE000...0xF8FF, 0x20000...0x2F7FF]
+        var v: UInt32 = 0xC0
+        while v <= 0x2FFFF {
+            if let r = skip.first(where: { $0.contains(v) }) { v = r.upperBound + 1; continue }
+            defer { v += 1 }
+            guard let s = Unicode.Scalar(v), isKnown(s) else { continue }
+            let d = Array(String(s).decomposedStringWithCanonicalMapping.unicodeScalars)
+            if d.count != 1 || d[0] != s { t.decomposition[v] = d }
+        }
+        var byFull: [[UInt32]: [Unicode.Scalar]] = [:]
+        for (v, d) in t.decomposition { byFull[d.map(\.value), default: []].append(Unicode.Scalar(v)!) }
+        for (v, d) in t.decomposition where d.count >= 2 {
+            let x = Unicode.Scalar(v)!
+            guard !x.properties.isFullCompositionExclusion else { continue }
+            let rest = Array(d.dropLast())
+            let first: Unicode.Scalar?
+            if rest.count == 1 {
+                first = rest[0]
+            } else {
+                first = byFull[rest.map(\.value)]?.filter { !$0.properties.isFullCompositionExclusion }.min { $0.value < $1.value }
+            }
+            if let first { t.composition[UInt64(first.value) << 32 | UInt64(d.last!.value)] = x }
+        }
+        return t
+    }
+
+    // Hangul syllable arithmetic (Unicode ch. 3.12).
+    static let sBase: UInt32 = 0xAC00, lBase: UInt32 = 0x1100, vBase: UInt32 = 0x1161, tBase: UInt32 = 0x11A7
+    static let lCount: UInt32 = 19, vCount: UInt32 = 21, tCount: UInt32 = 28
+    static let nCount = vCount * tCount, sCount = lCount * vCount * tCount
+
+    static func normalize(_ text: String) -> String {
+        let tables = Self.tables
+        // Decompose.
+        var d: [Unicode.Scalar] = []
+        d.reserveCapacity(text.unicodeScalars.count)
+        for s in text.unicodeScalars {
+            let v = s.value
+            if v < 0xC0 { d.append(s); continue }
+            if v >= sBase && v < sBase + sCount {
+                let i = v - sBase
+                d.append(Unicode.Scalar(lBase + i / nCount)!)
+                d.append(Unicode.Scalar(vBase + (i % nCount) / tCount)!)
+                if i % tCount != 0 { d.append(Unicode.Scalar(tBase + i % tCount)!) }
+                continue
+            }
+            if let m = tables.decomposition[v] { d += m } else { d.append(s) }
+        }
+        // Canonical ordering: stable sort of each run of non-starters by class.
+        let classes = d.map(combiningClass)
+        var i = 0
+        var ordered = d
+        var orderedClasses = classes
+        while i < d.count {
+            if classes[i] == 0 { i += 1; continue }
+            var j = i
+            while j < d.count && classes[j] != 0 { j += 1 }
+            if j - i > 1 {
+                let run = (i..<j).sorted { a, b in classes[a] != classes[b] ? classes[a] < classes[b] : a < b }
+                for (k, src) in run.enumerated() {
+                    ordered[i + k] = d[src]
+                    orderedClasses[i + k] = classes[src]
+                }
+            }
+            i = j
+        }
+        // Canonical composition.
+        var out: [Unicode.Scalar] = []
+        out.reserveCapacity(ordered.count)
+        var starter: Int?
+        var lastClass: UInt8 = 0
+        for (k, c) in ordered.enumerated() {
+            let cc = orderedClasses[k]
+            if let sp = starter {
+                let adjacent = out.count - 1 == sp
+                if adjacent || (lastClass != 0 && lastClass < cc) {
+                    if let composite = compose(out[sp], c, tables) {
+                        out[sp] = composite
+                        continue
+                    }
+                }
+            }
+            if cc == 0 { starter = out.count }
+            lastClass = cc
+            out.append(c)
+        }
+        var view = String.UnicodeScalarView()
+        view.append(contentsOf: out)
+        return String(view)
+    }
+
+    @inline(__always)
+    static func compose(_ a: Unicode.Scalar, _ b: Unicode.Scalar, _ tables: Tables) -> Unicode.Scalar? {
+        let av = a.value, bv = b.value
+        if av >= lBase && av < lBase + lCount && bv >= vBase && bv < vBase + vCount {
+            return Unicode.Scalar(sBase + ((av - lBase) * vCount + (bv - vBase)) * tCount)
+        }
+        if av >= sBase && av < sBase + sCount && (av - sBase) % tCount == 0 && bv > tBase && bv < tBase + tCount {
+            return Unicode.Scalar(av + (bv - tBase))
+        }
+        return tables.composition[UInt64(av) << 32 | UInt64(bv)]
+    }
+}

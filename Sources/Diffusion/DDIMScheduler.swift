@@ -1,0 +1,199 @@
+import Foundation
+import Tensor
+
+/// The fields of diffusers' scheduler_config.json that DDIM uses. Defaults are diffusers'
+/// DDIMScheduler defaults (not SD 1.5's: use `stableDiffusion` or read the model's config).
+public struct DDIMConfig: Equatable, Sendable {
+    public enum BetaSchedule: String, Sendable { case linear, scaledLinear = "scaled_linear", squaredCosCapV2 = "squaredcos_cap_v2" }
+    public enum Spacing: String, Sendable { case leading, trailing, linspace }
+    public enum Prediction: String, Sendable { case epsilon, vPrediction = "v_prediction", sample }
+
+    public var numTrainTimesteps = 1000
+    public var betaStart = 0.0001
+    public var betaEnd = 0.02
+    public var betaSchedule = BetaSchedule.linear
+    public var trainedBetas: [Float]? = nil
+    public var setAlphaToOne = true
+    public var stepsOffset = 0
+    public var predictionType = Prediction.epsilon
+    public var timestepSpacing = Spacing.leading
+    public var clipSample = true
+    public var clipSampleRange: Float = 1
+
+    public init() {}
+
+    /// runwayml/stable-diffusion-v1-5's scheduler/scheduler_config.json.
+    public static var stableDiffusion: DDIMConfig {
+        var c = DDIMConfig()
+        c.betaStart = 0.00085
+        c.betaEnd = 0.012
+        c.betaSchedule = .scaledLinear
+        c.setAlphaToOne = false
+        c.stepsOffset = 1
+        c.clipSample = false
+        return c
+    }
+
+    /// Reads a diffusers scheduler_config.json; options this port cannot honour are errors.
+    public init(path: String) throws {
+        let c = try ModelConfig(path: path)
+        func choice<T: RawRepresentable>(_ key: String, _ fallback: T) throws -> T where T.RawValue == String {
+            let raw = try c.string(key, default: fallback.rawValue)
+            guard let v = T(rawValue: raw) else { throw ModelLoadError("\(path): '\(key)' = '\(raw)' is not supported") }
+            return v
+        }
+        func double(_ key: String, _ fallback: Double) throws -> Double {
+            if let n = c.values[key] as? NSNumber { return n.doubleValue }
+            if c.values[key] == nil || c.values[key] is NSNull { return fallback }
+            throw ModelLoadError("\(path): '\(key)' is not a number")
+        }
+        self.init()
+        numTrainTimesteps = try c.int("num_train_timesteps", default: 1000)
+        betaStart = try double("beta_start", 0.0001)
+        betaEnd = try double("beta_end", 0.02)
+        betaSchedule = try choice("beta_schedule", BetaSchedule.linear)
+        if let list = c.values["trained_betas"] as? [NSNumber] { trainedBetas = list.map(\.floatValue) }
+        setAlphaToOne = c.bool("set_alpha_to_one", default: true)
+        stepsOffset = try c.int("steps_offset", default: 0)
+        predictionType = try choice("prediction_type", Prediction.epsilon)
+        timestepSpacing = try choice("timestep_spacing", Spacing.leading)
+        clipSample = c.bool("clip_sample", default: true)
+        clipSampleRange = try c.float("clip_sample_range", default: 1)
+        for key in ["thresholding", "rescale_betas_zero_snr"] where c.bool(key, default: false) {
+            throw ModelLoadError("\(path): '\(key)' = true is not supported")
+        }
+        guard numTrainTimesteps > 0 else { throw ModelLoadError("\(path): 'num_train_timesteps' must be positive") }
+        if let t = trainedBetas, t.count != numTrainTimesteps {
+            throw ModelLoadError("\(path): 'trained_betas' has \(t.count) values, expected \(numTrainTimesteps)")
+        }
+    }
+}
+
+/// diffusers' DDIMScheduler with eta = 0 (deterministic), plus the DDIMInverseScheduler step.
+/// ᾱ is computed as torch does (float32 linspace with FMA, cumulative product accumulated in
+/// double), so `alphaCumprod` equals diffusers' `alphas_cumprod` bit for bit.
+public struct DDIMScheduler: Sendable {
+    public let config: DDIMConfig
+    /// ᾱ_t for t in 0..<numTrainTimesteps.
+    public let alphasCumprod: [Float]
+    /// ᾱ used before the first training step (prev timestep < 0): 1 or ᾱ_0 per set_alpha_to_one.
+    /// DDIMInverseScheduler's initial_alpha_cumprod is the same value.
+    public let finalAlphaCumprod: Float
+
+    public init(configPath: String) throws { self.init(config: try DDIMConfig(path: configPath)) }
+
+    public init(config: DDIMConfig) {
+        self.config = config
+        let betas = config.trainedBetas ?? Self.betas(config)
+        var product = 1.0, cumprod = [Float]()
+        for b in betas {
+            product *= Double(1 - b)  // torch: alphas = 1 - betas in float32, cumprod accumulates in double
+            cumprod.append(Float(product))
+        }
+        alphasCumprod = cumprod
+        finalAlphaCumprod = config.setAlphaToOne ? 1 : cumprod[0]
+    }
+
+    static func betas(_ c: DDIMConfig) -> [Float] {
+        let n = c.numTrainTimesteps
+        switch c.betaSchedule {
+        case .linear: return torchLinspace(Float(c.betaStart), Float(c.betaEnd), n)
+        case .scaledLinear:
+            return torchLinspace(Float(c.betaStart.squareRoot()), Float(c.betaEnd.squareRoot()), n).map { $0 * $0 }
+        case .squaredCosCapV2:
+            func alphaBar(_ t: Double) -> Double { let c = cos((t + 0.008) / 1.008 * Double.pi / 2); return c * c }
+            return (0..<n).map { i in
+                Float(min(1 - alphaBar(Double(i + 1) / Double(n)) / alphaBar(Double(i) / Double(n)), 0.999))
+            }
+        }
+    }
+
+    /// torch.linspace(start, end, n, dtype=float32) on CPU: fused multiply-adds from both ends.
+    static func torchLinspace(_ start: Float, _ end: Float, _ n: Int) -> [Float] {
+        guard n > 1 else { return n == 1 ? [start] : [] }
+        let step = (end - start) / Float(n - 1)
+        return (0..<n).map { i in
+            i < n / 2 ? start.addingProduct(step, Float(i)) : end.addingProduct(-step, Float(n - 1 - i))
+        }
+    }
+
+    /// The inference timesteps, descending, as `set_timesteps(steps)` makes them.
+    public func timesteps(steps: Int) -> [Int] {
+        let T = config.numTrainTimesteps
+        precondition(steps > 0 && steps <= T, "DDIM steps must be in 1...\(T), got \(steps)")
+        switch config.timestepSpacing {
+        case .leading:
+            return (0..<steps).reversed().map { $0 * (T / steps) + config.stepsOffset }
+        case .trailing:
+            // np.round(np.arange(T, 0, -T/steps)) - 1
+            let ratio = Double(T) / Double(steps)
+            let count = Int((Double(T) / ratio).rounded(.up))
+            return (0..<count).map { Int((Double(T) - Double($0) * ratio).rounded(.toNearestOrEven)) - 1 }
+        case .linspace:
+            // np.linspace(0, T-1, steps).round()[::-1]
+            guard steps > 1 else { return [0] }
+            let delta = Double(T - 1) / Double(steps - 1)
+            return (0..<steps).reversed().map { i in
+                i == steps - 1 ? T - 1 : Int((Double(i) * delta).rounded(.toNearestOrEven))
+            }
+        }
+    }
+
+    /// DDIMInverseScheduler's timesteps: the same set, ascending.
+    public func inversionTimesteps(steps: Int) -> [Int] { timesteps(steps: steps).reversed() }
+
+    /// ᾱ_t; for t < 0 (the step after the last one) `finalAlphaCumprod`.
+    public func alphaCumprod(_ t: Int) -> Float {
+        precondition(t < alphasCumprod.count, "timestep \(t) beyond the \(alphasCumprod.count) training steps")
+        return t >= 0 ? alphasCumprod[t] : finalAlphaCumprod
+    }
+
+    /// The timestep a DDIM step from `t` lands on: t − T/steps (may be negative).
+    public func previousTimestep(_ t: Int, steps: Int) -> Int { t - config.numTrainTimesteps / steps }
+
+    /// x̂0 from the model output at `timestep` (eps, v or x0 per prediction_type; no clipping).
+    /// Differentiable in `eps` and `sample`. For epsilon: (z − √(1−ᾱ)·eps)/√ᾱ.
+    public func predictedOriginal(eps: Tensor, timestep: Int, sample: Tensor) -> Tensor {
+        predictions(output: eps, alpha: alphaCumprod(timestep), sample: sample).x0
+    }
+
+    /// One DDIM step (eta 0) from `timestep` to `previousTimestep(timestep, steps)`:
+    /// prev = √ᾱ_prev·x̂0 + √(1−ᾱ_prev)·ε̂, in float32 exactly as diffusers orders it.
+    public func step(eps: Tensor, timestep: Int, sample: Tensor, steps: Int) -> (prevSample: Tensor, predictedOriginal: Tensor) {
+        let p = predictions(output: eps, alpha: alphaCumprod(timestep), sample: sample)
+        var x0 = p.x0, epsHat = p.eps
+        if config.clipSample { x0 = x0.clamp(-config.clipSampleRange...config.clipSampleRange) }
+        let alphaPrev = alphaCumprod(previousTimestep(timestep, steps: steps))
+        return (x0 * alphaPrev.squareRoot() + epsHat * (1 - alphaPrev).squareRoot(), x0)
+    }
+
+    /// One DDIM inversion step (DDIMInverseScheduler.step): from the latent at `fromTimestep`
+    /// to the noisier one at `toTimestep`, with the model evaluated at `toTimestep`:
+    ///   x̂0 = (z − √(1−ᾱ_from)·eps)/√ᾱ_from,  z_to = √ᾱ_to·x̂0 + √(1−ᾱ_to)·eps.
+    /// For inversionTimesteps t: from = previousTimestep(t, steps) (ᾱ of a negative one is
+    /// `finalAlphaCumprod`), to = t — what tools/reference/make_fixtures.py stores.
+    /// It undoes `step` exactly when eps is the same.
+    public func invertStep(eps: Tensor, fromTimestep: Int, toTimestep: Int, sample: Tensor) -> Tensor {
+        let p = predictions(output: eps, alpha: alphaCumprod(fromTimestep), sample: sample)
+        var x0 = p.x0, epsHat = p.eps
+        if config.clipSample { x0 = x0.clamp(-config.clipSampleRange...config.clipSampleRange) }
+        let alphaTo = alphaCumprod(toTimestep)
+        return x0 * alphaTo.squareRoot() + epsHat * (1 - alphaTo).squareRoot()
+    }
+
+    /// (x̂0, ε̂) from the model output, per prediction_type.
+    func predictions(output: Tensor, alpha: Float, sample: Tensor) -> (x0: Tensor, eps: Tensor) {
+        precondition(output.shape == sample.shape, "DDIM: model output \(output.shape) vs sample \(sample.shape)")
+        let beta = 1 - alpha
+        switch config.predictionType {
+        case .epsilon:
+            // Divide (not multiply by the reciprocal) to round as torch does.
+            return ((sample - output * beta.squareRoot()) / Tensor(alpha.squareRoot()), output)
+        case .vPrediction:
+            return (sample * alpha.squareRoot() - output * beta.squareRoot(),
+                    output * alpha.squareRoot() + sample * beta.squareRoot())
+        case .sample:
+            return (output, (sample - output * alpha.squareRoot()) / Tensor(beta.squareRoot()))
+        }
+    }
+}
