@@ -41,6 +41,7 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor"]),
+        .testTarget(name: "MUSETests", dependencies: ["MUSE", "Diffusion", "Tensor"]),
         .testTarget(name: "SharedTests", dependencies: ["Shared"]),
     ],
     swiftLanguageModes: [.v5]
