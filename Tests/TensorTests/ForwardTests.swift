@@ -62,6 +62,25 @@ final class ForwardTests: XCTestCase {
         assertClose(Tensor.attention(query: q, key: k, value: v, heads: heads, maxScores: 5).data, expected)
     }
 
+    func testParallelHeadsMatchSerialComputation() {
+        // Large enough that heads run on separate workers with single-threaded sgemm.
+        let q = random([2, 96, 32], seed: 14), k = random([2, 130, 32], seed: 15), v = random([2, 130, 32], seed: 16)
+        let parallel = Tensor.attention(query: q, key: k, value: v, heads: 4)
+        for b in 0..<2 { for h in 0..<4 {
+            let pick = { (t: Tensor) in t.narrowed(axis: 0, start: b, length: 1).narrowed(axis: 2, start: h * 8, length: 8) }
+            // One head at a time, tiny chunks: the serial path.
+            let single = Tensor.attention(query: pick(q), key: pick(k), value: pick(v), heads: 1, maxScores: 130)
+            assertClose(pick(parallel).data, single.data)
+        } }
+        let qv = q.asVariable(), kv = k.asVariable(), vv = v.asVariable()
+        let w = random([2, 96, 32], seed: 17)
+        let grads = Autograd.gradients(of: (Tensor.attention(query: qv, key: kv, value: vv, heads: 4) * w).sum(),
+                                       withRespectTo: [qv, kv, vv])
+        let serial = Autograd.gradients(of: (Tensor.attention(query: qv, key: kv, value: vv, heads: 4, maxScores: 64) * w).sum(),
+                                        withRespectTo: [qv, kv, vv])
+        for (a, b) in zip(grads, serial) { assertClose(a.data, b.data) }
+    }
+
     func testCausalAttentionIgnoresFutureKeys() {
         let q = random([1, 4, 6], seed: 11), k = random([1, 4, 6], seed: 12), v = random([1, 4, 6], seed: 13)
         let full = Tensor.attention(query: q, key: k, value: v, heads: 2, causal: true, maxScores: 4)

@@ -4,8 +4,13 @@
 
 @inline(__always)
 func expSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    let clamped = x.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.3))
-    let n = (clamped * 1.44269504088896341).rounded(.toNearestOrEven)
+    // Explicit masks: the generic clamped(lowerBound:upperBound:) is not specialised here.
+    let clamped = x.replacing(with: -87.3, where: x .< -87.3).replacing(with: 88.3, where: x .> 88.3)
+    // Adding 1.5·2²³ rounds to an integer in the low mantissa bits: n and its Int32 bits
+    // without the generic (scalar) SIMD conversions.
+    let magic = SIMD8<Float>(repeating: 12_582_912)
+    let shifted = clamped * 1.44269504088896341 + magic
+    let n = shifted - magic
     // Two-part ln2 keeps the reduction exact in float32.
     var r = clamped - n * 0.693359375
     r = r + n * 2.12194440e-4
@@ -16,7 +21,8 @@ func expSIMD(_ x: SIMD8<Float>) -> SIMD8<Float> {
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
     p = p * r * r + r + 1
-    let bits = (SIMD8<Int32>(n) &+ 127) &<< 23
+    let integer = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+    let bits = (integer &+ 127) &<< 23
     let scaled = p * unsafeBitCast(bits, to: SIMD8<Float>.self)
     // exp(−∞) and anything below the float range is exactly 0 (masked attention scores).
     return scaled.replacing(with: 0, where: x .< -87.3)
