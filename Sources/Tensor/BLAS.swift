@@ -88,12 +88,14 @@ public enum BLAS {
     /// and trim thresholds keeps freed activations in the heap for the next op to reuse
     /// (measured: page clearing was a fifth of a full-size UNet forward).
     static func keepFreedMemoryInProcess() {
-        // mallopt is not in Swift's Glibc module; glibc's constants: M_TRIM_THRESHOLD −1, M_MMAP_THRESHOLD −3.
+        // mallopt is not in Swift's Glibc module; glibc's constants: M_TRIM_THRESHOLD −1,
+        // M_MMAP_MAX −4 (0: never mmap, since M_MMAP_THRESHOLD caps at 32 MB and a 512² VAE
+        // activation is 134 MB).
         typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
         let mallopt = unsafeBitCast(symbol, to: MallOpt.self)
-        _ = mallopt(-3, 32 << 20)
-        _ = mallopt(-1, 1 << 30)
+        _ = mallopt(-4, 0)
+        _ = mallopt(-1, Int32.max)
     }
 
     static func cpuFlags() -> Set<String> {
