@@ -1,0 +1,366 @@
+import Diffusion
+import Foundation
+import Tensor
+
+/// The result of a finished synthesis.
+public struct SynthesisResult {
+    /// [1, 3, H, W] in [-1, 1] (clamped).
+    public let image: Tensor
+    public let width: Int
+    public let height: Int
+    /// Interleaved 8-bit RGB, what a PNG of the result holds.
+    public let rgb: [UInt8]
+    /// The classifier's probabilities on the 8-bit image, EmoSet order.
+    public let probabilities: [Float]
+    public let trace: SynthesisTrace
+}
+
+public struct SynthesisError: Error, CustomStringConvertible, LocalizedError {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+    public var errorDescription: String? { description }
+}
+
+/// MUSE generation and editing as a step machine: `start` → `advance`… → `finish`.
+/// Each `advance` runs one DDIM step (with its inner iterations) and returns a new state
+/// value; the engine keeps no per-job state of its own (only caches of deterministic
+/// text encodings), so any saved state can be continued by any engine on the same models.
+/// Not thread-safe: one synthesis at a time per engine (Autograd's recording flag is global).
+public final class SynthesisEngine {
+    public let sd: StableDiffusion
+    public let classifier: EmotionClassifier
+    let similarity: PromptSimilarity
+    /// The size images are generated at by default: unet sample_size × VAE factor.
+    public let nativeWidth: Int
+    public let nativeHeight: Int
+    /// Image sides must be multiples of this (VAE factor × the UNet's downsampling).
+    public let sizeMultiple: Int
+
+    private var conditioningCache: [String: Tensor] = [:]
+
+    /// `timingText`: a CLIP text model with projection into the classifier tower's space,
+    /// used to embed the prompt for s_t.
+    public init(sd: StableDiffusion, classifier: EmotionClassifier, timingText: CLIPTextEncoder,
+                timingTokenizer: CLIPTokenizer) throws {
+        self.sd = sd
+        self.classifier = classifier
+        similarity = try PromptSimilarity(tower: classifier.tower, text: timingText, tokenizer: timingTokenizer)
+        let size = try Self.imageSize(modelFolder: sd.folder)
+        nativeWidth = size.native
+        nativeHeight = size.native
+        sizeMultiple = size.multiple
+    }
+
+    /// Image size rules of an SD folder, from its configs alone (no weights loaded): the
+    /// native side (unet sample_size × VAE factor) and the multiple sides must be of
+    /// (VAE factor × the UNet's downsampling, so every UNet level has whole pixels).
+    public static func imageSize(modelFolder: String) throws -> (native: Int, multiple: Int) {
+        let unet = try ModelConfig(path: modelFolder + "/unet/config.json")
+        let vae = try ModelConfig(path: modelFolder + "/vae/config.json")
+        let factor = 1 << max(0, try vae.ints("block_out_channels").count - 1)
+        let levels = try unet.ints("block_out_channels").count
+        return (try unet.int("sample_size", default: 64) * factor, factor << max(0, levels - 1))
+    }
+
+    /// Loads everything from folders: an SD 1.x diffusers folder, a CLIP vision tower
+    /// (CLIPVisionModelWithProjection or CLIPModel), a linear head file (nil: zero-shot head
+    /// from `textFolder`) and a CLIP text model with projection (CLIPTextModelWithProjection
+    /// or CLIPModel) for timing and the zero-shot head.
+    public static func load(model: String, tower towerFolder: String, head: String?, text textFolder: String) throws -> SynthesisEngine {
+        let sd = try StableDiffusion(folder: model)
+        let tower = try CLIPVisionEncoder(folder: towerFolder)
+        let classifier = try head.map { try EmotionClassifier(tower: tower, headFile: $0) }
+            ?? EmotionClassifier.zeroShot(tower: tower, textFolder: textFolder)
+        return try SynthesisEngine(sd: sd, classifier: classifier, timingText: try CLIPTextEncoder(folder: textFolder),
+                                   timingTokenizer: try CLIPTokenizer(folder: textFolder))
+    }
+
+    // MARK: start
+
+    /// Generation (`image` nil): z_T from the seed. Editing (`job.editStrength` set):
+    /// `image` [1, 3, H, W] in [-1, 1] is VAE-encoded and DDIM-inverted with the job's
+    /// (source) prompt, guidance 1, fully or to the strength's intermediate step.
+    public func start(_ job: SynthesisJob, image: Tensor? = nil) throws -> SynthesisState {
+        try job.settings.validate()
+        guard job.steps >= 1, job.steps <= sd.scheduler.config.numTrainTimesteps else {
+            throw SynthesisError("steps must be in 1...\(sd.scheduler.config.numTrainTimesteps), got \(job.steps)")
+        }
+        // 'leading' spacing with steps_offset can overshoot the last training step (e.g. 1000 steps).
+        if let last = sd.scheduler.timesteps(steps: job.steps).max(), last >= sd.scheduler.config.numTrainTimesteps {
+            throw SynthesisError("\(job.steps) steps put a timestep at \(last), beyond the model's \(sd.scheduler.config.numTrainTimesteps) training steps; use fewer steps")
+        }
+        guard job.guidanceScale.isFinite, job.guidanceScale >= 0 else { throw SynthesisError("guidance scale must be ≥ 0") }
+        let began = DispatchTime.now().uptimeNanoseconds
+        var timings = PhaseTimings()
+        let latent: Tensor
+        var firstStep = 0
+        if let strength = job.editStrength {
+            guard let image else { throw SynthesisError("an edit job needs an input image") }
+            guard (0...1).contains(strength) else { throw SynthesisError("edit strength must be in [0, 1], got \(strength)") }
+            try checkSize(width: image.shape.last ?? 0, height: image.rank == 4 ? image.shape[2] : 0, what: "input image")
+            guard image.rank == 4, image.shape[0] == 1, image.shape[1] == 3 else {
+                throw SynthesisError("input image tensor must be [1, 3, H, W], got \(image.shape)")
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let z0 = try Autograd.noGrad { try sd.encodeImage(image) }
+            let trajectory = Autograd.noGrad { sd.invert(z0, prompt: job.prompt, steps: job.steps, strength: strength) }
+            timings.inversion = seconds(since: t0)
+            latent = trajectory.last ?? z0
+            firstStep = job.steps - trajectory.count
+        } else {
+            guard image == nil else { throw SynthesisError("an image was given but the job is not an edit (set editStrength)") }
+            let width = job.width ?? nativeWidth, height = job.height ?? nativeHeight
+            try checkSize(width: width, height: height, what: "output size")
+            // init_noise_sigma is 1 for DDIM: z_T is the standard normal draw itself.
+            latent = Tensor.randomNormal(sd.latentShape(height: height, width: width), seed: job.seed)
+        }
+
+        let token = job.method.insertsToken
+            ? EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder) : []
+        let timing = GuidanceTiming(settings: job.settings, steps: job.steps, adaptive: job.method.adaptiveTiming)
+        var trace = SynthesisTrace(method: job.method, emotion: job.emotion, prompt: job.prompt, seed: job.seed,
+                                   steps: job.steps, firstStep: firstStep, preview: previewDescription(job.settings.preview),
+                                   classifier: classifier.headDescription, stopStep: timing.stop)
+        timings.total = seconds(since: began)
+        trace.timings = timings
+        return SynthesisState(job: job, stepIndex: firstStep, latentShape: latent.shape, latent: latent.data,
+                              token: token, timing: timing, trace: trace)
+    }
+
+    func checkSize(width: Int, height: Int, what: String) throws {
+        let m = sizeMultiple
+        guard width > 0, height > 0, width % m == 0, height % m == 0 else {
+            throw SynthesisError("\(what) is \(width)×\(height); this model needs sides that are positive multiples of \(m) (VAE factor \(sd.vae.downsampleFactor) × UNet downsampling; native size \(nativeWidth)×\(nativeHeight))")
+        }
+    }
+
+    func previewDescription(_ kind: PreviewKind) -> String {
+        let size = classifier.tower.imageSize
+        switch kind {
+        case .latentRGB: return "latent-rgb: SD 1.5 latent→RGB factors at latent resolution, bilinear to \(size)×\(size) for CLIP"
+        case .vaeDecode: return "vae-decode: full VAE decode, bilinear to \(size)×\(size) for CLIP"
+        }
+    }
+
+    public func isFinished(_ state: SynthesisState) -> Bool { state.stepIndex >= state.job.steps }
+
+    // MARK: one step
+
+    /// Runs schedule step `state.stepIndex`: s_t and the timing decision, WHICH at the start
+    /// step, the inner iterations on guided steps, then the DDIM step with the updated token.
+    public func advance(_ state: SynthesisState) -> SynthesisState {
+        precondition(!isFinished(state), "advance on a finished synthesis")
+        var s = state
+        let job = s.job
+        let began = DispatchTime.now().uptimeNanoseconds
+        var timings = s.trace.timings
+        let index = s.stepIndex
+        let t = sd.scheduler.timesteps(steps: job.steps)[index]
+        let z = Tensor(shape: s.latentShape, data: s.latent)
+        let w = job.guidanceScale
+
+        // Pre-pass without gradients: eps_u once for the step, eps_c with the current token.
+        let (epsU, eps0): (Tensor?, Tensor) = Autograd.noGrad {
+            let cond = conditioning(s, token: s.token.isEmpty ? nil : Tensor(shape: [s.token.count], data: s.token), timings: &timings)
+            let u: Tensor? = w == 1 ? nil : timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: unconditional(job.negativePrompt)) }
+            let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
+            return (u, combine(u, c, w))
+        }
+        var eps = eps0
+        let previewStart = DispatchTime.now().uptimeNanoseconds
+        let similarityValue = Autograd.noGrad { score(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), job, &timings) }
+        let previewSeconds = seconds(since: previewStart)
+        let guided = s.timing.observe(step: index, similarity: similarityValue)
+
+        if s.timing.startsAt(index) {
+            // WHICH: the inherent emotion is the top non-target class of the unguided x̂0.
+            let p = Autograd.noGrad { classify(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), &timings) }
+            let inherent = Emotion.allCases.filter { $0 != job.emotion }.max { p[$0.index] < p[$1.index] }!
+            s.inherent = inherent
+            s.similar = job.settings.similarity.similar(to: job.emotion).filter { $0 != inherent }
+            s.trace.inherent = inherent
+            s.trace.similar = s.similar
+            s.trace.startStep = index
+            s.trace.startReason = s.timing.startReason
+            s.trace.startProbabilities = p
+        }
+
+        var inner: [InnerIterationTrace] = []
+        if guided && job.method.optimizesToken {
+            inner = optimizeToken(&s, z: z, t: t, epsU: epsU, timings: &timings)
+            let cond = Autograd.noGrad { conditioning(s, token: Tensor(shape: [s.token.count], data: s.token), timings: &timings) }
+            let c = Autograd.noGrad { timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) } }
+            eps = combine(epsU, c, w)
+        } else if guided && job.method == .universalGuidance {
+            (eps, inner) = universalGuidance(s, z: z, t: t, eps: eps0, timings: &timings)
+        }
+
+        var stepProbabilities: [Float]? = nil
+        if job.settings.classifyEveryStep {
+            stepProbabilities = Autograd.noGrad { classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), &timings) }
+        }
+        let next = Autograd.noGrad { sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: job.steps).prevSample }
+        s.latent = next.data
+        s.stepIndex += 1
+        let elapsed = seconds(since: began)
+        timings.total += elapsed
+        s.trace.timings = timings
+        s.trace.stepTraces.append(StepTrace(index: index, timestep: t, similarity: similarityValue, guided: guided,
+                                            inner: inner, probabilities: stepProbabilities, seconds: elapsed,
+                                            previewSeconds: previewSeconds))
+        return s
+    }
+
+    /// HOW: K Adam iterations on v against L_emo of the decoded x̂0; the gradient flows
+    /// through the classifier, decoder, x̂0 formula, the UNet's conditional branch and the
+    /// text encoder into v (eps_u is a constant).
+    func optimizeToken(_ s: inout SynthesisState, z: Tensor, t: Int, epsU: Tensor?,
+                       timings: inout PhaseTimings) -> [InnerIterationTrace] {
+        let job = s.job
+        let loss = lossFunction(s)
+        var records: [InnerIterationTrace] = []
+        for _ in 0..<job.settings.innerIterations {
+            let v = Tensor(shape: [s.token.count], data: s.token).asVariable()
+            let cond = conditioning(s, token: v, timings: &timings)
+            let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
+            let x0 = sd.scheduler.predictedOriginal(eps: combine(epsU, c, job.guidanceScale), timestep: t, sample: z)
+            let image = timed(&timings.decode) { decodedImage(x0) }
+            let logits = timed(&timings.classifier) { classifier.logits(images: image) }
+            let (value, p) = loss(logits: logits)
+            let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [v])[0] }
+            records.append(InnerIterationTrace(loss: value.scalar, probabilities: p.data))
+            s.adam.update(&s.token, gradient: grad.data, settings: job.settings)
+        }
+        return records
+    }
+
+    /// The universal-guidance baseline: eps ← eps + scale·√(1−ᾱ_t)·∇_{z_t} L_emo, the
+    /// gradient taken through the x̂0 formula and the decoder with eps held fixed.
+    func universalGuidance(_ s: SynthesisState, z: Tensor, t: Int, eps start: Tensor,
+                           timings: inout PhaseTimings) -> (Tensor, [InnerIterationTrace]) {
+        let settings = s.job.settings
+        let loss = lossFunction(s)
+        let factor = settings.universalScale * (1 - sd.scheduler.alphaCumprod(t)).squareRoot()
+        var eps = start
+        var records: [InnerIterationTrace] = []
+        for _ in 0..<settings.universalIterations {
+            let zv = z.asVariable()
+            let x0 = sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: zv)
+            let image = timed(&timings.decode) { decodedImage(x0) }
+            let logits = timed(&timings.classifier) { classifier.logits(images: image) }
+            let (value, p) = loss(logits: logits)
+            let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [zv])[0] }
+            records.append(InnerIterationTrace(loss: value.scalar, probabilities: p.data))
+            eps = Autograd.noGrad { eps + grad * factor }
+        }
+        return (eps, records)
+    }
+
+    func lossFunction(_ s: SynthesisState) -> EmotionLoss {
+        let m = s.job.method, settings = s.job.settings
+        return EmotionLoss(target: s.job.emotion, inherent: m.usesInherent ? s.inherent : nil,
+                           similar: m.usesSimilar ? s.similar : [],
+                           lambdaInherent: settings.lambdaInherent, lambdaSimilar: settings.lambdaSimilar)
+    }
+
+    // MARK: finish
+
+    /// Decodes the final latent; probabilities are measured on the 8-bit image.
+    public func finish(_ state: SynthesisState) -> SynthesisResult {
+        precondition(isFinished(state), "finish before the last step (at \(state.stepIndex) of \(state.job.steps))")
+        let began = DispatchTime.now().uptimeNanoseconds
+        var trace = state.trace
+        let z = Tensor(shape: state.latentShape, data: state.latent)
+        let image = Autograd.noGrad { timed(&trace.timings.decode) { sd.decodeToImage(z) } }
+        let (width, height, bytes) = image.rgbBytes()
+        let p = Autograd.noGrad { timed(&trace.timings.classifier) {
+            classifier.probabilities(images: Tensor.fromRGBBytes(bytes, width: width, height: height)).data
+        } }
+        trace.finalProbabilities = p
+        trace.timings.total += seconds(since: began)
+        let plain = trace.stepTraces.filter { !$0.guided }
+        func ratio(_ steps: [StepTrace]) -> Double? {
+            let preview = steps.map(\.previewSeconds).reduce(0, +), total = steps.map(\.seconds).reduce(0, +)
+            return steps.isEmpty || total <= preview ? nil : preview / (total - preview)
+        }
+        trace.previewCostRatio = ratio(plain)
+        trace.previewCostRatioAllSteps = ratio(trace.stepTraces)
+        return SynthesisResult(image: image, width: width, height: height, rgb: bytes, probabilities: p, trace: trace)
+    }
+
+    /// start, advance to the end, finish; `progress(state)` after every step.
+    public func run(_ job: SynthesisJob, image: Tensor? = nil, progress: ((SynthesisState) -> Void)? = nil) throws -> SynthesisResult {
+        var state = try start(job, image: image)
+        while !isFinished(state) {
+            state = advance(state)
+            progress?(state)
+        }
+        return finish(state)
+    }
+
+    // MARK: pieces
+
+    func combine(_ epsU: Tensor?, _ epsC: Tensor, _ w: Float) -> Tensor {
+        guard let epsU else { return epsC }
+        return epsU + (epsC - epsU) * w
+    }
+
+    func unconditional(_ negativePrompt: String) -> Tensor { plainConditioning(negativePrompt) }
+
+    func plainConditioning(_ prompt: String) -> Tensor {
+        if let hit = conditioningCache[prompt] { return hit }
+        let c = Autograd.noGrad { sd.encodePrompt(prompt) }
+        conditioningCache[prompt] = c
+        return c
+    }
+
+    /// The job's conditional text embedding: with v in its slot for token methods, with the
+    /// emotion word appended for prompt-only, the bare prompt otherwise.
+    func conditioning(_ s: SynthesisState, token: Tensor?, timings: inout PhaseTimings) -> Tensor {
+        let job = s.job
+        switch job.method {
+        case .promptOnly:
+            return plainConditioning(job.prompt.isEmpty ? job.emotion.word : job.prompt + " " + job.emotion.word)
+        case .universalGuidance, .none:
+            return plainConditioning(job.prompt)
+        default:
+            let prompt = TokenPrompt(prompt: job.prompt, tokenizer: sd.tokenizer, length: sd.textEncoder.maxPositions)
+            return timed(&timings.textEncoder) { prompt.conditioning(sd.textEncoder, token: token!) }
+        }
+    }
+
+    /// s_t for a predicted x̂0 (scaled latent).
+    func score(_ x0: Tensor, _ job: SynthesisJob, _ timings: inout PhaseTimings) -> Float {
+        let preview: Tensor = timed(&timings.preview) {
+            if job.settings.preview == .latentRGB && x0.shape[1] == LatentPreview.sd15Factors.count {
+                return LatentPreview.rgb(x0)
+            }
+            return decodedImage(x0)
+        }
+        return timed(&timings.similarity) { similarity(preview, prompt: job.prompt) }
+    }
+
+    /// x̂0 (scaled latent) → the image it stands for, clamped to [-1, 1] as the output image
+    /// will be: the loss sees what the user gets (saturated pixels pass no gradient).
+    func decodedImage(_ x0: Tensor) -> Tensor {
+        sd.vae.decode(x0 * (1 / sd.vae.scalingFactor)).clamp(-1...1)
+    }
+
+    /// Class probabilities of a scaled latent's decoded image.
+    func classify(_ x0: Tensor, _ timings: inout PhaseTimings) -> [Float] {
+        let image = timed(&timings.decode) { decodedImage(x0) }
+        return timed(&timings.classifier) { classifier.probabilities(images: image).data }
+    }
+}
+
+@inline(__always)
+func seconds(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+
+/// Runs `body`, adding its wall time to `counter`.
+@inline(__always)
+func timed<R>(_ counter: inout Double, _ body: () throws -> R) rethrows -> R {
+    let start = DispatchTime.now().uptimeNanoseconds
+    defer { counter += seconds(since: start) }
+    return try body()
+}

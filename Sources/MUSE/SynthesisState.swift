@@ -1,0 +1,107 @@
+import Foundation
+
+/// Everything a synthesis needs to continue after a step (DESIGN §3): resuming from a
+/// saved copy gives the same bytes as never stopping. No RNG state: randomness is used
+/// only to draw z_T in `start`.
+public struct SynthesisState: Codable, Equatable, Sendable {
+    public static let formatVersion = 1
+    public var version = SynthesisState.formatVersion
+    public var job: SynthesisJob
+    /// The next schedule index to run; `job.steps` when finished.
+    public var stepIndex: Int
+    public var latentShape: [Int]
+    /// z_t at `stepIndex`'s timestep (the UNet's scaled latent space).
+    public var latent: [Float]
+    /// The emotion token v (hidden-size floats); empty for methods without one.
+    public var token: [Float]
+    public var adam: AdamState
+    /// e_inh and S, fixed when guidance starts.
+    public var inherent: Emotion?
+    public var similar: [Emotion]
+    public var timing: GuidanceTiming
+    public var trace: SynthesisTrace
+
+    // MARK: checkpoint form: large float arrays apart from a small JSON blob
+
+    static let arrayNames = ["latent", "token", "adam.m", "adam.v"]
+
+    /// The state's float arrays by name, for a codec that compresses floats (byte shuffle +
+    /// zstd). Together with `checkpointMetadata()` they are the whole state.
+    public func checkpointArrays() -> [(String, [Float])] {
+        [("latent", latent), ("token", token), ("adam.m", adam.m), ("adam.v", adam.v)]
+    }
+
+    /// The rest of the state as JSON (arrays emptied).
+    public func checkpointMetadata() throws -> Data {
+        var copy = self
+        copy.latent = []
+        copy.token = []
+        copy.adam.m = []
+        copy.adam.v = []
+        return try Self.encoder.encode(copy)
+    }
+
+    /// Rebuilds a state from `checkpointMetadata()` and `checkpointArrays()`.
+    public init(metadata: Data, arrays: [String: [Float]]) throws {
+        var state = try JSONDecoder().decode(SynthesisState.self, from: metadata)
+        guard state.version == Self.formatVersion else {
+            throw StateError("synthesis state version \(state.version), this build reads \(Self.formatVersion)")
+        }
+        for name in Self.arrayNames where arrays[name] == nil { throw StateError("checkpoint lacks the array '\(name)'") }
+        state.latent = arrays["latent"]!
+        state.token = arrays["token"]!
+        state.adam.m = arrays["adam.m"]!
+        state.adam.v = arrays["adam.v"]!
+        try state.validate()
+        self = state
+    }
+
+    /// The whole state as one JSON document (the simple path).
+    public func jsonData() throws -> Data { try Self.encoder.encode(self) }
+
+    public init(jsonData: Data) throws {
+        let state = try JSONDecoder().decode(SynthesisState.self, from: jsonData)
+        guard state.version == Self.formatVersion else {
+            throw StateError("synthesis state version \(state.version), this build reads \(Self.formatVersion)")
+        }
+        try state.validate()
+        self = state
+    }
+
+    func validate() throws {
+        guard latentShape.reduce(1, *) == latent.count else {
+            throw StateError("latent has \(latent.count) values for shape \(latentShape)")
+        }
+        guard adam.m.count == token.count, adam.v.count == token.count else {
+            throw StateError("Adam moments (\(adam.m.count), \(adam.v.count)) do not match the token (\(token.count))")
+        }
+        guard (0...job.steps).contains(stepIndex) else { throw StateError("step \(stepIndex) outside 0...\(job.steps)") }
+    }
+
+    init(job: SynthesisJob, stepIndex: Int, latentShape: [Int], latent: [Float], token: [Float],
+         timing: GuidanceTiming, trace: SynthesisTrace) {
+        self.job = job
+        self.stepIndex = stepIndex
+        self.latentShape = latentShape
+        self.latent = latent
+        self.token = token
+        self.adam = AdamState(count: token.count)
+        self.inherent = nil
+        self.similar = []
+        self.timing = timing
+        self.trace = trace
+    }
+
+    static var encoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}
+
+public struct StateError: Error, CustomStringConvertible, LocalizedError {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "synthesis state: \(message)" }
+    public var errorDescription: String? { description }
+}

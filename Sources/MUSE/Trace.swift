@@ -1,0 +1,74 @@
+import Foundation
+
+/// Seconds spent per phase. `unet` includes backward passes through it, `decode` the
+/// decoder's forward and backward, `classifier` the emotion classifier's, `preview` the
+/// latent→RGB preview and `similarity` the CLIP forward that scores it.
+public struct PhaseTimings: Codable, Equatable, Sendable {
+    public var unet = 0.0
+    public var textEncoder = 0.0
+    public var decode = 0.0
+    /// Backward passes of the inner iterations (classifier, decoder, UNet and text encoder together).
+    public var backward = 0.0
+    public var classifier = 0.0
+    public var preview = 0.0
+    public var similarity = 0.0
+    public var inversion = 0.0
+    public var total = 0.0
+    public init() {}
+}
+
+/// One inner Adam iteration (or one universal-guidance gradient): the loss and the class
+/// probabilities of the x̂0 it was computed on (before that iteration's update).
+public struct InnerIterationTrace: Codable, Equatable, Sendable {
+    public var loss: Float
+    public var probabilities: [Float]
+}
+
+public struct StepTrace: Codable, Equatable, Sendable {
+    /// Schedule index (0-based) and the UNet timestep.
+    public var index: Int
+    public var timestep: Int
+    /// s_t: CLIP similarity of the x̂0 preview (before any guidance at this step) with the prompt.
+    public var similarity: Float
+    /// Inside the guidance window (the method's guidance ran here, if it has any).
+    public var guided: Bool
+    public var inner: [InnerIterationTrace]
+    /// Class probabilities of the x̂0 the step finally used: on guided steps, and on every
+    /// step when `classifyEveryStep` is set; nil otherwise.
+    public var probabilities: [Float]?
+    public var seconds: Double
+    /// Of which the preview and its CLIP scoring.
+    public var previewSeconds: Double
+}
+
+/// Everything recorded about one job, JSON-encodable (DESIGN §3 traces).
+public struct SynthesisTrace: Codable, Equatable, Sendable {
+    public var method: SynthesisMethod
+    public var emotion: Emotion
+    public var prompt: String
+    public var seed: UInt64
+    public var steps: Int
+    /// First schedule index denoised (0 for generation, later for a partial edit).
+    public var firstStep: Int
+    /// Which preview scored s_t, e.g. "latent-rgb (SD 1.5 latent-RGB factors) → 32×32".
+    public var preview: String
+    public var classifier: String
+    public var stepTraces: [StepTrace] = []
+    public var startStep: Int?
+    public var startReason: GuidanceTiming.StartReason?
+    /// Exclusive.
+    public var stopStep: Int
+    public var inherent: Emotion?
+    public var similar: [Emotion] = []
+    /// Class probabilities of the unguided x̂0 at the start step (what chose e_inh).
+    public var startProbabilities: [Float]?
+    public var finalProbabilities: [Float]?
+    public var timings = PhaseTimings()
+    /// (preview + its CLIP scoring) / the rest of the time of unguided steps: what WHEN
+    /// adds to a plain diffusion step. nil until finished or without unguided steps.
+    public var previewCostRatio: Double?
+    /// The same against all steps, guided ones included.
+    public var previewCostRatioAllSteps: Double?
+
+    public var similarities: [Float] { stepTraces.map(\.similarity) }
+}
