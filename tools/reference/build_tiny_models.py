@@ -47,6 +47,10 @@ SEED_HEAD = 1005
 SEED_CLIP_TEXT = 1006
 
 
+CROSS_ATTENTION_GAIN = 3.0
+HEAD_GAIN = 0.4
+
+
 def quiet():
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -134,6 +138,14 @@ def build_tiny_sd(out_dir, all_f32=False):
         cross_attention_dim=32,
         attention_head_dim=8,
     ).eval()
+    # At random init the prompt barely moves this UNet's output (eps changes by 5% between
+    # two unrelated contexts), so no text-side guidance could show. Scaling the
+    # cross-attention value and output projections by 3 makes that 35%, as a trained model's
+    # prompt dependence would be, without changing the architecture or the parity checks.
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if ".attn2.to_v." in name or ".attn2.to_out.0.weight" in name:
+                param.mul_(CROSS_ATTENTION_GAIN)
 
     torch.manual_seed(SEED_VAE)
     vae = AutoencoderKL(
@@ -240,13 +252,61 @@ def build_clip_vision(out_dir):
     proc.save_pretrained(out_dir)
 
 
-def build_emotion_head(path):
+def calibration_embeddings(sd_dir, vision_dir):
+    """Image embeddings of x̂0 previews the tiny SD itself produces (several prompts and seeds,
+    early and final steps), preprocessed as the Swift classifier does."""
+    import torch.nn.functional as F
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPVisionModelWithProjection
+
+    pipe = StableDiffusionPipeline.from_pretrained(sd_dir, safety_checker=None, requires_safety_checker=False)
+    pipe = pipe.to(torch.float32)
+    tower = CLIPVisionModelWithProjection.from_pretrained(vision_dir).eval()
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(10)
+    prompts = ["", "a photo of a cat", "a quiet lake at dawn", "a crowded market", "an old man smiling",
+               "a storm over the sea"]
+    embeds = []
+    with torch.no_grad():
+        for seed in range(24):
+            ids = pipe.tokenizer([prompts[seed % len(prompts)]], padding="max_length", max_length=77,
+                                 return_tensors="pt").input_ids
+            context = pipe.text_encoder(ids)[0]
+            z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(SEED_HEAD + seed))
+            for i, t in enumerate(scheduler.timesteps):
+                out = scheduler.step(pipe.unet(z, t, encoder_hidden_states=context).sample, t, z)
+                z = out.prev_sample
+                if i in (1, 4, 9):
+                    image = pipe.vae.decode(out.pred_original_sample / 0.18215).sample.clamp(-1, 1)
+                    x = F.interpolate((image + 1) / 2, size=(32, 32), mode="bilinear", align_corners=False)
+                    embeds.append(tower(pixel_values=(x - mean) / std).image_embeds)
+    return torch.cat(embeds)
+
+
+def build_emotion_head(path, sd_dir, vision_dir):
+    """A random Linear(32→8) head, calibrated on the tiny SD's own images.
+
+    The random tower's image embeddings are mostly a constant offset (across images each
+    dimension varies by ~0.15 around a mean of ~0.9), so a plain random head gives nearly
+    the same probabilities for every image and nothing could steer it. Standardising the
+    embeddings inside the head (per-dimension mean and spread over calibration images)
+    makes its output depend on the image, as a trained classifier's does; it stays an
+    ordinary Linear layer (weight, bias), the shape of EmoGen's.
+    """
     from safetensors.torch import save_file
 
+    embeds = calibration_embeddings(sd_dir, vision_dir)
+    center, spread = embeds.mean(0), embeds.std(0).clamp_min(1e-4)
     torch.manual_seed(SEED_HEAD)
-    weight = torch.randn(8, 32) * 1.0
-    bias = torch.randn(8) * 0.1
+    direction = torch.randn(8, 32) * HEAD_GAIN
+    weight = direction / spread
+    bias = -(weight @ center) + torch.randn(8) * 0.1
     save_file({"weight": weight.contiguous(), "bias": bias.contiguous()}, path, metadata={"format": "pt"})
+    probs = torch.softmax(embeds @ weight.T + bias, -1)
+    print("emotion head on calibration images: argmax counts", torch.bincount(probs.argmax(-1), minlength=8).tolist(),
+          "mean max prob", round(probs.max(-1).values.mean().item(), 3))
 
 
 def build_clip_text(out_dir, sd_dir):
@@ -276,7 +336,8 @@ def main():
     if os.path.isdir(tmp_tok):
         shutil.rmtree(tmp_tok)
     build_clip_vision(os.path.join(args.out, "tiny-clip-vision"))
-    build_emotion_head(os.path.join(args.out, "tiny-emotion-head.safetensors"))
+    build_emotion_head(os.path.join(args.out, "tiny-emotion-head.safetensors"), sd_dir,
+                       os.path.join(args.out, "tiny-clip-vision"))
     build_clip_text(os.path.join(args.out, "tiny-clip-text"), sd_dir)
     for root, _, files in sorted(os.walk(args.out)):
         for f in sorted(files):
