@@ -29,7 +29,8 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: engineSettings),
         .target(name: "Diffusion", dependencies: ["Tensor"], swiftSettings: engineSettings),
         .target(name: "MUSE", dependencies: ["Diffusion", "Tensor"], swiftSettings: engineSettings),
-        .target(name: "Shared", dependencies: ["CHiredis", "CPNG", "CZstd", "Yams"]),
+        // Shared hashes model files (fingerprints), checksums and shuffles checkpoints: optimised too.
+        .target(name: "Shared", dependencies: ["CHiredis", "CPNG", "CZstd", "Yams"], swiftSettings: engineSettings),
 
         .executableTarget(name: "Coordinator", dependencies: [
             "Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -43,6 +44,9 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor"]),
         .testTarget(name: "MUSETests", dependencies: ["MUSE", "Diffusion", "Tensor"]),
         .testTarget(name: "SharedTests", dependencies: ["Shared"]),
+        // End-to-end: spawns the built muse-coordinator/muse-worker against private redis-servers.
+        // Depending on the executables makes `swift test` build them; MUSE is for vocabulary checks.
+        .testTarget(name: "PipelineTests", dependencies: ["Shared", "MUSE", "Coordinator", "Worker"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -3,52 +3,59 @@ import Diffusion
 import Foundation
 import Tensor
 
-/// `muse-worker parity-unet`: runs a UNet folder on the inputs stored by
-/// tools/reference/full_sd15_parity.py and compares with diffusers' output.
-struct ParityUNet: ParsableCommand {
+/// `muse-worker bench-engine`: the four operations of a MUSE inner iteration at full
+/// SD 1.5 size, timed and checked against the outputs tools/reference/bench_engine.py stored
+/// for the same random weights.
+struct BenchEngine: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "parity-unet",
-        abstract: "Compare this engine's UNet with diffusers' on a stored input (see tools/reference/full_sd15_parity.py).")
+        commandName: "bench-engine",
+        abstract: "Time and check UNet and VAE at full SD 1.5 size (inputs from tools/reference/bench_engine.py).")
 
-    @Option(help: "UNet folder (config.json + safetensors).")
-    var unet = "/tmp/sd15-random/unet"
+    @Option(help: "Folder with unet/, vae/ and engine_parity.safetensors.")
+    var root = "/tmp/sd15-random"
 
-    @Option(help: "Fixture with sample, timestep, encoder_hidden_states, out (default: UNET/parity.safetensors).")
-    var fixture: String?
-
-    @Option(help: "Timed forwards.")
+    @Option(help: "Timed forwards (the best is reported).")
     var repeats = 2
-
-    @Flag(help: "Also time forward+backward to the conditioning.")
-    var backward = false
 
     func run() throws {
         print("BLAS: \(BLAS.ensureConfigured())")
-        var start = Date()
-        let model = try UNet2DConditionModel(folder: unet)
-        print(String(format: "loaded %@ in %.1f s", unet, Date().timeIntervalSince(start)))
-        let f = try SafeTensorsFile(path: fixture ?? unet + "/parity.safetensors")
+        let f = try SafeTensorsFile(path: root + "/engine_parity.safetensors")
+        let unet = try UNet2DConditionModel(folder: root + "/unet")
         let sample = try f.tensor("sample"), context = try f.tensor("encoder_hidden_states")
         let timestep = try f.tensor("timestep").data[0]
-        let expected = try f.tensor("out")
-        var out: Tensor? = nil
-        for i in 0..<max(1, repeats) {
-            start = Date()
-            out = model(sample, timestep: timestep, context: context)
-            print(String(format: "forward %d, batch %d, %d×%d latent: %.2f s", i + 1, sample.shape[0],
-                         sample.shape[2], sample.shape[3], Date().timeIntervalSince(start)))
+        var (seconds, eps) = timed(repeats) { unet(sample, timestep: timestep, context: context) }
+        report("UNet forward, 64×64 latent, batch 1", seconds, eps, try f.tensor("eps"))
+        let contextVar = context.asVariable()
+        var grad: Tensor
+        (seconds, grad) = timed(1) {
+            Autograd.gradients(of: unet(sample, timestep: timestep, context: contextVar).sum(), withRespectTo: [contextVar])[0]
         }
-        let scale = expected.data.map(abs).max()!
-        let maxError = zip(out!.data, expected.data).map { abs($0 - $1) }.max()!
-        let meanError = zip(out!.data, expected.data).map { Double(abs($0 - $1)) }.reduce(0, +) / Double(expected.count)
-        print(String(format: "max |swift − diffusers| = %.3e (%.3e of max |out| %.3f), mean %.3e",
-                     maxError, maxError / scale, scale, meanError))
-        if backward {
-            let contextVar = context.asVariable()
-            start = Date()
-            let loss = model(sample, timestep: timestep, context: contextVar).sum()
-            _ = Autograd.gradients(of: loss, withRespectTo: [contextVar])
-            print(String(format: "forward+backward to the conditioning: %.2f s", Date().timeIntervalSince(start)))
+        report("UNet forward+backward to the conditioning", seconds, grad, try f.tensor("grad_context"))
+
+        let vae = try AutoencoderKL(folder: root + "/vae")
+        let latent = try f.tensor("latent")
+        var image: Tensor
+        (seconds, image) = timed(repeats) { vae.decode(latent) }
+        report("VAE decode, 64×64 latent → 512×512", seconds, image, try f.tensor("image"))
+        let latentVar = latent.asVariable()
+        (seconds, grad) = timed(1) { Autograd.gradients(of: vae.decode(latentVar).sum(), withRespectTo: [latentVar])[0] }
+        report("VAE decode forward+backward to the latent", seconds, grad, try f.tensor("grad_latent"))
+    }
+
+    func timed<T>(_ repeats: Int, _ body: () -> T) -> (Double, T) {
+        var best = Double.infinity, result: T? = nil
+        for _ in 0..<max(1, repeats) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            result = body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
+        return (best, result!)
+    }
+
+    func report(_ name: String, _ seconds: Double, _ got: Tensor, _ expected: Tensor) {
+        let scale = expected.data.map(abs).max() ?? 1
+        let error = zip(got.data, expected.data).map { abs($0 - $1) }.max() ?? 0
+        print(name.padding(toLength: 60, withPad: " ", startingAt: 0)
+              + String(format: "%9.2f s   max error %.1e of max |value| %.3g", seconds, error / scale, scale))
     }
 }

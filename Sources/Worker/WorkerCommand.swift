@@ -5,5 +5,6 @@ struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "muse-worker",
         abstract: "MUSE worker: runs emotion synthesis jobs, or the engine directly.",
-        subcommands: [Bench.self, ParityUNet.self])
+        subcommands: [RunCommand.self, GenerateCommand.self, EditCommand.self, Bench.self, BenchEngine.self],
+        defaultSubcommand: RunCommand.self)
 }

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import MUSE
+import Shared
+import Tensor
+
+/// `muse-worker edit`: make an existing image evoke an emotion (DDIM inversion, then MUSE).
+struct EditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edit",
+        abstract: "Edit an image to evoke an emotion: VAE-encode, DDIM-invert with the source prompt, then guided denoising.")
+
+    @Option(help: "Input PNG; its size must suit the model (multiples of the model's size step, e.g. 64×64 for the tiny model).")
+    var image: String
+
+    @Option(name: .customLong("source-prompt"), help: "Prompt describing the input, used to invert and denoise it.")
+    var sourcePrompt = ""
+
+    @Option(help: "How far to invert: 1 = the whole schedule (z_T), 0.5 = half of it (keeps more of the input).")
+    var strength: Float = 1
+
+    @OptionGroup var engine: MUSEEngineOptions
+
+    func run() throws {
+        guard let emotion = try engine.emotion() else { throw EngineCLI.Failure("edit needs --emotion (\(Emotion.validNames))") }
+        let method = try engine.method()
+        let settings = try engine.museSettings(target: emotion)
+        guard (0...1).contains(strength) else { throw EngineCLI.Failure("--strength must be in [0, 1], got \(strength)") }
+        try engine.checkOutput()
+        // Read and decode the image before loading any model: a bad input fails fast.
+        guard let data = FileManager.default.contents(atPath: image) else {
+            throw EngineCLI.Failure("cannot read image \(image): no such file or not readable")
+        }
+        let decoded: RGBImage
+        do { decoded = try PNGCodec.decode(data).rgb() } catch {
+            throw EngineCLI.Failure("cannot read image \(image): \(error)")
+        }
+        // Size rules come from the configs, so a wrong size fails before the weights load.
+        let size = try SynthesisEngine.imageSize(modelFolder: try engine.paths().model)
+        guard decoded.width % size.multiple == 0, decoded.height % size.multiple == 0 else {
+            throw EngineCLI.Failure("image \(image) is \(decoded.width)×\(decoded.height); this model needs sides that are multiples of \(size.multiple) (native size \(size.native)×\(size.native)) — resize or crop it first")
+        }
+        let (museEngine, tiny) = try engine.loadEngine()
+        let input = Tensor.fromRGBBytes(decoded.pixels, width: decoded.width, height: decoded.height)
+        let job = SynthesisJob(prompt: sourcePrompt, emotion: emotion, method: method, seed: engine.seed,
+                               steps: engine.defaultSteps(tiny: tiny), guidanceScale: engine.guidance,
+                               negativePrompt: engine.negativePrompt, editStrength: strength, settings: settings)
+        try EngineCLI.runJob(museEngine, job, image: input, options: engine)
+    }
+}

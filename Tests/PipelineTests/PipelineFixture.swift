@@ -1,0 +1,196 @@
+import Foundation
+import XCTest
+@testable import Shared
+
+/// The package root (for the bundled models and manifests/).
+let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// Built products sit next to the test bundle (swift test builds the executables first:
+/// PipelineTests depends on them).
+let binDir: URL = ExecutableLocation.directory
+
+func binary(_ name: String) -> String { binDir.appendingPathComponent(name).path }
+
+/// A fresh temporary folder with a short path (unix sockets allow 107 bytes).
+func makeTempDir(_ prefix: String = "pt") -> URL {
+    var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+    let made = mkdtemp(&template)!
+    return URL(fileURLWithPath: String(cString: made))
+}
+
+/// Environment for spawned tools: bundled models found from anywhere, no stray Redis settings.
+func toolEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
+    var env = ProcessInfo.processInfo.environment
+    for k in ["REDIS_URL", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_USERNAME"] { env.removeValue(forKey: k) }
+    env["MUSE_MODELS_DIR"] = packageRoot.appendingPathComponent("models").path
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    for (k, v) in extra { env[k] = v }
+    return env
+}
+
+struct ToolResult {
+    var status: ExitStatus
+    var stdout: String
+    var stderr: String
+    var code: Int32 {
+        if case let .exited(c) = status { return c }
+        return -1
+    }
+}
+
+/// A long-running tool whose output goes to files.
+final class RunningTool {
+    let process: ChildProcess
+    let stdoutPath: String
+    let stderrPath: String
+
+    init(_ name: String, _ args: [String], env: [String: String] = toolEnvironment(), dir: URL, label: String) throws {
+        stdoutPath = dir.appendingPathComponent("\(label).out").path
+        stderrPath = dir.appendingPathComponent("\(label).err").path
+        process = try ChildProcess.spawn(binary(name), args, name: label, environment: env, stdoutPath: stdoutPath,
+                                         stderrPath: stderrPath, newProcessGroup: true)
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Waits for exit; kills and fails the test after `timeout`.
+    func finish(timeout: TimeInterval, file: StaticString = #filePath, line: UInt = #line) -> ToolResult {
+        guard let status = process.wait(timeout: timeout) else {
+            process.signal(SIGKILL)
+            process.wait(timeout: 10)
+            XCTFail("\(process.name) did not finish within \(timeout) s; stderr:\n\(stderr.suffix(3000))", file: file, line: line)
+            return ToolResult(status: .signaled(SIGKILL), stdout: stdout, stderr: stderr)
+        }
+        return ToolResult(status: status, stdout: stdout, stderr: stderr)
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate(grace: 20) }
+    }
+
+    deinit {
+        if process.isRunning {
+            process.signal(SIGKILL)
+            process.wait(timeout: 5)
+        }
+    }
+}
+
+/// Runs a tool to completion.
+func runTool(_ name: String, _ args: [String], env: [String: String] = toolEnvironment(), dir: URL, timeout: TimeInterval = 120,
+             file: StaticString = #filePath, line: UInt = #line) throws -> ToolResult {
+    let label = "\(name)-\(UUID().uuidString.prefix(8))"
+    return try RunningTool(name, args, env: env, dir: dir, label: label).finish(timeout: timeout, file: file, line: line)
+}
+
+/// Polls `condition` every 10 ms up to `timeout` seconds.
+func waitUntil(_ timeout: TimeInterval, _ what: String, file: StaticString = #filePath, line: UInt = #line,
+               _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(10_000)
+    }
+    XCTFail("timed out after \(timeout) s waiting for \(what)", file: file, line: line)
+    return false
+}
+
+/// A private redis-server (unix socket only, AOF on), restartable on the same data.
+final class TestRedis {
+    let dir: URL
+    let password: String?
+    private var process: ChildProcess?
+
+    var socketPath: String { dir.appendingPathComponent("redis.sock").path }
+    var url: String { "unix://\(socketPath)" }
+
+    init(password: String? = nil) throws {
+        dir = makeTempDir("pr")
+        self.password = password
+        try start()
+    }
+
+    func start() throws {
+        var args = ["--port", "0", "--unixsocket", socketPath, "--unixsocketperm", "700", "--appendonly", "yes",
+                    "--appendfsync", "always", "--dir", dir.path, "--save", "", "--maxmemory-policy", "noeviction",
+                    "--logfile", dir.appendingPathComponent("redis.log").path]
+        if let password { args += ["--requirepass", password] }
+        let p = try ChildProcess.spawn("/usr/bin/redis-server", args, name: "redis-server", newProcessGroup: true)
+        process = p
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline, p.isRunning {
+            if let c = try? client(retry: .none), (try? c.command("PING")) == .status("PONG") { return }
+            usleep(20_000)
+        }
+        throw NSError(domain: "TestRedis", code: 1, userInfo: [NSLocalizedDescriptionKey: "redis-server did not start"])
+    }
+
+    func stop() {
+        process?.terminate(grace: 10)
+        process = nil
+    }
+
+    func restart() throws {
+        stop()
+        try start()
+    }
+
+    func client(retry: RedisClient.RetryPolicy = RedisClient.RetryPolicy()) throws -> RedisClient {
+        var e = RedisEndpoint.unix(socketPath)
+        e.password = password
+        return try RedisClient(endpoint: e, options: .init(connectTimeout: 2, commandTimeout: 10, retry: retry))
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+/// Writes a spec file into `dir` and returns its path.
+@discardableResult
+func writeSpec(_ text: String, in dir: URL, name: String = "spec.yaml") throws -> String {
+    let url = dir.appendingPathComponent(name)
+    try text.write(to: url, atomically: true, encoding: .utf8)
+    return url.path
+}
+
+/// The bundled tiny models, as spec lines.
+let tinyModels = """
+    model: bundled:tiny-sd
+    classifier:
+      tower: bundled:tiny-clip-vision
+      head: bundled:tiny-emotion-head.safetensors
+      text: bundled:tiny-clip-text
+    """
+
+/// Copies the demo's source images next to a test spec.
+func copyDemoImages(to dir: URL) throws {
+    let images = dir.appendingPathComponent("images")
+    try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+    for name in ["sunset.png", "house.png"] {
+        let src = packageRoot.appendingPathComponent("manifests/images/\(name)")
+        try? FileManager.default.removeItem(at: images.appendingPathComponent(name))
+        try FileManager.default.copyItem(at: src, to: images.appendingPathComponent(name))
+    }
+}
+
+func manifestLines(_ folder: URL) throws -> [ManifestEntry] {
+    try ManifestWriter.readEntries(folder.appendingPathComponent("manifest.jsonl"), as: ManifestEntry.self)
+}
+
+/// Processes (by /proc scan) whose command line contains `needle`: to prove nothing was left behind.
+func processesMentioning(_ needle: String) -> [pid_t] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    var out: [pid_t] = []
+    for e in entries {
+        guard let pid = pid_t(e), pid != getpid() else { continue }
+        guard let data = FileManager.default.contents(atPath: "/proc/\(e)/cmdline") else { continue }
+        let text = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        // Zombies have an empty command line.
+        if text.contains(needle) { out.append(pid) }
+    }
+    return out
+}

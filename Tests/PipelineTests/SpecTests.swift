@@ -1,0 +1,291 @@
+import Foundation
+import MUSE
+import XCTest
+@testable import Shared
+
+/// Job spec parsing and validation, content-derived ids, path confinement (no Redis).
+final class SpecTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = makeTempDir("spec")
+        try copyDemoImages(to: dir)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    let env = ["MUSE_MODELS_DIR": packageRoot.appendingPathComponent("models").path]
+
+    func spec(_ body: String, name: String = "spec.yaml") throws -> String {
+        try writeSpec(tinyModels + "\n" + body, in: dir, name: name)
+    }
+
+    /// Loads a spec that must be invalid; returns the error text.
+    func problems(_ body: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let path = try spec(body)
+        do {
+            _ = try JobSpec.load(path: path, environment: env)
+            XCTFail("spec was accepted", file: file, line: line)
+            return ""
+        } catch let e as SpecError {
+            return e.description
+        }
+    }
+
+    let generation = """
+        generation:
+          prompts: [a quiet lake, a busy street]
+          emotions: [awe, sadness]
+          seeds: [1, 2]
+        """
+
+    func testDemoSpecLoads() throws {
+        let loaded = try JobSpec.load(path: packageRoot.appendingPathComponent("manifests/demo.yaml").path, environment: env)
+        XCTAssertEqual(loaded.jobs.count, 3 * 8 + 2 * 8)
+        XCTAssertEqual(loaded.blobs.count, 2)
+        XCTAssertTrue(loaded.batchID.hasPrefix("demo-"))
+        XCTAssertEqual(loaded.info.sheetColumns, 9)
+        XCTAssertEqual(loaded.jobs.filter { $0.content.kind == .edit }.count, 16)
+        XCTAssertTrue(loaded.jobs.allSatisfy { $0.locations.model == "bundled:tiny-sd" })
+    }
+
+    func testExpansionOrderSeedsAndNames() throws {
+        let loaded = try JobSpec.load(path: try spec(generation), environment: env)
+        XCTAssertEqual(loaded.jobs.count, 8)
+        XCTAssertEqual(loaded.jobs.map(\.content.emotion), ["awe", "sadness", "awe", "sadness", "awe", "sadness", "awe", "sadness"])
+        XCTAssertEqual(loaded.jobs.map(\.content.seed), [1, 1, 2, 2, 1, 1, 2, 2])
+        XCTAssertEqual(loaded.jobs.map(\.sheetRow), [0, 0, 1, 1, 2, 2, 3, 3])
+        XCTAssertEqual(Set(loaded.jobs.map(\.id)).count, 8)
+        let first = loaded.jobs[0]
+        XCTAssertEqual(first.output, "awe/a-quiet-lake-1-\(first.id.prefix(8)).png")
+        XCTAssertEqual(first.content.steps, 50, "project default")
+        XCTAssertEqual(loaded.maxAttempts, 3)
+
+        // Derived seeds: deterministic, per prompt and sample, shared by the emotions of a row.
+        let derived = try JobSpec.load(path: try spec("""
+            generation:
+              prompts: [a quiet lake, a busy street]
+              emotions: [awe, sadness]
+              seed: 7
+              count: 2
+            """), environment: env)
+        let seeds = derived.jobs.map(\.content.seed)
+        XCTAssertEqual(seeds[0], seeds[1])
+        XCTAssertNotEqual(seeds[0], seeds[2])
+        XCTAssertEqual(seeds[0], SeedDerivation.seed(batchSeed: 7, prompt: "a quiet lake", sample: 0))
+        XCTAssertEqual(seeds[4], SeedDerivation.seed(batchSeed: 7, prompt: "a busy street", sample: 0))
+        XCTAssertTrue(seeds.allSatisfy { $0 <= SeedDerivation.maxSeed })
+    }
+
+    func testIDsAreContentDerived() throws {
+        let a = try JobSpec.load(path: try spec(generation), environment: env)
+        let b = try JobSpec.load(path: try spec(generation), environment: env)
+        XCTAssertEqual(a.jobs.map(\.id), b.jobs.map(\.id))
+        XCTAssertEqual(a.batchID, b.batchID)
+
+        // The same spec as JSON gives the same jobs.
+        let json = """
+            {"model": "bundled:tiny-sd",
+             "classifier": {"tower": "bundled:tiny-clip-vision", "head": "bundled:tiny-emotion-head.safetensors",
+                            "text": "bundled:tiny-clip-text"},
+             "generation": {"prompts": ["a quiet lake", "a busy street"], "emotions": ["awe", "sadness"], "seeds": [1, 2]}}
+            """
+        let j = try JobSpec.load(path: try writeSpec(json, in: dir, name: "spec.json"), environment: env)
+        XCTAssertEqual(j.jobs.map(\.id), a.jobs.map(\.id))
+
+        // Presentation and scheduling settings do not change what is computed ...
+        let c = try JobSpec.load(path: try spec(generation + "\nengine: {checkpoint_every: 1}\nqueue: {max_attempts: 5}\noutput: out"),
+                                 environment: env)
+        XCTAssertEqual(c.jobs.map(\.id), a.jobs.map(\.id))
+        // ... content does.
+        let d = try JobSpec.load(path: try spec(generation + "\nengine: {guidance: 5}"), environment: env)
+        XCTAssertTrue(Set(d.jobs.map(\.id)).isDisjoint(with: Set(a.jobs.map(\.id))))
+        XCTAssertNotEqual(d.batchID, a.batchID)
+
+        // The model's identity is part of the content: a copy with one changed byte differs.
+        let copy = dir.appendingPathComponent("sd-copy")
+        try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("models/tiny-sd"), to: copy)
+        let same = try JobSpec.load(path: try writeSpec(generation + """
+
+            model: sd-copy
+            classifier:
+              tower: bundled:tiny-clip-vision
+              head: bundled:tiny-emotion-head.safetensors
+              text: bundled:tiny-clip-text
+            """, in: dir, name: "copy.yaml"), environment: env)
+        XCTAssertEqual(same.jobs.map(\.id), a.jobs.map(\.id), "same files at another path: same model")
+        XCTAssertEqual(same.jobs[0].locations.model, copy.path)
+        let config = copy.appendingPathComponent("scheduler/scheduler_config.json")
+        var text = try String(contentsOf: config, encoding: .utf8)
+        text += " "
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        let changed = try JobSpec.load(path: dir.appendingPathComponent("copy.yaml").path, environment: env)
+        XCTAssertNotEqual(changed.jobs[0].id, a.jobs[0].id)
+    }
+
+    func testEditingJobsCarryImageHashes() throws {
+        let loaded = try JobSpec.load(path: try spec("""
+            editing:
+              images: [images/sunset.png, images/house.png]
+              emotions: [fear]
+              source_prompt: a photo
+              strength: 0.5
+            """), environment: env)
+        XCTAssertEqual(loaded.jobs.count, 2)
+        let sha = SHA256.hexDigest(try Data(contentsOf: dir.appendingPathComponent("images/sunset.png")))
+        XCTAssertEqual(loaded.jobs[0].content.imageSHA256, sha)
+        XCTAssertNotNil(loaded.blobs[sha])
+        XCTAssertEqual(loaded.jobs[0].content.strength, 0.5)
+        XCTAssertEqual(loaded.jobs[0].sheetColumn, 1, "column 0 shows the source image")
+        XCTAssertEqual(loaded.jobs[0].output, "fear/edit-sunset-\(loaded.jobs[0].id.prefix(8)).png")
+    }
+
+    func testErrorsNameTheField() throws {
+        XCTAssertTrue(try problems("""
+            generation:
+              prompts: [a lake]
+              emotions: [awe, sadness, joy]
+            """).contains("generation.emotions[2]: unknown emotion 'joy' (valid: amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"))
+        let typo = try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  seedz: [1]\n")
+        XCTAssertTrue(typo.contains("generation.seedz: unknown key"), typo)
+        XCTAssertTrue(typo.contains("did you mean 'seeds'?"), typo)
+        XCTAssertTrue(try problems("colour: red\n" + generation).contains("colour: unknown key"))
+        let many = try problems("""
+            engine:
+              steps: 0
+              method: magic
+              muse: {inner_iterations: two, stop_fraction: 1.5, preview: fancy, bogus: 1}
+            generation:
+              prompts: a lake
+              emotions: [awe]
+              seeds: [1, 1]
+            """)
+        for expected in ["engine.steps: 0 is out of range 1...1000", "engine.method: unknown method 'magic'",
+                         "engine.muse.inner_iterations: expected a whole number, got 'two'",
+                         "engine.muse.stop_fraction: must be in [0, 1]", "engine.muse.preview: unknown preview 'fancy'",
+                         "engine.muse.bogus: unknown key", "generation.prompts: expected a list",
+                         "generation.seeds[1]: duplicate of generation.seeds[0]"] {
+            XCTAssertTrue(many.contains(expected), "missing '\(expected)' in:\n\(many)")
+        }
+        XCTAssertTrue(try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  seeds: [1]\n  count: 2\n")
+            .contains("give either seeds"))
+        XCTAssertTrue(try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  width: 48\n")
+            .contains("generation.width: 48 is not a multiple of 32"))
+        XCTAssertTrue(try problems("name: x\n").contains("neither a generation nor an editing section"))
+        let yaml = try problems("generation:\n  prompts: [a\n  emotions: [awe]\n")
+        XCTAssertTrue(yaml.contains("not valid YAML"), yaml)
+        XCTAssertTrue(yaml.contains("line"), yaml)
+        let json = try writeSpec("{\"model\": ", in: dir, name: "bad.json")
+        XCTAssertThrowsError(try JobSpec.load(path: json, environment: env)) { e in
+            XCTAssertTrue("\(e)".contains("not valid JSON"), "\(e)")
+        }
+        XCTAssertThrowsError(try JobSpec.load(path: dir.appendingPathComponent("nope.yaml").path, environment: env)) { e in
+            XCTAssertTrue("\(e)".contains("cannot read the spec: no such file"), "\(e)")
+        }
+        let model = try writeSpec("model: bundled:no-such-model\nclassifier: {tower: bundled:tiny-clip-vision, text: bundled:tiny-clip-text}\n"
+                                  + generation, in: dir, name: "m.yaml")
+        XCTAssertThrowsError(try JobSpec.load(path: model, environment: env)) { e in
+            XCTAssertTrue("\(e)".contains("model: 'bundled:no-such-model' not found"), "\(e)")
+        }
+    }
+
+    func testImageProblems() throws {
+        try Data("this is not a png".utf8).write(to: dir.appendingPathComponent("images/corrupt.png"))
+        let wrongSize = try PNGCodec.encode(RGBImage(width: 48, height: 40, fill: (1, 2, 3)))
+        try wrongSize.write(to: dir.appendingPathComponent("images/small.png"))
+        let text = try problems("""
+            editing:
+              images: [images/missing.png, images/corrupt.png, images/small.png, ../secret.png, /etc/passwd]
+              emotions: [awe]
+              strength: 0
+            """)
+        for expected in ["editing.images[0]: cannot read 'images/missing.png' (no such file",
+                         "editing.images[1]: 'images/corrupt.png' is not a readable PNG image",
+                         "editing.images[2]: 'images/small.png' is 48×40; this model needs sides that are multiples of 32",
+                         "editing.images[3]: '../secret.png' leaves its root folder", "editing.images[4]: '/etc/passwd' must be relative",
+                         "editing.strength: must be in (0, 1]"] {
+            XCTAssertTrue(text.contains(expected), "missing '\(expected)' in:\n\(text)")
+        }
+        // A symbolic link out of the images root is refused too.
+        let outside = makeTempDir("outside")
+        defer { try? FileManager.default.removeItem(at: outside) }
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("images/house.png"), to: outside.appendingPathComponent("house.png"))
+        try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent("images/link.png"),
+                                                   withDestinationURL: outside.appendingPathComponent("house.png"))
+        let link = try problems("editing:\n  images: [images/link.png]\n  emotions: [awe]\n")
+        XCTAssertTrue(link.contains("outside"), link)
+        // Output folders may not climb out of the spec's folder either (absolute ones are explicit).
+        XCTAssertTrue(try problems("output: ../elsewhere\n" + generation).contains("output: '../elsewhere' leaves its root folder"))
+        XCTAssertNoThrow(try JobSpec.load(path: try spec("output: /tmp/some-output\n" + generation), environment: env))
+    }
+
+    func testConfinedResolution() throws {
+        let root = makeTempDir("root")
+        defer { try? FileManager.default.removeItem(at: root) }
+        XCTAssertEqual(try PathConfinement.resolve("a/b.png", under: root).path, root.appendingPathComponent("a/b.png").path)
+        XCTAssertThrowsError(try PathConfinement.resolve("a/../../b", under: root))
+        XCTAssertThrowsError(try PathConfinement.resolve("/abs", under: root))
+        XCTAssertThrowsError(try PathConfinement.resolve("", under: root))
+        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("esc").path, withDestinationPath: "/etc")
+        XCTAssertThrowsError(try PathConfinement.resolve("esc/x.png", under: root))
+        XCTAssertEqual(Slug.make("A Quiet Lake, at Dawn!"), "a-quiet-lake-at-dawn")
+        XCTAssertEqual(Slug.make("../../etc"), "etc")
+        XCTAssertEqual(Slug.make("???"), "untitled")
+    }
+
+    /// Shared duplicates the engine's names so the coordinator need not link it: they must agree.
+    func testVocabularyMatchesTheEngine() throws {
+        XCTAssertEqual(EngineVocabulary.emotions, Emotion.allCases.map(\.rawValue))
+        XCTAssertEqual(Set(EngineVocabulary.methods), Set(SynthesisMethod.allCases.map(\.rawValue)))
+        XCTAssertEqual(Set(EngineVocabulary.previews), Set(PreviewKind.allCases.map(\.rawValue)))
+        let defaults = try JSONDecoder().decode([String: JSONValue].self, from: try JSONEncoder().encode(MUSESettings()))
+        XCTAssertEqual(Set(EngineVocabulary.museSettings.map(\.engine)), Set(defaults.keys))
+
+        // Every spec key reaches the engine's settings.
+        let loaded = try JobSpec.load(path: try spec("""
+            engine:
+              muse:
+                inner_iterations: 4
+                learning_rate: 0.02
+                adam_beta1: 0.8
+                adam_beta2: 0.99
+                adam_epsilon: 1.0e-6
+                lambda_inherent: 0.7
+                lambda_similar: 0.1
+                similarity: {awe: [amusement]}
+                settle_delta: 0.02
+                settle_steps: 3
+                min_start_fraction: 0.1
+                latest_start_fraction: 0.6
+                stop_fraction: 0.9
+                fixed_start_fraction: 0.3
+                preview: vae-decode
+                universal_scale: 10
+                universal_iterations: 2
+                classify_every_step: true
+            """ + "\n" + generation), environment: env)
+        let s = try JSONDecoder().decode(MUSESettings.self, from: try JSONEncoder().encode(loaded.jobs[0].content.muse))
+        XCTAssertNoThrow(try s.validate())
+        XCTAssertEqual(s.innerIterations, 4)
+        XCTAssertEqual(s.learningRate, 0.02)
+        XCTAssertEqual(s.adamBeta1, 0.8)
+        XCTAssertEqual(s.adamBeta2, 0.99)
+        XCTAssertEqual(s.adamEpsilon, 1e-6)
+        XCTAssertEqual(s.lambdaInherent, 0.7)
+        XCTAssertEqual(s.lambdaSimilar, 0.1)
+        XCTAssertEqual(s.similarity.similar(to: .awe), [.amusement])
+        XCTAssertEqual(s.similarity.similar(to: .fear), [.anger, .disgust, .sadness], "untouched targets keep their defaults")
+        XCTAssertEqual(s.settleDelta, 0.02)
+        XCTAssertEqual(s.settleSteps, 3)
+        XCTAssertEqual(s.minStartFraction, 0.1)
+        XCTAssertEqual(s.latestStartFraction, 0.6)
+        XCTAssertEqual(s.stopFraction, 0.9)
+        XCTAssertEqual(s.fixedStartFraction, 0.3)
+        XCTAssertEqual(s.preview, .vaeDecode)
+        XCTAssertEqual(s.universalScale, 10)
+        XCTAssertEqual(s.universalIterations, 2)
+        XCTAssertTrue(s.classifyEveryStep)
+    }
+}
