@@ -104,6 +104,21 @@ final class ForwardTests: XCTestCase {
         } }
     }
 
+    func testParallelGroupNormMatchesPerSample() {
+        // Four samples together are large enough to split groups across cores; one alone is not.
+        let x = random([4, 32, 32, 32], seed: 18), w = random([32], seed: 19), b = random([32], seed: 20)
+        let xv = x.asVariable(), seed = random([4, 32, 32, 32], seed: 21)
+        let whole = xv.groupNorm(groups: 8, weight: w, bias: b)
+        let grad = Autograd.gradients(of: (whole * seed).sum(), withRespectTo: [xv])[0]
+        for n in 0..<4 {
+            let xn = x.narrowed(axis: 0, start: n, length: 1).asVariable()
+            let part = xn.groupNorm(groups: 8, weight: w, bias: b)
+            let gn = Autograd.gradients(of: (part * seed.narrowed(axis: 0, start: n, length: 1)).sum(), withRespectTo: [xn])[0]
+            XCTAssertEqual(whole.narrowed(axis: 0, start: n, length: 1).data, part.data)
+            XCTAssertEqual(grad.narrowed(axis: 0, start: n, length: 1).data, gn.data)
+        }
+    }
+
     func testBilinearMatchesPyTorchConvention() {
         // F.interpolate([[0, 1], [2, 3]], size=(4, 4), mode="bilinear", align_corners=False)
         let x = Tensor(shape: [1, 1, 2, 2], data: [0, 1, 2, 3])

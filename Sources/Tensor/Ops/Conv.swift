@@ -56,9 +56,18 @@ struct ConvGeometry {
                     if iy < 0 || iy >= height { continue }
                     let src = row + (oy - r0) * outW
                     let dst = plane + iy * width
-                    for ox in 0..<outW {
-                        let ix = ox * stride - padding + kj
-                        if ix >= 0 && ix < width { dst[ix] += src[ox] }
+                    if stride == 1 {
+                        // Contiguous, branch-free range (vectorises): 0 ≤ ox − padding + kj < width.
+                        let lo = max(0, padding - kj), hi = min(outW, width + padding - kj)
+                        if hi > lo {
+                            let shifted = dst + kj - padding
+                            for ox in lo..<hi { shifted[ox] += src[ox] }
+                        }
+                    } else {
+                        for ox in 0..<outW {
+                            let ix = ox * stride - padding + kj
+                            if ix >= 0 && ix < width { dst[ix] += src[ox] }
+                        }
                     }
                 }
             } }

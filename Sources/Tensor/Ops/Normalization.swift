@@ -60,69 +60,50 @@ extension Tensor {
     /// Layer norm over the last dimension, as torch.nn.LayerNorm.
     public func layerNorm(weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
         let dim = shape.last!
-        return normalize(groups: count / dim, groupSize: dim, inner: dim,
-                         weight: weight, bias: bias, eps: eps, affineStride: .lastDim)
+        return normalize(NormLayout(groups: count / dim, groupsPerSample: 1, blocksPerGroup: dim, blockSize: 1),
+                         weight: weight, bias: bias, eps: eps)
     }
 
     /// Group norm over NC… tensors, as torch.nn.GroupNorm: per-channel affine.
     public func groupNorm(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
         let channels = shape[1]
         precondition(channels % groups == 0, "group norm: \(channels) channels into \(groups) groups")
-        let spatial = shape[2...].reduce(1, *)
-        let perGroup = channels / groups
-        return normalize(groups: shape[0] * groups, groupSize: perGroup * spatial, inner: spatial, weight: weight, bias: bias, eps: eps, affineStride: .channel(channels))
+        return normalize(NormLayout(groups: shape[0] * groups, groupsPerSample: groups,
+                                    blocksPerGroup: channels / groups, blockSize: shape[2...].reduce(1, *)),
+                         weight: weight, bias: bias, eps: eps)
     }
 
-    enum AffineLayout { case lastDim, channel(Int) }
-
-    /// Shared kernel: normalise each of `groups` contiguous runs of `groupSize` values, then
-    /// apply the affine, indexed per last-dim element (layer norm) or per channel (group norm).
-    func normalize(groups: Int, groupSize: Int, inner: Int,
-                   weight: Tensor?, bias: Tensor?, eps: Float, affineStride: AffineLayout) -> Tensor {
-        var invStd = [Float](repeating: 0, count: groups)
-        let n = count
-        // x̂ stored: it is both the output before affine and what the VJP needs.
+    /// Shared kernel: normalise each of `layout.groups` contiguous runs, then apply the affine.
+    func normalize(_ layout: NormLayout, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+        let size = layout.groupSize
+        var invStd = [Float](repeating: 0, count: layout.groups)
+        // x̂ is kept: it is both the output before the affine and what the VJP needs.
         let normalized = data.withPointer { p in
-            makeArray(n) { o in
-                for gIndex in 0..<groups {
-                    let x = p + gIndex * groupSize
-                    var sum = 0.0
-                    for j in 0..<groupSize { sum += Double(x[j]) }
-                    let mean = sum / Double(groupSize)
-                    var sq = 0.0
-                    for j in 0..<groupSize { let d = Double(x[j]) - mean; sq += d * d }
-                    let inv = 1 / (sq / Double(groupSize) + Double(eps)).squareRoot()
-                    invStd[gIndex] = Float(inv)
-                    let m = Float(mean), s = Float(inv)
-                    for j in 0..<groupSize { o[gIndex * groupSize + j] = (x[j] - m) * s }
+            makeArray(count) { o in
+                let (pa, oa) = (Int(bitPattern: p), Int(bitPattern: o))
+                invStd.withUnsafeMutableBufferPointer { inv in
+                    let ia = Int(bitPattern: inv.baseAddress)
+                    parallelFor(layout.groups, work: count) { g in
+                        let x = UnsafePointer<Float>(bitPattern: pa)! + g * size
+                        let y = UnsafeMutablePointer<Float>(bitPattern: oa)! + g * size
+                        var sum = 0.0
+                        for j in 0..<size { sum += Double(x[j]) }
+                        let mean = sum / Double(size)
+                        var squares = 0.0
+                        for j in 0..<size { let d = Double(x[j]) - mean; squares += d * d }
+                        let s = Float(1 / (squares / Double(size) + Double(eps)).squareRoot()), m = Float(mean)
+                        UnsafeMutablePointer<Float>(bitPattern: ia)![g] = s
+                        for j in 0..<size { y[j] = (x[j] - m) * s }
+                    }
                 }
             }
         }
-        // Affine index of element i: layer norm → i mod dim; group norm → (i / inner) mod C.
-        let affineIndex: (Int) -> Int
-        switch affineStride {
-        case .lastDim: affineIndex = { $0 % inner }
-        case .channel(let c): affineIndex = { ($0 / inner) % c }
-        }
         let w = weight?.data, b = bias?.data
-        let out: [Float]
-        if w == nil && b == nil {
-            out = normalized
-        } else {
-            out = normalized.withPointer { xh in
-                makeArray(n) { o in
-                    switch affineStride {
-                    case .lastDim:
-                        for i in 0..<n { let a = i % inner; o[i] = xh[i] * (w?[a] ?? 1) + (b?[a] ?? 0) }
-                    case .channel(let c):
-                        var i = 0
-                        while i < n {
-                            let a = (i / inner) % c
-                            let scale = w?[a] ?? 1, shift = b?[a] ?? 0
-                            for j in 0..<inner { o[i + j] = xh[i + j] * scale + shift }
-                            i += inner
-                        }
-                    }
+        let out = w == nil && b == nil ? normalized : normalized.withPointer { xh in
+            makeArray(count) { o in
+                layout.forEachBlock { start, a in
+                    let scale = w?[a] ?? 1, shift = b?[a] ?? 0
+                    for j in start..<(start + layout.blockSize) { o[j] = xh[j] * scale + shift }
                 }
             }
         }
@@ -131,42 +112,86 @@ extension Tensor {
         if let bias { inputs.append(bias) }
         let x = self
         return .result(shape: shape, data: out, inputs: inputs) { g in
-            var results: [Tensor?] = []
             let affineCount = weight?.count ?? bias?.count ?? 0
-            var dw = [Float](repeating: 0, count: affineCount)
-            var db = [Float](repeating: 0, count: affineCount)
+            var dw = [Float](repeating: 0, count: affineCount), db = dw
             if affineCount > 0 {
                 g.data.withPointer { gp in normalized.withPointer { xh in
-                    for i in 0..<n { let a = affineIndex(i); dw[a] += gp[i] * xh[i]; db[a] += gp[i] }
+                    layout.forEachBlock { start, a in
+                        var sw: Float = 0, sb: Float = 0
+                        for j in start..<(start + layout.blockSize) { sw += gp[j] * xh[j]; sb += gp[j] }
+                        dw[a] += sw
+                        db[a] += sb
+                    }
                 } }
             }
+            var results: [Tensor?] = [nil]
             if x.requiresGrad {
-                // dx = inv/N · (N·ĝ − Σĝ − x̂·Σ(ĝ·x̂)) with ĝ = g·w.
+                // dx = inv · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·w, per group.
                 let dx = g.data.withPointer { gp in normalized.withPointer { xh in
-                    makeArray(n) { o in
-                        for gIndex in 0..<groups {
-                            let base = gIndex * groupSize
-                            var sumG: Double = 0, sumGX: Double = 0
-                            for j in 0..<groupSize {
-                                let gh = gp[base + j] * (w?[affineIndex(base + j)] ?? 1)
-                                o[base + j] = gh
-                                sumG += Double(gh)
-                                sumGX += Double(gh * xh[base + j])
+                    makeArray(x.count) { o in
+                        let (ga, xa, oa) = (Int(bitPattern: gp), Int(bitPattern: xh), Int(bitPattern: o))
+                        parallelFor(layout.groups, work: x.count) { group in
+                            let gp = UnsafePointer<Float>(bitPattern: ga)!, xh = UnsafePointer<Float>(bitPattern: xa)!
+                            let o = UnsafeMutablePointer<Float>(bitPattern: oa)!
+                            let base = group * size
+                            var sumG = 0.0, sumGX = 0.0
+                            layout.forEachBlock(inGroup: group) { start, a in
+                                let scale = w?[a] ?? 1
+                                var partG: Float = 0, partGX: Float = 0
+                                for j in start..<(start + layout.blockSize) {
+                                    let gh = gp[j] * scale
+                                    o[j] = gh
+                                    partG += gh
+                                    partGX += gh * xh[j]
+                                }
+                                sumG += Double(partG)
+                                sumGX += Double(partGX)
                             }
-                            let inv = invStd[gIndex]
-                            let mG = Float(sumG / Double(groupSize)), mGX = Float(sumGX / Double(groupSize))
-                            for j in 0..<groupSize { o[base + j] = inv * (o[base + j] - mG - xh[base + j] * mGX) }
+                            let inv = invStd[group]
+                            let mG = Float(sumG / Double(size)), mGX = Float(sumGX / Double(size))
+                            for j in base..<(base + size) { o[j] = inv * (o[j] - mG - xh[j] * mGX) }
                         }
                     }
                 } }
-                results.append(Tensor(shape: x.shape, data: dx))
-            } else {
-                results.append(nil)
+                results[0] = Tensor(shape: x.shape, data: dx)
             }
             if let weight { results.append(weight.requiresGrad ? Tensor(shape: weight.shape, data: dw) : nil) }
             if let bias { results.append(bias.requiresGrad ? Tensor(shape: bias.shape, data: db) : nil) }
             return results
         }
+    }
+}
+
+/// How a normalisation partitions a tensor: `groups` contiguous runs, each made of
+/// `blocksPerGroup` blocks of `blockSize` values that share one affine index. Layer norm:
+/// blocks of one value, indexed by position. Group norm: blocks are channels' planes.
+struct NormLayout {
+    let groups, groupsPerSample, blocksPerGroup, blockSize: Int
+    var groupSize: Int { blocksPerGroup * blockSize }
+
+    /// Calls `body(first element, affine index)` for each block of `group`.
+    @inline(__always)
+    func forEachBlock(inGroup group: Int, _ body: (Int, Int) -> Void) {
+        let affineBase = (group % groupsPerSample) * blocksPerGroup
+        for k in 0..<blocksPerGroup { body(group * groupSize + k * blockSize, affineBase + k) }
+    }
+
+    @inline(__always)
+    func forEachBlock(_ body: (Int, Int) -> Void) {
+        for g in 0..<groups { forEachBlock(inGroup: g, body) }
+    }
+}
+
+/// `body(i)` for i in 0..<count, across the cores when `work` (values touched) is large.
+func parallelFor(_ count: Int, work: Int, _ body: (Int) -> Void) {
+    let workers = min(count, ProcessInfo.processInfo.activeProcessorCount)
+    if workers <= 1 || work < 1 << 16 {
+        for i in 0..<count { body(i) }
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        var i = worker
+        while i < count { body(i); i += workers }
     }
 }
 
