@@ -34,9 +34,10 @@ public enum EngineVocabulary {
     ]
 }
 
-/// Where workers find the models of a job: `bundled:NAME` or an absolute path (see
-/// `ModelLocation`). Not part of the job's identity: the fingerprints are.
-public struct ModelLocations: Codable, Equatable, Sendable {
+/// A job's four model files, named the same way twice: as locations (where workers find
+/// them: `bundled:NAME` or an absolute path, see `ModelLocation`; not part of the job's
+/// identity) and as fingerprints of their contents (part of it).
+public struct ModelSet: Codable, Equatable, Sendable, Hashable {
     public var model: String
     public var tower: String
     public var head: String?
@@ -50,19 +51,8 @@ public struct ModelLocations: Codable, Equatable, Sendable {
     }
 }
 
-public struct ModelFingerprints: Codable, Equatable, Sendable, Hashable {
-    public var model: String
-    public var tower: String
-    public var head: String?
-    public var text: String
-
-    public init(model: String, tower: String, head: String?, text: String) {
-        self.model = model
-        self.tower = tower
-        self.head = head
-        self.text = text
-    }
-}
+public typealias ModelLocations = ModelSet
+public typealias ModelFingerprints = ModelSet
 
 /// What a job computes. Its canonical JSON hash is the job id, so equal content means
 /// the same job (resubmission is a no-op) and any change — a setting, the seed, the

@@ -55,6 +55,7 @@ public enum BLAS {
 
     private static func configure() -> Configuration {
         keepFreedMemoryInProcess()
+        shortenThreadSpin()
         let loaded = currentCore()
         let threads = Int(openblas_get_num_threads())
         if let pinned = ProcessInfo.processInfo.environment["MUSE_BLAS_CORE"], !pinned.isEmpty {
@@ -88,14 +89,27 @@ public enum BLAS {
     /// and trim thresholds keeps freed activations in the heap for the next op to reuse
     /// (measured: page clearing was a fifth of a full-size UNet forward).
     static func keepFreedMemoryInProcess() {
-        // mallopt is not in Swift's Glibc module; glibc's constants: M_TRIM_THRESHOLD −1,
-        // M_MMAP_MAX −4 (0: never mmap, since M_MMAP_THRESHOLD caps at 32 MB and a 512² VAE
-        // activation is 134 MB).
+        // mallopt is not in Swift's Glibc module; glibc's constants: M_TRIM_THRESHOLD −1
+        // (value −1: never trim), M_MMAP_MAX −4 (0: never mmap, since M_MMAP_THRESHOLD caps
+        // at 32 MB and a 512² VAE activation is 134 MB).
         typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
         let mallopt = unsafeBitCast(symbol, to: MallOpt.self)
         _ = mallopt(-4, 0)
-        _ = mallopt(-1, Int32.max)
+        _ = mallopt(-1, -1)
+    }
+
+    /// OpenBLAS's idle workers busy-wait (sched_yield) for 2^28 cycles after each call, which
+    /// takes a core from the engine's own parallel loops between products (measured: a
+    /// seventh of a UNet forward+backward spent in the scheduler). 2^N cycles from
+    /// `MUSE_BLAS_SPIN` (default 16, a few tens of microseconds) instead; the thread server is
+    /// restarted to pick it up, before any product runs.
+    static func shortenThreadSpin() {
+        let spin = ProcessInfo.processInfo.environment["MUSE_BLAS_SPIN"] ?? "16"
+        setenv("OPENBLAS_THREAD_TIMEOUT", spin, 1)
+        openblas_read_env()
+        _ = blas_thread_shutdown_()
+        _ = blas_thread_init()
     }
 
     static func cpuFlags() -> Set<String> {

@@ -70,7 +70,7 @@ def main():
         c = context.clone().requires_grad_(True)
         unet(sample, t, encoder_hidden_states=c).sample.sum().backward()
         return c.grad
-    s, grad_context = timed(unet_backward, 1)
+    s, grad_context = timed(unet_backward, args.repeats)
     report("UNet forward+backward to the conditioning", s)
 
     with torch.no_grad():
@@ -81,7 +81,7 @@ def main():
         z = latent.clone().requires_grad_(True)
         vae.decode(z).sample.sum().backward()
         return z.grad
-    s, grad_latent = timed(vae_backward, 1)
+    s, grad_latent = timed(vae_backward, args.repeats)
     report("VAE decode forward+backward to the latent", s)
 
     save_file({"sample": sample, "encoder_hidden_states": context, "timestep": torch.tensor([501.0]),
