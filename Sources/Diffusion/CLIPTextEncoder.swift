@@ -109,7 +109,7 @@ public final class CLIPTextEncoder {
         eosTokenID = try c.int("eos_token_id", default: 49407)
 
         let all = try ModelWeights(folder: folder)
-        let w = all.scoped("text_model")
+        let w = all.towerScope("text_model", probe: "embeddings.token_embedding.weight")
         tokenEmbedding = try w.tensor("embeddings.token_embedding.weight", shape: [vocab, hiddenSize])
         positionEmbedding = try w.tensor("embeddings.position_embedding.weight", shape: [maxPositions, hiddenSize])
         layers = try CLIPEncoderLayer.stack(w, shape)

@@ -36,7 +36,7 @@ public final class CLIPVisionEncoder {
         let positions = (imageSize / patchSize) * (imageSize / patchSize) + 1
 
         let all = try ModelWeights(folder: folder)
-        let w = all.scoped("vision_model")
+        let w = all.towerScope("vision_model", probe: "embeddings.patch_embedding.weight")
         classEmbedding = try w.tensor("embeddings.class_embedding", shape: [hiddenSize])
         patchEmbedding = try Conv2d(w, "embeddings.patch_embedding", in: channels, out: hiddenSize,
                                     kernel: patchSize, stride: patchSize, bias: false)

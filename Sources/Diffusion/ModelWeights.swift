@@ -51,6 +51,12 @@ public final class ModelWeights: @unchecked Sendable {
 
     func fullName(_ name: String) -> String { prefix + name }
 
+    /// A CLIP tower's weights: under `prefix` (transformers 4 and real SD checkpoints:
+    /// "text_model.…") or at the top level, as transformers 5 saves CLIPTextModel.
+    public func towerScope(_ prefix: String, probe: String) -> ModelWeights {
+        !contains(prefix + "." + probe) && contains(probe) ? self : scoped(prefix)
+    }
+
     public func contains(_ name: String) -> Bool {
         let full = fullName(name)
         return files.contains { $0.contains(full) }

@@ -1,9 +1,13 @@
-/// One recorded op: its inputs and the function from its output gradient to theirs.
+/// One recorded op (or a leaf variable, with no parents and no backward): the nodes of its
+/// inputs (nil for those that need no gradient) and the function from its output gradient
+/// to theirs.
 final class GradNode {
-    let inputs: [Tensor]
-    let backward: (Tensor) -> [Tensor?]
-    init(inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) {
-        self.inputs = inputs
+    let shape: [Int]
+    let parents: [GradNode?]
+    let backward: ((Tensor) -> [Tensor?])?
+    init(shape: [Int], parents: [GradNode?], backward: ((Tensor) -> [Tensor?])?) {
+        self.shape = shape
+        self.parents = parents
         self.backward = backward
     }
 }
@@ -28,46 +32,41 @@ public enum Autograd {
                                  seed: Tensor? = nil) -> [Tensor] {
         precondition(seed != nil || output.count == 1,
                      "gradients(of:) needs a scalar output or a seed, got shape \(output.shape)")
-        let order = topologicalOrder(from: output)
+        guard let root = output.gradNode else { return inputs.map { Tensor.zeros($0.shape) } }
         var grads: [ObjectIdentifier: Tensor] = [:]
-        grads[ObjectIdentifier(output)] = seed ?? Tensor(shape: output.shape, data: [1])
-        let wanted = Set(inputs.map(ObjectIdentifier.init))
+        grads[ObjectIdentifier(root)] = seed ?? Tensor(shape: output.shape, data: [1])
+        let wanted = Set(inputs.compactMap { $0.gradNode.map(ObjectIdentifier.init) })
         noGrad {
-            for tensor in order {
-                let id = ObjectIdentifier(tensor)
-                guard let node = tensor.gradNode, let grad = grads[id] else { continue }
+            for node in topologicalOrder(from: root) {
+                let id = ObjectIdentifier(node)
+                guard let backward = node.backward, let grad = grads[id] else { continue }
                 // Interior gradients are dropped once used, so memory follows the frontier.
                 if !wanted.contains(id) { grads[id] = nil }
-                let inputGrads = node.backward(grad)
-                for (input, g) in zip(node.inputs, inputGrads) {
-                    guard input.requiresGrad, let g else { continue }
-                    precondition(g.shape == input.shape,
-                                 "VJP gave \(g.shape) for an input of shape \(input.shape)")
-                    let key = ObjectIdentifier(input)
+                for (parent, g) in zip(node.parents, backward(grad)) {
+                    guard let parent, let g else { continue }
+                    precondition(g.shape == parent.shape, "VJP gave \(g.shape) for an input of shape \(parent.shape)")
+                    let key = ObjectIdentifier(parent)
                     grads[key] = grads[key].map { $0 + g } ?? g
                 }
             }
         }
-        return inputs.map { grads[ObjectIdentifier($0)] ?? Tensor.zeros($0.shape) }
+        return inputs.map { input in input.gradNode.flatMap { grads[ObjectIdentifier($0)] } ?? Tensor.zeros(input.shape) }
     }
 
     /// Nodes in an order where each comes before every node it was computed from.
-    static func topologicalOrder(from root: Tensor) -> [Tensor] {
-        var visited = Set<ObjectIdentifier>()
-        var postOrder: [Tensor] = []
+    static func topologicalOrder(from root: GradNode) -> [GradNode] {
+        var visited = Set<ObjectIdentifier>([ObjectIdentifier(root)])
+        var postOrder: [GradNode] = []
         // Iterative DFS: UNet graphs are deep enough to overflow a recursive one.
-        var stack: [(Tensor, Int)] = [(root, 0)]
-        visited.insert(ObjectIdentifier(root))
-        while let (tensor, next) = stack.popLast() {
-            let inputs = tensor.gradNode?.inputs ?? []
-            if next < inputs.count {
-                stack.append((tensor, next + 1))
-                let child = inputs[next]
-                if child.requiresGrad, visited.insert(ObjectIdentifier(child)).inserted {
-                    stack.append((child, 0))
+        var stack: [(GradNode, Int)] = [(root, 0)]
+        while let (node, next) = stack.popLast() {
+            if next < node.parents.count {
+                stack.append((node, next + 1))
+                if let parent = node.parents[next], visited.insert(ObjectIdentifier(parent)).inserted {
+                    stack.append((parent, 0))
                 }
             } else {
-                postOrder.append(tensor)
+                postOrder.append(node)
             }
         }
         return postOrder.reversed()

@@ -2,12 +2,15 @@ import Foundation
 
 /// A dense, row-major float32 tensor. Values are immutable once made; every op returns a
 /// new tensor. When an input requires gradients (and recording is on) the op attaches a
-/// `GradNode`, so inference paths build no graph at all.
+/// `GradNode`, so inference paths build no graph at all. Nodes link to their inputs'
+/// nodes, not to the inputs, so a tensor's values live only as long as something (the
+/// caller, or a VJP that needs them) holds them.
 public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     public let shape: [Int]
     public let data: [Float]
-    public let requiresGrad: Bool
     let gradNode: GradNode?
+
+    public var requiresGrad: Bool { gradNode != nil }
 
     public init(shape: [Int], data: [Float]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
@@ -15,14 +18,12 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
                      "shape \(shape) holds \(shape.reduce(1, *)) values, got \(data.count)")
         self.shape = shape
         self.data = data
-        self.requiresGrad = false
         self.gradNode = nil
     }
 
-    init(shape: [Int], data: [Float], requiresGrad: Bool, gradNode: GradNode?) {
+    init(shape: [Int], data: [Float], gradNode: GradNode?) {
         self.shape = shape
         self.data = data
-        self.requiresGrad = requiresGrad
         self.gradNode = gradNode
     }
 
@@ -38,12 +39,12 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 
     /// A leaf with the same values that gradients can be taken with respect to.
     public func asVariable() -> Tensor {
-        Tensor(shape: shape, data: data, requiresGrad: true, gradNode: nil)
+        Tensor(shape: shape, data: data, gradNode: GradNode(shape: shape, parents: [], backward: nil))
     }
 
-    /// The same values, cut off from any graph.
+    /// The same values (the same storage), cut off from any graph.
     public func detached() -> Tensor {
-        (requiresGrad || gradNode != nil) ? Tensor(shape: shape, data: data) : self
+        gradNode != nil ? Tensor(shape: shape, data: data) : self
     }
 
     public var count: Int { data.count }
@@ -59,15 +60,19 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Build the result of an op: attaches `backward` only when some input needs gradients.
-    /// `backward` maps the output's gradient to one gradient per input (nil: none needed).
+    /// `backward` maps the output's gradient to one gradient per input (nil: none needed);
+    /// it should capture only what it needs (shapes, flags, the values its formula uses).
     static func result(shape: [Int], data: [Float], inputs: [Tensor],
                        backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         if Autograd.isRecording && inputs.contains(where: { $0.requiresGrad }) {
-            let node = GradNode(inputs: inputs, backward: backward)
-            return Tensor(shape: shape, data: data, requiresGrad: true, gradNode: node)
+            let node = GradNode(shape: shape, parents: inputs.map(\.gradNode), backward: backward)
+            return Tensor(shape: shape, data: data, gradNode: node)
         }
         return Tensor(shape: shape, data: data)
     }
+
+    /// This tensor's values for a VJP to keep, when `needed` (else nothing is kept).
+    func saved(if needed: Bool) -> Tensor? { needed ? detached() : nil }
 }
 
 /// Fill a new array of `count` floats through a pointer: no zero-fill, no bounds checks.

@@ -175,6 +175,21 @@ final class CLIPTests: XCTestCase {
         }
     }
 
+    /// transformers 5 saves CLIPTextModel without the "text_model." prefix: same model.
+    func testTowerWeightsWithoutPrefixLoad() throws {
+        let dir = try temporaryCopy(of: "tiny-sd/text_encoder")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/model.safetensors"
+        let file = try SafeTensorsFile(path: path)
+        try SafeTensorsFile.write(try file.names.map { name in
+            (name.hasPrefix("text_model.") ? String(name.dropFirst("text_model.".count)) : name, try file.tensor(name))
+        }, to: path)
+        XCTAssertFalse(try SafeTensorsFile(path: path).names.contains { $0.hasPrefix("text_model.") })
+        let ids = [[2512, 10, 20, 30, 2513] + [Int](repeating: 2513, count: 72)]
+        let reference = try CLIPTextEncoder(folder: Self.model("tiny-sd/text_encoder")).encode(ids: ids)
+        XCTAssertEqual(try CLIPTextEncoder(folder: dir).encode(ids: ids).data, reference.data)
+    }
+
     func temporaryCopy(of model: String) throws -> String {
         let dir = NSTemporaryDirectory() + "clip-tests-\(getpid())-\(UUID().uuidString)"
         try FileManager.default.copyItem(atPath: Self.model(model), toPath: dir)

@@ -108,6 +108,19 @@ final class GradientTests: XCTestCase {
         checkGradients([x]) { $0[0].resizeBilinear(height: 2, width: 3) }
     }
 
+    func testGraphKeepsNoIntermediateTensorsAlive() {
+        let x = random([4, 8], seed: 42).asVariable(), w = random([8, 8], seed: 43)
+        weak var intermediate: Tensor?
+        let loss: Tensor = {
+            let h = x.linear(w)
+            intermediate = h
+            return (h + 1).sum()   // `+` needs no values: nothing should hold h
+        }()
+        XCTAssertNil(intermediate, "the graph kept an intermediate tensor")
+        let grad = Autograd.gradients(of: loss, withRespectTo: [x])[0]
+        XCTAssertEqual(grad.data, Autograd.gradients(of: x.linear(w).sum(), withRespectTo: [x])[0].data)
+    }
+
     func testNoGraphOnInferencePaths() {
         let w = random([4, 5], seed: 35)
         let y = random([2, 5], seed: 36).linear(w).softmax()

@@ -115,10 +115,13 @@ extension Tensor {
                 }
             } } }
         }
-        let x = self
+        // The input's values are kept only for the weight's gradient (weights are constants in MUSE).
+        let xSaved = saved(if: weight.requiresGrad) ?? Tensor.zeros([0])
+        let (xShape, xNeeds, xCount) = (shape, requiresGrad, count)
         let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
         return .result(shape: [geo.batch, cout, outH, outW], data: out, inputs: inputs) { g in
-            var dx = x.requiresGrad ? [Float](repeating: 0, count: x.count) : []
+            let x = xSaved
+            var dx = xNeeds ? [Float](repeating: 0, count: xCount) : []
             var dw = weight.requiresGrad ? [Float](repeating: 0, count: weight.count) : []
             var col = [Float](repeating: 0, count: geo.isPointwise ? 0 : patch * band * outW)
             g.data.withPointer { gp in x.data.withPointer { xp in weight.data.withPointer { w in
@@ -131,7 +134,7 @@ extension Tensor {
                             BLAS.gemm(transA: false, transB: true, m: cout, n: patch, k: planeOut, alpha: 1,
                                       a: gn, lda: planeOut, b: xn, ldb: planeOut, beta: 1, c: dwb.baseAddress!, ldc: patch)
                         }
-                        if x.requiresGrad {  // dX = Wᵀ·G
+                        if xNeeds {  // dX = Wᵀ·G
                             BLAS.gemm(transA: true, transB: false, m: patch, n: planeOut, k: cout, alpha: 1,
                                       a: w, lda: patch, b: gn, ldb: planeOut, beta: 0,
                                       c: dxb.baseAddress! + n * planeIn, ldc: planeOut)
@@ -147,7 +150,7 @@ extension Tensor {
                                       a: gn + r0 * outW, lda: planeOut, b: colb.baseAddress!, ldb: cols,
                                       beta: 1, c: dwb.baseAddress!, ldc: patch)
                         }
-                        if x.requiresGrad {
+                        if xNeeds {
                             BLAS.gemm(transA: true, transB: false, m: patch, n: cols, k: cout, alpha: 1,
                                       a: w, lda: patch, b: gn + r0 * outW, ldb: planeOut, beta: 0,
                                       c: colb.baseAddress!, ldc: cols)
@@ -157,7 +160,7 @@ extension Tensor {
                     }
                 }
             } } } } } }
-            var grads: [Tensor?] = [x.requiresGrad ? Tensor(shape: x.shape, data: dx) : nil,
+            var grads: [Tensor?] = [xNeeds ? Tensor(shape: xShape, data: dx) : nil,
                                     weight.requiresGrad ? Tensor(shape: weight.shape, data: dw) : nil]
             if let bias {
                 grads.append(bias.requiresGrad

@@ -129,112 +129,98 @@ extension Tensor {
 
     public static func + (a: Tensor, b: Tensor) -> Tensor {
         let (shape, data) = binaryKernel(a, b, +)
+        let (aShape, bShape, aNeeds, bNeeds) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
         return .result(shape: shape, data: data, inputs: [a, b]) { g in
-            [a.requiresGrad ? g.sum(toShape: a.shape) : nil,
-             b.requiresGrad ? g.sum(toShape: b.shape) : nil]
+            [aNeeds ? g.sum(toShape: aShape) : nil, bNeeds ? g.sum(toShape: bShape) : nil]
         }
     }
 
     public static func - (a: Tensor, b: Tensor) -> Tensor {
         let (shape, data) = binaryKernel(a, b, -)
+        let (aShape, bShape, aNeeds, bNeeds) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
         return .result(shape: shape, data: data, inputs: [a, b]) { g in
-            [a.requiresGrad ? g.sum(toShape: a.shape) : nil,
-             b.requiresGrad ? (g * -1).sum(toShape: b.shape) : nil]
+            [aNeeds ? g.sum(toShape: aShape) : nil, bNeeds ? (g * -1).sum(toShape: bShape) : nil]
         }
     }
 
     public static func * (a: Tensor, b: Tensor) -> Tensor {
         let (shape, data) = binaryKernel(a, b, *)
+        let (aShape, bShape) = (a.shape, b.shape)
+        // Each input's gradient needs the other's values: keep only those that will be used.
+        let bForA = b.saved(if: a.requiresGrad), aForB = a.saved(if: b.requiresGrad)
         return .result(shape: shape, data: data, inputs: [a, b]) { g in
-            [a.requiresGrad ? (g * b).sum(toShape: a.shape) : nil,
-             b.requiresGrad ? (g * a).sum(toShape: b.shape) : nil]
+            [bForA.map { (g * $0).sum(toShape: aShape) }, aForB.map { (g * $0).sum(toShape: bShape) }]
         }
     }
 
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let (shape, data) = binaryKernel(a, b, /)
+        let (aShape, bShape, aNeeds) = (a.shape, b.shape, a.requiresGrad)
+        let bSaved = b.detached(), aForB = a.saved(if: b.requiresGrad)
         return .result(shape: shape, data: data, inputs: [a, b]) { g in
-            [a.requiresGrad ? (g / b).sum(toShape: a.shape) : nil,
-             b.requiresGrad ? (g * a / (b * b) * -1).sum(toShape: b.shape) : nil]
+            [aNeeds ? (g / bSaved).sum(toShape: aShape) : nil,
+             aForB.map { (g * $0 / (bSaved * bSaved) * -1).sum(toShape: bShape) }]
         }
     }
 
-    public static func * (a: Tensor, s: Float) -> Tensor { a.map({ $0 * s }) { g, _, _ in g * s } }
+    public static func * (a: Tensor, s: Float) -> Tensor { a.pointwise({ $0 * s }, saving: .nothing) { _ in s } }
     public static func * (s: Float, a: Tensor) -> Tensor { a * s }
-    public static func + (a: Tensor, s: Float) -> Tensor { a.map({ $0 + s }) { g, _, _ in g } }
+    public static func + (a: Tensor, s: Float) -> Tensor { a.pointwise({ $0 + s }, saving: .nothing) { _ in 1 } }
     public static func - (a: Tensor, s: Float) -> Tensor { a + (-s) }
     public static prefix func - (a: Tensor) -> Tensor { a * -1 }
 
-    /// Elementwise function with its VJP given as (outputGrad, input, output) -> inputGrad.
-    public func map(_ f: (Float) -> Float,
-                    vjp: @escaping (_ grad: Tensor, _ input: Tensor, _ output: Tensor) -> Tensor) -> Tensor {
+    /// What an elementwise op's derivative is a function of, and so what its VJP keeps.
+    public enum PointwiseSaved { case nothing, input, output }
+
+    /// Elementwise y = f(x) whose derivative dy/dx is `derivative` of x (`.input`), of y
+    /// (`.output`), or a constant (`.nothing`, called with 0).
+    public func pointwise(_ f: (Float) -> Float, saving: PointwiseSaved,
+                          derivative: @escaping (Float) -> Float) -> Tensor {
         let n = count
         let out = data.withPointer { p in makeArray(n) { o in for i in 0..<n { o[i] = f(p[i]) } } }
-        let input = self
+        let kept: [Float] = saving == .input ? data : saving == .output ? out : []
+        let inShape = shape
         return .result(shape: shape, data: out, inputs: [self]) { g in
-            [vjp(g, input, Tensor(shape: input.shape, data: out))]
+            let dx = g.data.withPointer { gp in
+                makeArray(n) { o in
+                    if kept.isEmpty {
+                        let d = derivative(0)
+                        for i in 0..<n { o[i] = gp[i] * d }
+                    } else {
+                        kept.withPointer { k in for i in 0..<n { o[i] = gp[i] * derivative(k[i]) } }
+                    }
+                }
+            }
+            return [Tensor(shape: inShape, data: dx)]
         }
     }
 
-    /// Elementwise derivative product: grad · f'(x), f' from (input, output).
-    func mapDerivative(_ grad: Tensor, _ input: Tensor, _ output: Tensor,
-                       _ derivative: (Float, Float) -> Float) -> Tensor {
-        let n = grad.count
-        let data = grad.data.withPointer { g in input.data.withPointer { x in output.data.withPointer { y in
-            makeArray(n) { o in for i in 0..<n { o[i] = g[i] * derivative(x[i], y[i]) } }
-        } } }
-        return Tensor(shape: grad.shape, data: data)
-    }
-
-    public func exp() -> Tensor {
-        map({ Foundation.exp($0) }) { g, x, y in x.mapDerivative(g, x, y) { _, y in y } }
-    }
-
-    public func log() -> Tensor {
-        map({ Foundation.log($0) }) { g, x, y in x.mapDerivative(g, x, y) { x, _ in 1 / x } }
-    }
-
-    public func sqrt() -> Tensor {
-        map({ $0.squareRoot() }) { g, x, y in x.mapDerivative(g, x, y) { _, y in 0.5 / y } }
-    }
-
-    public func square() -> Tensor {
-        map({ $0 * $0 }) { g, x, y in x.mapDerivative(g, x, y) { x, _ in 2 * x } }
-    }
-
-    public func sigmoid() -> Tensor {
-        map({ 1 / (1 + Foundation.exp(-$0)) }) { g, x, y in x.mapDerivative(g, x, y) { _, y in y * (1 - y) } }
-    }
-
-    public func tanh() -> Tensor {
-        map({ Foundation.tanh($0) }) { g, x, y in x.mapDerivative(g, x, y) { _, y in 1 - y * y } }
-    }
+    public func exp() -> Tensor { pointwise({ Foundation.exp($0) }, saving: .output) { $0 } }
+    public func log() -> Tensor { pointwise({ Foundation.log($0) }, saving: .input) { 1 / $0 } }
+    public func sqrt() -> Tensor { pointwise({ $0.squareRoot() }, saving: .output) { 0.5 / $0 } }
+    public func square() -> Tensor { pointwise({ $0 * $0 }, saving: .input) { 2 * $0 } }
+    public func sigmoid() -> Tensor { pointwise({ 1 / (1 + Foundation.exp(-$0)) }, saving: .output) { $0 * (1 - $0) } }
+    public func tanh() -> Tensor { pointwise({ Foundation.tanh($0) }, saving: .output) { 1 - $0 * $0 } }
 
     public func silu() -> Tensor {
-        map({ $0 / (1 + Foundation.exp(-$0)) }) { g, x, y in
-            x.mapDerivative(g, x, y) { x, _ in
-                let s = 1 / (1 + Foundation.exp(-x))
-                return s * (1 + x * (1 - s))
-            }
+        pointwise({ $0 / (1 + Foundation.exp(-$0)) }, saving: .input) { x in
+            let s = 1 / (1 + Foundation.exp(-x))
+            return s * (1 + x * (1 - s))
         }
     }
 
     /// Exact GELU (erf form), as torch.nn.functional.gelu's default.
     public func gelu() -> Tensor {
-        map({ 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) }) { g, x, y in
-            x.mapDerivative(g, x, y) { x, _ in
-                0.5 * (1 + erff(x * 0.70710678118654752)) + x * 0.3989422804014327 * Foundation.exp(-0.5 * x * x)
-            }
+        pointwise({ 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) }, saving: .input) { x in
+            0.5 * (1 + erff(x * 0.70710678118654752)) + x * 0.3989422804014327 * Foundation.exp(-0.5 * x * x)
         }
     }
 
     /// CLIP's quick_gelu: x·sigmoid(1.702x).
     public func quickGelu() -> Tensor {
-        map({ $0 / (1 + Foundation.exp(-1.702 * $0)) }) { g, x, y in
-            x.mapDerivative(g, x, y) { x, _ in
-                let s = 1 / (1 + Foundation.exp(-1.702 * x))
-                return s + 1.702 * x * s * (1 - s)
-            }
+        pointwise({ $0 / (1 + Foundation.exp(-1.702 * $0)) }, saving: .input) { x in
+            let s = 1 / (1 + Foundation.exp(-1.702 * x))
+            return s + 1.702 * x * s * (1 - s)
         }
     }
 
@@ -246,12 +232,12 @@ extension Tensor {
 
     /// max(x, floor): used to keep log arguments positive in losses.
     public func clampMin(_ floor: Float) -> Tensor {
-        map({ Swift.max($0, floor) }) { g, x, y in x.mapDerivative(g, x, y) { x, _ in x > floor ? 1 : 0 } }
+        pointwise({ Swift.max($0, floor) }, saving: .input) { $0 > floor ? 1 : 0 }
     }
 
     public func clamp(_ range: ClosedRange<Float>) -> Tensor {
-        map({ Swift.min(Swift.max($0, range.lowerBound), range.upperBound) }) { g, x, y in
-            x.mapDerivative(g, x, y) { x, _ in range.contains(x) ? 1 : 0 }
+        pointwise({ Swift.min(Swift.max($0, range.lowerBound), range.upperBound) }, saving: .input) {
+            range.contains($0) ? 1 : 0
         }
     }
 }

@@ -17,18 +17,19 @@ extension Tensor {
                             a: x, b: w, beta: bias == nil ? 0 : 1, c: o)
             } }
         }
-        let x = self
+        // The input's values are kept only for the weight's gradient (weights are constants in MUSE).
+        let xSaved = saved(if: weight.requiresGrad), (xShape, xNeeds) = (shape, requiresGrad)
         let outShape = Array(shape.dropLast()) + [outFeatures]
         let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
         return .result(shape: outShape, data: out, inputs: inputs) { g in
             var grads: [Tensor?] = [nil, nil, nil]
-            if x.requiresGrad {
+            if xNeeds {
                 let dx = makeArray(rows * inFeatures) { o in g.data.withPointer { gp in weight.data.withPointer { w in
                     BLAS.matmul(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures, a: gp, b: w, c: o)
                 } } }
-                grads[0] = Tensor(shape: x.shape, data: dx)
+                grads[0] = Tensor(shape: xShape, data: dx)
             }
-            if weight.requiresGrad {
+            if let x = xSaved {
                 let dw = makeArray(outFeatures * inFeatures) { o in g.data.withPointer { gp in x.data.withPointer { xp in
                     BLAS.matmul(transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows, a: gp, b: xp, c: o)
                 } } }
@@ -58,20 +59,22 @@ extension Tensor {
                 }
             } }
         }
-        let a = self
+        // Each side's gradient needs the other side's values: keep only those that will be used.
+        let a = saved(if: other.requiresGrad), b = other.saved(if: requiresGrad)
+        let (aShape, bShape, aCount, bCount) = (shape, other.shape, count, other.count)
         return .result(shape: Array(shape.dropLast(2)) + [m, n], data: out, inputs: [self, other]) { g in
             var da: Tensor? = nil, db: Tensor? = nil
             g.data.withPointer { gp in
-                if a.requiresGrad {  // dA = G·Bᵀ
-                    da = Tensor(shape: a.shape, data: makeArray(a.count) { o in other.data.withPointer { b in
+                if let other = b {  // dA = G·Bᵀ
+                    da = Tensor(shape: aShape, data: makeArray(aCount) { o in other.data.withPointer { b in
                         for i in 0..<batch {
                             BLAS.matmul(transA: false, transB: true, m: m, n: k, k: n,
                                         a: gp + i * m * n, b: shared ? b : b + i * k * n, c: o + i * m * k)
                         }
                     } })
                 }
-                if other.requiresGrad {  // dB = Aᵀ·G, summed over the batch when B is shared
-                    db = Tensor(shape: other.shape, data: makeArray(other.count) { o in a.data.withPointer { ap in
+                if let a {  // dB = Aᵀ·G, summed over the batch when B is shared
+                    db = Tensor(shape: bShape, data: makeArray(bCount) { o in a.data.withPointer { ap in
                         for i in 0..<batch {
                             BLAS.matmul(transA: true, transB: false, m: k, n: n, k: m, a: ap + i * m * k,
                                         b: gp + i * m * n, beta: shared && i > 0 ? 1 : 0,

@@ -110,7 +110,7 @@ extension Tensor {
         var inputs = [self]
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
-        let x = self
+        let (xShape, xNeeds, xCount) = (shape, requiresGrad, count)
         return .result(shape: shape, data: out, inputs: inputs) { g in
             let affineCount = weight?.count ?? bias?.count ?? 0
             var dw = [Float](repeating: 0, count: affineCount), db = dw
@@ -125,12 +125,12 @@ extension Tensor {
                 } }
             }
             var results: [Tensor?] = [nil]
-            if x.requiresGrad {
+            if xNeeds {
                 // dx = inv · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·w, per group.
                 let dx = g.data.withPointer { gp in normalized.withPointer { xh in
-                    makeArray(x.count) { o in
+                    makeArray(xCount) { o in
                         let (ga, xa, oa) = (Int(bitPattern: gp), Int(bitPattern: xh), Int(bitPattern: o))
-                        parallelFor(layout.groups, work: x.count) { group in
+                        parallelFor(layout.groups, work: xCount) { group in
                             let gp = UnsafePointer<Float>(bitPattern: ga)!, xh = UnsafePointer<Float>(bitPattern: xa)!
                             let o = UnsafeMutablePointer<Float>(bitPattern: oa)!
                             let base = group * size
@@ -153,7 +153,7 @@ extension Tensor {
                         }
                     }
                 } }
-                results[0] = Tensor(shape: x.shape, data: dx)
+                results[0] = Tensor(shape: xShape, data: dx)
             }
             if let weight { results.append(weight.requiresGrad ? Tensor(shape: weight.shape, data: dw) : nil) }
             if let bias { results.append(bias.requiresGrad ? Tensor(shape: bias.shape, data: db) : nil) }

@@ -22,8 +22,9 @@ extension Tensor {
         let data = permuteData(data, shape: shape, order: order)
         var inverse = [Int](repeating: 0, count: rank)
         for (i, o) in order.enumerated() { inverse[o] = i }
+        let inShape = shape
         return .result(shape: outShape, data: data, inputs: [self]) { g in
-            [Tensor(shape: self.shape, data: permuteData(g.data, shape: outShape, order: inverse))]
+            [Tensor(shape: inShape, data: permuteData(g.data, shape: outShape, order: inverse))]
         }
     }
 
@@ -96,11 +97,12 @@ extension Tensor {
                 offset += d
             }
         }
+        let needs = tensors.map(\.requiresGrad)
         return .result(shape: outShape, data: out, inputs: tensors) { g in
             var start = 0
-            return zip(tensors, dims).map { t, d in
+            return zip(needs, dims).map { need, d in
                 defer { start += d }
-                return t.requiresGrad ? g.narrowed(axis: axis, start: start, length: d) : nil
+                return need ? g.narrowed(axis: axis, start: start, length: d) : nil
             }
         }
     }
