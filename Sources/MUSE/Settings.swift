@@ -93,12 +93,15 @@ public struct MUSESettings: Codable, Equatable, Sendable {
     }
 
     // Missing keys take the defaults, so job specs name only what they change.
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case innerIterations, learningRate, adamBeta1, adamBeta2, adamEpsilon
         case lambdaInherent, lambdaSimilar, similarity
         case settleDelta, settleSteps, minStartFraction, latestStartFraction, stopFraction, fixedStartFraction, preview
         case universalScale, universalIterations, classifyEveryStep
     }
+
+    /// The setting names JSON may use (camelCase).
+    public static var settingNames: [String] { CodingKeys.allCases.map(\.rawValue) }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)

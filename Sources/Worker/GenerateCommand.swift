@@ -43,7 +43,7 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(name: .customLong("negative-prompt"), help: "Prompt of the unconditional branch.")
     var negativePrompt = ""
 
-    @Option(help: "MUSE settings as JSON (inline or @FILE); missing keys keep their defaults, e.g. '{\"innerIterations\": 2}'.")
+    @Option(help: "MUSE settings as JSON (inline or @FILE); missing keys keep their defaults, e.g. '{\"inner_iterations\": 2}' (the spec's snake_case names, or camelCase).")
     var settings: String?
 
     @Option(help: "Similar emotions S for the target, comma separated (overrides the similarity map's entry; empty: none).")
@@ -70,7 +70,17 @@ struct MUSEEngineOptions: ParsableArguments {
             } else {
                 data = Data(text.utf8)
             }
-            do { s = try JSONDecoder().decode(MUSESettings.self, from: data) } catch {
+            // The spec's snake_case names and the engine's camelCase ones both decode; a name
+            // that is neither is an error, not silently a default.
+            if let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
+                let known = Set(MUSESettings.settingNames)
+                for key in object.keys.sorted() where !known.contains(camelCase(key)) {
+                    throw EngineCLI.Failure("--settings: unknown setting '\(key)' (known: \(known.sorted().joined(separator: ", ")))")
+                }
+            }
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            do { s = try decoder.decode(MUSESettings.self, from: data) } catch {
                 throw EngineCLI.Failure("--settings is not valid MUSE settings JSON: \(error)")
             }
         }
@@ -276,4 +286,11 @@ enum EngineCLI {
             return json["text_config"] != nil && json["vision_config"] != nil
         }
     }
+}
+
+/// snake_case → camelCase, as JSONDecoder's convertFromSnakeCase does for plain names.
+func camelCase(_ name: String) -> String {
+    let parts = name.split(separator: "_", omittingEmptySubsequences: true)
+    guard let first = parts.first else { return name }
+    return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
 }
