@@ -41,6 +41,19 @@ final class ForwardTests: XCTestCase {
         assertClose(x.conv2d(w, b, stride: 1, padding: 1).data, naiveConv(x, w, b, stride: 1, padding: 1))
     }
 
+    func testParallelBandsMatchDirectDefinition() {
+        // Large enough for output-row bands on separate cores (forward), and for the input
+        // gradient's bands in even/odd phases; checked against the naive definition and FD.
+        let x = random([1, 32, 32, 32], seed: 40), w = random([8, 32, 3, 3], seed: 41), b = random([8], seed: 42)
+        for (stride, padding) in [(1, 1), (2, 1)] {
+            assertClose(x.conv2d(w, b, stride: stride, padding: padding).data,
+                        naiveConv(x, w, b, stride: stride, padding: padding))
+            checkGradients([x], epsilon: 1e-2, tolerance: 2e-2, samples: 16) {
+                $0[0].conv2d(w, b, stride: stride, padding: padding)
+            }
+        }
+    }
+
     func testAttentionMatchesDirectDefinition() {
         let (batch, tq, tk, heads, d) = (2, 7, 5, 3, 4)
         let q = random([batch, tq, heads * d], seed: 5), k = random([batch, tk, heads * d], seed: 6)

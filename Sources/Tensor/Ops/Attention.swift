@@ -26,7 +26,7 @@ extension Tensor {
         let out = makeArray(q.count) { o in
             let outAddress = Int(bitPattern: o)
             q.data.withPointer { qp in k.data.withPointer { kp in v.data.withPointer { vp in
-                forEachHead(batch * heads, scratch: chunk * tk) { index, s in
+                forEachTask(batch * heads, scratch: chunk * tk) { index, s in
                     let (b, h) = index.quotientAndRemainder(dividingBy: heads)
                     let o = UnsafeMutablePointer<Float>(bitPattern: outAddress)!
                     let qh = qp + b * tq * width + h * d, kh = kp + b * tk * width + h * d
@@ -56,7 +56,7 @@ extension Tensor {
                 // Heads write disjoint column slices of dq, dk and dv, so workers never collide.
                 let (dqAddress, dkAddress, dvAddress) = (Int(bitPattern: dqb.baseAddress), Int(bitPattern: dkb.baseAddress),
                                                         Int(bitPattern: dvb.baseAddress))
-                forEachHead(batch * heads, scratch: 2 * chunk * tk) { index, scratch in
+                forEachTask(batch * heads, scratch: 2 * chunk * tk) { index, scratch in
                     let (b, h) = index.quotientAndRemainder(dividingBy: heads)
                     let dqp = UnsafeMutablePointer<Float>(bitPattern: dqAddress)!
                     let dkp = UnsafeMutablePointer<Float>(bitPattern: dkAddress)!
@@ -97,25 +97,6 @@ extension Tensor {
                     k.requiresGrad ? Tensor(shape: k.shape, data: dk) : nil,
                     v.requiresGrad ? Tensor(shape: v.shape, data: dv) : nil]
         }
-    }
-}
-
-/// Runs `body(index, scratch)` for every index in 0..<count, spread over the cores, each
-/// worker with its own scratch buffer of `scratch` floats and single-threaded sgemm.
-func forEachHead(_ count: Int, scratch: Int, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
-    let workers = min(count, ProcessInfo.processInfo.activeProcessorCount)
-    func run(_ worker: Int, _ stride: Int) {
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
-        defer { buffer.deallocate() }
-        var index = worker
-        while index < count { body(index, buffer); index += stride }
-    }
-    if workers <= 1 || count * scratch < 1 << 14 {
-        run(0, 1)
-        return
-    }
-    BLAS.withSingleThreadedKernels {
-        DispatchQueue.concurrentPerform(iterations: workers) { run($0, workers) }
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 // 2-D convolution as im2col + sgemm, over bands of output rows so the column buffer stays
 // bounded (a 512² VAE layer would otherwise need a 1.2 GB buffer).
 
@@ -11,6 +13,38 @@ struct ConvGeometry {
 
     /// Output rows per band: keeps the column buffer within `Tensor.convColumnBudget` floats.
     var bandRows: Int { max(1, min(outH, Tensor.convColumnBudget / max(1, patch * outW))) }
+
+    /// Output rows per band, and whether bands run in parallel (one per core at a time, each
+    /// with single-threaded sgemm: im2col/col2im then run on every core, not just one).
+    func bands(workers: Int) -> (rows: Int, parallel: Bool) {
+        guard workers > 1, !isPointwise, patch * outH * outW >= 1 << 18 else { return (bandRows, false) }
+        let budgetRows = max(1, Tensor.convColumnBudget / workers / max(1, patch * outW))
+        let rows = max(1, min(budgetRows, (outH + 2 * workers - 1) / (2 * workers)))
+        return (rows, (outH + rows - 1) / rows >= 2)
+    }
+
+    /// Calls `body(r0, r1, column buffer)` for every band of `rows` output rows. With
+    /// `disjointInputs`, bands run in two phases (even, then odd) so that bands running
+    /// together never touch the same input rows (what col2im writes); that needs bands
+    /// taller than the kernel's reach, else they run in order.
+    func forEachBand(rows: Int, parallel: Bool, disjointInputs: Bool = false,
+                     _ body: (_ r0: Int, _ r1: Int, _ column: UnsafeMutablePointer<Float>) -> Void) {
+        let count = (outH + rows - 1) / rows
+        let scratch = patch * rows * outW
+        func run(_ band: Int, _ column: UnsafeMutablePointer<Float>) {
+            body(band * rows, min(outH, (band + 1) * rows), column)
+        }
+        if !parallel || (disjointInputs && rows * stride < kernelH) {
+            let column = UnsafeMutablePointer<Float>.allocate(capacity: max(1, scratch))
+            defer { column.deallocate() }
+            for band in 0..<count { run(band, column) }
+            return
+        }
+        for phase in disjointInputs ? [0, 1] : [0] {
+            let bandsNow = Array(Swift.stride(from: phase, to: count, by: disjointInputs ? 2 : 1))
+            forEachTask(bandsNow.count, scratch: scratch) { i, column in run(bandsNow[i], column) }
+        }
+    }
 
     /// Columns for output rows [r0, r1): [patch, (r1−r0)·outW].
     func im2col(_ x: UnsafePointer<Float>, rows r0: Int, _ r1: Int, into col: UnsafeMutablePointer<Float>) {
@@ -89,9 +123,9 @@ extension Tensor {
         let (outH, outW, cout, patch) = (geo.outH, geo.outW, geo.outChannels, geo.patch)
         let planeOut = outH * outW, planeIn = geo.inChannels * geo.height * geo.width
         let band = geo.bandRows
-        var column = geo.isPointwise ? [] : [Float](repeating: 0, count: patch * band * outW)
+        let (parallelRows, parallel) = geo.bands(workers: ProcessInfo.processInfo.activeProcessorCount)
         let out = makeArray(geo.batch * cout * planeOut) { o in
-            data.withPointer { x in weight.data.withPointer { w in column.withUnsafeMutableBufferPointer { colBuf in
+            data.withPointer { x in weight.data.withPointer { w in
                 for n in 0..<geo.batch {
                     let xn = x + n * planeIn, on = o + n * cout * planeOut
                     if let bias {
@@ -103,17 +137,15 @@ extension Tensor {
                                   a: w, lda: patch, b: xn, ldb: planeOut, beta: beta, c: on, ldc: planeOut)
                         continue
                     }
-                    var r0 = 0
-                    while r0 < outH {
-                        let r1 = min(outH, r0 + band), cols = (r1 - r0) * outW
-                        geo.im2col(xn, rows: r0, r1, into: colBuf.baseAddress!)
+                    // Bands write disjoint columns of the output.
+                    geo.forEachBand(rows: parallelRows, parallel: parallel) { r0, r1, column in
+                        let cols = (r1 - r0) * outW
+                        geo.im2col(xn, rows: r0, r1, into: column)
                         BLAS.gemm(transA: false, transB: false, m: cout, n: cols, k: patch, alpha: 1,
-                                  a: w, lda: patch, b: colBuf.baseAddress!, ldb: cols, beta: beta,
-                                  c: on + r0 * outW, ldc: planeOut)
-                        r0 = r1
+                                  a: w, lda: patch, b: column, ldb: cols, beta: beta, c: on + r0 * outW, ldc: planeOut)
                     }
                 }
-            } } }
+            } }
         }
         // The input's values are kept only for the weight's gradient (weights are constants in MUSE).
         let xSaved = saved(if: weight.requiresGrad) ?? Tensor.zeros([0])
@@ -123,7 +155,7 @@ extension Tensor {
             let x = xSaved
             var dx = xNeeds ? [Float](repeating: 0, count: xCount) : []
             var dw = weight.requiresGrad ? [Float](repeating: 0, count: weight.count) : []
-            var col = [Float](repeating: 0, count: geo.isPointwise ? 0 : patch * band * outW)
+            var col = [Float](repeating: 0, count: geo.isPointwise || !weight.requiresGrad ? 0 : patch * band * outW)
             g.data.withPointer { gp in x.data.withPointer { xp in weight.data.withPointer { w in
             dx.withUnsafeMutableBufferPointer { dxb in dw.withUnsafeMutableBufferPointer { dwb in
             col.withUnsafeMutableBufferPointer { colb in
@@ -141,22 +173,25 @@ extension Tensor {
                         }
                         continue
                     }
-                    var r0 = 0
-                    while r0 < outH {
-                        let r1 = min(outH, r0 + band), cols = (r1 - r0) * outW
-                        if weight.requiresGrad {
+                    if weight.requiresGrad {  // dW += G·colᵀ, band by band
+                        var r0 = 0
+                        while r0 < outH {
+                            let r1 = min(outH, r0 + band), cols = (r1 - r0) * outW
                             geo.im2col(xn, rows: r0, r1, into: colb.baseAddress!)
                             BLAS.gemm(transA: false, transB: true, m: cout, n: patch, k: cols, alpha: 1,
                                       a: gn + r0 * outW, lda: planeOut, b: colb.baseAddress!, ldb: cols,
                                       beta: 1, c: dwb.baseAddress!, ldc: patch)
+                            r0 = r1
                         }
-                        if xNeeds {
+                    }
+                    if xNeeds {  // dX = col2im(Wᵀ·G), bands sharing no input rows at a time
+                        let dxn = dxb.baseAddress! + n * planeIn
+                        geo.forEachBand(rows: parallelRows, parallel: parallel, disjointInputs: true) { r0, r1, column in
+                            let cols = (r1 - r0) * outW
                             BLAS.gemm(transA: true, transB: false, m: patch, n: cols, k: cout, alpha: 1,
-                                      a: w, lda: patch, b: gn + r0 * outW, ldb: planeOut, beta: 0,
-                                      c: colb.baseAddress!, ldc: cols)
-                            geo.col2im(colb.baseAddress!, rows: r0, r1, into: dxb.baseAddress! + n * planeIn)
+                                      a: w, lda: patch, b: gn + r0 * outW, ldb: planeOut, beta: 0, c: column, ldc: cols)
+                            geo.col2im(column, rows: r0, r1, into: dxn)
                         }
-                        r0 = r1
                     }
                 }
             } } } } } }

@@ -182,19 +182,6 @@ struct NormLayout {
     }
 }
 
-/// `body(i)` for i in 0..<count, across the cores when `work` (values touched) is large.
-func parallelFor(_ count: Int, work: Int, _ body: (Int) -> Void) {
-    let workers = min(count, ProcessInfo.processInfo.activeProcessorCount)
-    if workers <= 1 || work < 1 << 16 {
-        for i in 0..<count { body(i) }
-        return
-    }
-    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-        var i = worker
-        while i < count { body(i); i += workers }
-    }
-}
-
 @inline(__always)
 func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     let rawX = UnsafeRawPointer(x), rawY = UnsafeMutableRawPointer(y)
