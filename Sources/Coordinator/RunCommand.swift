@@ -135,7 +135,6 @@ struct RunCommand: ParsableCommand {
             return 128 + (stop.signalNumber ?? SIGINT)
         }
         pool.stopAll(grace: 30)
-        let status = try q.status()
         let sheet = try Collector.writeContactSheet(output: out, jobs: cells, columns: columns)
         redis.shutdown()
         clean = true
@@ -147,11 +146,21 @@ struct RunCommand: ParsableCommand {
         let failed = lines.filter { ids.contains($0.jobID) && $0.status != "done" }
         var summary = "batch \(loaded.batchID) finished: \(loaded.jobs.count - failed.count - missing) done, \(failed.count) failed"
         if missing > 0 { summary += ", \(missing) not collected" }
+        if let outcome = Self.emotionOutcome(lines.filter { ids.contains($0.jobID) }) { summary += "\n  " + outcome }
         summary += "\n  manifest      \(manifestURL.path)"
         if let sheet { summary += "\n  contact sheet \(sheet.path)" }
         for f in failed.prefix(10) { summary += "\n  failed \(f.jobID.prefix(8)) (\(f.emotion), \(f.kind)): \(f.error ?? "?")" }
-        _ = status
         say(summary)
         return failed.isEmpty && missing == 0 ? 0 : ExitCodes.failedJobs
+    }
+
+    /// How the batch did at its purpose: jobs whose image the classifier ranks first for the
+    /// target emotion, and the mean probability of the target.
+    static func emotionOutcome(_ lines: [ManifestEntry]) -> String? {
+        let scored = lines.filter { $0.status == "done" && $0.targetProbability != nil }
+        guard !scored.isEmpty else { return nil }
+        let hits = scored.filter { $0.topEmotion == $0.emotion }.count
+        let mean = scored.compactMap(\.targetProbability).reduce(0, +) / Double(scored.count)
+        return String(format: "target emotion ranked first in %d of %d images; mean p(target) %.3f", hits, scored.count, mean)
     }
 }
