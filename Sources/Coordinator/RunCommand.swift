@@ -126,7 +126,7 @@ struct RunCommand: ParsableCommand {
         reporter.finish()
         if !finished {
             pool.stopAll(grace: 120)
-            try? collector.collectNew()
+            _ = try? collector.collectNew()  // best effort: keep what finished before the interrupt
             redis.shutdown()
             clean = true
             let have = collector.manifest.jobIDs
