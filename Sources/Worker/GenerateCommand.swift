@@ -127,7 +127,7 @@ struct MUSEEngineOptions: ParsableArguments {
     func loadEngine() throws -> (SynthesisEngine, tiny: Bool) {
         let p = try paths()
         let began = Date()
-        _ = BLAS.ensureConfigured()
+        EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let engine = try SynthesisEngine.load(model: p.model, tower: p.tower, head: p.head, text: p.text)
         EngineCLI.log(String(format: "loaded %@ and the classifier (%@) in %.1f s", p.model, engine.classifier.headDescription,
                    Date().timeIntervalSince(began)))
@@ -169,7 +169,7 @@ struct GenerateCommand: ParsableCommand {
     /// Plain DDIM text-to-image through StableDiffusion.denoise.
     func plain() throws {
         let p = try engine.paths()
-        _ = BLAS.ensureConfigured()
+        EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let sd = try StableDiffusion(folder: p.model)
         let steps = engine.defaultSteps(tiny: p.tiny)
         let unet = try ModelConfig(path: p.model + "/unet/config.json")

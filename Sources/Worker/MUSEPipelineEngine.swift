@@ -29,7 +29,7 @@ final class MUSEPipelineEngine: PipelineEngine {
                                          ("classifier head", head ?? "", found.head ?? "", expected.head ?? "")] where have != want {
             throw JobFailure("the \(what) at \(path) has fingerprint \(have), but the job was submitted with \(want): this worker has a different model there")
         }
-        _ = BLAS.ensureConfigured()
+        if loaded == nil { log("BLAS: \(BLAS.ensureConfigured())") }
         loaded = nil // free the previous models first
         do {
             let engine = try SynthesisEngine.load(model: model, tower: tower, head: head, text: text)
