@@ -26,7 +26,9 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
 
-        .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: engineSettings),
+        // Softmax/exp compiled per CPU level (AVX-512, AVX2, baseline), picked at load time.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: engineSettings),
         .target(name: "Diffusion", dependencies: ["Tensor"], swiftSettings: engineSettings),
         .target(name: "MUSE", dependencies: ["Diffusion", "Tensor"], swiftSettings: engineSettings),
         // Shared hashes model files (fingerprints), checksums and shuffles checkpoints: optimised too.

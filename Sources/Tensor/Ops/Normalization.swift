@@ -181,25 +181,3 @@ struct NormLayout {
         for g in 0..<groups { forEachBlock(inGroup: g, body) }
     }
 }
-
-@inline(__always)
-func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    let rawX = UnsafeRawPointer(x), rawY = UnsafeMutableRawPointer(y)
-    var maxima = SIMD8<Float>(repeating: -.infinity)
-    var i = 0
-    while i + 8 <= n {
-        let v = rawX.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-        maxima = maxima.replacing(with: v, where: v .> maxima)
-        i += 8
-    }
-    var m = maxima.max()
-    while i < n { m = max(m, x[i]); i += 1 }
-    let inv = 1 / expShiftedSum(x, y, n, shift: m)
-    i = 0
-    while i + 8 <= n {
-        let v = rawY.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) * inv
-        rawY.storeBytes(of: v, toByteOffset: i * 4, as: SIMD8<Float>.self)
-        i += 8
-    }
-    while i < n { y[i] *= inv; i += 1 }
-}
