@@ -25,7 +25,7 @@ final class SafeTensorsTests: XCTestCase {
         bytes += headerBytes
         bytes += data
         let path = dir + "/" + name
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
         return path
     }
 
@@ -203,7 +203,7 @@ final class SafeTensorsTests: XCTestCase {
     func testMissingAndShortFiles() {
         assertError(dir + "/does-not-exist.safetensors", contains: ["cannot open"])
         let empty = dir + "/empty.safetensors"
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: empty, contents: Data()))
         assertError(empty, contains: ["shorter than"])
         let short = dir + "/short.safetensors"
         FileManager.default.createFile(atPath: short, contents: Data([1, 0, 0, 0]))
