@@ -124,25 +124,6 @@ struct VAESpec {
     let eps: Float = 1e-6  // Encoder/Decoder hard-code resnet_eps = 1e-6 and GroupNorm eps = 1e-6
 }
 
-/// ResnetBlock2D with temb = None, output_scale_factor 1.
-struct VAEResnet {
-    let norm1, norm2: GroupNorm
-    let conv1, conv2: Conv2d
-    let shortcut: Conv2d?
-
-    init(_ w: ModelWeights, _ s: VAESpec, in cin: Int, out cout: Int) throws {
-        norm1 = try GroupNorm(w, "norm1", channels: cin, groups: s.groups, eps: s.eps)
-        conv1 = try Conv2d(w, "conv1", in: cin, out: cout, kernel: 3, padding: 1)
-        norm2 = try GroupNorm(w, "norm2", channels: cout, groups: s.groups, eps: s.eps)
-        conv2 = try Conv2d(w, "conv2", in: cout, out: cout, kernel: 3, padding: 1)
-        shortcut = cin != cout ? try Conv2d(w, "conv_shortcut", in: cin, out: cout, kernel: 1) : nil
-    }
-
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = conv2(norm2(conv1(norm1(x).silu())).silu())
-        return (shortcut?(x) ?? x) + h
-    }
-}
 
 /// The mid-block Attention (one head, q/k/v biases, group norm first, residual added).
 struct VAEAttention {
@@ -164,11 +145,13 @@ struct VAEAttention {
 
 /// UNetMidBlock2D: resnet, then (attention, resnet) once.
 struct VAEMidBlock {
-    let resnets: [VAEResnet]
+    let resnets: [ResnetBlock]
     let attention: VAEAttention?
 
     init(_ w: ModelWeights, _ s: VAESpec, channels: Int) throws {
-        resnets = try (0..<2).map { try VAEResnet(w.scoped("resnets.\($0)"), s, in: channels, out: channels) }
+        resnets = try (0..<2).map {
+            try ResnetBlock(w.scoped("resnets.\($0)"), in: channels, out: channels, timeDim: nil, groups: s.groups, eps: s.eps)
+        }
         attention = s.midAttention ? try VAEAttention(w, "attentions.0", s, channels: channels) : nil
     }
 
@@ -181,19 +164,19 @@ struct VAEMidBlock {
 
 struct VAEEncoder {
     let convIn, convOut: Conv2d
-    let blocks: [(resnets: [VAEResnet], down: Conv2d?)]
+    let blocks: [(resnets: [ResnetBlock], down: Conv2d?)]
     let mid: VAEMidBlock
     let normOut: GroupNorm
 
     init(_ w: ModelWeights, _ s: VAESpec, inChannels: Int, latentChannels: Int) throws {
         let c = s.channels
         convIn = try Conv2d(w, "conv_in", in: inChannels, out: c[0], kernel: 3, padding: 1)
-        var blocks: [(resnets: [VAEResnet], down: Conv2d?)] = []
+        var blocks: [(resnets: [ResnetBlock], down: Conv2d?)] = []
         var cin = c[0]
         for (i, cout) in c.enumerated() {
             let b = w.scoped("down_blocks.\(i)")
             let resnets = try (0..<s.layersPerBlock).map {
-                try VAEResnet(b.scoped("resnets.\($0)"), s, in: $0 == 0 ? cin : cout, out: cout)
+                try ResnetBlock(b.scoped("resnets.\($0)"), in: $0 == 0 ? cin : cout, out: cout, timeDim: nil, groups: s.groups, eps: s.eps)
             }
             // Downsample2D with padding 0: pad right/bottom by one, then a stride-2 conv.
             let down = i < c.count - 1
@@ -220,20 +203,20 @@ struct VAEEncoder {
 struct VAEDecoder {
     let convIn, convOut: Conv2d
     let mid: VAEMidBlock
-    let blocks: [(resnets: [VAEResnet], up: Conv2d?)]
+    let blocks: [(resnets: [ResnetBlock], up: Conv2d?)]
     let normOut: GroupNorm
 
     init(_ w: ModelWeights, _ s: VAESpec, latentChannels: Int, outChannels: Int) throws {
         let reversed = Array(s.channels.reversed())
         convIn = try Conv2d(w, "conv_in", in: latentChannels, out: reversed[0], kernel: 3, padding: 1)
         mid = try VAEMidBlock(w.scoped("mid_block"), s, channels: reversed[0])
-        var blocks: [(resnets: [VAEResnet], up: Conv2d?)] = []
+        var blocks: [(resnets: [ResnetBlock], up: Conv2d?)] = []
         var cin = reversed[0]
         for (i, cout) in reversed.enumerated() {
             let b = w.scoped("up_blocks.\(i)")
             // UpDecoderBlock2D has one resnet more than the encoder's blocks.
             let resnets = try (0...s.layersPerBlock).map {
-                try VAEResnet(b.scoped("resnets.\($0)"), s, in: $0 == 0 ? cin : cout, out: cout)
+                try ResnetBlock(b.scoped("resnets.\($0)"), in: $0 == 0 ? cin : cout, out: cout, timeDim: nil, groups: s.groups, eps: s.eps)
             }
             let up = i < reversed.count - 1
                 ? try Conv2d(b, "upsamplers.0.conv", in: cout, out: cout, kernel: 3, padding: 1) : nil

@@ -66,6 +66,34 @@ extension Tensor {
     }
 }
 
+/// diffusers' ResnetBlock2D (time-conditioned when `timeDim` is given; the VAE uses none).
+struct ResnetBlock {
+    let norm1, norm2: GroupNorm
+    let conv1, conv2: Conv2d
+    let timeProjection: Linear?
+    let shortcut: Conv2d?
+
+    init(_ w: ModelWeights, in inChannels: Int, out outChannels: Int, timeDim: Int?, groups: Int, eps: Float) throws {
+        norm1 = try GroupNorm(w, "norm1", channels: inChannels, groups: groups, eps: eps)
+        conv1 = try Conv2d(w, "conv1", in: inChannels, out: outChannels, kernel: 3, padding: 1)
+        timeProjection = try timeDim.map { try Linear(w, "time_emb_proj", in: $0, out: outChannels) }
+        norm2 = try GroupNorm(w, "norm2", channels: outChannels, groups: groups, eps: eps)
+        conv2 = try Conv2d(w, "conv2", in: outChannels, out: outChannels, kernel: 3, padding: 1)
+        shortcut = inChannels == outChannels ? nil
+            : try Conv2d(w, "conv_shortcut", in: inChannels, out: outChannels, kernel: 1)
+    }
+
+    func callAsFunction(_ x: Tensor, time: Tensor? = nil) -> Tensor {
+        var h = conv1(norm1(x).silu())
+        if let timeProjection, let time {
+            let t = timeProjection(time.silu())
+            h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
+        }
+        h = conv2(norm2(h).silu())
+        return (shortcut?(x) ?? x) + h
+    }
+}
+
 /// diffusers' `Attention` projections (to_q, to_k, to_v, to_out.0), for UNet transformer
 /// blocks (no q/k/v bias) and the VAE's mid-block attention (with bias, one head).
 /// Older checkpoints name them query/key/value/proj_attn; both are accepted.

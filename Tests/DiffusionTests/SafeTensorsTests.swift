@@ -206,7 +206,7 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertTrue(FileManager.default.createFile(atPath: empty, contents: Data()))
         assertError(empty, contains: ["shorter than"])
         let short = dir + "/short.safetensors"
-        FileManager.default.createFile(atPath: short, contents: Data([1, 0, 0, 0]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: short, contents: Data([1, 0, 0, 0])))
         assertError(short, contains: ["shorter than"])
     }
 

@@ -7,7 +7,7 @@ import XCTest
 final class RedisServerFixture {
     let dir: URL
     let password: String?
-    private var pid: pid_t = 0
+    private var server: ChildProcess?
 
     var socketPath: String { dir.appendingPathComponent("redis.sock").path }
 
@@ -38,34 +38,15 @@ final class RedisServerFixture {
     }
 
     func start() throws {
-        precondition(pid == 0, "already running")
-        var args = ["redis-server", "--port", "0", "--unixsocket", socketPath, "--unixsocketperm", "700",
+        precondition(server == nil, "already running")
+        var args = ["--port", "0", "--unixsocket", socketPath, "--unixsocketperm", "700",
                     "--appendonly", "yes", "--dir", dir.path, "--save", "", "--daemonize", "no",
                     "--logfile", dir.appendingPathComponent("redis.log").path]
         if let password { args += ["--requirepass", password] }
-        // posix_spawn + waitpid rather than Foundation.Process: Process tracks exit through a
-        // run loop, which a server restarted from a background queue never gets.
-        var cargs = args.map { strdup($0) }
-        cargs.append(nil)
-        defer { cargs.forEach { free($0) } }
-        // Reset the signal mask and dispositions: a GCD thread blocks SIGTERM, and the child
-        // would inherit that and ignore stop().
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        sigaddset(&defaults, SIGTERM)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, "/usr/bin/redis-server", nil, &attr, &cargs, environ)
-        guard rc == 0 else { throw NSError(domain: "fixture", code: Int(rc)) }
-        pid = child
+        // ChildProcess (posix_spawn with the signal mask reset) rather than Foundation.Process,
+        // which tracks exit through a run loop that a server restarted from a background
+        // queue never gets.
+        server = try ChildProcess.spawn("/usr/bin/redis-server", args)
         // Ready when the socket accepts a PING (bounded wait).
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline, isRunning {
@@ -80,26 +61,12 @@ final class RedisServerFixture {
         throw NSError(domain: "fixture", code: 2, userInfo: [NSLocalizedDescriptionKey: "redis-server did not start:\n\(log)"])
     }
 
-    private var isRunning: Bool {
-        guard pid != 0 else { return false }
-        var status: Int32 = 0
-        let r = waitpid(pid, &status, WNOHANG)
-        if r == pid || r < 0 { pid = 0; return false }
-        return true
-    }
+    private var isRunning: Bool { server?.isRunning ?? false }
 
     /// SIGTERM: redis flushes the AOF and exits; SIGKILL if it does not within 10 s.
     func stop() {
-        guard pid != 0 else { return }
-        kill(pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(10)
-        while isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
-        if pid != 0 {
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            pid = 0
-        }
+        server?.terminate(grace: 10)
+        server = nil
     }
 
     func restart() throws {
