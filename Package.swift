@@ -1,54 +1,89 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Numeric kernels are hot even in debug builds (the test command builds debug):
-// optimise the engine modules always, so a test run on the tiny models stays fast.
-let engineSettings: [SwiftSetting] = [.unsafeFlags(["-O"])]
-
+// Module map (docs/ARCHITECTURE.md has the why; ops/check-imports keeps it true):
+//   Vocabulary ← MUSE, Jobs          Tensor ← Diffusion ← MUSE ← WorkerEngine ← Worker, EngineCLI
+//   Support ← RedisQueue, Checkpoints, Imaging, Jobs ← WorkerCore ← WorkerEngine
+//                                                  ← CoordinatorCore ← Coordinator
+// The coordinator links no engine module; the engine knows no Redis; the queue knows no
+// job types; the checkpoint codec knows no engine.
 let package = Package(
     name: "MUSE",
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "muse-coordinator", targets: ["Coordinator"]),
         .executable(name: "muse-worker", targets: ["Worker"]),
+        .executable(name: "muse", targets: ["EngineCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
-                       providers: [.apt(["libopenblas-dev"])]),
-        .systemLibrary(name: "CHiredis",
-                       providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // hiredis and libpng pkg-config files add -D_FILE_OFFSET_BITS=64, which SwiftPM rejects: link by name.
         .systemLibrary(name: "CPNG", providers: [.apt(["libpng-dev"])]),
-        .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
-                       providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
 
+        // The engine: tensors, Stable Diffusion, MUSE. No Redis, no job files.
         // Softmax/exp compiled per CPU level (AVX-512, AVX2, baseline), picked at load time.
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
-        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: engineSettings),
-        .target(name: "Diffusion", dependencies: ["Tensor"], swiftSettings: engineSettings),
-        .target(name: "MUSE", dependencies: ["Diffusion", "Tensor"], swiftSettings: engineSettings),
-        // Shared hashes model files (fingerprints), checksums and shuffles checkpoints: optimised too.
-        .target(name: "Shared", dependencies: ["CHiredis", "CPNG", "CZstd", "Yams"], swiftSettings: engineSettings),
+        .target(name: "CKernels"),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
+        .target(name: "Diffusion", dependencies: ["Tensor"]),
+        .target(name: "Vocabulary"),
+        .target(name: "MUSE", dependencies: ["Diffusion", "Tensor", "Vocabulary"]),
 
+        // The pipeline's parts, each on its own.
+        .target(name: "Support", dependencies: [
+            .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "RedisQueue", dependencies: ["CHiredis", "Support"]),
+        .target(name: "Checkpoints", dependencies: ["CZstd", "CZlib", "Support"]),
+        .target(name: "Imaging", dependencies: ["CPNG", "Support"]),
+        .target(name: "Jobs", dependencies: ["Vocabulary", "Support", "Imaging", "RedisQueue", "Yams"]),
+        .target(name: "WorkerCore", dependencies: ["Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support"]),
+        .target(name: "WorkerEngine", dependencies: ["WorkerCore", "MUSE", "Tensor", "Diffusion", "Jobs", "Checkpoints", "Imaging", "Support"]),
+        .target(name: "CoordinatorCore", dependencies: ["Jobs", "RedisQueue", "Imaging", "Support"]),
+
+        // Executables parse arguments and call in.
         .executableTarget(name: "Coordinator", dependencies: [
-            "Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CoordinatorCore", "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "Worker", dependencies: [
-            "Shared", "MUSE", "Diffusion", "Tensor",
+            "WorkerEngine", "WorkerCore", "RedisQueue", "Support",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "EngineCLI", dependencies: [
+            "MUSE", "Diffusion", "Tensor", "Vocabulary", "Imaging", "Support",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor"]),
-        .testTarget(name: "MUSETests", dependencies: ["MUSE", "Diffusion", "Tensor"]),
-        .testTarget(name: "SharedTests", dependencies: ["Shared"]),
-        // End-to-end: spawns the built muse-coordinator/muse-worker against private redis-servers.
-        // Depending on the executables makes `swift test` build them; MUSE is for vocabulary checks.
-        .testTarget(name: "PipelineTests", dependencies: ["Shared", "MUSE", "Coordinator", "Worker"]),
+        .testTarget(name: "VocabularyTests", dependencies: ["Vocabulary"]),
+        .testTarget(name: "MUSETests", dependencies: ["MUSE", "Diffusion", "Tensor", "Vocabulary"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "RedisQueueTests", dependencies: ["RedisQueue", "Support", "CHiredis"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "CZstd", "CZlib"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CPNG"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CHiredis"]),
+        .testTarget(name: "WorkerCoreTests", dependencies: [
+            "WorkerCore", "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis", "CZstd", "CZlib",
+        ]),
+        .testTarget(name: "CoordinatorCoreTests", dependencies: [
+            "CoordinatorCore", "Jobs", "RedisQueue", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis",
+        ]),
+        // End-to-end: spawns the built executables against private redis-servers.
+        // Depending on the executables makes `swift test` build them.
+        .testTarget(name: "PipelineTests", dependencies: [
+            "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis", "CZstd", "CZlib",
+            "Coordinator", "Worker", "EngineCLI",
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,12 @@
 import ArgumentParser
 import Foundation
-import Shared
+import Checkpoints
+import CoordinatorCore
+import Imaging
+import RedisQueue
+import Jobs
+import Support
+import Vocabulary
 
 struct BenchQueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,7 +41,7 @@ struct BenchQueueCommand: ParsableCommand {
         guard let made = mkdtemp(&template) else { throw InputError("cannot create a temporary folder") }
         let tmp = URL(fileURLWithPath: String(cString: made))
         defer { try? FileManager.default.removeItem(at: tmp) }
-        let redis = try LocalRedis.start(dataDir: tmp.appendingPathComponent("redis"), log: { coordinatorLog($0) })
+        let redis = try RedisServer(.init(dataDir: tmp.appendingPathComponent("redis")))
         defer { redis.shutdown() }
         let client = try RedisClient(endpoint: redis.endpoint)
         let batchID = "bench-\(Int(Date().timeIntervalSince1970 * 1000))"
@@ -47,9 +53,8 @@ struct BenchQueueCommand: ParsableCommand {
         let locations = ModelLocations(model: "fake", tower: "fake", head: nil, text: "fake")
         var payloads: [(String, Data)] = []
         for i in 0..<jobs {
-            let content = JobContent(kind: .generate, prompt: "bench \(i)", emotion: "awe", method: "muse", seed: UInt64(i), steps: 1,
-                                     guidance: 7.5, negativePrompt: "", width: nil, height: nil, strength: nil, imageSHA256: nil,
-                                     muse: [:], models: models)
+            let synthesis = SynthesisJob(prompt: "bench \(i)", emotion: .awe, seed: UInt64(i), settings: JobSettings(steps: 1))
+            let content = JobContent(kind: .generate, synthesis: synthesis, imageSHA256: nil, models: models)
             let id = try content.jobID()
             let job = PipelineJob(id: id, content: content, locations: locations, checkpointEvery: 0, index: i,
                                   output: "awe/bench-\(i)-\(id.prefix(8)).png", imagePath: nil, sheetRow: i, sheetColumn: 0)

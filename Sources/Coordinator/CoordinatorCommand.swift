@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
-import Shared
+import Checkpoints
+import CoordinatorCore
+import Imaging
+import RedisQueue
+import Jobs
+import Support
 
 @main
 struct CoordinatorCommand: ParsableCommand {
@@ -18,21 +23,19 @@ struct CoordinatorCommand: ParsableCommand {
             Exit codes: 0 success; 1 runtime error (Redis, files); 2 invalid spec or input; \
             3 the batch finished with failed jobs; 130/143 interrupted (run resumes when started again).
             """,
-        subcommands: [RunCommand.self, SubmitCommand.self, WatchCommand.self, StatusCommand.self, CollectCommand.self,
+        subcommands: [RunBatchCommand.self, SubmitCommand.self, WatchCommand.self, StatusCommand.self, CollectCommand.self,
                       BenchQueueCommand.self])
 }
 
-enum ExitCodes {
-    static let runtime: Int32 = 1
-    static let invalidInput: Int32 = 2
-    static let failedJobs: Int32 = 3
-}
+struct RedisOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Redis URL: redis://host[:port][/db] or unix:///path/to.sock (no passwords here; see REDIS_PASSWORD).",
+                               valueName: "url"))
+    var redis: String?
 
-let coordinatorLog = StderrLog(program: "muse-coordinator")
-
-/// Prints `message` on stderr without a timestamp (user-facing errors and summaries).
-func say(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    func connect() throws -> RedisClient {
+        let endpoint = try RedisEndpoint.resolve(url: redis)
+        return try RedisClient(endpoint: endpoint, options: .init(connectTimeout: 5, commandTimeout: 30))
+    }
 }
 
 /// Maps errors to messages and exit codes: spec problems → 2, everything else → 1.
@@ -56,62 +59,6 @@ func guarded(_ body: () throws -> Int32) throws {
         throw ExitCode(ExitCodes.runtime)
     }
     if code != 0 { throw ExitCode(code) }
-}
-
-/// A problem with what the user asked for (exit code 2).
-struct InputError: Error, CustomStringConvertible {
-    let message: String
-    init(_ message: String) { self.message = message }
-    var description: String { message }
-}
-
-struct RedisOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Redis URL: redis://host[:port][/db] or unix:///path/to.sock (no passwords here; see REDIS_PASSWORD).",
-                               valueName: "url"))
-    var redis: String?
-
-    func connect() throws -> RedisClient {
-        let endpoint = try RedisEndpoint.resolve(url: redis)
-        return try RedisClient(endpoint: endpoint, options: .init(connectTimeout: 5, commandTimeout: 30))
-    }
-}
-
-/// Opens an existing batch or explains what exists instead.
-func openBatch(_ client: RedisClient, _ id: String) throws -> BatchQueue {
-    guard (try? BatchKeys(batchID: id)) != nil else {
-        throw InputError("'\(id)' is not a batch id (1-128 characters of A-Z a-z 0-9 . _ : -)")
-    }
-    let q = try BatchQueue(client: client, batchID: id)
-    guard try q.counters() != nil else {
-        let known = (try? BatchQueue.list(client: client)) ?? []
-        let hint = known.isEmpty ? "no batches exist on \(client.endpoint)" : "known batches: \(known.suffix(10).joined(separator: ", "))"
-        throw InputError("batch '\(id)' does not exist (\(hint))")
-    }
-    return q
-}
-
-/// Creates the batch, uploads the source images, then submits the jobs (never a job
-/// before its image). Returns (new, already present) counts.
-@discardableResult
-func submitSpec(_ spec: LoadedSpec, client: RedisClient, skipping collected: Set<String> = []) throws -> (added: Int, existing: Int, skipped: Int) {
-    let q = try BatchQueue(client: client, batchID: spec.batchID)
-    try q.create(spec: try CanonicalJSON.encode(spec.info), maxAttempts: spec.maxAttempts, leaseMs: spec.leaseMs)
-    var needed = Set<String>()
-    for job in spec.jobs where !collected.contains(job.id) { if let sha = job.content.imageSHA256 { needed.insert(sha) } }
-    for sha in needed.sorted() { try q.putBlob(name: sha, data: spec.blobs[sha]!) }
-    var added = 0, existing = 0, skipped = 0
-    for job in spec.jobs {
-        if collected.contains(job.id) { skipped += 1; continue }
-        if try q.submit(jobID: job.id, payload: try job.encoded()) { added += 1 } else { existing += 1 }
-    }
-    return (added, existing, skipped)
-}
-
-func formatDuration(_ seconds: Double) -> String {
-    guard seconds.isFinite, seconds >= 0 else { return "?" }
-    let s = Int(seconds.rounded())
-    if s >= 3600 { return String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) }
-    return String(format: "%d:%02d", s / 60, s % 60)
 }
 
 extension RedisError {

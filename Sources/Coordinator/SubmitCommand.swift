@@ -1,6 +1,11 @@
 import ArgumentParser
 import Foundation
-import Shared
+import Checkpoints
+import CoordinatorCore
+import Imaging
+import RedisQueue
+import Jobs
+import Support
 
 struct SubmitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

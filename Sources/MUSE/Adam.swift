@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 /// Adam's moments and step count for one parameter vector, as plain floats so they are
 /// part of the saved synthesis state (resuming continues the same trajectory).

@@ -1,5 +1,6 @@
 import Diffusion
 import Foundation
+import Vocabulary
 import Tensor
 
 /// An emotion classifier over images: a CLIP vision tower's image_embeds followed by a

@@ -1,5 +1,6 @@
 import Diffusion
 import Foundation
+import Vocabulary
 import Tensor
 
 /// A prompt's token ids with one slot for the learnable emotion token v, right after the

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 import Tensor
 
 /// L_emo = −log p(e*) + λ_inh·(−log(1 − p(e_inh))) + λ_sim·Σ_{e∈S} −log(1 − p(e))

@@ -18,7 +18,7 @@
 //      size the CLIP ViT-L/14 forward (0.73 s) against a plain step's two UNet forwards
 //      (8.4 s, DESIGN §6) makes it ≈ 9 %.
 //   3. At the start step (WHICH): e_inh = top non-target class of the unguided x̂0;
-//      S = similarity map's entry for e* minus e_inh.
+//      S = the similar_emotions entry for e* minus e_inh.
 //   4. HOW: K × { v ← Adam(v, ∇_v L_emo(classifier(decode(x̂0(eps(v)))))) } through the
 //      decoder, the x̂0 formula, the UNet's conditional branch and the text encoder.
 //   5. eps with the updated v, DDIM step (eta 0).

@@ -1,5 +1,6 @@
 import Diffusion
 import Foundation
+import Vocabulary
 import Tensor
 
 /// The cheap stand-in for x̂0 that the timing rule scores with CLIP (WHEN).
@@ -25,7 +26,7 @@ enum LatentPreview {
 }
 
 /// s_t: CLIP cosine similarity between an image and the prompt (text embedded once).
-final class PromptSimilarity {
+final class PromptScorer {
     let tower: CLIPVisionEncoder
     let text: CLIPTextEncoder
     let tokenizer: CLIPTokenizer

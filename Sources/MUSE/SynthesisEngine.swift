@@ -1,5 +1,6 @@
 import Diffusion
 import Foundation
+import Vocabulary
 import Tensor
 
 /// The result of a finished synthesis.
@@ -30,12 +31,9 @@ public struct SynthesisError: Error, CustomStringConvertible, LocalizedError {
 public final class SynthesisEngine {
     public let sd: StableDiffusion
     public let classifier: EmotionClassifier
-    let similarity: PromptSimilarity
-    /// The size images are generated at by default: unet sample_size × VAE factor.
-    public let nativeWidth: Int
-    public let nativeHeight: Int
-    /// Image sides must be multiples of this (VAE factor × the UNet's downsampling).
-    public let sizeMultiple: Int
+    let promptScorer: PromptScorer
+    /// Native size and the multiple image sides must be of.
+    public let sizeRules: ImageSizeRules
 
     private var conditioningCache: [String: Tensor] = [:]
 
@@ -45,22 +43,8 @@ public final class SynthesisEngine {
                 timingTokenizer: CLIPTokenizer) throws {
         self.sd = sd
         self.classifier = classifier
-        similarity = try PromptSimilarity(tower: classifier.tower, text: timingText, tokenizer: timingTokenizer)
-        let size = try Self.imageSize(modelFolder: sd.folder)
-        nativeWidth = size.native
-        nativeHeight = size.native
-        sizeMultiple = size.multiple
-    }
-
-    /// Image size rules of an SD folder, from its configs alone (no weights loaded): the
-    /// native side (unet sample_size × VAE factor) and the multiple sides must be of
-    /// (VAE factor × the UNet's downsampling, so every UNet level has whole pixels).
-    public static func imageSize(modelFolder: String) throws -> (native: Int, multiple: Int) {
-        let unet = try ModelConfig(path: modelFolder + "/unet/config.json")
-        let vae = try ModelConfig(path: modelFolder + "/vae/config.json")
-        let factor = 1 << max(0, try vae.ints("block_out_channels").count - 1)
-        let levels = try unet.ints("block_out_channels").count
-        return (try unet.int("sample_size", default: 64) * factor, factor << max(0, levels - 1))
+        promptScorer = try PromptScorer(tower: classifier.tower, text: timingText, tokenizer: timingTokenizer)
+        sizeRules = try ImageSizeRules(modelFolder: sd.folder)
     }
 
     /// Loads everything from folders: an SD 1.x diffusers folder, a CLIP vision tower
@@ -78,24 +62,24 @@ public final class SynthesisEngine {
 
     // MARK: start
 
-    /// Generation (`image` nil): z_T from the seed. Editing (`job.editStrength` set):
+    /// Generation (`image` nil): z_T from the seed. Editing (`job.settings.strength` set):
     /// `image` [1, 3, H, W] in [-1, 1] is VAE-encoded and DDIM-inverted with the job's
     /// (source) prompt, guidance 1, fully or to the strength's intermediate step.
     public func start(_ job: SynthesisJob, image: Tensor? = nil) throws -> SynthesisState {
         try job.settings.validate()
-        guard job.steps >= 1, job.steps <= sd.scheduler.config.numTrainTimesteps else {
-            throw SynthesisError("steps must be in 1...\(sd.scheduler.config.numTrainTimesteps), got \(job.steps)")
+        guard job.settings.steps >= 1, job.settings.steps <= sd.scheduler.config.numTrainTimesteps else {
+            throw SynthesisError("steps must be in 1...\(sd.scheduler.config.numTrainTimesteps), got \(job.settings.steps)")
         }
         // 'leading' spacing with steps_offset can overshoot the last training step (e.g. 1000 steps).
-        if let last = sd.scheduler.timesteps(steps: job.steps).max(), last >= sd.scheduler.config.numTrainTimesteps {
-            throw SynthesisError("\(job.steps) steps put a timestep at \(last), beyond the model's \(sd.scheduler.config.numTrainTimesteps) training steps; use fewer steps")
+        if let last = sd.scheduler.timesteps(steps: job.settings.steps).max(), last >= sd.scheduler.config.numTrainTimesteps {
+            throw SynthesisError("\(job.settings.steps) steps put a timestep at \(last), beyond the model's \(sd.scheduler.config.numTrainTimesteps) training steps; use fewer steps")
         }
-        guard job.guidanceScale.isFinite, job.guidanceScale >= 0 else { throw SynthesisError("guidance scale must be ≥ 0") }
+        guard job.settings.guidance.isFinite, job.settings.guidance >= 0 else { throw SynthesisError("guidance scale must be ≥ 0") }
         let began = DispatchTime.now().uptimeNanoseconds
         var timings = PhaseTimings()
         let latent: Tensor
         var firstStep = 0
-        if let strength = job.editStrength {
+        if let strength = job.settings.strength {
             guard let image else { throw SynthesisError("an edit job needs an input image") }
             guard (0...1).contains(strength) else { throw SynthesisError("edit strength must be in [0, 1], got \(strength)") }
             try checkSize(width: image.shape.last ?? 0, height: image.rank == 4 ? image.shape[2] : 0, what: "input image")
@@ -104,13 +88,13 @@ public final class SynthesisEngine {
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let z0 = try Autograd.noGrad { try sd.encodeImage(image) }
-            let trajectory = Autograd.noGrad { sd.invert(z0, prompt: job.prompt, steps: job.steps, strength: strength) }
+            let trajectory = Autograd.noGrad { sd.invert(z0, prompt: job.prompt, steps: job.settings.steps, strength: strength) }
             timings.inversion = seconds(since: t0)
             latent = trajectory.last ?? z0
-            firstStep = job.steps - trajectory.count
+            firstStep = job.settings.steps - trajectory.count
         } else {
-            guard image == nil else { throw SynthesisError("an image was given but the job is not an edit (set editStrength)") }
-            let width = job.width ?? nativeWidth, height = job.height ?? nativeHeight
+            guard image == nil else { throw SynthesisError("an image was given but the job is not an edit (set its strength)") }
+            let width = job.settings.width ?? sizeRules.nativeSide, height = job.settings.height ?? sizeRules.nativeSide
             try checkSize(width: width, height: height, what: "output size")
             // init_noise_sigma is 1 for DDIM: z_T is the standard normal draw itself.
             latent = Tensor.randomNormal(sd.latentShape(height: height, width: width), seed: job.seed)
@@ -118,9 +102,9 @@ public final class SynthesisEngine {
 
         let token = job.method.insertsToken
             ? EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder) : []
-        let timing = GuidanceTiming(settings: job.settings, steps: job.steps, adaptive: job.method.adaptiveTiming)
+        let timing = GuidanceTiming(settings: job.settings.muse, steps: job.settings.steps, adaptive: job.method.adaptiveTiming)
         var trace = SynthesisTrace(method: job.method, emotion: job.emotion, prompt: job.prompt, seed: job.seed,
-                                   steps: job.steps, firstStep: firstStep, preview: previewDescription(job.settings.preview),
+                                   steps: job.settings.steps, firstStep: firstStep, preview: previewDescription(job.settings.muse.preview),
                                    classifier: classifier.headDescription, stopStep: timing.stop)
         timings.total = seconds(since: began)
         trace.timings = timings
@@ -129,10 +113,7 @@ public final class SynthesisEngine {
     }
 
     func checkSize(width: Int, height: Int, what: String) throws {
-        let m = sizeMultiple
-        guard width > 0, height > 0, width % m == 0, height % m == 0 else {
-            throw SynthesisError("\(what) is \(width)×\(height); this model needs sides that are positive multiples of \(m) (VAE factor \(sd.vae.downsampleFactor) × UNet downsampling; native size \(nativeWidth)×\(nativeHeight))")
-        }
+        if let problem = sizeRules.problem(width: width, height: height) { throw SynthesisError("\(what): \(problem)") }
     }
 
     func previewDescription(_ kind: PreviewKind) -> String {
@@ -143,7 +124,7 @@ public final class SynthesisEngine {
         }
     }
 
-    public func isFinished(_ state: SynthesisState) -> Bool { state.stepIndex >= state.job.steps }
+    public func isFinished(_ state: SynthesisState) -> Bool { state.stepIndex >= state.job.settings.steps }
 
     // MARK: one step
 
@@ -156,29 +137,29 @@ public final class SynthesisEngine {
         let began = DispatchTime.now().uptimeNanoseconds
         var timings = s.trace.timings
         let index = s.stepIndex
-        let t = sd.scheduler.timesteps(steps: job.steps)[index]
+        let t = sd.scheduler.timesteps(steps: job.settings.steps)[index]
         let z = Tensor(shape: s.latentShape, data: s.latent)
-        let w = job.guidanceScale
+        let w = job.settings.guidance
 
         // Pre-pass without gradients: eps_u once for the step, eps_c with the current token.
         let (epsU, eps0): (Tensor?, Tensor) = Autograd.noGrad {
             let cond = conditioning(s, token: s.token.isEmpty ? nil : Tensor(shape: [s.token.count], data: s.token), timings: &timings)
-            let u: Tensor? = w == 1 ? nil : timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: unconditional(job.negativePrompt)) }
+            let u: Tensor? = w == 1 ? nil : timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: unconditional(job.settings.negativePrompt)) }
             let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
             return (u, combine(u, c, w))
         }
         var eps = eps0
         let previewStart = DispatchTime.now().uptimeNanoseconds
-        let similarityValue = Autograd.noGrad { score(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), job, &timings) }
+        let promptScore = Autograd.noGrad { score(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), job, &timings) }
         let previewSeconds = seconds(since: previewStart)
-        let guided = s.timing.observe(step: index, similarity: similarityValue)
+        let guided = s.timing.observe(step: index, promptScore: promptScore)
 
         if s.timing.startsAt(index) {
             // WHICH: the inherent emotion is the top non-target class of the unguided x̂0.
             let p = Autograd.noGrad { classify(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), &timings) }
             let inherent = Emotion.allCases.filter { $0 != job.emotion }.max { p[$0.index] < p[$1.index] }!
             s.inherent = inherent
-            s.similar = job.settings.similarity.similar(to: job.emotion).filter { $0 != inherent }
+            s.similar = job.settings.muse.similarEmotions.similar(to: job.emotion).filter { $0 != inherent }
             s.trace.inherent = inherent
             s.trace.similar = s.similar
             s.trace.startStep = index
@@ -197,16 +178,16 @@ public final class SynthesisEngine {
         }
 
         var stepProbabilities: [Float]? = nil
-        if job.settings.classifyEveryStep {
+        if job.settings.muse.classifyEveryStep {
             stepProbabilities = Autograd.noGrad { classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), &timings) }
         }
-        let next = Autograd.noGrad { sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: job.steps).prevSample }
+        let next = Autograd.noGrad { sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: job.settings.steps).prevSample }
         s.latent = next.data
         s.stepIndex += 1
         let elapsed = seconds(since: began)
         timings.total += elapsed
         s.trace.timings = timings
-        s.trace.stepTraces.append(StepTrace(index: index, timestep: t, similarity: similarityValue, guided: guided,
+        s.trace.stepTraces.append(StepTrace(index: index, timestep: t, promptScore: promptScore, guided: guided,
                                             inner: inner, probabilities: stepProbabilities, seconds: elapsed,
                                             previewSeconds: previewSeconds))
         return s
@@ -220,17 +201,17 @@ public final class SynthesisEngine {
         let job = s.job
         let loss = lossFunction(s)
         var records: [InnerIterationTrace] = []
-        for _ in 0..<job.settings.innerIterations {
+        for _ in 0..<job.settings.muse.innerIterations {
             let v = Tensor(shape: [s.token.count], data: s.token).asVariable()
             let cond = conditioning(s, token: v, timings: &timings)
             let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
-            let x0 = sd.scheduler.predictedOriginal(eps: combine(epsU, c, job.guidanceScale), timestep: t, sample: z)
+            let x0 = sd.scheduler.predictedOriginal(eps: combine(epsU, c, job.settings.guidance), timestep: t, sample: z)
             let image = timed(&timings.decode) { decodedImage(x0) }
             let logits = timed(&timings.classifier) { classifier.logits(images: image) }
             let (value, p) = loss(logits: logits)
             let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [v])[0] }
             records.append(InnerIterationTrace(loss: value.scalar, probabilities: p.data))
-            s.adam.update(&s.token, gradient: grad.data, settings: job.settings)
+            s.adam.update(&s.token, gradient: grad.data, settings: job.settings.muse)
         }
         return records
     }
@@ -239,7 +220,7 @@ public final class SynthesisEngine {
     /// gradient taken through the x̂0 formula and the decoder with eps held fixed.
     func universalGuidance(_ s: SynthesisState, z: Tensor, t: Int, eps start: Tensor,
                            timings: inout PhaseTimings) -> (Tensor, [InnerIterationTrace]) {
-        let settings = s.job.settings
+        let settings = s.job.settings.muse
         let loss = lossFunction(s)
         let factor = settings.universalScale * (1 - sd.scheduler.alphaCumprod(t)).squareRoot()
         var eps = start
@@ -258,7 +239,7 @@ public final class SynthesisEngine {
     }
 
     func lossFunction(_ s: SynthesisState) -> EmotionLoss {
-        let m = s.job.method, settings = s.job.settings
+        let m = s.job.method, settings = s.job.settings.muse
         return EmotionLoss(target: s.job.emotion, inherent: m.usesInherent ? s.inherent : nil,
                            similar: m.usesSimilar ? s.similar : [],
                            lambdaInherent: settings.lambdaInherent, lambdaSimilar: settings.lambdaSimilar)
@@ -268,7 +249,7 @@ public final class SynthesisEngine {
 
     /// Decodes the final latent; probabilities are measured on the 8-bit image.
     public func finish(_ state: SynthesisState) -> SynthesisResult {
-        precondition(isFinished(state), "finish before the last step (at \(state.stepIndex) of \(state.job.steps))")
+        precondition(isFinished(state), "finish before the last step (at \(state.stepIndex) of \(state.job.settings.steps))")
         let began = DispatchTime.now().uptimeNanoseconds
         var trace = state.trace
         let z = Tensor(shape: state.latentShape, data: state.latent)
@@ -333,12 +314,12 @@ public final class SynthesisEngine {
     /// s_t for a predicted x̂0 (scaled latent).
     func score(_ x0: Tensor, _ job: SynthesisJob, _ timings: inout PhaseTimings) -> Float {
         let preview: Tensor = timed(&timings.preview) {
-            if job.settings.preview == .latentRGB && x0.shape[1] == LatentPreview.sd15Factors.count {
+            if job.settings.muse.preview == .latentRGB && x0.shape[1] == LatentPreview.sd15Factors.count {
                 return LatentPreview.rgb(x0)
             }
             return decodedImage(x0)
         }
-        return timed(&timings.similarity) { similarity(preview, prompt: job.prompt) }
+        return timed(&timings.promptScore) { promptScorer(preview, prompt: job.prompt) }
     }
 
     /// x̂0 (scaled latent) → the image it stands for, clamped to [-1, 1] as the output image

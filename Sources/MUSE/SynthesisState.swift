@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 /// Everything a synthesis needs to continue after a step (DESIGN §3): resuming from a
 /// saved copy gives the same bytes as never stopping. No RNG state: randomness is used
@@ -7,7 +8,7 @@ public struct SynthesisState: Codable, Equatable, Sendable {
     public static let formatVersion = 1
     public var version = SynthesisState.formatVersion
     public var job: SynthesisJob
-    /// The next schedule index to run; `job.steps` when finished.
+    /// The next schedule index to run; `job.settings.steps` when finished.
     public var stepIndex: Int
     public var latentShape: [Int]
     /// z_t at `stepIndex`'s timestep (the UNet's scaled latent space).
@@ -75,7 +76,7 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         guard adam.m.count == token.count, adam.v.count == token.count else {
             throw StateError("Adam moments (\(adam.m.count), \(adam.v.count)) do not match the token (\(token.count))")
         }
-        guard (0...job.steps).contains(stepIndex) else { throw StateError("step \(stepIndex) outside 0...\(job.steps)") }
+        guard (0...job.settings.steps).contains(stepIndex) else { throw StateError("step \(stepIndex) outside 0...\(job.settings.steps)") }
     }
 
     init(job: SynthesisJob, stepIndex: Int, latentShape: [Int], latent: [Float], token: [Float],

@@ -1,8 +1,9 @@
 import Foundation
+import Vocabulary
 
 /// Seconds spent per phase. `unet` includes backward passes through it, `decode` the
 /// decoder's forward and backward, `classifier` the emotion classifier's, `preview` the
-/// latent→RGB preview and `similarity` the CLIP forward that scores it.
+/// latent→RGB preview and `promptScore` the CLIP forward that scores it.
 public struct PhaseTimings: Codable, Equatable, Sendable {
     public var unet = 0.0
     public var textEncoder = 0.0
@@ -11,7 +12,7 @@ public struct PhaseTimings: Codable, Equatable, Sendable {
     public var backward = 0.0
     public var classifier = 0.0
     public var preview = 0.0
-    public var similarity = 0.0
+    public var promptScore = 0.0
     public var inversion = 0.0
     public var total = 0.0
     public init() {}
@@ -29,7 +30,7 @@ public struct StepTrace: Codable, Equatable, Sendable {
     public var index: Int
     public var timestep: Int
     /// s_t: CLIP similarity of the x̂0 preview (before any guidance at this step) with the prompt.
-    public var similarity: Float
+    public var promptScore: Float
     /// Inside the guidance window (the method's guidance ran here, if it has any).
     public var guided: Bool
     public var inner: [InnerIterationTrace]
@@ -70,5 +71,5 @@ public struct SynthesisTrace: Codable, Equatable, Sendable {
     /// The same against all steps, guided ones included.
     public var previewCostRatioAllSteps: Double?
 
-    public var similarities: [Float] { stepTraces.map(\.similarity) }
+    public var promptScores: [Float] { stepTraces.map(\.promptScore) }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Vocabulary
 @testable import MUSE
 import Diffusion
 import Tensor

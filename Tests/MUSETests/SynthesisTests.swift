@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Vocabulary
 @testable import MUSE
 import Diffusion
 import Tensor
@@ -12,7 +13,8 @@ final class SynthesisTests: XCTestCase {
 
     func job(_ emotion: Emotion, _ method: SynthesisMethod, seed: UInt64, steps: Int = 10,
              settings: MUSESettings = Tiny.quickSettings()) -> SynthesisJob {
-        SynthesisJob(prompt: prompt, emotion: emotion, method: method, seed: seed, steps: steps, settings: settings)
+        SynthesisJob(prompt: prompt, emotion: emotion, method: method, seed: seed,
+                     settings: JobSettings(steps: steps, muse: settings))
     }
 
     // Measured (10 steps, K = 2, lr 0.02, guidance from step 0), p(target) no-opt → MUSE:
@@ -93,7 +95,7 @@ final class SynthesisTests: XCTestCase {
         }
         let result = try Tiny.run(job(.awe, .muse, seed: 2, steps: steps, settings: settings))
         let trace = result.trace
-        let s = trace.similarities
+        let s = trace.promptScores
         print("s_t:", s.map { String(format: "%.5f", $0) }.joined(separator: " "), "→ start", trace.startStep ?? -1)
         let (start, reason) = expectedStart(s, minStart: 0, latest: 7)
         XCTAssertEqual(trace.startStep, start)
@@ -109,7 +111,7 @@ final class SynthesisTests: XCTestCase {
         settings.minStartFraction = 0.6
         settings.latestStartFraction = 0.7
         let later = try Tiny.run(job(.awe, .muse, seed: 2, steps: steps, settings: settings)).trace
-        XCTAssertEqual(Array(later.similarities.prefix(start + 1)), Array(s.prefix(start + 1)),
+        XCTAssertEqual(Array(later.promptScores.prefix(start + 1)), Array(s.prefix(start + 1)),
                        "s_t before guidance does not depend on the window")
         XCTAssertEqual(later.startStep, max(start, 6))
         // Fixed timing ignores s_t.
@@ -190,8 +192,8 @@ final class SynthesisTests: XCTestCase {
         let z0 = try engine.sd.encodeImage(image)
         let vaeOnly = engine.sd.decodeToImage(z0)
         func edit(steps: Int, strength: Float) throws -> (latent: Float, pixels: Float) {
-            let j = SynthesisJob(prompt: "", emotion: .awe, method: .none, seed: 0, steps: steps, guidanceScale: 1,
-                                 editStrength: strength, settings: MUSESettings())
+            let j = SynthesisJob(prompt: "", emotion: .awe, method: .none, seed: 0,
+                                 settings: JobSettings(steps: steps, guidance: 1, strength: strength))
             var state = try engine.start(j, image: image)
             XCTAssertEqual(state.stepIndex, steps - Int((Float(steps) * strength).rounded()))
             while !engine.isFinished(state) { state = engine.advance(state) }
@@ -209,22 +211,21 @@ final class SynthesisTests: XCTestCase {
 
     func testEditErrors() throws {
         let engine = try Tiny.engine()
-        let edit = SynthesisJob(prompt: "", emotion: .awe, steps: 4, editStrength: 0.5)
+        let edit = SynthesisJob(prompt: "", emotion: .awe, settings: JobSettings(steps: 4, strength: 0.5))
         assertThrows(try engine.start(edit, image: Tensor.zeros([1, 3, 48, 64])),
-                     containing: ["input image is 64×48", "multiples of 32", "native size 64×64"])
+                     containing: ["input image: 64×48", "multiples of 32", "native size 64×64"])
         assertThrows(try engine.start(edit), containing: ["needs an input image"])
         var strong = edit
-        strong.editStrength = 1.5
-        assertThrows(try engine.start(strong, image: Self.testPattern()), containing: ["strength must be in [0, 1]"])
+        strong.settings.strength = 1.5
+        assertThrows(try engine.start(strong, image: Self.testPattern()), containing: ["strength", "(0, 1.0]"])
         assertThrows(try engine.start(job(.awe, .muse, seed: 0, steps: 1000)), containing: ["timestep at 1000"])
         var sized = job(.awe, .muse, seed: 0)
-        sized.width = 40
-        assertThrows(try engine.start(sized), containing: ["output size is 40×64"])
-        // An edit at strength 0 keeps the encoded latent and runs no step.
+        sized.settings.width = 40
+        assertThrows(try engine.start(sized), containing: ["output size: 40×64"])
+        // An edit at strength 0 would run no step: refused.
         var none = edit
-        none.editStrength = 0
-        let state = try engine.start(none, image: Self.testPattern())
-        XCTAssertTrue(engine.isFinished(state))
+        none.settings.strength = 0
+        assertThrows(try engine.start(none, image: Self.testPattern()), containing: ["strength"])
     }
 
     func testTraceRecordsEverything() throws {
@@ -243,10 +244,10 @@ final class SynthesisTests: XCTestCase {
         XCTAssertEqual(trace.finalProbabilities, result.probabilities)
         XCTAssertTrue(trace.preview.hasPrefix("latent-rgb"))
         XCTAssertNotNil(trace.inherent)
-        XCTAssertEqual(trace.similar, SimilarityMap.samePolarity.similar(to: .contentment).filter { $0 != trace.inherent })
+        XCTAssertEqual(trace.similar, SimilarEmotions.samePolarity.similar(to: .contentment).filter { $0 != trace.inherent })
         let t = trace.timings
         for (name, v) in [("unet", t.unet), ("decode", t.decode), ("classifier", t.classifier), ("backward", t.backward),
-                          ("preview", t.preview), ("similarity", t.similarity), ("total", t.total)] {
+                          ("preview", t.preview), ("prompt_score", t.promptScore), ("total", t.total)] {
             XCTAssertGreaterThan(v, 0, name)
         }
         let ratio = try XCTUnwrap(trace.previewCostRatio)

@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-@testable import Shared
+@testable import RedisQueue
+@testable import Jobs
+@testable import Checkpoints
+@testable import Imaging
+import Support
 
 /// The package root (for the bundled models and manifests/).
 let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -97,55 +101,17 @@ func waitUntil(_ timeout: TimeInterval, _ what: String, file: StaticString = #fi
     return false
 }
 
-/// A private redis-server (unix socket only, AOF on), restartable on the same data.
+/// A private redis-server for one test (RedisServer.temporary), restartable on the same data.
 final class TestRedis {
-    let dir: URL
-    let password: String?
-    private var process: ChildProcess?
+    let server: RedisServer
+    var url: String { server.url }
 
-    var socketPath: String { dir.appendingPathComponent("redis.sock").path }
-    var url: String { "unix://\(socketPath)" }
+    init(password: String? = nil) throws { server = try RedisServer.temporary(password: password) }
 
-    init(password: String? = nil) throws {
-        dir = makeTempDir("pr")
-        self.password = password
-        try start()
-    }
-
-    func start() throws {
-        var args = ["--port", "0", "--unixsocket", socketPath, "--unixsocketperm", "700", "--appendonly", "yes",
-                    "--appendfsync", "always", "--dir", dir.path, "--save", "", "--maxmemory-policy", "noeviction",
-                    "--logfile", dir.appendingPathComponent("redis.log").path]
-        if let password { args += ["--requirepass", password] }
-        let p = try ChildProcess.spawn("/usr/bin/redis-server", args, name: "redis-server", newProcessGroup: true)
-        process = p
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, p.isRunning {
-            if let c = try? client(retry: .none), (try? c.command("PING")) == .status("PONG") { return }
-            usleep(20_000)
-        }
-        throw NSError(domain: "TestRedis", code: 1, userInfo: [NSLocalizedDescriptionKey: "redis-server did not start"])
-    }
-
-    func stop() {
-        process?.terminate(grace: 10)
-        process = nil
-    }
-
-    func restart() throws {
-        stop()
-        try start()
-    }
+    func restart() throws { try server.restart() }
 
     func client(retry: RedisClient.RetryPolicy = RedisClient.RetryPolicy()) throws -> RedisClient {
-        var e = RedisEndpoint.unix(socketPath)
-        e.password = password
-        return try RedisClient(endpoint: e, options: .init(connectTimeout: 2, commandTimeout: 10, retry: retry))
-    }
-
-    deinit {
-        stop()
-        try? FileManager.default.removeItem(at: dir)
+        try server.client(options: .init(connectTimeout: 2, commandTimeout: 10, retry: retry))
     }
 }
 

@@ -1,7 +1,9 @@
 import Foundation
-import MUSE
+import Vocabulary
 import XCTest
-@testable import Shared
+@testable import Jobs
+@testable import Imaging
+import Support
 
 /// Job spec parsing and validation, content-derived ids, path confinement (no Redis).
 final class SpecTests: XCTestCase {
@@ -54,13 +56,13 @@ final class SpecTests: XCTestCase {
     func testExpansionOrderSeedsAndNames() throws {
         let loaded = try JobSpec.load(path: try spec(generation), environment: env)
         XCTAssertEqual(loaded.jobs.count, 8)
-        XCTAssertEqual(loaded.jobs.map(\.content.emotion), ["awe", "sadness", "awe", "sadness", "awe", "sadness", "awe", "sadness"])
+        XCTAssertEqual(loaded.jobs.map(\.content.emotion.rawValue), ["awe", "sadness", "awe", "sadness", "awe", "sadness", "awe", "sadness"])
         XCTAssertEqual(loaded.jobs.map(\.content.seed), [1, 1, 2, 2, 1, 1, 2, 2])
         XCTAssertEqual(loaded.jobs.map(\.sheetRow), [0, 0, 1, 1, 2, 2, 3, 3])
         XCTAssertEqual(Set(loaded.jobs.map(\.id)).count, 8)
         let first = loaded.jobs[0]
         XCTAssertEqual(first.output, "awe/a-quiet-lake-1-\(first.id.prefix(8)).png")
-        XCTAssertEqual(first.content.steps, 50, "project default")
+        XCTAssertEqual(first.content.settings.steps, 50, "project default")
         XCTAssertEqual(loaded.maxAttempts, 3)
 
         // Derived seeds: deterministic, per prompt and sample, shared by the emotions of a row.
@@ -134,10 +136,10 @@ final class SpecTests: XCTestCase {
               strength: 0.5
             """), environment: env)
         XCTAssertEqual(loaded.jobs.count, 2)
-        let sha = SHA256.hexDigest(try Data(contentsOf: dir.appendingPathComponent("images/sunset.png")))
+        let sha = Hashing.sha256Hex(try Data(contentsOf: dir.appendingPathComponent("images/sunset.png")))
         XCTAssertEqual(loaded.jobs[0].content.imageSHA256, sha)
         XCTAssertNotNil(loaded.blobs[sha])
-        XCTAssertEqual(loaded.jobs[0].content.strength, 0.5)
+        XCTAssertEqual(loaded.jobs[0].content.settings.strength, 0.5)
         XCTAssertEqual(loaded.jobs[0].sheetColumn, 1, "column 0 shows the source image")
         XCTAssertEqual(loaded.jobs[0].output, "fear/edit-sunset-\(loaded.jobs[0].id.prefix(8)).png")
     }
@@ -235,15 +237,8 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(Slug.make("???"), "untitled")
     }
 
-    /// Shared duplicates the engine's names so the coordinator need not link it: they must agree.
-    func testVocabularyMatchesTheEngine() throws {
-        XCTAssertEqual(EngineVocabulary.emotions, Emotion.allCases.map(\.rawValue))
-        XCTAssertEqual(Set(EngineVocabulary.methods), Set(SynthesisMethod.allCases.map(\.rawValue)))
-        XCTAssertEqual(Set(EngineVocabulary.previews), Set(PreviewKind.allCases.map(\.rawValue)))
-        let defaults = try JSONDecoder().decode([String: JSONValue].self, from: try JSONEncoder().encode(MUSESettings()))
-        XCTAssertEqual(Set(EngineVocabulary.museSettings.map(\.engine)), Set(defaults.keys))
-
-        // Every spec key reaches the engine's settings.
+    /// Every spec key reaches the engine's settings.
+    func testEveryMUSESettingReachesTheJob() throws {
         let loaded = try JobSpec.load(path: try spec("""
             engine:
               muse:
@@ -254,7 +249,7 @@ final class SpecTests: XCTestCase {
                 adam_epsilon: 1.0e-6
                 lambda_inherent: 0.7
                 lambda_similar: 0.1
-                similarity: {awe: [amusement]}
+                similar_emotions: {awe: [amusement]}
                 settle_delta: 0.02
                 settle_steps: 3
                 min_start_fraction: 0.1
@@ -266,7 +261,7 @@ final class SpecTests: XCTestCase {
                 universal_iterations: 2
                 classify_every_step: true
             """ + "\n" + generation), environment: env)
-        let s = try JSONDecoder().decode(MUSESettings.self, from: try JSONEncoder().encode(loaded.jobs[0].content.muse))
+        let s = loaded.jobs[0].content.settings.muse
         XCTAssertNoThrow(try s.validate())
         XCTAssertEqual(s.innerIterations, 4)
         XCTAssertEqual(s.learningRate, 0.02)
@@ -275,8 +270,8 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(s.adamEpsilon, 1e-6)
         XCTAssertEqual(s.lambdaInherent, 0.7)
         XCTAssertEqual(s.lambdaSimilar, 0.1)
-        XCTAssertEqual(s.similarity.similar(to: .awe), [.amusement])
-        XCTAssertEqual(s.similarity.similar(to: .fear), [.anger, .disgust, .sadness], "untouched targets keep their defaults")
+        XCTAssertEqual(s.similarEmotions.similar(to: .awe), [.amusement])
+        XCTAssertEqual(s.similarEmotions.similar(to: .fear), [.anger, .disgust, .sadness], "untouched targets keep their defaults")
         XCTAssertEqual(s.settleDelta, 0.02)
         XCTAssertEqual(s.settleSteps, 3)
         XCTAssertEqual(s.minStartFraction, 0.1)

@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import Checkpoints
+import CoordinatorCore
+import Imaging
+import RedisQueue
+import Jobs
+import Support
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show one batch's counts, workers and failures, or list all batches.")
+
+    @Argument(help: "Batch id; omit to list every batch.")
+    var batch: String?
+
+    @Flag(help: "Machine-readable JSON on stdout.")
+    var json = false
+
+    @OptionGroup var redisOptions: RedisOptions
+
+    struct WorkerJSON: Encodable {
+        var name: String
+        var alive: Bool
+        var last_seen_ms_ago: Int64
+        var job: String?
+        var step: Int?
+        var total_steps: Int?
+        var done: Int
+    }
+
+    struct FailureJSON: Encodable {
+        var job_id: String
+        var error: String
+        var attempts: Int
+        var worker: String?
+    }
+
+    struct StatusJSON: Encodable {
+        var batch_id: String
+        var name: String?
+        var output: String?
+        var total: Int
+        var done: Int
+        var failed: Int
+        var running: Int
+        var stalled: Int
+        var queued: Int
+        var finished: Bool
+        var max_attempts: Int?
+        var lease_ms: Int?
+        var workers: [WorkerJSON]
+        var failures: [FailureJSON]
+    }
+
+    func run() throws {
+        try guarded {
+            let client = try redisOptions.connect()
+            guard let batch else {
+                let ids = try BatchQueue.list(client: client)
+                var rows: [StatusJSON] = []
+                for id in ids { rows.append(try describe(try BatchQueue(client: client, batchID: id), failuresLimit: 0)) }
+                if json {
+                    print(String(decoding: try CanonicalJSON.encode(rows), as: UTF8.self))
+                } else if rows.isEmpty {
+                    say("no batches on \(client.endpoint)")
+                } else {
+                    for r in rows {
+                        print("\(r.batch_id)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(r.finished ? "" : "  [in progress]")")
+                    }
+                }
+                return 0
+            }
+            let q = try openBatch(client, batch)
+            let s = try describe(q, failuresLimit: 1000)
+            if json {
+                let e = JSONEncoder()
+                e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try e.encode(s), as: UTF8.self))
+                return 0
+            }
+            print("batch \(s.batch_id)\(s.name.map { " (\($0))" } ?? "")")
+            if let o = s.output { print("  output     \(o)") }
+            print("  jobs       \(s.total) total: \(s.done) done, \(s.failed) failed, \(s.running) running, \(s.stalled) stalled, \(s.queued) queued\(s.finished ? " — finished" : "")")
+            if let m = s.max_attempts, let l = s.lease_ms { print("  queue      max attempts \(m), lease \(Double(l) / 1000) s") }
+            if s.workers.isEmpty { print("  workers    none seen") }
+            for w in s.workers {
+                var line = "  worker     \(w.name): \(w.alive ? "alive" : "silent"), \(w.done) done"
+                if let j = w.job { line += ", on \(j.prefix(8))" + (w.step.map { " step \($0)/\(w.total_steps ?? 0)" } ?? "") }
+                print(line)
+            }
+            for f in s.failures.prefix(20) { print("  failed     \(f.job_id.prefix(8)) after \(f.attempts) attempt(s): \(f.error)") }
+            if s.failures.count > 20 { print("  ... \(s.failures.count - 20) more failures (--json lists all)") }
+            return 0
+        }
+    }
+
+    func describe(_ q: BatchQueue, failuresLimit: Int) throws -> StatusJSON {
+        let snap = try BatchSnapshot.take(q)
+        let st = snap.status
+        let meta = try q.metadata()
+        let info = try q.batchInfo()
+        var names = Set(st.workers.map(\.name))
+        names.formUnion(snap.totals.keys)
+        let workers = names.sorted().map { name -> WorkerJSON in
+            let w = st.workers.first { $0.name == name }
+            let p = w?.jobID.flatMap { snap.progress[$0] }
+            return WorkerJSON(name: name, alive: w?.alive ?? false, last_seen_ms_ago: w?.lastSeenMsAgo ?? -1, job: w?.jobID,
+                              step: p?.step, total_steps: p?.total, done: snap.totals[name]?.done ?? 0)
+        }
+        var failures: [FailureJSON] = []
+        if failuresLimit > 0 {
+            var cursor = "0-0"
+            while failures.count < failuresLimit {
+                let page = try q.deadLetters(after: cursor, count: 200)
+                if page.isEmpty { break }
+                for e in page {
+                    failures.append(FailureJSON(job_id: e.string("job") ?? "?", error: e.string("error") ?? "",
+                                                attempts: Int(e.string("attempts") ?? "") ?? 0, worker: e.string("worker")))
+                }
+                cursor = page.last!.id
+            }
+        }
+        return StatusJSON(batch_id: q.batchID, name: info?.name, output: info?.output, total: st.total, done: st.done,
+                          failed: st.failed, running: st.running, stalled: st.stalled, queued: st.queued, finished: st.finished,
+                          max_attempts: meta?.maxAttempts, lease_ms: meta?.leaseMs, workers: workers, failures: failures)
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import Imaging
+import RedisQueue
+import Jobs
+import Support
+
+/// Turns a batch's results stream into files: one PNG per job, one fsynced manifest line
+/// per job (done or failed) — written exactly once, even across coordinator crashes: the
+/// manifest is the commit point, a result is deleted from Redis only after its line is
+/// durable, and results whose job already has a line are skipped.
+public final class Collector {
+    public let queue: BatchQueue
+    public let output: URL
+    public let manifest: ManifestWriter
+    public let log: (String) -> Void
+    private var resultsCursor = "0-0"
+    private var deadCursor = "0-0"
+    private var jobCache: [String: PipelineJob] = [:]
+    /// Lines written by this collector.
+    public private(set) var written = 0
+    private(set) var failedWritten = 0
+
+    public static let manifestName = "manifest.jsonl"
+    public static let sheetName = "contact-sheet.png"
+
+    public init(queue: BatchQueue, output: URL, log: @escaping (String) -> Void) throws {
+        self.queue = queue
+        self.output = output
+        self.log = log
+        do { try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true) } catch {
+            throw InputError("cannot create the output folder \(output.path): \(error.localizedDescription)")
+        }
+        manifest = try ManifestWriter(url: output.appendingPathComponent(Self.manifestName))
+    }
+
+    public var manifestURL: URL { output.appendingPathComponent(Self.manifestName) }
+
+    /// Collects every result and dead letter not yet in the manifest; returns lines written.
+    @discardableResult
+    public func collectNew() throws -> Int {
+        let before = written
+        while true {
+            let page = try queue.results(after: resultsCursor, count: 32)
+            if page.isEmpty { break }
+            for entry in page {
+                try handleResult(entry)
+                resultsCursor = entry.id
+            }
+        }
+        while true {
+            let page = try queue.deadLetters(after: deadCursor, count: 100)
+            if page.isEmpty { break }
+            for entry in page {
+                try handleDeadLetter(entry)
+                deadCursor = entry.id
+            }
+        }
+        return written - before
+    }
+
+    private func job(_ id: String) throws -> PipelineJob? {
+        if let j = jobCache[id] { return j }
+        guard let data = try queue.payload(jobID: id) else { return nil }
+        let j = try? PipelineJob.decode(data)
+        jobCache[id] = j
+        return j
+    }
+
+    private func handleResult(_ e: StreamEntry) throws {
+        guard let id = e.string("job") else { return }
+        if manifest.contains(id) {
+            try queue.deleteResult(id: e.id) // collected before a crash; the line is durable
+            return
+        }
+        guard let job = try job(id) else {
+            log("result \(e.id) names job \(id), which this batch does not have; skipped")
+            return
+        }
+        let attempts = try queue.job(id)?.attempts ?? 0
+        var line = ManifestEntry(job: job, batchID: queue.batchID, status: "done", attempts: attempts)
+        line.worker = e.string("worker")
+        line.epoch = e.string("epoch").flatMap { UInt64($0) }
+        guard let png = e.fields["png"], let raw = e.fields["metrics"],
+              let metrics = try? JSONDecoder().decode(JobMetrics.self, from: raw) else {
+            line.status = "failed"
+            line.error = "the worker's result has no readable png/metrics fields"
+            try append(line)
+            try queue.deleteResult(id: e.id)
+            return
+        }
+        let sha = Hashing.sha256Hex(png)
+        guard sha == metrics.pngSHA256 else {
+            line.status = "failed"
+            line.error = "result PNG damaged: sha256 \(sha), the worker reported \(metrics.pngSHA256)"
+            try append(line)
+            try queue.deleteResult(id: e.id)
+            return
+        }
+        let url = try PathConfinement.resolve(job.output, under: output)
+        try Self.writeDurably(png, to: url)
+        if let source = job.content.imageSHA256 { try ensureSource(source) }
+        line.output = job.output
+        line.sha256 = sha
+        line.width = metrics.width
+        line.height = metrics.height
+        line.probabilities = metrics.probabilities
+        line.targetProbability = metrics.targetProbability
+        line.topEmotion = metrics.topEmotion
+        line.timings = metrics.timings
+        line.worker = metrics.worker
+        line.epoch = metrics.epoch
+        line.resumedFromStep = metrics.resumedFromStep
+        line.segments = metrics.segments
+        line.trace = metrics.trace
+        try append(line)
+        try queue.deleteResult(id: e.id)
+    }
+
+    private func handleDeadLetter(_ e: StreamEntry) throws {
+        guard let id = e.string("job"), !manifest.contains(id) else { return }
+        guard let job = try job(id) else {
+            log("dead letter \(e.id) names job \(id), which this batch does not have; skipped")
+            return
+        }
+        let recorded = try queue.job(id)?.attempts ?? 0
+        var line = ManifestEntry(job: job, batchID: queue.batchID, status: "failed",
+                                 attempts: Int(e.string("attempts") ?? "") ?? recorded)
+        line.error = e.string("error") ?? "unknown error"
+        line.worker = e.string("worker")
+        line.epoch = e.string("epoch").flatMap { UInt64($0) }
+        try append(line)
+        failedWritten += 1
+    }
+
+    private func append(_ line: ManifestEntry) throws {
+        if try manifest.append(line) { written += 1 }
+    }
+
+    /// Source images of edits, kept next to the results for the contact sheet.
+    private func ensureSource(_ sha: String) throws {
+        let url = output.appendingPathComponent("sources/\(sha.prefix(16)).png")
+        guard !FileManager.default.fileExists(atPath: url.path), let bytes = try queue.blob(name: sha) else { return }
+        try Self.writeDurably(bytes, to: url)
+    }
+
+    /// Write to a temporary file, fsync, rename over the target, fsync the folder: the
+    /// file is either absent or complete, whatever happens.
+    public static func writeDurably(_ data: Data, to url: URL) throws {
+        let dir = url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw InputError("cannot write \(tmp.path): \(String(cString: strerror(errno)))") }
+        var ok = data.withUnsafeBytes { raw -> Bool in
+            var done = 0
+            while done < raw.count {
+                let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                done += n
+            }
+            return true
+        }
+        ok = ok && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(tmp.path, url.path) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(tmp.path)
+            throw InputError("cannot write \(url.path): \(why)")
+        }
+        let dfd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// The contact sheet: one row per (prompt, seed) or source image, one column per
+    /// emotion (edit rows start with their source). Failed cells are red, missing grey.
+    /// `jobs`: the jobs to show with their cells; lines come from the manifest.
+    public static func writeContactSheet(output: URL, jobs: [(id: String, row: Int, column: Int, source: String?)], columns: Int,
+                                  maxRows: Int = 100) throws -> URL? {
+        guard !jobs.isEmpty else { return nil }
+        let lines = try ManifestWriter.readEntries(output.appendingPathComponent(manifestName), as: ManifestEntry.self)
+        var byID: [String: ManifestEntry] = [:]
+        for l in lines { byID[l.jobID] = l }
+        let rows = min(maxRows, (jobs.map(\.row).max() ?? 0) + 1)
+        var images: [[RGBImage?]] = Array(repeating: Array(repeating: nil, count: columns), count: rows)
+        var side = 64
+        func load(_ path: String) -> RGBImage? {
+            guard let data = FileManager.default.contents(atPath: path) else { return nil }
+            return try? PNGCodec.decode(data).rgb()
+        }
+        for j in jobs where j.row < rows && j.column < columns {
+            let line = byID[j.id]
+            var img: RGBImage
+            if let line, line.status == "done", let rel = line.output, let decoded = load(output.appendingPathComponent(rel).path) {
+                img = decoded
+                side = max(side, decoded.width, decoded.height)
+            } else if line?.status == "failed" {
+                img = RGBImage(width: 8, height: 8, fill: (214, 92, 92))
+            } else {
+                img = RGBImage(width: 8, height: 8, fill: (205, 205, 205))
+            }
+            images[j.row][j.column] = img
+            if let source = j.source, j.column > 0, images[j.row][0] == nil,
+               let s = load(output.appendingPathComponent("sources/\(source.prefix(16)).png").path) {
+                images[j.row][0] = s
+            }
+        }
+        let blank = RGBImage(width: 1, height: 1, fill: (255, 255, 255))
+        let flat = images.flatMap { $0.map { $0 ?? blank } }
+        let cell = max(128, min(256, side))
+        let sheet = ContactSheet.make(flat, columns: columns, cellWidth: cell, cellHeight: cell, gap: 4)
+        let url = output.appendingPathComponent(sheetName)
+        try writeDurably(try PNGCodec.encode(sheet), to: url)
+        return url
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import Jobs
+import RedisQueue
+import Support
+
+/// `muse-coordinator run`: one spec from start to finish on this machine — a private
+/// redis-server, N local workers, progress, and the collected results. Interrupted runs
+/// resume when started again: Redis keeps its AOF in OUTPUT/.redis and jobs already in the
+/// manifest are never redone.
+public final class LocalBatchRun {
+    public struct Options {
+        public var spec: String
+        public var output: String?
+        public var localWorkers: Int
+        public var keepRedis: Bool
+        public var workerEngine: String
+
+        public init(spec: String, output: String?, localWorkers: Int, keepRedis: Bool, workerEngine: String) {
+            self.spec = spec
+            self.output = output
+            self.localWorkers = localWorkers
+            self.keepRedis = keepRedis
+            self.workerEngine = workerEngine
+        }
+    }
+
+    let options: Options
+    let log = coordinatorLog
+    private var loaded: LoadedSpec
+    private let out: URL
+    private var manifestURL: URL { out.appendingPathComponent(Collector.manifestName) }
+    private var redisDir: URL { out.appendingPathComponent(".redis") }
+    private var logDir: URL { out.appendingPathComponent("logs") }
+
+    /// Loads and validates the spec; nothing is started yet.
+    public init(_ options: Options) throws {
+        self.options = options
+        loaded = try JobSpec.load(path: options.spec, outputOverride: options.output)
+        if loaded.output == nil {
+            // Neither --output nor the spec's `output`: out/<name> in the current folder.
+            let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+            loaded.output = cwd.appendingPathComponent("out").appendingPathComponent(
+                Slug.make(loaded.name, fallback: "batch"))
+            loaded.info.output = loaded.output?.path
+            say("no output folder given: using \(loaded.output!.path)")
+        }
+        out = loaded.output!
+    }
+
+    private var cells: [(id: String, row: Int, column: Int, source: String?)] {
+        loaded.jobs.map { (id: $0.id, row: $0.sheetRow, column: $0.sheetColumn, source: $0.content.imageSHA256) }
+    }
+
+    /// Runs the batch; returns the process exit code.
+    public func run() throws -> Int32 {
+        do { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true) } catch {
+            throw InputError("cannot create the output folder \(out.path): \(error.localizedDescription)")
+        }
+        let lock = try OutputLock(folder: out)
+        defer { withExtendedLifetime(lock) {} }
+        let existing = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
+        let collected = Set(existing.map(\.jobID))
+        if loaded.jobs.allSatisfy({ collected.contains($0.id) }) { return try reportNothingToDo(existing) }
+
+        let workerBinary = try LocalWorkers.findWorkerBinary()
+        let stop = StopSignal()
+        stop.install(
+            onFirst: { _ in say("\nstopping: workers checkpoint and hand back their jobs (Ctrl-C again to quit at once)") },
+            onSecond: { sig in
+                say("quitting at once; run the same command again to resume")
+                Foundation.exit(128 + sig)
+            })
+        var serverOptions = RedisServer.Options(dataDir: redisDir)
+        serverOptions.dieWithParent = true
+        let redis = try RedisServer(serverOptions)
+        var pool: LocalWorkers?
+        var clean = false
+        defer {
+            if !clean {
+                pool?.stopAll(grace: 120)
+                redis.shutdown()
+            }
+        }
+        let client = try redis.client(options: .init(connectTimeout: 5, commandTimeout: 30))
+        let queue = try submit(client: client, collected: collected)
+        pool = try startWorkers(binary: workerBinary, redis: redis)
+        let collector = try Collector(queue: queue, output: out, log: { [log] in log($0) })
+        let finished = try follow(queue: queue, collector: collector, pool: pool!, stop: stop)
+        if !finished {
+            pool?.stopAll(grace: 120)
+            _ = try? collector.collectNew()  // best effort: keep what finished before the interrupt
+            redis.shutdown()
+            clean = true
+            let done = loaded.jobs.filter { collector.manifest.jobIDs.contains($0.id) }.count
+            say("interrupted: \(done) of \(loaded.jobs.count) jobs collected in \(manifestURL.path); run the same command again to resume")
+            return 128 + (stop.signalNumber ?? SIGINT)
+        }
+        pool?.stopAll(grace: 30)
+        let sheet = try Collector.writeContactSheet(output: out, jobs: cells, columns: loaded.info.sheetColumns)
+        redis.shutdown()
+        clean = true
+        return try reportFinished(collector: collector, sheet: sheet)
+    }
+
+    private func reportNothingToDo(_ existing: [ManifestEntry]) throws -> Int32 {
+        let sheet = try Collector.writeContactSheet(output: out, jobs: cells, columns: loaded.info.sheetColumns)
+        let ids = Set(loaded.jobs.map(\.id))
+        let failed = existing.filter { ids.contains($0.jobID) && $0.status != "done" }.count
+        say(
+            "all \(loaded.jobs.count) jobs of batch \(loaded.batchID) are already in \(manifestURL.path) (\(failed) failed); "
+                + "nothing to do\(sheet.map { "; contact sheet \($0.path)" } ?? "")")
+        return failed > 0 ? ExitCodes.failedJobs : 0
+    }
+
+    private func submit(client: RedisClient, collected: Set<String>) throws -> BatchQueue {
+        let r = try submitSpec(loaded, client: client, skipping: collected)
+        let resumed = r.existing > 0 ? ", \(r.existing) carried over from an interrupted run" : ""
+        let skipped = r.skipped > 0 ? ", \(r.skipped) already collected" : ""
+        say(
+            "batch \(loaded.batchID): \(loaded.jobs.count) jobs (\(r.added) new\(resumed)\(skipped)); "
+                + "\(options.localWorkers) local workers, logs in \(logDir.path)")
+        return try BatchQueue(client: client, batchID: loaded.batchID)
+    }
+
+    private func startWorkers(binary: String, redis: RedisServer) throws -> LocalWorkers {
+        var env = ProcessInfo.processInfo.environment
+        for key in ["REDIS_URL", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE"] { env.removeValue(forKey: key) }
+        if env["OPENBLAS_NUM_THREADS"] == nil {
+            env["OPENBLAS_NUM_THREADS"] = String(max(1, ProcessInfo.processInfo.activeProcessorCount / options.localWorkers))
+        }
+        let pool = LocalWorkers(
+            count: options.localWorkers, binary: binary,
+            arguments: ["run", "--redis", redis.url, "--batch", loaded.batchID, "--engine", options.workerEngine],
+            logDir: logDir, environment: env)
+        try pool.startAll()
+        return pool
+    }
+
+    /// Collects and shows progress until the batch finishes (true) or a stop is requested (false).
+    private func follow(queue: BatchQueue, collector: Collector, pool: LocalWorkers, stop: StopSignal) throws -> Bool {
+        let reporter = ProgressReporter()
+        defer { reporter.finish() }
+        while !stop.requested {
+            try collector.collectNew()
+            let snap = try BatchSnapshot.take(queue)
+            let inManifest = collector.manifest.jobIDs
+            reporter.update(snap, collected: loaded.jobs.filter { inManifest.contains($0.id) }.count)
+            if snap.status.finished {
+                try collector.collectNew()
+                return true
+            }
+            guard try pool.check(log: { [log] in reporter.finish(); log($0) }) else {
+                throw InputError(
+                    "local workers keep failing (see \(logDir.path)); stopped. Progress is kept: run the same command again to resume")
+            }
+            stop.sleep(0.5)
+        }
+        return false
+    }
+
+    private func reportFinished(collector: Collector, sheet: URL?) throws -> Int32 {
+        let have = collector.manifest.jobIDs
+        let missing = loaded.jobs.filter { !have.contains($0.id) }.count
+        if missing == 0 && !options.keepRedis { try? FileManager.default.removeItem(at: redisDir) }
+        let lines = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
+        let ids = Set(loaded.jobs.map(\.id))
+        let failed = lines.filter { ids.contains($0.jobID) && $0.status != "done" }
+        var summary = "batch \(loaded.batchID) finished: \(loaded.jobs.count - failed.count - missing) done, \(failed.count) failed"
+        if missing > 0 { summary += ", \(missing) not collected" }
+        if let outcome = Self.emotionOutcome(lines.filter { ids.contains($0.jobID) }) { summary += "\n  " + outcome }
+        summary += "\n  manifest      \(manifestURL.path)"
+        if let sheet { summary += "\n  contact sheet \(sheet.path)" }
+        for f in failed.prefix(10) { summary += "\n  failed \(f.jobID.prefix(8)) (\(f.emotion), \(f.kind)): \(f.error ?? "?")" }
+        say(summary)
+        return failed.isEmpty && missing == 0 ? 0 : ExitCodes.failedJobs
+    }
+
+    /// How the batch did at its purpose: jobs whose image the classifier ranks first for the
+    /// target emotion, and the mean probability of the target.
+    public static func emotionOutcome(_ lines: [ManifestEntry]) -> String? {
+        let scored = lines.filter { $0.status == "done" && $0.targetProbability != nil }
+        guard !scored.isEmpty else { return nil }
+        let hits = scored.filter { $0.topEmotion == $0.emotion }.count
+        let mean = scored.compactMap(\.targetProbability).reduce(0, +) / Double(scored.count)
+        return String(format: "target emotion ranked first in %d of %d images; mean p(target) %.3f", hits, scored.count, mean)
+    }
+}

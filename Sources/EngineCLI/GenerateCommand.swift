@@ -1,0 +1,60 @@
+import ArgumentParser
+import Diffusion
+import Foundation
+import Imaging
+import MUSE
+import Support
+import Tensor
+import Vocabulary
+
+/// `muse generate`: text-to-image with an emotion (MUSE or a baseline), or plain
+/// text-to-image without --emotion.
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate an image evoking an emotion (MUSE), or a plain text-to-image without --emotion.")
+
+    @Option(help: "Text prompt.")
+    var prompt: String
+
+    @OptionGroup var engine: MUSEEngineOptions
+
+    func run() throws {
+        let emotion = try engine.emotion()
+        let method = try engine.method()
+        let settings = try emotion.map { try engine.museSettings(target: $0) }
+        try engine.checkOutput()
+        guard let emotion, let settings else {
+            if engine.methodName != "muse" { throw EngineCLI.Failure("--method needs --emotion") }
+            try plain()
+            return
+        }
+        let (museEngine, tiny) = try engine.loadEngine()
+        let job = SynthesisJob(prompt: prompt, emotion: emotion, method: method, seed: engine.seed,
+                               settings: try engine.jobSettings(target: emotion, tiny: tiny))
+        try EngineCLI.runJob(museEngine, job, image: nil, options: engine)
+    }
+
+    /// Plain DDIM text-to-image through StableDiffusion.denoise.
+    func plain() throws {
+        let p = try engine.paths()
+        EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
+        let sd = try StableDiffusion(folder: p.model)
+        let steps = engine.defaultSteps(tiny: p.tiny)
+        let unet = try ModelConfig(path: p.model + "/unet/config.json")
+        let side = try unet.int("sample_size", default: 64) * sd.vae.downsampleFactor
+        let began = Date()
+        let z = Tensor.randomNormal(sd.latentShape(height: side, width: side), seed: engine.seed)
+        let latent = sd.denoise(from: z, prompt: prompt, negativePrompt: engine.negativePrompt, steps: steps,
+                                guidance: engine.guidance) { done, total in EngineCLI.log("step \(done)/\(total)") }
+        let (w, h, bytes) = sd.decodeToImage(latent).rgbBytes()
+        try EngineCLI.writePNG(bytes, width: w, height: h, to: engine.out)
+        let seconds = Date().timeIntervalSince(began)
+        if let tracePath = engine.trace {
+            let summary: [String: String] = ["mode": "plain", "prompt": prompt, "seed": "\(engine.seed)", "steps": "\(steps)",
+                                             "guidance": "\(engine.guidance)", "seconds": String(format: "%.3f", seconds)]
+            try EngineCLI.writeJSON(summary, to: tracePath)
+        }
+        EngineCLI.log(String(format: "wrote %@ (%d×%d) in %.1f s", engine.out, w, h, seconds))
+    }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+import Support
+
+/// `muse`: the engine on its own — one image at a time, and the engine's benchmarks.
+/// The batch pipeline is muse-coordinator + muse-worker.
+@main
+struct MuseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "muse",
+        abstract: "MUSE engine: generate or edit one image with an emotion, or measure the engine.",
+        subcommands: [GenerateCommand.self, EditCommand.self, BenchCommand.self, BenchEngineCommand.self])
+
+    static func main() {
+        Log.bootstrap()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}

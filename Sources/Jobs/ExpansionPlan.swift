@@ -1,0 +1,87 @@
+import Foundation
+import Support
+import Vocabulary
+
+/// The spec's generation and editing sections as a grid of jobs: one row per (prompt, seed)
+/// or source image, one column per emotion (edits leave column 0 for the source image).
+struct ExpansionPlan {
+    var generation: SpecLoader.GenerationPlan?
+    var editing: SpecLoader.EditPlan?
+
+    /// How many jobs `expand` makes, computed without making them.
+    var jobCount: Int {
+        var n = 0
+        if let g = generation {
+            let (a, o1) = g.prompts.count.multipliedReportingOverflow(by: g.samples)
+            let (b, o2) = a.multipliedReportingOverflow(by: g.emotions.count)
+            n = o1 || o2 ? Int.max : b
+        }
+        if let e = editing {
+            let (c, o) = e.images.count.multipliedReportingOverflow(by: e.emotions.count)
+            n = o ? Int.max : n.addingReportingOverflow(c).overflow ? Int.max : n + c
+        }
+        return n
+    }
+
+    var sheetColumns: Int {
+        let editColumns = (editing?.emotions.count ?? 0) + 1
+        return max(generation?.emotions.count ?? 0, editing == nil ? 0 : editColumns, 1)
+    }
+
+    func expand(engine: SpecLoader.EngineSection, sources: SpecLoader.SourceImages, locations: ModelLocations,
+                fingerprints: ModelFingerprints, reader: SpecReader, file: String) throws -> [PipelineJob] {
+        var jobs: [PipelineJob] = []
+        var row = 0
+        func add(_ content: JobContent, imagePath: String?, column: Int, name: (String) -> String) throws {
+            let id = try content.jobID()
+            let output = "\(content.emotion.rawValue)/\(name(String(id.prefix(8)))).png"
+            jobs.append(
+                PipelineJob(
+                    id: id, content: content, locations: locations, checkpointEvery: engine.checkpointEvery,
+                    index: jobs.count, output: output, imagePath: imagePath, sheetRow: row, sheetColumn: column))
+        }
+        do {
+            if let g = generation {
+                var settings = engine.settings
+                settings.width = g.width
+                settings.height = g.height
+                for prompt in g.prompts {
+                    for seed in seeds(g, prompt: prompt) {
+                        for (column, emotion) in g.emotions.enumerated() {
+                            let job = SynthesisJob(
+                                prompt: prompt, emotion: emotion, method: engine.method, seed: seed, settings: settings)
+                            let content = JobContent(kind: .generate, synthesis: job, imageSHA256: nil, models: fingerprints)
+                            try add(content, imagePath: nil, column: column) { "\(Slug.make(prompt))-\(seed)-\($0)" }
+                        }
+                        row += 1
+                    }
+                }
+            }
+            if let e = editing {
+                var settings = engine.settings
+                settings.strength = e.strength
+                for img in e.images {
+                    let stem = Slug.make(((img.path as NSString).lastPathComponent as NSString).deletingPathExtension)
+                    for (column, emotion) in e.emotions.enumerated() {
+                        let job = SynthesisJob(
+                            prompt: e.sourcePrompt, emotion: emotion, method: engine.method, seed: 0, settings: settings)
+                        let content = JobContent(
+                            kind: .edit, synthesis: job, imageSHA256: sources.hashes[img.path], models: fingerprints)
+                        try add(content, imagePath: img.path, column: column + 1) { "edit-\(stem)-\($0)" }
+                    }
+                    row += 1
+                }
+            }
+        } catch {
+            reader.issue("", "cannot encode a job: \(error)")
+            throw SpecError(file: file, issues: reader.issues)
+        }
+        return jobs
+    }
+
+    /// A prompt's seeds: the explicit list, or `count` seeds derived from the batch seed.
+    func seeds(_ g: SpecLoader.GenerationPlan, prompt: String) -> [UInt64] {
+        if let explicit = g.seeds { return explicit.map(\.seed) }
+        return (0..<g.count).map { SeedDerivation.seed(batchSeed: g.batchSeed, prompt: prompt, sample: $0) }
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import RedisQueue
+import Imaging
+import Vocabulary
+import Support
+
+public enum ManifestError: Error, Equatable, CustomStringConvertible, LocalizedError {
+    case io(String)
+    case corruptLine(path: String, line: Int)
+    case missingID(key: String)
+
+    public var description: String {
+        switch self {
+        case let .io(m): return "manifest I/O error: \(m)"
+        case let .corruptLine(p, n): return "manifest \(p) line \(n) is not a JSON object with a job id"
+        case let .missingID(k): return "manifest entry has no string field '\(k)'"
+        }
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// Append-only JSON-lines manifest: one object per job, written once, fsynced before
+/// `append` returns — so after a coordinator crash the file says exactly which jobs are
+/// safely collected, and reopening it skips them.
+public final class ManifestWriter: @unchecked Sendable {
+    public let url: URL
+    public let idKey: String
+    private var fd: Int32
+    private var ids: Set<String>
+    private let lock = NSLock()
+
+    /// Opens (creating if needed) and loads the ids already present. A torn final line —
+    /// a crash mid-write — is cut off so the next append starts on a clean line.
+    public init(url: URL, idKey: String = "job_id") throws {
+        self.url = url
+        self.idKey = idKey
+        let existed = FileManager.default.fileExists(atPath: url.path)
+        let (lines, validLength, fileLength) = try Self.scan(url)
+        var ids = Set<String>()
+        for (n, line) in lines.enumerated() {
+            guard let id = Self.extractID(line, key: idKey) else {
+                throw ManifestError.corruptLine(path: url.path, line: n + 1)
+            }
+            ids.insert(id)
+        }
+        self.ids = ids
+        fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ManifestError.io("cannot open \(url.path): \(String(cString: strerror(errno)))") }
+        if validLength < fileLength {
+            guard ftruncate(fd, off_t(validLength)) == 0, fsync(fd) == 0 else {
+                let e = String(cString: strerror(errno))
+                Glibc.close(fd)
+                throw ManifestError.io("cannot cut torn line of \(url.path): \(e)")
+            }
+        }
+        if !existed { Self.syncDirectory(of: url) }
+    }
+
+    deinit { if fd >= 0 { Glibc.close(fd) } }
+
+    public var jobIDs: Set<String> {
+        lock.lock()
+        defer { lock.unlock() }
+        return ids
+    }
+
+    public func contains(_ jobID: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return ids.contains(jobID)
+    }
+
+    /// Appends `entry` (must encode to an object with a string `idKey`). Returns false and
+    /// writes nothing if that id is already in the manifest.
+    @discardableResult
+    public func append<T: Encodable>(_ entry: T) throws -> Bool {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try appendLine(try encoder.encode(entry))
+    }
+
+    /// Appends one already-encoded JSON object (newlines inside are not allowed).
+    @discardableResult
+    public func appendLine(_ json: Data) throws -> Bool {
+        guard let id = Self.extractID(json, key: idKey) else { throw ManifestError.missingID(key: idKey) }
+        precondition(!json.contains(0x0A), "a manifest entry must be a single line")
+        lock.lock()
+        defer { lock.unlock() }
+        guard fd >= 0 else { throw ManifestError.io("manifest \(url.path) is closed") }
+        if ids.contains(id) { return false }
+        var line = [UInt8](json)
+        line.append(0x0A)
+        try line.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw ManifestError.io("write to \(url.path) failed: \(String(cString: strerror(errno)))")
+                }
+                done += n
+            }
+        }
+        guard fsync(fd) == 0 else { throw ManifestError.io("fsync of \(url.path) failed: \(String(cString: strerror(errno)))") }
+        ids.insert(id)
+        return true
+    }
+
+    public func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
+    /// The complete lines of a manifest (a torn last line is ignored), for reports and tools.
+    public static func readLines(_ url: URL) throws -> [Data] {
+        try scan(url).lines
+    }
+
+    public static func readEntries<T: Decodable>(_ url: URL, as type: T.Type) throws -> [T] {
+        let decoder = JSONDecoder()
+        return try readLines(url).map { try decoder.decode(T.self, from: $0) }
+    }
+
+    private static func scan(_ url: URL) throws -> (lines: [Data], validLength: Int, fileLength: Int) {
+        guard FileManager.default.fileExists(atPath: url.path) else { return ([], 0, 0) }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ManifestError.io("cannot read \(url.path): \(error)") }
+        var lines: [Data] = []
+        var start = data.startIndex
+        var validEnd = data.startIndex
+        while let nl = data[start...].firstIndex(of: 0x0A) {
+            let line = data[start..<nl]
+            if !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { lines.append(Data(line)) }
+            start = nl + 1
+            validEnd = start
+        }
+        return (lines, validEnd - data.startIndex, data.count)
+    }
+
+    private static func extractID(_ line: Data, key: String) -> String? {
+        guard let obj = try? JSONSerialization.jsonObject(with: line) as? [String: Any] else { return nil }
+        return obj[key] as? String
+    }
+
+    private static func syncDirectory(of url: URL) {
+        let dfd = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            Glibc.close(dfd)
+        }
+    }
+}

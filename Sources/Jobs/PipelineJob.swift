@@ -1,0 +1,124 @@
+import Foundation
+import RedisQueue
+import Imaging
+import Vocabulary
+import Support
+
+/// A job's four model files, named the same way twice: as locations (where workers find
+/// them: `bundled:NAME` or an absolute path, see `ModelLocation`; not part of the job's
+/// identity) and as fingerprints of their contents (part of it).
+public struct ModelSet: Codable, Equatable, Sendable, Hashable {
+    public var model: String
+    public var tower: String
+    public var head: String?
+    public var text: String
+
+    public init(model: String, tower: String, head: String?, text: String) {
+        self.model = model
+        self.tower = tower
+        self.head = head
+        self.text = text
+    }
+}
+
+public typealias ModelLocations = ModelSet
+public typealias ModelFingerprints = ModelSet
+
+/// What a job computes. Its canonical JSON hash is the job id, so equal content means
+/// the same job (resubmission is a no-op) and any change — a setting, the seed, the
+/// source image's bytes, the model's files — makes a different one.
+public struct JobContent: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable { case generate, edit }
+
+    public var kind: Kind
+    /// What the engine runs: prompt (an edit's source prompt), emotion, method, seed and
+    /// every setting, defaults included.
+    public var synthesis: SynthesisJob
+    /// Edit only: SHA-256 of the source PNG, which is also its blob name in Redis.
+    public var imageSHA256: String?
+    public var models: ModelFingerprints
+
+    public init(kind: Kind, synthesis: SynthesisJob, imageSHA256: String?, models: ModelFingerprints) {
+        self.kind = kind
+        self.synthesis = synthesis
+        self.imageSHA256 = imageSHA256
+        self.models = models
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, synthesis, models
+        case imageSHA256 = "image_sha256"
+    }
+
+    public var prompt: String { synthesis.prompt }
+    public var emotion: Emotion { synthesis.emotion }
+    public var seed: UInt64 { synthesis.seed }
+    public var settings: JobSettings { synthesis.settings }
+
+    /// 24 hex digits of SHA-256 over the canonical JSON (96 bits: collisions are not a concern).
+    public func jobID() throws -> String {
+        var bytes = Array("muse-job-v2\n".utf8)
+        bytes += try CanonicalJSON.encode(self)
+        return String(Hashing.sha256Hex(bytes).prefix(24))
+    }
+}
+
+/// One job as stored in Redis (the queue's payload) and handed to a worker.
+public struct PipelineJob: Codable, Equatable, Sendable {
+    public var id: String
+    public var content: JobContent
+    public var locations: ModelLocations
+    /// Write a checkpoint every this many steps (0: never).
+    public var checkpointEvery: Int
+    /// Position in the spec's expansion order (manifest and contact sheet order).
+    public var index: Int
+    /// Result PNG path, relative to the output folder.
+    public var output: String
+    /// Edit only: the source image's path as the spec gave it (for the manifest).
+    public var imagePath: String?
+    /// Contact-sheet cell: one row per (prompt, seed) or source image, one column per emotion.
+    public var sheetRow: Int
+    public var sheetColumn: Int
+
+    public init(id: String, content: JobContent, locations: ModelLocations, checkpointEvery: Int, index: Int,
+                output: String, imagePath: String?, sheetRow: Int, sheetColumn: Int) {
+        self.id = id
+        self.content = content
+        self.locations = locations
+        self.checkpointEvery = checkpointEvery
+        self.index = index
+        self.output = output
+        self.imagePath = imagePath
+        self.sheetRow = sheetRow
+        self.sheetColumn = sheetColumn
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, content, locations, index, output
+        case checkpointEvery = "checkpoint_every"
+        case imagePath = "image_path"
+        case sheetRow = "sheet_row"
+        case sheetColumn = "sheet_column"
+    }
+
+    public func encoded() throws -> Data { try CanonicalJSON.encode(self) }
+
+    public static func decode(_ data: Data) throws -> PipelineJob {
+        try JSONDecoder().decode(PipelineJob.self, from: data)
+    }
+}
+
+/// Per-item seeds from a batch seed: SHA-256 of ("muse-seed-v1", batch seed, prompt,
+/// sample number), first 8 bytes, big-endian, kept to 53 bits (exact in every JSON
+/// reader). The emotion is deliberately not an input: sample k of a prompt starts from the
+/// same noise for every emotion, so the emotions of one row are directly comparable.
+public enum SeedDerivation {
+    public static let maxSeed: UInt64 = (1 << 53) - 1
+
+    public static func seed(batchSeed: UInt64, prompt: String, sample: Int) -> UInt64 {
+        let digest = Hashing.sha256(Array("muse-seed-v1\n\(batchSeed)\n\(prompt)\n\(sample)".utf8))
+        var v: UInt64 = 0
+        for b in digest.prefix(8) { v = v << 8 | UInt64(b) }
+        return v & maxSeed
+    }
+}

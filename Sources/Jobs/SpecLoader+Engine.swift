@@ -1,0 +1,86 @@
+import Foundation
+import Vocabulary
+
+/// The `engine:` section: method, the shared settings and `engine.muse`, all checked by the
+/// rules in Vocabulary (the same ones the engine applies), reported with their spec paths.
+extension SpecLoader {
+    static let engineKeys = ["method", "steps", "guidance", "negative_prompt", "checkpoint_every", "muse"]
+
+    struct EngineSection {
+        var method = SynthesisMethod.muse
+        /// Steps, guidance, negative prompt and MUSE settings; sizes and strength come from
+        /// the generation and editing sections.
+        var settings = JobSettings()
+        var checkpointEvery = 5
+    }
+
+    func readEngine(_ node: SpecNode?) -> EngineSection {
+        var section = EngineSection()
+        guard let e = r.map(node, "engine", allowed: Self.engineKeys) else { return section }
+        if let node = e["method"], let m = r.string(node, "engine.method", allowEmpty: false) {
+            do { section.method = try SynthesisMethod.parse(m) } catch { r.issue("engine.method", "\(error)", node) }
+        }
+        let steps = JobSettings.stepsRange
+        if let v = r.int(e["steps"], "engine.steps", range: Int64(steps.lowerBound)...Int64(steps.upperBound)) {
+            section.settings.steps = Int(v)
+        }
+        if let v = r.double(e["guidance"], "engine.guidance", check: JobSettings.guidanceRule.problem) {
+            section.settings.guidance = Float(v)
+        }
+        if let v = e["negative_prompt"].flatMap({ r.string($0, "engine.negative_prompt") }) {
+            section.settings.negativePrompt = v
+        }
+        if let v = r.int(e["checkpoint_every"], "engine.checkpoint_every", range: 0...1000) { section.checkpointEvery = Int(v) }
+        if let node = e["muse"] { section.settings.muse = readMUSE(node) }
+        return section
+    }
+
+    /// `engine.muse`: every key is a field of `MUSESettings.fields`; values are read by kind
+    /// and checked by the field itself.
+    func readMUSE(_ node: SpecNode) -> MUSESettings {
+        var settings = MUSESettings()
+        guard let m = r.map(node, "engine.muse", allowed: MUSESettings.settingNames) else { return settings }
+        for field in MUSESettings.fields {
+            guard let valueNode = m[field.name] else { continue }
+            let path = "engine.muse.\(field.name)"
+            guard let value = settingValue(field.kind, valueNode, path) else { continue }
+            do { try field.apply(value, to: &settings) } catch let e as SettingsError {
+                r.issue(path, e.message, valueNode)
+            } catch {
+                r.issue(path, "\(error)", valueNode)
+            }
+        }
+        do { try settings.validateRelations() } catch let e as SettingsError {
+            let key = e.key ?? ""
+            r.issue("engine.muse.\(key)", e.message, m[key])
+        } catch {
+            r.issue("engine.muse", "\(error)", node)
+        }
+        return settings
+    }
+
+    /// A spec node as the kind of value `kind` wants (nil, with an issue, when it is not one).
+    func settingValue(_ kind: SettingField<MUSESettings>.Kind, _ node: SpecNode, _ path: String) -> SettingValue? {
+        switch kind {
+        case .int:
+            return r.int(node, path, range: Int64(Int32.min)...Int64(Int32.max)).map { .int(Int($0)) }
+        case .float:
+            return r.double(node, path, check: { _ in nil }).map { .float($0) }
+        case .bool:
+            return r.bool(node, path).map { .bool($0) }
+        case .choice:
+            return r.string(node, path, allowEmpty: false).map { .text($0) }
+        case .emotionLists:
+            let names = Emotion.allCases.map(\.rawValue)
+            guard let entries = r.map(node, path, allowed: names) else { return nil }
+            var lists: [String: [String]] = [:]
+            for (target, listNode) in entries.sorted(by: { $0.key < $1.key }) {
+                guard let items = r.list(listNode, "\(path).\(target)") else { continue }
+                lists[target] = items.enumerated().compactMap { i, item in
+                    r.string(item, "\(path).\(target)[\(i)]", allowEmpty: false)
+                }
+            }
+            return .emotionLists(lists)
+        }
+    }
+}

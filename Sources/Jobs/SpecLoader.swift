@@ -1,0 +1,186 @@
+import Foundation
+import Imaging
+import Support
+import Vocabulary
+
+/// Reads one parsed spec section by section. Every reader records what is wrong (with the
+/// field's path and line) and carries on, so one run reports every problem; `load` throws
+/// them together once all sections are read.
+final class SpecLoader {
+    static let classifierKeys = ["tower", "head", "text"]
+    static let queueKeys = ["max_attempts", "lease_seconds"]
+
+    /// A model as the spec named it (what workers get: `bundled:` names or absolute paths)
+    /// and where it is on this machine.
+    struct Location {
+        var spec: String
+        var path: String
+    }
+
+    struct Models {
+        var model: Location
+        var tower: Location
+        var head: Location?
+        var text: Location
+        var sizeRules: ImageSizeRules
+    }
+
+    let r = SpecReader()
+    let file: String
+    let fileURL: URL
+    let specFolder: URL
+    let environment: [String: String]
+
+    init(file: String, fileURL: URL, environment: [String: String]) {
+        self.file = file
+        self.fileURL = fileURL
+        specFolder = fileURL.deletingLastPathComponent()
+        self.environment = environment
+    }
+
+    var failure: SpecError { SpecError(file: file, issues: r.issues) }
+
+    func load(_ root: SpecNode, outputOverride: URL?) throws -> LoadedSpec {
+        if case .null = root {
+            r.issue("", "the spec is empty")
+            throw failure
+        }
+        guard let top = r.map(root, "", allowed: JobSpec.topKeys) else { throw failure }
+        let name = top["name"].flatMap { r.string($0, "name", allowEmpty: false) }
+            ?? fileURL.deletingPathExtension().lastPathComponent
+        let output = outputOverride ?? readOutput(top["output"])
+        let models = readModels(top)
+        let engine = readEngine(top["engine"])
+        let queue = readQueue(top["queue"])
+        let imagesRoot = readImagesRoot(top["images_root"])
+        let generation = top["generation"] == nil ? nil : readGeneration(top["generation"], sizeRules: models?.sizeRules)
+        let editing = top["editing"] == nil ? nil : readEditing(top["editing"], imagesRoot: imagesRoot)
+        if top["generation"] == nil && top["editing"] == nil {
+            r.issue("", "the spec has neither a generation nor an editing section: nothing to do")
+        }
+        let plan = ExpansionPlan(generation: generation, editing: editing)
+        // Counted before anything is expanded, so a huge spec is refused at once.
+        if plan.jobCount > JobSpec.maxJobs {
+            r.issue("", "the spec expands to \(plan.jobCount) jobs; split it (at most \(JobSpec.maxJobs) per batch)")
+            throw failure
+        }
+        let sources = editing.map { readSourceImages($0, sizeRules: models?.sizeRules) } ?? SourceImages()
+        guard r.issues.isEmpty, let models else { throw failure }
+        let fingerprints = try fingerprint(models)
+        let locations = ModelLocations(
+            model: models.model.spec, tower: models.tower.spec, head: models.head?.spec, text: models.text.spec)
+        let jobs = try plan.expand(
+            engine: engine, sources: sources, locations: locations, fingerprints: fingerprints, reader: r, file: file)
+        let batchHash = Hashing.sha256Hex(jobs.map(\.id).sorted().joined(separator: "\n"))
+        let batchID = "\(Slug.make(name, maxLength: 32, fallback: "batch"))-\(batchHash.prefix(12))"
+        let info = BatchInfo(
+            name: name, specFile: fileURL.path, output: output?.path, jobs: jobs.count,
+            sheetColumns: plan.sheetColumns, submittedBy: ProcessInfo.processInfo.hostName)
+        return LoadedSpec(
+            file: file, name: name, batchID: batchID, output: output, maxAttempts: queue.maxAttempts,
+            leaseMs: queue.leaseMs, jobs: jobs, blobs: sources.blobs, info: info)
+    }
+
+    // MARK: sections
+
+    func readOutput(_ node: SpecNode?) -> URL? {
+        guard let node, let text = r.string(node, "output", allowEmpty: false) else { return nil }
+        if text.hasPrefix("/") || text.hasPrefix("~/") { return PathConfinement.absolute(text, base: specFolder) }
+        do { return try PathConfinement.resolve(text, under: specFolder) } catch {
+            r.issue(
+                "output",
+                "\(error) (relative to the spec's folder \(specFolder.path); use an absolute path or --output for elsewhere)",
+                node)
+            return nil
+        }
+    }
+
+    func readImagesRoot(_ node: SpecNode?) -> URL {
+        guard let node, let text = r.string(node, "images_root", allowEmpty: false) else { return specFolder }
+        if text.hasPrefix("/") || text.hasPrefix("~/") { return PathConfinement.absolute(text, base: specFolder) }
+        do { return try PathConfinement.resolve(text, under: specFolder) } catch {
+            r.issue("images_root", "\(error)", node)
+            return specFolder
+        }
+    }
+
+    func readQueue(_ node: SpecNode?) -> (maxAttempts: Int, leaseMs: Int) {
+        var result = (maxAttempts: 3, leaseMs: 30_000)
+        guard let q = r.map(node, "queue", allowed: Self.queueKeys) else { return result }
+        if let v = r.int(q["max_attempts"], "queue.max_attempts", range: 1...100) { result.maxAttempts = Int(v) }
+        let leaseCheck: (Double) -> String? = { $0 >= 0.5 && $0 <= 86_400 ? nil : "must be in 0.5...86400" }
+        if let v = r.double(q["lease_seconds"], "queue.lease_seconds", check: leaseCheck) {
+            result.leaseMs = Int((v * 1000).rounded())
+        }
+        return result
+    }
+
+    // MARK: models
+
+    func readModels(_ top: [String: SpecNode]) -> Models? {
+        let model = location(top["model"], "model", required: true)
+        var sizeRules: ImageSizeRules?
+        if let model {
+            do { sizeRules = try ImageSizeRules(modelFolder: model.path) } catch { r.issue("model", "\(error)", top["model"]) }
+        }
+        if top["classifier"] == nil { r.issue("classifier", "required (tower, head, text)") }
+        guard let c = r.map(top["classifier"], "classifier", allowed: Self.classifierKeys) else { return nil }
+        let tower = location(c["tower"], "classifier.tower", required: true)
+        let head = location(c["head"], "classifier.head", required: false)
+        var text = location(c["text"], "classifier.text", required: false)
+        if let tower, !JobSpec.isDirectory(tower.path) || !FileManager.default.fileExists(atPath: tower.path + "/config.json") {
+            r.issue("classifier.tower", "'\(tower.spec)' is not a CLIP model folder (needs config.json and weights)", c["tower"])
+        }
+        if let head, JobSpec.isDirectory(head.path) {
+            r.issue(
+                "classifier.head",
+                "'\(head.spec)' is a folder; expected a .safetensors file with weight [8, D] and bias [8]", c["head"])
+        }
+        if text == nil, c["text"] == nil, let tower {
+            if JobSpec.isFullCLIP(tower.path) {
+                text = tower
+            } else {
+                r.issue(
+                    "classifier.text",
+                    "required: the tower '\(tower.spec)' is vision-only; name the CLIP text model with projection "
+                        + "(used for MUSE's timing and the zero-shot head)")
+            }
+        }
+        guard let model, let tower, let text, let sizeRules else { return nil }
+        return Models(model: model, tower: tower, head: head, text: text, sizeRules: sizeRules)
+    }
+
+    func location(_ node: SpecNode?, _ path: String, required: Bool) -> Location? {
+        guard let node else {
+            if required { r.issue(path, "required (a folder path, or bundled:NAME for the repository's models/)") }
+            return nil
+        }
+        guard let text = r.string(node, path, allowEmpty: false) else { return nil }
+        do {
+            let resolved = try ModelLocation.resolve(text, specFolder: specFolder, environment: environment)
+            guard FileManager.default.fileExists(atPath: resolved) else {
+                r.issue(path, "'\(text)' does not exist (\(resolved))", node)
+                return nil
+            }
+            // Workers get bundled: names (resolved on each machine) or absolute paths.
+            return Location(spec: ModelLocation.isBundled(text) ? text : resolved, path: resolved)
+        } catch {
+            r.issue(path, "\(error)", node)
+            return nil
+        }
+    }
+
+    /// Reads model files: only once everything else is fine.
+    func fingerprint(_ m: Models) throws -> ModelFingerprints {
+        do {
+            return ModelFingerprints(
+                model: try ModelFingerprint.compute(path: m.model.path),
+                tower: try ModelFingerprint.compute(path: m.tower.path),
+                head: try m.head.map { try ModelFingerprint.compute(path: $0.path) },
+                text: try ModelFingerprint.compute(path: m.text.path))
+        } catch {
+            r.issue("model", "cannot fingerprint the models: \(error)")
+            throw failure
+        }
+    }
+}

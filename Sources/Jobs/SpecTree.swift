@@ -1,0 +1,270 @@
+import Foundation
+import RedisQueue
+import Imaging
+import Vocabulary
+import Support
+import Yams
+
+/// A parsed job-spec document, independent of its format (YAML or JSON), keeping source
+/// lines so errors can point at them.
+public indirect enum SpecNode {
+    case map([(key: String, value: SpecNode)], line: Int?)
+    case list([SpecNode], line: Int?)
+    /// `quoted`: written as a string for sure (quoted YAML, JSON string), so `"no"` stays text.
+    case scalar(String, quoted: Bool, line: Int?)
+    case null(line: Int?)
+
+    public var line: Int? {
+        switch self {
+        case let .map(_, l), let .list(_, l), let .scalar(_, _, l), let .null(l): return l
+        }
+    }
+
+    var kindName: String {
+        switch self {
+        case .map: return "a mapping"
+        case .list: return "a list"
+        case .scalar: return "a value"
+        case .null: return "nothing (null)"
+        }
+    }
+
+    /// Parses YAML (and anything else not ending in .json) or JSON.
+    public static func parse(_ text: String, json: Bool) throws -> SpecNode {
+        if json {
+            let value: JSONValue
+            do { value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) } catch {
+                throw SpecIssue(path: "", message: "not valid JSON: \(Self.describeJSONError(error))")
+            }
+            return from(json: value)
+        }
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch let e as YamlError {
+            throw SpecIssue(path: "", message: "not valid YAML: \(Self.describeYAMLError(e))", line: Self.yamlErrorLine(e))
+        } catch {
+            throw SpecIssue(path: "", message: "not valid YAML: \(error)")
+        }
+        guard let node else { return .null(line: 1) }
+        return from(yaml: node)
+    }
+
+    static func from(json v: JSONValue) -> SpecNode {
+        switch v {
+        case .null: return .null(line: nil)
+        case let .bool(b): return .scalar(b ? "true" : "false", quoted: false, line: nil)
+        case let .int(i): return .scalar(String(i), quoted: false, line: nil)
+        case let .double(d): return .scalar(String(d), quoted: false, line: nil)
+        case let .string(s): return .scalar(s, quoted: true, line: nil)
+        case let .array(a): return .list(a.map(from(json:)), line: nil)
+        case let .object(o):
+            // JSON objects arrive unordered: sort so messages come out in a stable order.
+            return .map(o.keys.sorted().map { (key: $0, value: from(json: o[$0]!)) }, line: nil)
+        }
+    }
+
+    static func from(yaml node: Node) -> SpecNode {
+        switch node {
+        case let .scalar(s):
+            let line = s.mark?.line
+            let quoted = [.singleQuoted, .doubleQuoted, .literal, .folded].contains(s.style)
+                || s.tag.description == Tag.Name.str.rawValue
+            if !quoted, ["", "~", "null", "Null", "NULL"].contains(s.string) { return .null(line: line) }
+            return .scalar(s.string, quoted: quoted, line: line)
+        case let .mapping(m):
+            return .map(m.map { pair -> (key: String, value: SpecNode) in
+                let key = pair.key.scalar?.string ?? "\(pair.key)"
+                return (key: key, value: from(yaml: pair.value))
+            }, line: m.mark?.line)
+        case let .sequence(seq):
+            return .list(seq.map(from(yaml:)), line: seq.mark?.line)
+        }
+    }
+
+    static func describeYAMLError(_ e: YamlError) -> String {
+        switch e {
+        case let .scanner(context, problem, _, _), let .parser(context, problem, _, _), let .composer(context, problem, _, _):
+            let c = context.map { "\($0.text) " } ?? ""
+            return c + problem
+        default:
+            return "\(e)"
+        }
+    }
+
+    static func yamlErrorLine(_ e: YamlError) -> Int? {
+        switch e {
+        case let .scanner(_, _, mark, _), let .parser(_, _, mark, _), let .composer(_, _, mark, _): return mark.line
+        default: return nil
+        }
+    }
+
+    static func describeJSONError(_ error: Error) -> String {
+        if case let DecodingError.dataCorrupted(ctx) = error {
+            let underlying = (ctx.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return underlying ?? ctx.debugDescription
+        }
+        return "\(error)"
+    }
+}
+
+/// One problem in a spec, located by its field path (`generation.emotions[2]`).
+public struct SpecIssue: Error, Equatable, CustomStringConvertible, LocalizedError {
+    public var path: String
+    public var message: String
+    public var line: Int?
+
+    public init(path: String, message: String, line: Int? = nil) {
+        self.path = path
+        self.message = message
+        self.line = line
+    }
+
+    public var description: String {
+        let where_ = line.map { " (line \($0))" } ?? ""
+        return path.isEmpty ? message + where_ : "\(path): \(message)\(where_)"
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// Every problem found in a spec (validation does not stop at the first one).
+public struct SpecError: Error, CustomStringConvertible, LocalizedError {
+    public var file: String
+    public var issues: [SpecIssue]
+
+    public init(file: String, issues: [SpecIssue]) {
+        self.file = file
+        self.issues = issues
+    }
+
+    public var description: String {
+        let head = issues.count == 1 ? "invalid job spec \(file):" : "invalid job spec \(file) (\(issues.count) problems):"
+        return ([head] + issues.map { "  " + $0.description }).joined(separator: "\n")
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// Reads typed fields out of a SpecNode, recording issues with their paths instead of
+/// throwing, so one pass reports every problem.
+public final class SpecReader {
+    public private(set) var issues: [SpecIssue] = []
+
+    public init() {}
+
+    public func issue(_ path: String, _ message: String, _ node: SpecNode? = nil) {
+        issues.append(SpecIssue(path: path, message: message, line: node?.line))
+    }
+
+    /// The entries of a mapping; keys outside `allowed` and duplicate keys are issues.
+    public func map(_ node: SpecNode?, _ path: String, allowed: [String]) -> [String: SpecNode]? {
+        guard let node else { return nil }
+        guard case let .map(pairs, _) = node else {
+            issue(path, "expected a mapping (key: value), got \(node.kindName)", node)
+            return nil
+        }
+        var out: [String: SpecNode] = [:]
+        for (key, value) in pairs {
+            let p = path.isEmpty ? key : "\(path).\(key)"
+            if !allowed.contains(key) {
+                let hint = Self.closest(key, in: allowed).map { "; did you mean '\($0)'?" } ?? ""
+                issue(p, "unknown key (valid here: \(allowed.joined(separator: ", ")))\(hint)", value)
+                continue
+            }
+            if out[key] != nil { issue(p, "duplicate key", value); continue }
+            out[key] = value
+        }
+        return out
+    }
+
+    public func list(_ node: SpecNode?, _ path: String, allowScalar: Bool = false) -> [SpecNode]? {
+        guard let node else { return nil }
+        switch node {
+        case let .list(items, _): return items
+        case .scalar where allowScalar: return [node]
+        default:
+            issue(path, "expected a list, got \(node.kindName)", node)
+            return nil
+        }
+    }
+
+    public func string(_ node: SpecNode?, _ path: String, allowEmpty: Bool = true) -> String? {
+        guard let node else { return nil }
+        switch node {
+        case let .scalar(s, _, _):
+            if !allowEmpty && s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                issue(path, "must not be empty", node)
+                return nil
+            }
+            return s
+        case .null where allowEmpty: return ""
+        default:
+            issue(path, "expected a string, got \(node.kindName)", node)
+            return nil
+        }
+    }
+
+    public func int(_ node: SpecNode?, _ path: String, range: ClosedRange<Int64>) -> Int64? {
+        guard let node else { return nil }
+        guard case let .scalar(s, quoted, _) = node, !quoted, let v = Int64(s.replacingOccurrences(of: "_", with: "")) else {
+            issue(path, "expected a whole number, got \(Self.show(node))", node)
+            return nil
+        }
+        guard range.contains(v) else {
+            issue(path, "\(v) is out of range \(range.lowerBound)...\(range.upperBound)", node)
+            return nil
+        }
+        return v
+    }
+
+    public func double(_ node: SpecNode?, _ path: String, check: (Double) -> String?) -> Double? {
+        guard let node else { return nil }
+        guard case let .scalar(s, quoted, _) = node, !quoted, let v = Double(s), v.isFinite else {
+            issue(path, "expected a number, got \(Self.show(node))", node)
+            return nil
+        }
+        if let problem = check(v) {
+            issue(path, problem, node)
+            return nil
+        }
+        return v
+    }
+
+    public func bool(_ node: SpecNode?, _ path: String) -> Bool? {
+        guard let node else { return nil }
+        if case let .scalar(s, false, _) = node {
+            switch s.lowercased() {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            default: break
+            }
+        }
+        issue(path, "expected true or false, got \(Self.show(node))", node)
+        return nil
+    }
+
+    static func show(_ node: SpecNode) -> String {
+        switch node {
+        case let .scalar(s, quoted, _): return quoted ? "the string '\(s)'" : "'\(s)'"
+        default: return node.kindName
+        }
+    }
+
+    /// The allowed key nearest to a misspelt one (edit distance ≤ 2), for hints.
+    static func closest(_ key: String, in allowed: [String]) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var prev = Array(0...b.count)
+            for i in 1...max(a.count, 1) where !a.isEmpty {
+                var cur = [i] + Array(repeating: 0, count: b.count)
+                for j in 1...max(b.count, 1) where !b.isEmpty {
+                    cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                }
+                prev = cur
+            }
+            return a.isEmpty ? b.count : prev[b.count]
+        }
+        let k = Array(key.lowercased())
+        let best = allowed.map { ($0, distance(k, Array($0))) }.min { $0.1 < $1.1 }
+        guard let best, best.1 <= 2 else { return nil }
+        return best.0
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Support
+
+/// One decoded RESP2 reply. Bulk strings stay bytes, because job payloads, images and
+/// checkpoints travel through Redis unchanged.
+public enum RedisReply: Equatable, Sendable {
+    case string(Data)
+    case integer(Int64)
+    case array([RedisReply])
+    case null
+    case status(String)
+    case error(String)
+
+    public var data: Data? {
+        switch self {
+        case let .string(d): return d
+        case let .status(s): return Data(s.utf8)
+        default: return nil
+        }
+    }
+
+    public var string: String? { data.map { String(decoding: $0, as: UTF8.self) } }
+
+    /// Integers, or bulk strings holding a decimal integer (HGET of a counter).
+    public var int: Int64? {
+        switch self {
+        case let .integer(n): return n
+        case .string, .status: return string.flatMap { Int64($0) }
+        default: return nil
+        }
+    }
+
+    public var array: [RedisReply]? {
+        if case let .array(a) = self { return a }
+        return nil
+    }
+
+    public var isNull: Bool { self == .null }
+}
+
+public enum RedisError: Error, Equatable, CustomStringConvertible, LocalizedError {
+    case invalidURL(String)
+    /// The server could not be reached at all (refused, no such socket, DNS, connect timeout).
+    case connectFailed(endpoint: String, reason: String)
+    case authenticationFailed(String)
+    /// An established connection broke (server restart, network); the command may or may not
+    /// have run. Callers retry only operations that are safe to repeat.
+    case connectionLost(endpoint: String, reason: String)
+    case timeout(endpoint: String)
+    /// The server answered with an error reply (e.g. "WRONGTYPE ...").
+    case server(String)
+    case protocolError(String)
+    case unexpectedReply(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidURL(m): return m
+        case let .connectFailed(e, r): return "cannot connect to Redis at \(e): \(r)"
+        case let .authenticationFailed(m): return "Redis authentication failed: \(m)"
+        case let .connectionLost(e, r): return "lost connection to Redis at \(e): \(r)"
+        case let .timeout(e): return "Redis command timed out at \(e)"
+        case let .server(m): return "Redis error: \(m)"
+        case let .protocolError(m): return "Redis protocol error: \(m)"
+        case let .unexpectedReply(m): return "unexpected Redis reply: \(m)"
+        }
+    }
+
+    public var errorDescription: String? { description }
+
+    /// Errors after which a fresh connection may succeed.
+    public var isConnectionError: Bool {
+        switch self {
+        case .connectFailed, .connectionLost, .timeout: return true
+        default: return false
+        }
+    }
+
+    /// Redis's error code: the first word of an error reply ("NOSCRIPT", "BUSYGROUP", ...).
+    public var serverCode: String? {
+        if case let .server(m) = self { return m.split(separator: " ").first.map(String.init) }
+        return nil
+    }
+}
+
+/// Anything that can be one argument of a Redis command, as raw bytes.
+public protocol RedisArgument {
+    var redisBytes: [UInt8] { get }
+}
+
+extension String: RedisArgument { public var redisBytes: [UInt8] { Array(utf8) } }
+extension Substring: RedisArgument { public var redisBytes: [UInt8] { Array(utf8) } }
+extension Data: RedisArgument { public var redisBytes: [UInt8] { [UInt8](self) } }
+extension Array: RedisArgument where Element == UInt8 { public var redisBytes: [UInt8] { self } }
+extension Int: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
+extension Int64: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
+extension UInt64: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
+extension UInt32: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }
+extension Double: RedisArgument { public var redisBytes: [UInt8] { Array(String(self).utf8) } }

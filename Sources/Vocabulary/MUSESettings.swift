@@ -1,0 +1,151 @@
+import Foundation
+
+/// Which cheap image stands in for the predicted x0 when measuring s_t (WHEN).
+public enum PreviewKind: String, Codable, Sendable, CaseIterable {
+    /// A fixed linear map latent → RGB (SD 1.5's latent-RGB factors) at latent
+    /// resolution, resized to the CLIP tower's input: no decoder at all.
+    case latentRGB = "latent-rgb"
+    /// The full VAE decode: exact but costs about a UNet call (DESIGN §6); for comparison.
+    case vaeDecode = "vae-decode"
+}
+
+/// Every MUSE hyperparameter, with the defaults used when a job leaves one out.
+/// Step positions are fractions of the schedule (rounded to a step index) so the same
+/// settings work for 20 or 50 steps. The defaults are meant for full SD 1.5 (DDIM 50,
+/// w 7.5); the tiny random-weight models cannot validate them (see MUSE.swift).
+///
+/// - K = 3, Adam lr 0.01: v starts as a word embedding with per-element scale ~0.015
+///   (SD's CLIP; 0.02 tiny). Adam moves each element by ≈ lr per iteration, so ~30
+///   iterations over a window can move v well past its start while staying on the
+///   embedding scale's order. Each iteration costs a UNet + decoder forward and backward
+///   (the method's dominant cost; the decoder dominates, DESIGN §6), so K stays small.
+///   On the tiny models lr 0.02 gains a little more than 0.01, 0.05 no more than 0.02.
+/// - λ_inh = 0.5, λ_sim = 0.25 per similar emotion: the target term leads; the inherent
+///   emotion (one term) weighs more than each of the (up to three) similar ones.
+/// - δ = 0.005 on m = 2 consecutive steps, no start before 10 % of the schedule, at the
+///   latest at 50 %: CLIP cosine similarities change by a few hundredths per step while
+///   the layout forms and by thousandths once it is fixed; the latest start guarantees a
+///   guided window when s_t never settles.
+/// - stop at 80 %: the last steps refine detail; guided steps cost ~10× a plain one.
+/// - universal guidance: scale 20, 3 gradient evaluations per guided step (tuned on the
+///   tiny models, where it moves p(awe) 0.07 → 0.6; tune it for a real classifier).
+///
+/// Every setting is described once, in `fields`: its snake_case name (the same in specs,
+/// jobs, checkpoints and manifests), its kind and range. Coding and validation read that
+/// table, so adding a setting is a property plus one entry.
+public struct MUSESettings: Equatable, Sendable {
+    // HOW
+    /// K: Adam iterations on the token at each guided step.
+    public var innerIterations = 3
+    public var learningRate: Float = 0.01
+    public var adamBeta1: Float = 0.9
+    public var adamBeta2: Float = 0.999
+    public var adamEpsilon: Float = 1e-8
+
+    // WHICH
+    public var lambdaInherent: Float = 0.5
+    /// Weight of each similar emotion's term.
+    public var lambdaSimilar: Float = 0.25
+    /// S: the emotions L_sim pushes down, per target.
+    public var similarEmotions = SimilarEmotions.samePolarity
+
+    // WHEN
+    /// δ: s_t has settled when |s_t − s_{t−1}| < δ ...
+    public var settleDelta: Float = 0.005
+    /// ... on m consecutive steps.
+    public var settleSteps = 2
+    /// No guidance before this fraction of the schedule.
+    public var minStartFraction: Float = 0.1
+    /// Guidance starts here at the latest even if s_t has not settled.
+    public var latestStartFraction: Float = 0.5
+    /// Guidance stops (exclusive) at this fraction of the schedule.
+    public var stopFraction: Float = 0.8
+    /// muse-fixed-timing starts here instead of using the rule.
+    public var fixedStartFraction: Float = 0
+    public var preview = PreviewKind.latentRGB
+
+    // universal-guidance baseline
+    /// eps ← eps + scale·√(1−ᾱ_t)·∇_{z_t} L_emo, as classifier guidance does with −∇log p.
+    public var universalScale: Float = 20
+    /// Gradient evaluations per guided step (eps updated between them; the UNet is not re-run).
+    public var universalIterations = 3
+
+    // traces
+    /// Also decode and classify every step's x̂0 (costs a decode per step; off for full-size models).
+    public var classifyEveryStep = false
+
+    public init() {}
+
+    /// Schedule index of a fraction of `steps`.
+    public static func stepIndex(_ fraction: Float, steps: Int) -> Int {
+        min(steps, max(0, Int((Float(steps) * fraction).rounded())))
+    }
+
+    /// Checks every field's range and the relations between fields.
+    public func validate() throws {
+        for field in Self.fields { try field.check(field.get(self)) }
+        try validateRelations()
+    }
+
+    /// The checks that involve more than one field.
+    public func validateRelations() throws {
+        guard minStartFraction <= latestStartFraction else {
+            throw SettingsError(
+                key: "min_start_fraction",
+                "\(minStartFraction) exceeds latest_start_fraction \(latestStartFraction)")
+        }
+    }
+
+    /// The setting names specs and JSON use.
+    public static var settingNames: [String] { fields.map(\.name) }
+
+    public static func field(named name: String) -> SettingField<MUSESettings>? {
+        fields.first { $0.name == name }
+    }
+
+    public static let fields: [SettingField<MUSESettings>] = [
+        .int("inner_iterations", \.innerIterations, 1...1000),
+        .float("learning_rate", \.learningRate, .positive(max: 10)),
+        .float("adam_beta1", \.adamBeta1, .unitOpen),
+        .float("adam_beta2", \.adamBeta2, .unitOpen),
+        .float("adam_epsilon", \.adamEpsilon, .positive(max: 1)),
+        .float("lambda_inherent", \.lambdaInherent, .nonNegative(max: 1000)),
+        .float("lambda_similar", \.lambdaSimilar, .nonNegative(max: 1000)),
+        .emotionLists("similar_emotions", \.similarEmotions),
+        .float("settle_delta", \.settleDelta, .positive(max: 2)),
+        .int("settle_steps", \.settleSteps, 1...1000),
+        .float("min_start_fraction", \.minStartFraction, .fraction),
+        .float("latest_start_fraction", \.latestStartFraction, .fraction),
+        .float("stop_fraction", \.stopFraction, .fraction),
+        .float("fixed_start_fraction", \.fixedStartFraction, .fraction),
+        .choice("preview", \.preview),
+        .float("universal_scale", \.universalScale, .nonNegative(max: 10_000)),
+        .int("universal_iterations", \.universalIterations, 1...1000),
+        .bool("classify_every_step", \.classifyEveryStep),
+    ]
+}
+
+extension MUSESettings: Codable {
+    /// Missing keys take the defaults (job specs name only what they change); unknown keys
+    /// are errors, never silently ignored; every value is range-checked.
+    public init(from decoder: Decoder) throws {
+        self = try SettingField.decode(Self.fields, into: MUSESettings(), from: decoder)
+        try validateRelations()
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        try SettingField.encode(Self.fields, of: self, to: encoder)
+    }
+}
+
+public struct SettingsError: Error, CustomStringConvertible, LocalizedError {
+    /// The setting's snake_case name, when one setting is at fault.
+    public let key: String?
+    public let message: String
+    public init(key: String? = nil, _ message: String) {
+        self.key = key
+        self.message = message
+    }
+    public var description: String { key.map { "\($0): \(message)" } ?? message }
+    public var errorDescription: String? { description }
+}

@@ -1,0 +1,54 @@
+import Foundation
+
+/// MUSE and the baselines/ablations the same engine runs (DESIGN §3), selected by name.
+public enum SynthesisMethod: String, CaseIterable, Codable, Sendable {
+    /// Full MUSE: emotion token optimized at test time, CLIP-timed, L_emo with inherent and similar terms.
+    case muse
+    /// The emotion word appended to the prompt; no optimization.
+    case promptOnly = "prompt-only"
+    /// Universal-guidance style: the classifier loss's gradient w.r.t. z_t (through the
+    /// x0 formula and the decoder, eps held fixed) added to eps; no token.
+    case universalGuidance = "universal-guidance"
+    /// MUSE without the inherent-emotion term (λ_inh = 0).
+    case museNoInh = "muse-no-inh"
+    /// MUSE without the similar-emotion terms (λ_sim = 0).
+    case museNoSim = "muse-no-sim"
+    /// MUSE with guidance from a fixed step instead of the CLIP-settling rule.
+    case museFixedTiming = "muse-fixed-timing"
+    /// The emotion token inserted at its initial value and never optimized.
+    case museNoTokenOpt = "muse-no-token-opt"
+    /// No emotion at all: plain DDIM on the prompt (reconstruction checks, references).
+    case none
+
+    public static func parse(_ text: String) throws -> SynthesisMethod {
+        guard let m = SynthesisMethod(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased()) else {
+            throw MethodError.unknown(text)
+        }
+        return m
+    }
+
+    public static var validNames: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// The learnable token sits in the conditioning.
+    public var insertsToken: Bool { [.muse, .museNoInh, .museNoSim, .museFixedTiming, .museNoTokenOpt].contains(self) }
+    /// The token is optimized on guided steps.
+    public var optimizesToken: Bool { [.muse, .museNoInh, .museNoSim, .museFixedTiming].contains(self) }
+    /// Any guidance (token or latent) happens on guided steps.
+    public var guides: Bool { optimizesToken || self == .universalGuidance }
+    public var usesInherent: Bool { self != .museNoInh }
+    public var usesSimilar: Bool { self != .museNoSim }
+    public var adaptiveTiming: Bool { self != .museFixedTiming }
+}
+
+public enum MethodError: Error, Equatable, CustomStringConvertible {
+    case unknown(String)
+    public var description: String {
+        switch self {
+        case let .unknown(name): return "unknown method '\(name)'; valid methods: \(SynthesisMethod.validNames)"
+        }
+    }
+}
+
+extension MethodError: LocalizedError {
+    public var errorDescription: String? { description }
+}

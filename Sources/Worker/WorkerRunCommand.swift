@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import WorkerEngine
+import WorkerCore
+import RedisQueue
+import Support
+
+/// `muse-worker [run]`: the stateless worker loop (the default subcommand).
+struct WorkerRunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Work on queued MUSE jobs from Redis until stopped (the default command).",
+        discussion: """
+            Takes jobs from every unfinished batch (or only --batch ones), runs the engine, renews its \
+            lease while working, checkpoints every checkpoint_every steps, resumes jobs from the newest \
+            valid checkpoint, and publishes PNG + metrics. SIGTERM/SIGINT: checkpoint the current job, \
+            hand it back to the queue, exit 0.
+
+            Redis credentials come only from the environment: REDIS_URL (may hold a password), \
+            REDIS_PASSWORD or REDIS_PASSWORD_FILE, REDIS_USERNAME.
+            """)
+
+    @Option(help: ArgumentHelp("Redis URL: redis://host[:port][/db] or unix:///path/to.sock (no passwords here).",
+                               valueName: "url"))
+    var redis: String?
+
+    @Option(help: "Worker name for logs, leases and status (default: <host>-<pid>).")
+    var name: String?
+
+    @Option(name: .customLong("batch"), help: ArgumentHelp("Only work on this batch (repeatable). Default: every unfinished batch.",
+                                                           valueName: "id"))
+    var batches: [String] = []
+
+    @Flag(help: "Exit once no batch has work left instead of waiting for new batches.")
+    var exitWhenIdle = false
+
+    @Option(help: "Seconds between heartbeats.")
+    var heartbeat: Double = 5
+
+    @Option(help: ArgumentHelp("Engine: muse, or fake (a no-op stand-in for queue benchmarks and tests).", visibility: .hidden))
+    var engine = "muse"
+
+    @Option(help: ArgumentHelp("Fake engine: milliseconds per step.", visibility: .hidden))
+    var fakeStepMs = 0
+
+    @Option(help: ArgumentHelp("Stop (checkpoint and release) when this process is no longer our parent.", visibility: .hidden))
+    var parentPid: Int32?
+
+    func validate() throws {
+        guard ["muse", "fake"].contains(engine) else { throw ValidationError("--engine must be muse or fake") }
+        guard heartbeat > 0 else { throw ValidationError("--heartbeat must be positive") }
+        for b in batches where (try? BatchKeys(batchID: b)) == nil {
+            throw ValidationError("--batch '\(b)' is not a batch id (1-128 characters of A-Z a-z 0-9 . _ : -)")
+        }
+    }
+
+    func run() throws {
+        let workerName = name ?? "\(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker")-\(getpid())"
+        let log = Log.logger("muse-worker", name: workerName)
+        let endpoint: RedisEndpoint
+        let client: RedisClient, side: RedisClient
+        do {
+            endpoint = try RedisEndpoint.resolve(url: redis)
+            let options = RedisClient.Options(connectTimeout: 5, commandTimeout: 30)
+            client = try RedisClient(endpoint: endpoint, options: options)
+            side = try RedisClient(endpoint: endpoint, options: options)
+        } catch {
+            log("error: \(error)")
+            throw ExitCode(1)
+        }
+        let engineImpl: PipelineEngine = engine == "fake"
+            ? FakePipelineEngine(stepDelay: Double(fakeStepMs) / 1000) : MUSEPipelineEngine()
+        let loop = WorkerLoop(name: workerName, client: client, side: side, engine: engineImpl, batches: batches,
+                              exitWhenIdle: exitWhenIdle, heartbeatInterval: heartbeat, parentPID: parentPid, log: log)
+        log("started: engine \(engineImpl.name), Redis \(endpoint)\(batches.isEmpty ? "" : ", batches \(batches.joined(separator: ", "))")")
+        let code = loop.run()
+        if code != 0 { throw ExitCode(code) }
+    }
+}

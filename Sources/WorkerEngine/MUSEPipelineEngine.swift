@@ -1,0 +1,171 @@
+import Foundation
+import Vocabulary
+import WorkerCore
+import Imaging
+import Checkpoints
+import Jobs
+import Support
+import MUSE
+import Tensor
+
+/// The real engine behind the pipeline: MUSE's step machine (`SynthesisEngine`), its
+/// state saved as named float arrays + JSON metadata, models loaded once per worker and
+/// checked against the fingerprints the job was submitted with.
+public final class MUSEPipelineEngine: PipelineEngine {
+    public let name = "muse"
+    public init() {}
+    private var loaded: (locations: ModelLocations, fingerprints: ModelFingerprints, engine: SynthesisEngine)?
+
+    public func prepare(_ job: PipelineJob, log: Logger) throws -> Double {
+        if let loaded, loaded.locations == job.locations, loaded.fingerprints == job.content.models { return 0 }
+        let began = Date()
+        let l = job.locations
+        func resolve(_ location: String, _ what: String) throws -> String {
+            do { return try ModelLocation.resolve(location) } catch {
+                throw JobFailure("\(what) \(location): \(error)")
+            }
+        }
+        let model = try resolve(l.model, "model"), tower = try resolve(l.tower, "classifier tower")
+        let head = try l.head.map { try resolve($0, "classifier head") }, text = try resolve(l.text, "CLIP text model")
+        let found = ModelFingerprints(model: try fingerprint(model), tower: try fingerprint(tower),
+                                      head: try head.map(fingerprint), text: try fingerprint(text))
+        let expected = job.content.models
+        for (what, path, have, want) in [("model", model, found.model, expected.model), ("classifier tower", tower, found.tower, expected.tower),
+                                         ("CLIP text model", text, found.text, expected.text),
+                                         ("classifier head", head ?? "", found.head ?? "", expected.head ?? "")] where have != want {
+            throw JobFailure("the \(what) at \(path) has fingerprint \(have), but the job was submitted with \(want): this worker has a different model there")
+        }
+        if loaded == nil { log("BLAS: \(BLAS.ensureConfigured())") }
+        loaded = nil // free the previous models first
+        do {
+            let engine = try SynthesisEngine.load(model: model, tower: tower, head: head, text: text)
+            loaded = (l, found, engine)
+        } catch {
+            throw JobFailure("cannot load the models (\(model)): \(error)")
+        }
+        let seconds = Date().timeIntervalSince(began)
+        log(String(format: "loaded %@ with classifier %@ in %.1f s", model, loaded!.engine.classifier.headDescription, seconds))
+        return seconds
+    }
+
+    private func fingerprint(_ path: String) throws -> String {
+        do { return try ModelFingerprint.compute(path: path) } catch { throw JobFailure("cannot read \(path): \(error)") }
+    }
+
+    private func engine() throws -> SynthesisEngine {
+        guard let e = loaded?.engine else { throw JobFailure("internal error: models not loaded") }
+        return e
+    }
+
+    /// The engine's job description; bad values are permanent failures (a retry cannot fix them).
+    static func synthesisJob(_ job: PipelineJob) throws -> SynthesisJob {
+        let synthesis = job.content.synthesis
+        do { try synthesis.settings.validate() } catch { throw JobFailure("invalid job settings: \(error)", permanent: true) }
+        guard synthesis.isEdit == (job.content.kind == .edit) else {
+            throw JobFailure("invalid job: kind \(job.content.kind.rawValue) with strength \(synthesis.settings.strength.map { "\($0)" } ?? "none")", permanent: true)
+        }
+        return synthesis
+    }
+
+    public func begin(_ job: PipelineJob, image: RGBImage?) throws -> EngineSession {
+        let engine = try engine()
+        let sjob = try Self.synthesisJob(job)
+        var input: Tensor?
+        if sjob.isEdit {
+            guard let image else { throw JobFailure("edit job without a source image") }
+            let rgb = image.rgb()
+            input = Tensor.fromRGBBytes(rgb.pixels, width: rgb.width, height: rgb.height)
+        }
+        do {
+            return MUSESession(engine: engine, state: try engine.start(sjob, image: input))
+        } catch {
+            throw JobFailure("\(error)", permanent: error is SynthesisError || error is SettingsError)
+        }
+    }
+
+    public func resume(_ job: PipelineJob, from payload: CheckpointPayload) throws -> EngineSession {
+        let engine = try engine()
+        let sjob = try Self.synthesisJob(job)
+        var arrays: [String: [Float]] = [:]
+        for a in payload.arrays { arrays[a.name] = a.values }
+        let state: SynthesisState
+        do { state = try SynthesisState(metadata: payload.metadata, arrays: arrays) } catch {
+            throw CheckpointMismatch(message: "not a MUSE state: \(error)")
+        }
+        guard state.job == sjob else { throw CheckpointMismatch(message: "the saved state is for different job settings") }
+        guard state.latentShape.count == 4, state.stepIndex < sjob.settings.steps else {
+            throw CheckpointMismatch(message: "the saved state is at step \(state.stepIndex) of \(sjob.settings.steps)")
+        }
+        return MUSESession(engine: engine, state: state)
+    }
+}
+
+final class MUSESession: EngineSession {
+    let engine: SynthesisEngine
+    var state: SynthesisState
+
+    init(engine: SynthesisEngine, state: SynthesisState) {
+        self.engine = engine
+        self.state = state
+    }
+
+    var step: Int { state.stepIndex }
+    var totalSteps: Int { state.job.settings.steps }
+    var isFinished: Bool { engine.isFinished(state) }
+
+    func advance() throws { state = engine.advance(state) }
+
+    var lastStepSummary: String? {
+        guard let s = state.trace.stepTraces.last else { return nil }
+        var line = String(format: "step %d/%d s_t=%.4f", s.index + 1, state.job.settings.steps, s.promptScore)
+        if s.guided, let last = s.inner.last, last.probabilities.count > state.job.emotion.index {
+            line += String(format: " guided: loss %.3f p(%@) %.3f", last.loss, state.job.emotion.rawValue,
+                           last.probabilities[state.job.emotion.index])
+        }
+        return line + String(format: " (%.2f s)", s.seconds)
+    }
+
+    func checkpoint() throws -> CheckpointPayload {
+        CheckpointPayload(metadata: try state.checkpointMetadata(),
+                          arrays: state.checkpointArrays().map { CheckpointPayload.FloatArray(name: $0.0, values: $0.1) })
+    }
+
+    func finish() throws -> EngineOutput {
+        let result = engine.finish(state)
+        var probabilities: [String: Double] = [:]
+        for e in Emotion.allCases where e.index < result.probabilities.count {
+            probabilities[e.rawValue] = Double(result.probabilities[e.index])
+        }
+        var phases: [String: Double]?
+        if case let .object(o)? = try? JSONValue.from(result.trace.timings) {
+            phases = o.compactMapValues(\.doubleValue).filter { $0.key != "total" }
+        }
+        return EngineOutput(rgb: result.rgb, width: result.width, height: result.height, probabilities: probabilities,
+                            engineSeconds: result.trace.timings.total, phases: phases, trace: Self.summary(result.trace))
+    }
+
+    /// The trace without per-iteration detail: what a manifest reader wants per job.
+    static func summary(_ t: SynthesisTrace) -> JSONValue {
+        var o: [String: JSONValue] = [
+            "method": .string(t.method.rawValue),
+            "preview": .string(t.preview),
+            "classifier": .string(t.classifier),
+            "steps": .int(Int64(t.steps)),
+            "first_step": .int(Int64(t.firstStep)),
+            "stop_step": .int(Int64(t.stopStep)),
+            "guided_steps": .int(Int64(t.stepTraces.filter(\.guided).count)),
+            "similar": .array(t.similar.map { .string($0.rawValue) }),
+            "s_t": .array(t.promptScores.map { .double(Double($0)) }),
+        ]
+        if let s = t.startStep { o["start_step"] = .int(Int64(s)) }
+        if let r = t.startReason { o["start_reason"] = .string(r.rawValue) }
+        if let e = t.inherent { o["inherent"] = .string(e.rawValue) }
+        let losses = t.stepTraces.flatMap(\.inner).map(\.loss)
+        if let first = losses.first, let last = losses.last {
+            o["loss_first"] = .double(Double(first))
+            o["loss_last"] = .double(Double(last))
+        }
+        if let r = t.previewCostRatio { o["preview_cost_ratio"] = .double(r) }
+        return .object(o)
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import XCTest
+@testable import Jobs
+@testable import Imaging
+import Support
+
+final class ManifestWriterTests: XCTestCase {
+    struct Entry: Codable, Equatable {
+        var job_id: String
+        var emotion: String
+        var png: String
+    }
+
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("manifest-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    func testAppendSkipsDuplicatesAndReadsBackAfterReopen() throws {
+        let url = dir.appendingPathComponent("manifest.jsonl")
+        let w = try ManifestWriter(url: url)
+        XCTAssertTrue(try w.append(Entry(job_id: "a", emotion: "awe", png: "out/a.png")))
+        XCTAssertTrue(try w.append(Entry(job_id: "b", emotion: "fear", png: "out/b.png")))
+        XCTAssertFalse(try w.append(Entry(job_id: "a", emotion: "other", png: "x")), "written once")
+        w.close()
+        let text = try String(contentsOf: url, encoding: .utf8)
+        XCTAssertEqual(text, #"{"emotion":"awe","job_id":"a","png":"out/a.png"}"# + "\n" + #"{"emotion":"fear","job_id":"b","png":"out/b.png"}"# + "\n")
+
+        // A restarted coordinator sees what is done and appends only the rest.
+        let again = try ManifestWriter(url: url)
+        XCTAssertEqual(again.jobIDs, ["a", "b"])
+        XCTAssertFalse(try again.append(Entry(job_id: "b", emotion: "fear", png: "out/b.png")))
+        XCTAssertTrue(try again.append(Entry(job_id: "c", emotion: "sadness", png: "out/c.png")))
+        XCTAssertEqual(try ManifestWriter.readEntries(url, as: Entry.self).map(\.job_id), ["a", "b", "c"])
+    }
+
+    func testTornLastLineIsCutOnReopen() throws {
+        let url = dir.appendingPathComponent("m.jsonl")
+        try Data((#"{"job_id":"a"}"# + "\n" + #"{"job_id":"b","#).utf8).write(to: url)
+        XCTAssertEqual(try ManifestWriter.readLines(url).count, 1)
+        let w = try ManifestWriter(url: url)
+        XCTAssertEqual(w.jobIDs, ["a"])
+        XCTAssertTrue(try w.appendLine(Data(#"{"job_id":"b"}"#.utf8)))
+        XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), #"{"job_id":"a"}"# + "\n" + #"{"job_id":"b"}"# + "\n")
+    }
+
+    func testCorruptLineAndMissingIDAreErrors() throws {
+        let url = dir.appendingPathComponent("bad.jsonl")
+        try Data("{\"job_id\":\"a\"}\nnot json\n".utf8).write(to: url)
+        XCTAssertThrowsError(try ManifestWriter(url: url)) { error in
+            XCTAssertEqual(error as? ManifestError, .corruptLine(path: url.path, line: 2))
+        }
+        let w = try ManifestWriter(url: dir.appendingPathComponent("ok.jsonl"))
+        XCTAssertThrowsError(try w.appendLine(Data(#"{"id":"x"}"#.utf8))) { error in
+            XCTAssertEqual(error as? ManifestError, .missingID(key: "job_id"))
+        }
+    }
+}
