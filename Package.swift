@@ -38,30 +38,40 @@ let package = Package(
         .target(name: "MUSE", dependencies: ["Diffusion", "Tensor", "Vocabulary"]),
 
         // The pipeline's parts, each on its own.
-        .target(name: "Support", dependencies: [
-            .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        .target(
+            name: "Support",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .target(name: "RedisQueue", dependencies: ["CHiredis", "Support"]),
         .target(name: "Checkpoints", dependencies: ["CZstd", "CZlib", "Support"]),
         .target(name: "Imaging", dependencies: ["CPNG", "Support"]),
         .target(name: "Jobs", dependencies: ["Vocabulary", "Support", "Imaging", "RedisQueue", "Yams"]),
         .target(name: "WorkerCore", dependencies: ["Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support"]),
-        .target(name: "WorkerEngine", dependencies: ["WorkerCore", "MUSE", "Tensor", "Diffusion", "Jobs", "Checkpoints", "Imaging", "Support"]),
+        .target(
+            name: "WorkerEngine",
+            dependencies: ["WorkerCore", "MUSE", "Tensor", "Diffusion", "Jobs", "Checkpoints", "Imaging", "Support"]),
         .target(name: "CoordinatorCore", dependencies: ["Jobs", "RedisQueue", "Imaging", "Support"]),
 
         // Executables parse arguments and call in.
-        .executableTarget(name: "Coordinator", dependencies: [
-            "CoordinatorCore", "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "Worker", dependencies: [
-            "WorkerEngine", "WorkerCore", "RedisQueue", "Support",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "EngineCLI", dependencies: [
-            "MUSE", "Diffusion", "Tensor", "Vocabulary", "Imaging", "Support",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "Coordinator",
+            dependencies: [
+                "CoordinatorCore", "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "Worker",
+            dependencies: [
+                "WorkerEngine", "WorkerCore", "RedisQueue", "Support",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "EngineCLI",
+            dependencies: [
+                "MUSE", "Diffusion", "Tensor", "Vocabulary", "Imaging", "Support",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor"]),
@@ -71,19 +81,29 @@ let package = Package(
         .testTarget(name: "RedisQueueTests", dependencies: ["RedisQueue", "Support", "CHiredis"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "CZstd", "CZlib"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CPNG"]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CHiredis"]),
-        .testTarget(name: "WorkerCoreTests", dependencies: [
-            "WorkerCore", "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis", "CZstd", "CZlib",
-        ]),
-        .testTarget(name: "CoordinatorCoreTests", dependencies: [
-            "CoordinatorCore", "Jobs", "RedisQueue", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis",
-        ]),
+        .testTarget(
+            name: "JobsTests",
+            dependencies: ["Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CHiredis"]),
+        .testTarget(
+            name: "WorkerCoreTests",
+            dependencies: [
+                "WorkerCore", "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary", "CPNG",
+                "CHiredis", "CZstd", "CZlib",
+            ]),
+        .testTarget(
+            name: "CoordinatorCoreTests",
+            dependencies: [
+                "CoordinatorCore", "Jobs", "RedisQueue", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis",
+            ]),
         // End-to-end: spawns the built executables against private redis-servers.
         // Depending on the executables makes `swift test` build them.
-        .testTarget(name: "PipelineTests", dependencies: [
-            "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis", "CZstd", "CZlib",
-            "Coordinator", "Worker", "EngineCLI",
-        ]),
+        .testTarget(
+            name: "PipelineTests",
+            dependencies: [
+                "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis", "CZstd",
+                "CZlib",
+                "Coordinator", "Worker", "EngineCLI",
+            ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -66,15 +66,15 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible, Localize
 
     public var description: String {
         switch self {
-        case let .truncated(e, a): return "checkpoint truncated: need \(e) bytes, have \(a)"
+        case .truncated(let e, let a): return "checkpoint truncated: need \(e) bytes, have \(a)"
         case .badMagic: return "not a checkpoint (bad magic)"
-        case let .unsupportedVersion(v): return "unsupported checkpoint format version \(v)"
-        case let .unsupportedFlags(f): return "unsupported checkpoint flags 0x\(String(f, radix: 16))"
+        case .unsupportedVersion(let v): return "unsupported checkpoint format version \(v)"
+        case .unsupportedFlags(let f): return "unsupported checkpoint flags 0x\(String(f, radix: 16))"
         case .wrongJob: return "checkpoint belongs to a different job"
-        case let .checksumMismatch(part): return "checkpoint \(part) checksum mismatch (corrupted)"
-        case let .trailingBytes(n): return "checkpoint has \(n) unexpected trailing bytes"
-        case let .zstd(m): return "checkpoint decompression failed: \(m)"
-        case let .malformed(m): return "malformed checkpoint payload: \(m)"
+        case .checksumMismatch(let part): return "checkpoint \(part) checksum mismatch (corrupted)"
+        case .trailingBytes(let n): return "checkpoint has \(n) unexpected trailing bytes"
+        case .zstd(let m): return "checkpoint decompression failed: \(m)"
+        case .malformed(let m): return "malformed checkpoint payload: \(m)"
         }
     }
 
@@ -106,8 +106,10 @@ public enum CheckpointCodec {
 
     public static func jobDigest(_ jobID: String) -> [UInt8] { Array(Hashing.sha256(Array(jobID.utf8)).prefix(16)) }
 
-    public static func encode(_ payload: CheckpointPayload, jobID: String, epoch: UInt64, step: UInt32,
-                              level: Int32 = defaultLevel) throws -> Data {
+    public static func encode(
+        _ payload: CheckpointPayload, jobID: String, epoch: UInt64, step: UInt32,
+        level: Int32 = defaultLevel
+    ) throws -> Data {
         let body = try serialize(payload)
         let compressed = try body.withUnsafeBytes { try Zstd.compress($0, level: level) }
         var w = ByteWriter()
@@ -134,15 +136,20 @@ public enum CheckpointCodec {
 
     /// Validates everything, in order: magic, version, header CRC, job, length, body CRC,
     /// decompression, payload CRC, payload structure.
-    public static func decode(_ data: Data, jobID: String) throws -> (header: CheckpointHeader, payload: CheckpointPayload) {
+    public static func decode(_ data: Data, jobID: String) throws -> (
+        header: CheckpointHeader, payload: CheckpointPayload
+    ) {
         try data.withUnsafeBytes { raw in
             let header = try parseHeader(raw)
             guard header.jobDigest == jobDigest(jobID) else { throw CheckpointError.wrongJob }
             let available = raw.count - headerSize
             guard header.bodyLength <= UInt64(Int.max), Int(header.bodyLength) <= available else {
-                throw CheckpointError.truncated(expected: headerSize + Int(clamping: header.bodyLength), actual: raw.count)
+                throw CheckpointError.truncated(
+                    expected: headerSize + Int(clamping: header.bodyLength), actual: raw.count)
             }
-            if Int(header.bodyLength) < available { throw CheckpointError.trailingBytes(available - Int(header.bodyLength)) }
+            if Int(header.bodyLength) < available {
+                throw CheckpointError.trailingBytes(available - Int(header.bodyLength))
+            }
             guard header.payloadLength <= maxPayloadLength else {
                 throw CheckpointError.malformed("payload length \(header.payloadLength) is implausible")
             }
@@ -176,8 +183,9 @@ public enum CheckpointCodec {
         let digest = Array(try r.take(16))
         let payloadLength = try r.u64()
         let bodyLength = try r.u64()
-        return CheckpointHeader(version: version, epoch: epoch, step: step, jobDigest: digest,
-                                payloadLength: payloadLength, bodyLength: bodyLength)
+        return CheckpointHeader(
+            version: version, epoch: epoch, step: step, jobDigest: digest,
+            payloadLength: payloadLength, bodyLength: bodyLength)
     }
 
     static func serialize(_ p: CheckpointPayload) throws -> [UInt8] {
@@ -210,7 +218,9 @@ public enum CheckpointCodec {
         for _ in 0..<arrayCount {
             let name = try r.string16()
             let count = try r.u64()
-            guard count <= UInt64(r.remaining / 4) else { throw CheckpointError.malformed("array '\(name)' overruns the payload") }
+            guard count <= UInt64(r.remaining / 4) else {
+                throw CheckpointError.malformed("array '\(name)' overruns the payload")
+            }
             arrays.append(.init(name: name, values: unshuffle(try r.take(Int(count) * 4), count: Int(count))))
         }
         var blobs: [CheckpointPayload.Blob] = []
@@ -218,10 +228,14 @@ public enum CheckpointCodec {
         for _ in 0..<blobCount {
             let name = try r.string16()
             let length = try r.u64()
-            guard length <= UInt64(r.remaining) else { throw CheckpointError.malformed("blob '\(name)' overruns the payload") }
+            guard length <= UInt64(r.remaining) else {
+                throw CheckpointError.malformed("blob '\(name)' overruns the payload")
+            }
             blobs.append(.init(name: name, bytes: Data(try r.take(Int(length)))))
         }
-        guard r.remaining == 0 else { throw CheckpointError.malformed("\(r.remaining) stray bytes after the last blob") }
+        guard r.remaining == 0 else {
+            throw CheckpointError.malformed("\(r.remaining) stray bytes after the last blob")
+        }
         return CheckpointPayload(metadata: metadata, arrays: arrays, blobs: blobs)
     }
 
@@ -229,7 +243,7 @@ public enum CheckpointCodec {
     static func appendShuffled(_ values: [Float], to out: inout [UInt8]) {
         let n = values.count
         let start = out.count
-        out.append(contentsOf: [UInt8](repeating: 0, count: 4 * n)) // not repeatElement: slow unspecialised in debug
+        out.append(contentsOf: [UInt8](repeating: 0, count: 4 * n))  // not repeatElement: slow unspecialised in debug
         out.withUnsafeMutableBufferPointer { o in
             values.withUnsafeBufferPointer { v in
                 let dst = o.baseAddress! + start
@@ -249,7 +263,8 @@ public enum CheckpointCodec {
         return [Float](unsafeUninitializedCapacity: n) { buf, initialized in
             let s = src.bindMemory(to: UInt8.self)
             for i in 0..<n {
-                let bits = UInt32(s[i]) | UInt32(s[n + i]) &<< 8 | UInt32(s[2 * n + i]) &<< 16 | UInt32(s[3 * n + i]) &<< 24
+                let bits =
+                    UInt32(s[i]) | UInt32(s[n + i]) &<< 8 | UInt32(s[2 * n + i]) &<< 16 | UInt32(s[3 * n + i]) &<< 24
                 buf[i] = Float(bitPattern: bits)
             }
             initialized = n

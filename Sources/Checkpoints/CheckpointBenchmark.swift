@@ -16,7 +16,8 @@ public enum CheckpointBenchmark {
         var rng = SplitMix64(seed: seed)
         func gaussian(_ n: Int, scale: Float) -> [Float] { (0..<n).map { _ in rng.nextGaussian() * scale } }
         let latent = 4 * 64 * 64
-        let meta = #"{"step":25,"total_steps":50,"guidance":"active","inherent":"sadness","similar":["awe","contentment"]}"#
+        let meta =
+            #"{"step":25,"total_steps":50,"guidance":"active","inherent":"sadness","similar":["awe","contentment"]}"#
         return CheckpointPayload(
             metadata: Data(meta.utf8),
             arrays: [
@@ -34,7 +35,8 @@ public enum CheckpointBenchmark {
         let payload = samplePayload()
         let rawBytes = try CheckpointCodec.serialize(payload).count
         return try levels.map { level in
-            var enc = Double.infinity, dec = Double.infinity
+            var enc = Double.infinity
+            var dec = Double.infinity
             var encoded = Data()
             for _ in 0..<max(1, iterations) {
                 let t0 = DispatchTime.now().uptimeNanoseconds
@@ -46,17 +48,22 @@ public enum CheckpointBenchmark {
                 enc = min(enc, Double(t1 - t0) / 1e9)
                 dec = min(dec, Double(t2 - t1) / 1e9)
             }
-            return Result(level: level, rawBytes: rawBytes, encodedBytes: encoded.count, encodeSeconds: enc, decodeSeconds: dec)
+            return Result(
+                level: level, rawBytes: rawBytes, encodedBytes: encoded.count, encodeSeconds: enc, decodeSeconds: dec)
         }
     }
 
     /// Printable lines for a CLI.
     public static func run(levels: [Int32] = [1, 3, 9], iterations: Int = 5) throws -> [String] {
-        var lines = ["checkpoint codec: 4x64x64 latent + 2 latent-sized Adam moments + 768-d token (+ moments), best of \(iterations)"]
+        var lines = [
+            "checkpoint codec: 4x64x64 latent + 2 latent-sized Adam moments + 768-d token (+ moments), best of \(iterations)"
+        ]
         for r in try measure(levels: levels, iterations: iterations) {
-            lines.append(String(format: "zstd level %2d: raw %7d B -> %7d B (%.1f%%), encode %.2f ms, decode %.2f ms",
-                                r.level, r.rawBytes, r.encodedBytes, 100 * Double(r.encodedBytes) / Double(r.rawBytes),
-                                r.encodeSeconds * 1e3, r.decodeSeconds * 1e3))
+            lines.append(
+                String(
+                    format: "zstd level %2d: raw %7d B -> %7d B (%.1f%%), encode %.2f ms, decode %.2f ms",
+                    r.level, r.rawBytes, r.encodedBytes, 100 * Double(r.encodedBytes) / Double(r.rawBytes),
+                    r.encodeSeconds * 1e3, r.decodeSeconds * 1e3))
         }
         return lines
     }
@@ -75,7 +82,8 @@ struct SplitMix64 {
     }
     mutating func nextUnit() -> Float { Float(next() >> 40) / Float(1 << 24) }
     mutating func nextGaussian() -> Float {
-        let u1 = max(nextUnit(), 1e-7), u2 = nextUnit()
+        let u1 = max(nextUnit(), 1e-7)
+        let u2 = nextUnit()
         return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
     }
 }

@@ -1,10 +1,10 @@
 import ArgumentParser
-import Foundation
 import Checkpoints
 import CoordinatorCore
+import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 struct CollectCommand: ParsableCommand {
@@ -37,7 +37,10 @@ struct CollectCommand: ParsableCommand {
             let q = try openBatch(client, batch)
             let info = try q.batchInfo()
             let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-            guard let folder = output.map({ PathConfinement.absolute($0, base: cwd) }) ?? info?.output.map({ URL(fileURLWithPath: $0) }) else {
+            guard
+                let folder = output.map({ PathConfinement.absolute($0, base: cwd) })
+                    ?? info?.output.map({ URL(fileURLWithPath: $0) })
+            else {
                 throw InputError("batch \(batch) was submitted without an output folder: pass --output DIR")
             }
             let collector = try Collector(queue: q, output: folder, log: { coordinatorLog($0) })
@@ -49,20 +52,30 @@ struct CollectCommand: ParsableCommand {
                     try collector.collectNew()
                     let snap = try BatchSnapshot.take(q)
                     finished = snap.status.finished
-                    if finished { try collector.collectNew() } // anything published since
+                    if finished { try collector.collectNew() }  // anything published since
                     if follow { reporter.update(snap, collected: collector.manifest.jobIDs.count) }
-                    if outage { coordinatorLog("Redis is reachable again"); outage = false }
+                    if outage {
+                        coordinatorLog("Redis is reachable again")
+                        outage = false
+                    }
                     if !follow || finished { break }
                 } catch let e as RedisError where e.isConnectionError && follow {
-                    if !outage { reporter.finish(); coordinatorLog("Redis unavailable (\(e)); waiting"); outage = true }
+                    if !outage {
+                        reporter.finish()
+                        coordinatorLog("Redis unavailable (\(e)); waiting")
+                        outage = true
+                    }
                 }
                 Thread.sleep(forTimeInterval: interval)
             } while true
             reporter.finish()
             let jobs = batchJobs(q, folder: folder)
-            let sheet = try Collector.writeContactSheet(output: folder, jobs: jobs, columns: max(1, info?.sheetColumns ?? 1))
+            let sheet = try Collector.writeContactSheet(
+                output: folder, jobs: jobs, columns: max(1, info?.sheetColumns ?? 1))
             let st = try q.status()
-            say("collected \(collector.written) new line(s) into \(collector.manifestURL.path) (\(collector.manifest.jobIDs.count) in total); batch: \(st.done) done, \(st.failed) failed of \(st.total)\(sheet.map { "; contact sheet \($0.path)" } ?? "")")
+            say(
+                "collected \(collector.written) new line(s) into \(collector.manifestURL.path) (\(collector.manifest.jobIDs.count) in total); batch: \(st.done) done, \(st.failed) failed of \(st.total)\(sheet.map { "; contact sheet \($0.path)" } ?? "")"
+            )
             if follow && st.failed > 0 { return ExitCodes.failedJobs }
             return 0
         }
@@ -70,7 +83,11 @@ struct CollectCommand: ParsableCommand {
 
     /// The batch's jobs with their contact-sheet cells, from the manifest (the spec is not needed).
     func batchJobs(_ q: BatchQueue, folder: URL) -> [(id: String, row: Int, column: Int, source: String?)] {
-        let lines = (try? ManifestWriter.readEntries(folder.appendingPathComponent(Collector.manifestName), as: ManifestEntry.self)) ?? []
-        return lines.filter { $0.batchID == q.batchID }.map { ($0.jobID, $0.sheet.row, $0.sheet.column, $0.image?.sha256) }
+        let lines =
+            (try? ManifestWriter.readEntries(
+                folder.appendingPathComponent(Collector.manifestName), as: ManifestEntry.self)) ?? []
+        return lines.filter { $0.batchID == q.batchID }.map {
+            ($0.jobID, $0.sheet.row, $0.sheet.column, $0.image?.sha256)
+        }
     }
 }

@@ -1,10 +1,10 @@
 import ArgumentParser
-import Foundation
 import Checkpoints
 import CoordinatorCore
+import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 @main
@@ -23,13 +23,17 @@ struct CoordinatorCommand: ParsableCommand {
             Exit codes: 0 success; 1 runtime error (Redis, files); 2 invalid spec or input; \
             3 the batch finished with failed jobs; 130/143 interrupted (run resumes when started again).
             """,
-        subcommands: [RunBatchCommand.self, SubmitCommand.self, WatchCommand.self, StatusCommand.self, CollectCommand.self,
-                      BenchQueueCommand.self])
+        subcommands: [
+            RunBatchCommand.self, SubmitCommand.self, WatchCommand.self, StatusCommand.self, CollectCommand.self,
+            BenchQueueCommand.self,
+        ])
 }
 
 struct RedisOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Redis URL: redis://host[:port][/db] or unix:///path/to.sock (no passwords here; see REDIS_PASSWORD).",
-                               valueName: "url"))
+    @Option(
+        help: ArgumentHelp(
+            "Redis URL: redis://host[:port][/db] or unix:///path/to.sock (no passwords here; see REDIS_PASSWORD).",
+            valueName: "url"))
     var redis: String?
 
     func connect() throws -> RedisClient {

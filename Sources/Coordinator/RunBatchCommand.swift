@@ -1,10 +1,10 @@
 import ArgumentParser
-import Foundation
 import Checkpoints
 import CoordinatorCore
+import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 struct RunBatchCommand: ParsableCommand {
@@ -41,7 +41,9 @@ struct RunBatchCommand: ParsableCommand {
     func run() throws {
         try guarded {
             try LocalBatchRun(
-                .init(spec: spec, output: output, localWorkers: localWorkers, keepRedis: keepRedis, workerEngine: workerEngine)
+                .init(
+                    spec: spec, output: output, localWorkers: localWorkers, keepRedis: keepRedis,
+                    workerEngine: workerEngine)
             ).run()
         }
     }

@@ -1,10 +1,10 @@
 import ArgumentParser
-import Foundation
 import Checkpoints
 import CoordinatorCore
+import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 struct StatusCommand: ParsableCommand {
@@ -23,22 +23,33 @@ struct StatusCommand: ParsableCommand {
     struct WorkerJSON: Encodable {
         var name: String
         var alive: Bool
-        var last_seen_ms_ago: Int64
+        var lastSeenMsAgo: Int64
         var job: String?
         var step: Int?
-        var total_steps: Int?
+        var totalSteps: Int?
         var done: Int
+
+        enum CodingKeys: String, CodingKey {
+            case name, alive, job, step, done
+            case lastSeenMsAgo = "last_seen_ms_ago"
+            case totalSteps = "total_steps"
+        }
     }
 
     struct FailureJSON: Encodable {
-        var job_id: String
+        var jobID: String
         var error: String
         var attempts: Int
         var worker: String?
+
+        enum CodingKeys: String, CodingKey {
+            case error, attempts, worker
+            case jobID = "job_id"
+        }
     }
 
     struct StatusJSON: Encodable {
-        var batch_id: String
+        var batchID: String
         var name: String?
         var output: String?
         var total: Int
@@ -48,10 +59,17 @@ struct StatusCommand: ParsableCommand {
         var stalled: Int
         var queued: Int
         var finished: Bool
-        var max_attempts: Int?
-        var lease_ms: Int?
+        var maxAttempts: Int?
+        var leaseMs: Int?
         var workers: [WorkerJSON]
         var failures: [FailureJSON]
+
+        enum CodingKeys: String, CodingKey {
+            case name, output, total, done, failed, running, stalled, queued, finished, workers, failures
+            case batchID = "batch_id"
+            case maxAttempts = "max_attempts"
+            case leaseMs = "lease_ms"
+        }
     }
 
     func run() throws {
@@ -60,14 +78,18 @@ struct StatusCommand: ParsableCommand {
             guard let batch else {
                 let ids = try BatchQueue.list(client: client)
                 var rows: [StatusJSON] = []
-                for id in ids { rows.append(try describe(try BatchQueue(client: client, batchID: id), failuresLimit: 0)) }
+                for id in ids {
+                    rows.append(try describe(try BatchQueue(client: client, batchID: id), failuresLimit: 0))
+                }
                 if json {
                     print(String(decoding: try CanonicalJSON.encode(rows), as: UTF8.self))
                 } else if rows.isEmpty {
                     say("no batches on \(client.endpoint)")
                 } else {
                     for r in rows {
-                        print("\(r.batch_id)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(r.finished ? "" : "  [in progress]")")
+                        print(
+                            "\(r.batch_id)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(r.finished ? "" : "  [in progress]")"
+                        )
                     }
                 }
                 return 0
@@ -82,15 +104,23 @@ struct StatusCommand: ParsableCommand {
             }
             print("batch \(s.batch_id)\(s.name.map { " (\($0))" } ?? "")")
             if let o = s.output { print("  output     \(o)") }
-            print("  jobs       \(s.total) total: \(s.done) done, \(s.failed) failed, \(s.running) running, \(s.stalled) stalled, \(s.queued) queued\(s.finished ? " — finished" : "")")
-            if let m = s.max_attempts, let l = s.lease_ms { print("  queue      max attempts \(m), lease \(Double(l) / 1000) s") }
+            print(
+                "  jobs       \(s.total) total: \(s.done) done, \(s.failed) failed, \(s.running) running, \(s.stalled) stalled, \(s.queued) queued\(s.finished ? " — finished" : "")"
+            )
+            if let m = s.max_attempts, let l = s.lease_ms {
+                print("  queue      max attempts \(m), lease \(Double(l) / 1000) s")
+            }
             if s.workers.isEmpty { print("  workers    none seen") }
             for w in s.workers {
                 var line = "  worker     \(w.name): \(w.alive ? "alive" : "silent"), \(w.done) done"
-                if let j = w.job { line += ", on \(j.prefix(8))" + (w.step.map { " step \($0)/\(w.total_steps ?? 0)" } ?? "") }
+                if let j = w.job {
+                    line += ", on \(j.prefix(8))" + (w.step.map { " step \($0)/\(w.total_steps ?? 0)" } ?? "")
+                }
                 print(line)
             }
-            for f in s.failures.prefix(20) { print("  failed     \(f.job_id.prefix(8)) after \(f.attempts) attempt(s): \(f.error)") }
+            for f in s.failures.prefix(20) {
+                print("  failed     \(f.job_id.prefix(8)) after \(f.attempts) attempt(s): \(f.error)")
+            }
             if s.failures.count > 20 { print("  ... \(s.failures.count - 20) more failures (--json lists all)") }
             return 0
         }
@@ -106,8 +136,9 @@ struct StatusCommand: ParsableCommand {
         let workers = names.sorted().map { name -> WorkerJSON in
             let w = st.workers.first { $0.name == name }
             let p = w?.jobID.flatMap { snap.progress[$0] }
-            return WorkerJSON(name: name, alive: w?.alive ?? false, last_seen_ms_ago: w?.lastSeenMsAgo ?? -1, job: w?.jobID,
-                              step: p?.step, total_steps: p?.total, done: snap.totals[name]?.done ?? 0)
+            return WorkerJSON(
+                name: name, alive: w?.alive ?? false, lastSeenMsAgo: w?.lastSeenMsAgo ?? -1, job: w?.jobID,
+                step: p?.step, totalSteps: p?.total, done: snap.totals[name]?.done ?? 0)
         }
         var failures: [FailureJSON] = []
         if failuresLimit > 0 {
@@ -116,14 +147,17 @@ struct StatusCommand: ParsableCommand {
                 let page = try q.deadLetters(after: cursor, count: 200)
                 if page.isEmpty { break }
                 for e in page {
-                    failures.append(FailureJSON(job_id: e.string("job") ?? "?", error: e.string("error") ?? "",
-                                                attempts: Int(e.string("attempts") ?? "") ?? 0, worker: e.string("worker")))
+                    failures.append(
+                        FailureJSON(
+                            jobID: e.string("job") ?? "?", error: e.string("error") ?? "",
+                            attempts: Int(e.string("attempts") ?? "") ?? 0, worker: e.string("worker")))
                 }
                 cursor = page.last!.id
             }
         }
-        return StatusJSON(batch_id: q.batchID, name: info?.name, output: info?.output, total: st.total, done: st.done,
-                          failed: st.failed, running: st.running, stalled: st.stalled, queued: st.queued, finished: st.finished,
-                          max_attempts: meta?.maxAttempts, lease_ms: meta?.leaseMs, workers: workers, failures: failures)
+        return StatusJSON(
+            batchID: q.batchID, name: info?.name, output: info?.output, total: st.total, done: st.done,
+            failed: st.failed, running: st.running, stalled: st.stalled, queued: st.queued, finished: st.finished,
+            maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs, workers: workers, failures: failures)
     }
 }

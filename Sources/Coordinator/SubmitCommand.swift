@@ -1,10 +1,10 @@
 import ArgumentParser
-import Foundation
 import Checkpoints
 import CoordinatorCore
+import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 struct SubmitCommand: ParsableCommand {
@@ -31,7 +31,9 @@ struct SubmitCommand: ParsableCommand {
             let client = try redisOptions.connect()
             let r = try submitSpec(loaded, client: client)
             let note = r.existing > 0 ? ", \(r.existing) already submitted" : ""
-            say("batch \(loaded.batchID): \(loaded.jobs.count) jobs (\(r.added) new\(note)); max attempts \(loaded.maxAttempts), lease \(Double(loaded.leaseMs) / 1000) s")
+            say(
+                "batch \(loaded.batchID): \(loaded.jobs.count) jobs (\(r.added) new\(note)); max attempts \(loaded.maxAttempts), lease \(Double(loaded.leaseMs) / 1000) s"
+            )
             print(loaded.batchID)
             return 0
         }

@@ -1,10 +1,10 @@
 import ArgumentParser
-import Foundation
 import Checkpoints
 import CoordinatorCore
+import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 struct WatchCommand: ParsableCommand {
@@ -38,7 +38,10 @@ struct WatchCommand: ParsableCommand {
             while true {
                 do {
                     let s = try BatchSnapshot.take(q)
-                    if outage { coordinatorLog("Redis is reachable again"); outage = false }
+                    if outage {
+                        coordinatorLog("Redis is reachable again")
+                        outage = false
+                    }
                     reporter.update(s)
                     if s.status.finished {
                         reporter.finish()
@@ -46,7 +49,11 @@ struct WatchCommand: ParsableCommand {
                         return s.status.failed > 0 ? ExitCodes.failedJobs : 0
                     }
                 } catch let e as RedisError where e.isConnectionError {
-                    if !outage { reporter.finish(); coordinatorLog("Redis unavailable (\(e)); still watching"); outage = true }
+                    if !outage {
+                        reporter.finish()
+                        coordinatorLog("Redis unavailable (\(e)); still watching")
+                        outage = true
+                    }
                 }
                 if let timeout, Date().timeIntervalSince(began) > timeout {
                     reporter.finish()

@@ -1,7 +1,7 @@
 import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 /// Turns a batch's results stream into files: one PNG per job, one fsynced manifest line
@@ -69,7 +69,7 @@ public final class Collector {
     private func handleResult(_ e: StreamEntry) throws {
         guard let id = e.string("job") else { return }
         if manifest.contains(id) {
-            try queue.deleteResult(id: e.id) // collected before a crash; the line is durable
+            try queue.deleteResult(id: e.id)  // collected before a crash; the line is durable
             return
         }
         guard let job = try job(id) else {
@@ -81,7 +81,8 @@ public final class Collector {
         line.worker = e.string("worker")
         line.epoch = e.string("epoch").flatMap { UInt64($0) }
         guard let png = e.fields["png"], let raw = e.fields["metrics"],
-              let metrics = try? JSONDecoder().decode(JobMetrics.self, from: raw) else {
+            let metrics = try? JSONDecoder().decode(JobMetrics.self, from: raw)
+        else {
             line.status = "failed"
             line.error = "the worker's result has no readable png/metrics fields"
             try append(line)
@@ -123,8 +124,9 @@ public final class Collector {
             return
         }
         let recorded = try queue.job(id)?.attempts ?? 0
-        var line = ManifestEntry(job: job, batchID: queue.batchID, status: "failed",
-                                 attempts: Int(e.string("attempts") ?? "") ?? recorded)
+        var line = ManifestEntry(
+            job: job, batchID: queue.batchID, status: "failed",
+            attempts: Int(e.string("attempts") ?? "") ?? recorded)
         line.error = e.string("error") ?? "unknown error"
         line.worker = e.string("worker")
         line.epoch = e.string("epoch").flatMap { UInt64($0) }
@@ -155,7 +157,10 @@ public final class Collector {
             var done = 0
             while done < raw.count {
                 let n = write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 { if errno == EINTR { continue }; return false }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
                 done += n
             }
             return true
@@ -168,14 +173,19 @@ public final class Collector {
             throw InputError("cannot write \(url.path): \(why)")
         }
         let dfd = open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
     }
 
     /// The contact sheet: one row per (prompt, seed) or source image, one column per
     /// emotion (edit rows start with their source). Failed cells are red, missing grey.
     /// `jobs`: the jobs to show with their cells; lines come from the manifest.
-    public static func writeContactSheet(output: URL, jobs: [(id: String, row: Int, column: Int, source: String?)], columns: Int,
-                                  maxRows: Int = 100) throws -> URL? {
+    public static func writeContactSheet(
+        output: URL, jobs: [(id: String, row: Int, column: Int, source: String?)], columns: Int,
+        maxRows: Int = 100
+    ) throws -> URL? {
         guard !jobs.isEmpty else { return nil }
         let lines = try ManifestWriter.readEntries(output.appendingPathComponent(manifestName), as: ManifestEntry.self)
         var byID: [String: ManifestEntry] = [:]
@@ -190,7 +200,9 @@ public final class Collector {
         for j in jobs where j.row < rows && j.column < columns {
             let line = byID[j.id]
             var img: RGBImage
-            if let line, line.status == "done", let rel = line.output, let decoded = load(output.appendingPathComponent(rel).path) {
+            if let line, line.status == "done", let rel = line.output,
+                let decoded = load(output.appendingPathComponent(rel).path)
+            {
                 img = decoded
                 side = max(side, decoded.width, decoded.height)
             } else if line?.status == "failed" {
@@ -200,7 +212,8 @@ public final class Collector {
             }
             images[j.row][j.column] = img
             if let source = j.source, j.column > 0, images[j.row][0] == nil,
-               let s = load(output.appendingPathComponent("sources/\(source.prefix(16)).png").path) {
+                let s = load(output.appendingPathComponent("sources/\(source.prefix(16)).png").path)
+            {
                 images[j.row][0] = s
             }
         }

@@ -20,4 +20,3 @@ public struct InputError: Error, CustomStringConvertible {
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
-

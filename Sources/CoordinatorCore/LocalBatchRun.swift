@@ -65,7 +65,9 @@ public final class LocalBatchRun {
         let workerBinary = try LocalWorkers.findWorkerBinary()
         let stop = StopSignal()
         stop.install(
-            onFirst: { _ in say("\nstopping: workers checkpoint and hand back their jobs (Ctrl-C again to quit at once)") },
+            onFirst: { _ in
+                say("\nstopping: workers checkpoint and hand back their jobs (Ctrl-C again to quit at once)")
+            },
             onSecond: { sig in
                 say("quitting at once; run the same command again to resume")
                 Foundation.exit(128 + sig)
@@ -92,7 +94,9 @@ public final class LocalBatchRun {
             redis.shutdown()
             clean = true
             let done = loaded.jobs.filter { collector.manifest.jobIDs.contains($0.id) }.count
-            say("interrupted: \(done) of \(loaded.jobs.count) jobs collected in \(manifestURL.path); run the same command again to resume")
+            say(
+                "interrupted: \(done) of \(loaded.jobs.count) jobs collected in \(manifestURL.path); run the same command again to resume"
+            )
             return 128 + (stop.signalNumber ?? SIGINT)
         }
         pool?.stopAll(grace: 30)
@@ -126,7 +130,8 @@ public final class LocalBatchRun {
         var env = ProcessInfo.processInfo.environment
         for key in ["REDIS_URL", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE"] { env.removeValue(forKey: key) }
         if env["OPENBLAS_NUM_THREADS"] == nil {
-            env["OPENBLAS_NUM_THREADS"] = String(max(1, ProcessInfo.processInfo.activeProcessorCount / options.localWorkers))
+            env["OPENBLAS_NUM_THREADS"] = String(
+                max(1, ProcessInfo.processInfo.activeProcessorCount / options.localWorkers))
         }
         let pool = LocalWorkers(
             count: options.localWorkers, binary: binary,
@@ -149,9 +154,15 @@ public final class LocalBatchRun {
                 try collector.collectNew()
                 return true
             }
-            guard try pool.check(log: { [log] in reporter.finish(); log($0) }) else {
+            guard
+                try pool.check(log: { [log] in
+                    reporter.finish()
+                    log($0)
+                })
+            else {
                 throw InputError(
-                    "local workers keep failing (see \(logDir.path)); stopped. Progress is kept: run the same command again to resume")
+                    "local workers keep failing (see \(logDir.path)); stopped. Progress is kept: run the same command again to resume"
+                )
             }
             stop.sleep(0.5)
         }
@@ -165,12 +176,15 @@ public final class LocalBatchRun {
         let lines = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
         let ids = Set(loaded.jobs.map(\.id))
         let failed = lines.filter { ids.contains($0.jobID) && $0.status != "done" }
-        var summary = "batch \(loaded.batchID) finished: \(loaded.jobs.count - failed.count - missing) done, \(failed.count) failed"
+        var summary =
+            "batch \(loaded.batchID) finished: \(loaded.jobs.count - failed.count - missing) done, \(failed.count) failed"
         if missing > 0 { summary += ", \(missing) not collected" }
         if let outcome = Self.emotionOutcome(lines.filter { ids.contains($0.jobID) }) { summary += "\n  " + outcome }
         summary += "\n  manifest      \(manifestURL.path)"
         if let sheet { summary += "\n  contact sheet \(sheet.path)" }
-        for f in failed.prefix(10) { summary += "\n  failed \(f.jobID.prefix(8)) (\(f.emotion), \(f.kind)): \(f.error ?? "?")" }
+        for f in failed.prefix(10) {
+            summary += "\n  failed \(f.jobID.prefix(8)) (\(f.emotion), \(f.kind)): \(f.error ?? "?")"
+        }
         say(summary)
         return failed.isEmpty && missing == 0 ? 0 : ExitCodes.failedJobs
     }
@@ -182,6 +196,7 @@ public final class LocalBatchRun {
         guard !scored.isEmpty else { return nil }
         let hits = scored.filter { $0.topEmotion == $0.emotion }.count
         let mean = scored.compactMap(\.targetProbability).reduce(0, +) / Double(scored.count)
-        return String(format: "target emotion ranked first in %d of %d images; mean p(target) %.3f", hits, scored.count, mean)
+        return String(
+            format: "target emotion ranked first in %d of %d images; mean p(target) %.3f", hits, scored.count, mean)
     }
 }

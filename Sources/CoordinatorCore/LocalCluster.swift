@@ -1,7 +1,7 @@
 import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 /// N local `muse-worker` processes, restarted when one dies unexpectedly.
@@ -20,7 +20,10 @@ public final class LocalWorkers {
     public let maxRestarts: Int
     private(set) var slots: [Slot]
 
-    public init(count: Int, binary: String, arguments: [String], logDir: URL, environment: [String: String], maxRestarts: Int = 5) {
+    public init(
+        count: Int, binary: String, arguments: [String], logDir: URL, environment: [String: String],
+        maxRestarts: Int = 5
+    ) {
         self.binary = binary
         baseArguments = arguments
         self.logDir = logDir
@@ -33,7 +36,9 @@ public final class LocalWorkers {
         if let env = ProcessInfo.processInfo.environment["MUSE_WORKER_BIN"], !env.isEmpty { return env }
         let path = ExecutableLocation.directory.appendingPathComponent("muse-worker").path
         guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw InputError("cannot find muse-worker next to muse-coordinator (\(path)); build both (swift build -c release) or set MUSE_WORKER_BIN")
+            throw InputError(
+                "cannot find muse-worker next to muse-coordinator (\(path)); build both (swift build -c release) or set MUSE_WORKER_BIN"
+            )
         }
         return path
     }
@@ -46,21 +51,26 @@ public final class LocalWorkers {
     }
 
     private func start(_ i: Int) throws {
-        let name = slots[i].generation == 0 ? "local-\(slots[i].index)" : "local-\(slots[i].index).\(slots[i].generation)"
+        let name =
+            slots[i].generation == 0 ? "local-\(slots[i].index)" : "local-\(slots[i].index).\(slots[i].generation)"
         slots[i].name = name
         let args = baseArguments + ["--name", name, "--parent-pid", String(getpid())]
-        slots[i].process = try ChildProcess.spawn(binary, args, name: name, environment: environment,
-                                                  stderrPath: logPath(slots[i]), newProcessGroup: true, dieWithParent: true)
+        slots[i].process = try ChildProcess.spawn(
+            binary, args, name: name, environment: environment,
+            stderrPath: logPath(slots[i]), newProcessGroup: true, dieWithParent: true)
     }
 
     /// Restarts workers that exited; false once one has used up its restarts.
     public func check(log: (String) -> Void) throws -> Bool {
         for i in slots.indices {
             guard let p = slots[i].process, let status = p.poll() else { continue }
-            let tail = (try? String(contentsOfFile: logPath(slots[i]), encoding: .utf8))?
+            let tail =
+                (try? String(contentsOfFile: logPath(slots[i]), encoding: .utf8))?
                 .split(separator: "\n").suffix(3).joined(separator: "\n    ") ?? ""
             if slots[i].generation >= maxRestarts {
-                log("worker \(slots[i].name) exited (\(status)) and was restarted \(maxRestarts) times already; giving up. Its log ends:\n    \(tail)")
+                log(
+                    "worker \(slots[i].name) exited (\(status)) and was restarted \(maxRestarts) times already; giving up. Its log ends:\n    \(tail)"
+                )
                 slots[i].process = nil
                 return false
             }
@@ -96,9 +106,12 @@ public final class OutputLock {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw InputError("cannot create \(path): \(String(cString: strerror(errno)))") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            let holder =
+                (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                ?? "?"
             close(fd)
-            throw InputError("another muse-coordinator (pid \(holder)) is running on \(folder.path); wait for it or stop it first")
+            throw InputError(
+                "another muse-coordinator (pid \(holder)) is running on \(folder.path); wait for it or stop it first")
         }
         ftruncate(fd, 0)
         let pid = "\(getpid())\n"

@@ -1,7 +1,7 @@
 import Foundation
 import Imaging
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 /// Everything `watch`, `run` and `status` show about a batch at one moment.
@@ -11,7 +11,8 @@ public struct BatchSnapshot {
     public var totals: [String: BatchQueue.WorkerTotals]
 
     public static func take(_ q: BatchQueue) throws -> BatchSnapshot {
-        BatchSnapshot(status: try q.status(), progress: (try? q.progress()) ?? [:], totals: (try? q.workerTotals()) ?? [:])
+        BatchSnapshot(
+            status: try q.status(), progress: (try? q.progress()) ?? [:], totals: (try? q.workerTotals()) ?? [:])
     }
 
     /// One line per worker: alive, jobs done, what it holds.
@@ -100,8 +101,11 @@ public final class ProgressReporter {
         } else {
             let counts = head.components(separatedBy: " | ").first ?? head
             let now = Date()
-            let changed = counts != lastPrinted, since = now.timeIntervalSince(lastPrintTime)
-            guard (changed && (since >= quietInterval / 5 || s.status.finished)) || since >= quietInterval * 6 else { return }
+            let changed = counts != lastPrinted
+            let since = now.timeIntervalSince(lastPrintTime)
+            guard (changed && (since >= quietInterval / 5 || s.status.finished)) || since >= quietInterval * 6 else {
+                return
+            }
             lastPrinted = counts
             lastPrintTime = now
             let w = workers.isEmpty ? "" : " | workers: " + workers.joined(separator: "; ")

@@ -11,7 +11,9 @@ public func openBatch(_ client: RedisClient, _ id: String) throws -> BatchQueue 
     let q = try BatchQueue(client: client, batchID: id)
     guard try q.counters() != nil else {
         let known = (try? BatchQueue.list(client: client)) ?? []
-        let hint = known.isEmpty ? "no batches exist on \(client.endpoint)" : "known batches: \(known.suffix(10).joined(separator: ", "))"
+        let hint =
+            known.isEmpty
+            ? "no batches exist on \(client.endpoint)" : "known batches: \(known.suffix(10).joined(separator: ", "))"
         throw InputError("batch '\(id)' does not exist (\(hint))")
     }
     return q
@@ -20,15 +22,24 @@ public func openBatch(_ client: RedisClient, _ id: String) throws -> BatchQueue 
 /// Creates the batch, uploads the source images, then submits the jobs (never a job
 /// before its image). Returns (new, already present) counts.
 @discardableResult
-public func submitSpec(_ spec: LoadedSpec, client: RedisClient, skipping collected: Set<String> = []) throws -> (added: Int, existing: Int, skipped: Int) {
+public func submitSpec(_ spec: LoadedSpec, client: RedisClient, skipping collected: Set<String> = []) throws -> (
+    added: Int, existing: Int, skipped: Int
+) {
     let q = try BatchQueue(client: client, batchID: spec.batchID)
     try q.create(spec: try CanonicalJSON.encode(spec.info), maxAttempts: spec.maxAttempts, leaseMs: spec.leaseMs)
     var needed = Set<String>()
-    for job in spec.jobs where !collected.contains(job.id) { if let sha = job.content.imageSHA256 { needed.insert(sha) } }
+    for job in spec.jobs where !collected.contains(job.id) {
+        if let sha = job.content.imageSHA256 { needed.insert(sha) }
+    }
     for sha in needed.sorted() { try q.putBlob(name: sha, data: spec.blobs[sha]!) }
-    var added = 0, existing = 0, skipped = 0
+    var added = 0
+    var existing = 0
+    var skipped = 0
     for job in spec.jobs {
-        if collected.contains(job.id) { skipped += 1; continue }
+        if collected.contains(job.id) {
+            skipped += 1
+            continue
+        }
         if try q.submit(jobID: job.id, payload: try job.encoded()) { added += 1 } else { existing += 1 }
     }
     return (added, existing, skipped)
@@ -40,4 +51,3 @@ public func formatDuration(_ seconds: Double) -> String {
     if s >= 3600 { return String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) }
     return String(format: "%d:%02d", s / 60, s % 60)
 }
-

@@ -43,12 +43,15 @@ public final class AutoencoderKL {
             }
         }
         let act = try config.string("act_fn", default: "silu")
-        guard act == "silu" || act == "swish" else { throw ModelLoadError("\(config.path): act_fn '\(act)' unsupported (silu only)") }
+        guard act == "silu" || act == "swish" else {
+            throw ModelLoadError("\(config.path): act_fn '\(act)' unsupported (silu only)")
+        }
 
-        let spec = VAESpec(channels: channels,
-                           layersPerBlock: try config.int("layers_per_block", default: 1),
-                           groups: try config.int("norm_num_groups", default: 32),
-                           midAttention: config.bool("mid_block_add_attention", default: true))
+        let spec = VAESpec(
+            channels: channels,
+            layersPerBlock: try config.int("layers_per_block", default: 1),
+            groups: try config.int("norm_num_groups", default: 32),
+            midAttention: config.bool("mid_block_add_attention", default: true))
         for c in channels where c % spec.groups != 0 {
             throw ModelLoadError("\(config.path): block channels \(c) not divisible by norm_num_groups \(spec.groups)")
         }
@@ -58,12 +61,16 @@ public final class AutoencoderKL {
         scalingFactor = try config.float("scaling_factor", default: 0.18215)
         blockCount = channels.count
 
-        encoder = try VAEEncoder(weights.scoped("encoder"), spec, inChannels: inChannels, latentChannels: latentChannels)
-        decoder = try VAEDecoder(weights.scoped("decoder"), spec, latentChannels: latentChannels, outChannels: outChannels)
+        encoder = try VAEEncoder(
+            weights.scoped("encoder"), spec, inChannels: inChannels, latentChannels: latentChannels)
+        decoder = try VAEDecoder(
+            weights.scoped("decoder"), spec, latentChannels: latentChannels, outChannels: outChannels)
         let l = latentChannels
-        quantConv = config.bool("use_quant_conv", default: true)
+        quantConv =
+            config.bool("use_quant_conv", default: true)
             ? try Conv2d(weights, "quant_conv", in: 2 * l, out: 2 * l, kernel: 1) : nil
-        postQuantConv = config.bool("use_post_quant_conv", default: true)
+        postQuantConv =
+            config.bool("use_post_quant_conv", default: true)
             ? try Conv2d(weights, "post_quant_conv", in: l, out: l, kernel: 1) : nil
     }
 
@@ -124,7 +131,6 @@ struct VAESpec {
     let eps: Float = 1e-6  // Encoder/Decoder hard-code resnet_eps = 1e-6 and GroupNorm eps = 1e-6
 }
 
-
 /// The mid-block Attention (one head, q/k/v biases, group norm first, residual added).
 struct VAEAttention {
     let norm: GroupNorm
@@ -150,7 +156,8 @@ struct VAEMidBlock {
 
     init(_ w: ModelWeights, _ s: VAESpec, channels: Int) throws {
         resnets = try (0..<2).map {
-            try ResnetBlock(w.scoped("resnets.\($0)"), in: channels, out: channels, timeDim: nil, groups: s.groups, eps: s.eps)
+            try ResnetBlock(
+                w.scoped("resnets.\($0)"), in: channels, out: channels, timeDim: nil, groups: s.groups, eps: s.eps)
         }
         attention = s.midAttention ? try VAEAttention(w, "attentions.0", s, channels: channels) : nil
     }
@@ -176,10 +183,13 @@ struct VAEEncoder {
         for (i, cout) in c.enumerated() {
             let b = w.scoped("down_blocks.\(i)")
             let resnets = try (0..<s.layersPerBlock).map {
-                try ResnetBlock(b.scoped("resnets.\($0)"), in: $0 == 0 ? cin : cout, out: cout, timeDim: nil, groups: s.groups, eps: s.eps)
+                try ResnetBlock(
+                    b.scoped("resnets.\($0)"), in: $0 == 0 ? cin : cout, out: cout, timeDim: nil, groups: s.groups,
+                    eps: s.eps)
             }
             // Downsample2D with padding 0: pad right/bottom by one, then a stride-2 conv.
-            let down = i < c.count - 1
+            let down =
+                i < c.count - 1
                 ? try Conv2d(b, "downsamplers.0.conv", in: cout, out: cout, kernel: 3, stride: 2) : nil
             blocks.append((resnets, down))
             cin = cout
@@ -216,9 +226,12 @@ struct VAEDecoder {
             let b = w.scoped("up_blocks.\(i)")
             // UpDecoderBlock2D has one resnet more than the encoder's blocks.
             let resnets = try (0...s.layersPerBlock).map {
-                try ResnetBlock(b.scoped("resnets.\($0)"), in: $0 == 0 ? cin : cout, out: cout, timeDim: nil, groups: s.groups, eps: s.eps)
+                try ResnetBlock(
+                    b.scoped("resnets.\($0)"), in: $0 == 0 ? cin : cout, out: cout, timeDim: nil, groups: s.groups,
+                    eps: s.eps)
             }
-            let up = i < reversed.count - 1
+            let up =
+                i < reversed.count - 1
                 ? try Conv2d(b, "upsamplers.0.conv", in: cout, out: cout, kernel: 3, padding: 1) : nil
             blocks.append((resnets, up))
             cin = cout

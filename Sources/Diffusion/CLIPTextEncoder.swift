@@ -91,8 +91,8 @@ public final class CLIPTextEncoder {
     public let hiddenSize: Int
     public let eosTokenID: Int
     public let maxPositions: Int
-    let tokenEmbedding: Tensor      // [vocab, hidden]
-    let positionEmbedding: Tensor   // [maxPositions, hidden]
+    let tokenEmbedding: Tensor  // [vocab, hidden]
+    let positionEmbedding: Tensor  // [maxPositions, hidden]
     let layers: [CLIPEncoderLayer]
     let finalLayerNorm: LayerNorm
     let textProjection: Linear?
@@ -129,7 +129,8 @@ public final class CLIPTextEncoder {
     /// last_hidden_state (after final_layer_norm) for token embeddings [B, T, hidden]
     /// given before position embeddings are added.
     public func encode(inputEmbeddings x: Tensor) -> Tensor {
-        precondition(x.rank == 3 && x.shape[2] == hiddenSize, "CLIP text: inputs \(x.shape), want [B, T, \(hiddenSize)]")
+        precondition(
+            x.rank == 3 && x.shape[2] == hiddenSize, "CLIP text: inputs \(x.shape), want [B, T, \(hiddenSize)]")
         precondition(x.shape[1] <= maxPositions, "CLIP text: \(x.shape[1]) tokens, at most \(maxPositions)")
         var h = x + positionEmbedding.narrowed(axis: 0, start: 0, length: x.shape[1])
         for layer in layers { h = layer(h, causal: true) }
@@ -138,7 +139,9 @@ public final class CLIPTextEncoder {
 
     public func encode(ids: [[Int]]) -> Tensor {
         let length = ids.first?.count ?? 0
-        precondition(!ids.isEmpty && ids.allSatisfy { $0.count == length }, "CLIP text: ids must be a non-empty batch of equal lengths")
+        precondition(
+            !ids.isEmpty && ids.allSatisfy { $0.count == length },
+            "CLIP text: ids must be a non-empty batch of equal lengths")
         return encode(inputEmbeddings: tokenEmbeddings(ids.flatMap { $0 }).reshaped([ids.count, length, hiddenSize]))
     }
 
@@ -154,7 +157,9 @@ public final class CLIPTextEncoder {
 
     /// pooler_output: [B, hidden], the hidden state at each sequence's eos position.
     public func pooled(lastHidden: Tensor, ids: [[Int]]) -> Tensor {
-        precondition(lastHidden.rank == 3 && lastHidden.shape[0] == ids.count, "CLIP text: pooled of \(lastHidden.shape) with \(ids.count) id rows")
+        precondition(
+            lastHidden.rank == 3 && lastHidden.shape[0] == ids.count,
+            "CLIP text: pooled of \(lastHidden.shape) with \(ids.count) id rows")
         let rows = ids.enumerated().map { b, row in
             lastHidden.narrowed(axis: 0, start: b, length: 1)
                 .narrowed(axis: 1, start: eosPosition(row), length: 1)

@@ -40,16 +40,22 @@ public struct CLIPTokenizer: @unchecked Sendable {
     public var vocabularySize: Int { tokens.count }
 
     private let vocab: [[UInt8]: Int32]
-    private let tokens: [[UInt8]]              // id -> token bytes (empty for unused ids)
+    private let tokens: [[UInt8]]  // id -> token bytes (empty for unused ids)
     private let merges: [UInt64: Merge]
-    private let byteIDs: [Int32]               // byte -> id of its symbol
-    private let byteEndIDs: [Int32]            // byte -> id of its symbol + "</w>"
-    private let rawSpecials: [Special]         // matched on raw text
+    private let byteIDs: [Int32]  // byte -> id of its symbol
+    private let byteEndIDs: [Int32]  // byte -> id of its symbol + "</w>"
+    private let rawSpecials: [Special]  // matched on raw text
     private let normalizedSpecials: [Special]  // matched on normalised text
     private let cache = WordCache()
 
-    private struct Merge { let rank: Int32; let id: Int32 }
-    private struct Special { let bytes: [UInt8]; let id: Int }
+    private struct Merge {
+        let rank: Int32
+        let id: Int32
+    }
+    private struct Special {
+        let bytes: [UInt8]
+        let id: Int
+    }
 
     static let endOfWord = Array("</w>".utf8)
 
@@ -65,9 +71,10 @@ public struct CLIPTokenizer: @unchecked Sendable {
             throw CLIPTokenizerError(path: folder, reason: "tokenizer folder does not exist")
         }
         let config = try SpecialTokenConfig(folder: url)
-        try self.init(vocabPath: url.appendingPathComponent("vocab.json").path,
-                      mergesPath: url.appendingPathComponent("merges.txt").path,
-                      specials: config)
+        try self.init(
+            vocabPath: url.appendingPathComponent("vocab.json").path,
+            mergesPath: url.appendingPathComponent("merges.txt").path,
+            specials: config)
     }
 
     /// Load from explicit files, with the CLIP defaults for special tokens (bos
@@ -96,7 +103,8 @@ public struct CLIPTokenizer: @unchecked Sendable {
         var maxID = -1
         for (token, value) in members {
             guard case .number(let text) = value, let id = Int32(text), id >= 0 else {
-                throw CLIPTokenizerError(path: vocabPath, reason: "id of token '\(token)' is \(value.summary), not a non-negative integer")
+                throw CLIPTokenizerError(
+                    path: vocabPath, reason: "id of token '\(token)' is \(value.summary), not a non-negative integer")
             }
             vocab[Array(token.utf8)] = id
             maxID = max(maxID, Int(id))
@@ -134,12 +142,16 @@ public struct CLIPTokenizer: @unchecked Sendable {
             if line.starts(with: Array("#version".utf8)) { continue }
             let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
             guard parts.count == 2 else {
-                throw CLIPTokenizerError(path: mergesPath, reason: "line \(lineNumber) is not two space-separated symbols")
+                throw CLIPTokenizerError(
+                    path: mergesPath, reason: "line \(lineNumber) is not two space-separated symbols")
             }
-            let a = Array(parts[0]), b = Array(parts[1])
+            let a = Array(parts[0])
+            let b = Array(parts[1])
             guard let aID = vocab[a], let bID = vocab[b], let newID = vocab[a + b] else {
                 let text = String(decoding: line, as: UTF8.self)
-                throw CLIPTokenizerError(path: mergesPath, reason: "line \(lineNumber) merge '\(text)' uses or makes a token that is not in the vocabulary")
+                throw CLIPTokenizerError(
+                    path: mergesPath,
+                    reason: "line \(lineNumber) merge '\(text)' uses or makes a token that is not in the vocabulary")
             }
             merges[UInt64(UInt32(aID)) << 32 | UInt64(UInt32(bID))] = Merge(rank: rank, id: newID)
             rank += 1
@@ -153,10 +165,12 @@ public struct CLIPTokenizer: @unchecked Sendable {
             if let id = vocab[symbol + Self.endOfWord] { byteEndIDs[b] = id }
         }
 
-        var raw: [Special] = [], normalized: [Special] = []
+        var raw: [Special] = []
+        var normalized: [Special] = []
         for special in config.specialTokens {
             guard let id = vocab[Array(special.content.utf8)] else {
-                throw CLIPTokenizerError(path: vocabPath, reason: "special token '\(special.content)' is not in the vocabulary")
+                throw CLIPTokenizerError(
+                    path: vocabPath, reason: "special token '\(special.content)' is not in the vocabulary")
             }
             if special.normalized {
                 normalized.append(Special(bytes: Array(Self.normalize(special.content).utf8), id: Int(id)))
@@ -247,7 +261,10 @@ public struct CLIPTokenizer: @unchecked Sendable {
         return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespaces)
     }
 
-    private enum Piece { case special(Int), text(ArraySlice<UInt8>) }
+    private enum Piece {
+        case special(Int)
+        case text(ArraySlice<UInt8>)
+    }
 
     /// Leftmost-longest matching of special tokens; calls `body` for text gaps and matches.
     private static func splitOnSpecials(_ bytes: ArraySlice<UInt8>, _ specials: [Special], _ body: (Piece) -> Void) {
@@ -279,7 +296,10 @@ public struct CLIPTokenizer: @unchecked Sendable {
     /// NFC, whitespace runs to one space, per-character lower-casing.
     static func normalize(_ text: String) -> String {
         var isASCII = true
-        for b in text.utf8 where b >= 0x80 { isASCII = false; break }
+        for b in text.utf8 where b >= 0x80 {
+            isASCII = false
+            break
+        }
         let composed = isASCII ? text : nfc(text)
         var out = String.UnicodeScalarView()
         var inSpace = false
@@ -341,8 +361,12 @@ public struct CLIPTokenizer: @unchecked Sendable {
         }
     }
 
-    static let contractions: [[Unicode.Scalar]] = ["s", "t", "re", "ve", "m", "ll", "d"].map { Array($0.unicodeScalars) }
-    static let clipSpecialPatterns: [[Unicode.Scalar]] = ["<|startoftext|>", "<|endoftext|>"].map { Array($0.unicodeScalars) }
+    static let contractions: [[Unicode.Scalar]] = ["s", "t", "re", "ve", "m", "ll", "d"].map {
+        Array($0.unicodeScalars)
+    }
+    static let clipSpecialPatterns: [[Unicode.Scalar]] = ["<|startoftext|>", "<|endoftext|>"].map {
+        Array($0.unicodeScalars)
+    }
 
     /// Length of a contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`) at `i`, or 0.
     @inline(__always)
@@ -350,7 +374,10 @@ public struct CLIPTokenizer: @unchecked Sendable {
         guard s[i] == "'" else { return 0 }
         for c in contractions where i + 1 + c.count <= end {
             var match = true
-            for k in 0..<c.count where s[i + 1 + k] != c[k] { match = false; break }
+            for k in 0..<c.count where s[i + 1 + k] != c[k] {
+                match = false
+                break
+            }
             if match { return 1 + c.count }
         }
         return 0
@@ -364,12 +391,18 @@ public struct CLIPTokenizer: @unchecked Sendable {
         var i = 0
         let n = s.count
         while i < n {
-            if classes[i] == .space { i += 1; continue }
+            if classes[i] == .space {
+                i += 1
+                continue
+            }
             var end = i
             // <\|startoftext\|>|<\|endoftext\|>
             if s[i] == "<" {
                 for pattern in Self.clipSpecialPatterns where i + pattern.count <= n {
-                    if Array(s[i..<(i + pattern.count)]) == pattern { end = i + pattern.count; break }
+                    if Array(s[i..<(i + pattern.count)]) == pattern {
+                        end = i + pattern.count
+                        break
+                    }
                 }
             }
             if end == i {
@@ -396,8 +429,10 @@ public struct CLIPTokenizer: @unchecked Sendable {
 
     /// GPT-2 pattern `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|…` on a
     /// whitespace-free piece.
-    private func byteLevelSplit(_ s: [Unicode.Scalar], _ classes: [CharClass], _ start: Int, _ end: Int,
-                                into ids: inout [Int]) {
+    private func byteLevelSplit(
+        _ s: [Unicode.Scalar], _ classes: [CharClass], _ start: Int, _ end: Int,
+        into ids: inout [Int]
+    ) {
         var i = start
         while i < end {
             var j = i + Self.contractionLength(s, i, end)
@@ -427,7 +462,9 @@ public struct CLIPTokenizer: @unchecked Sendable {
             symbols[k] = k == bytes.count - 1 ? byteEndIDs[Int(b)] : byteIDs[Int(b)]
         }
         while symbols.count > 1 {
-            var bestRank = Int32.max, bestIndex = -1, bestID: Int32 = 0
+            var bestRank = Int32.max
+            var bestIndex = -1
+            var bestID: Int32 = 0
             for k in 0..<(symbols.count - 1) {
                 let key = UInt64(UInt32(symbols[k])) << 32 | UInt64(UInt32(symbols[k + 1]))
                 if let m = merges[key], m.rank < bestRank {

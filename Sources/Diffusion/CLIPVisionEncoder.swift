@@ -11,9 +11,9 @@ public final class CLIPVisionEncoder {
     public let projectionDim: Int
     public let imageMean: [Float]
     public let imageStd: [Float]
-    let classEmbedding: Tensor      // [hidden]
-    let patchEmbedding: Conv2d      // stride = kernel = patch, no bias
-    let positionEmbedding: Tensor   // [patches + 1, hidden]
+    let classEmbedding: Tensor  // [hidden]
+    let patchEmbedding: Conv2d  // stride = kernel = patch, no bias
+    let positionEmbedding: Tensor  // [patches + 1, hidden]
     let preLayerNorm, postLayerNorm: LayerNorm
     let layers: [CLIPEncoderLayer]
     let visualProjection: Linear
@@ -38,8 +38,9 @@ public final class CLIPVisionEncoder {
         let all = try ModelWeights(folder: folder)
         let w = all.towerScope("vision_model", probe: "embeddings.patch_embedding.weight")
         classEmbedding = try w.tensor("embeddings.class_embedding", shape: [hiddenSize])
-        patchEmbedding = try Conv2d(w, "embeddings.patch_embedding", in: channels, out: hiddenSize,
-                                    kernel: patchSize, stride: patchSize, bias: false)
+        patchEmbedding = try Conv2d(
+            w, "embeddings.patch_embedding", in: channels, out: hiddenSize,
+            kernel: patchSize, stride: patchSize, bias: false)
         positionEmbedding = try w.tensor("embeddings.position_embedding.weight", shape: [positions, hiddenSize])
         preLayerNorm = try LayerNorm(w, "pre_layrnorm", dim: hiddenSize, eps: shape.eps)  // sic, transformers' name
         layers = try CLIPEncoderLayer.stack(w, shape)
@@ -67,10 +68,11 @@ public final class CLIPVisionEncoder {
 
     /// The encoder's output before post_layernorm: [B, patches + 1, hidden] (CLS first).
     public func lastHiddenState(pixelValues x: Tensor) -> Tensor {
-        precondition(x.rank == 4 && x.shape[2] == imageSize && x.shape[3] == imageSize,
-                     "CLIP vision: pixels \(x.shape), want [B, C, \(imageSize), \(imageSize)]")
+        precondition(
+            x.rank == 4 && x.shape[2] == imageSize && x.shape[3] == imageSize,
+            "CLIP vision: pixels \(x.shape), want [B, C, \(imageSize), \(imageSize)]")
         let batch = x.shape[0]
-        let patches = patchEmbedding(x).flattenedSpatialToTokens()   // [B, grid², hidden]
+        let patches = patchEmbedding(x).flattenedSpatialToTokens()  // [B, grid², hidden]
         let cls = classEmbedding.reshaped([1, 1, hiddenSize])
         var h = Tensor.concat([Tensor.concat(Array(repeating: cls, count: batch), axis: 0), patches], axis: 1)
         h = preLayerNorm(h + positionEmbedding)
@@ -90,8 +92,9 @@ public final class CLIPVisionEncoder {
     /// like CLIPImageProcessor's shortest-edge resize + centre crop. Unlike that processor
     /// (PIL bicubic with antialiasing) this resizes bilinearly without antialiasing.
     public func preprocess(_ images: Tensor) -> Tensor {
-        precondition(images.rank == 4 && images.shape[1] == imageMean.count,
-                     "CLIP preprocess: images \(images.shape), want [B, \(imageMean.count), H, W]")
+        precondition(
+            images.rank == 4 && images.shape[1] == imageMean.count,
+            "CLIP preprocess: images \(images.shape), want [B, \(imageMean.count), H, W]")
         var x = images * 0.5 + 0.5
         let (h, w) = (x.shape[2], x.shape[3])
         if h > w { x = x.narrowed(axis: 2, start: (h - w) / 2, length: w) }
@@ -106,7 +109,9 @@ public final class CLIPVisionEncoder {
 
 extension ModelConfig {
     fileprivate func clipNumbers(_ key: String) throws -> [Float] {
-        guard let list = values[key] as? [NSNumber] else { throw ModelLoadError("\(path): '\(key)' missing or not a list of numbers") }
+        guard let list = values[key] as? [NSNumber] else {
+            throw ModelLoadError("\(path): '\(key)' missing or not a list of numbers")
+        }
         return list.map(\.floatValue)
     }
 }

@@ -4,9 +4,17 @@ import Tensor
 /// The fields of diffusers' scheduler_config.json that DDIM uses. Defaults are diffusers'
 /// DDIMScheduler defaults (not SD 1.5's: use `stableDiffusion` or read the model's config).
 public struct DDIMConfig: Equatable, Sendable {
-    public enum BetaSchedule: String, Sendable { case linear, scaledLinear = "scaled_linear", squaredCosCapV2 = "squaredcos_cap_v2" }
+    public enum BetaSchedule: String, Sendable {
+        case linear
+        case scaledLinear = "scaled_linear"
+        case squaredCosCapV2 = "squaredcos_cap_v2"
+    }
     public enum Spacing: String, Sendable { case leading, trailing, linspace }
-    public enum Prediction: String, Sendable { case epsilon, vPrediction = "v_prediction", sample }
+    public enum Prediction: String, Sendable {
+        case epsilon
+        case vPrediction = "v_prediction"
+        case sample
+    }
 
     public var numTrainTimesteps = 1000
     public var betaStart = 0.0001
@@ -39,7 +47,9 @@ public struct DDIMConfig: Equatable, Sendable {
         let c = try ModelConfig(path: path)
         func choice<T: RawRepresentable>(_ key: String, _ fallback: T) throws -> T where T.RawValue == String {
             let raw = try c.string(key, default: fallback.rawValue)
-            guard let v = T(rawValue: raw) else { throw ModelLoadError("\(path): '\(key)' = '\(raw)' is not supported") }
+            guard let v = T(rawValue: raw) else {
+                throw ModelLoadError("\(path): '\(key)' = '\(raw)' is not supported")
+            }
             return v
         }
         func double(_ key: String, _ fallback: Double) throws -> Double {
@@ -85,7 +95,8 @@ public struct DDIMScheduler: Sendable {
     public init(config: DDIMConfig) {
         self.config = config
         let betas = config.trainedBetas ?? Self.betas(config)
-        var product = 1.0, cumprod = [Float]()
+        var product = 1.0
+        var cumprod = [Float]()
         for b in betas {
             product *= Double(1 - b)  // torch: alphas = 1 - betas in float32, cumprod accumulates in double
             cumprod.append(Float(product))
@@ -101,7 +112,10 @@ public struct DDIMScheduler: Sendable {
         case .scaledLinear:
             return torchLinspace(Float(c.betaStart.squareRoot()), Float(c.betaEnd.squareRoot()), n).map { $0 * $0 }
         case .squaredCosCapV2:
-            func alphaBar(_ t: Double) -> Double { let c = cos((t + 0.008) / 1.008 * Double.pi / 2); return c * c }
+            func alphaBar(_ t: Double) -> Double {
+                let c = cos((t + 0.008) / 1.008 * Double.pi / 2)
+                return c * c
+            }
             return (0..<n).map { i in
                 Float(min(1 - alphaBar(Double(i + 1) / Double(n)) / alphaBar(Double(i) / Double(n)), 0.999))
             }
@@ -119,22 +133,22 @@ public struct DDIMScheduler: Sendable {
 
     /// The inference timesteps, descending, as `set_timesteps(steps)` makes them.
     public func timesteps(steps: Int) -> [Int] {
-        let T = config.numTrainTimesteps
-        precondition(steps > 0 && steps <= T, "DDIM steps must be in 1...\(T), got \(steps)")
+        let trainSteps = config.numTrainTimesteps
+        precondition(steps > 0 && steps <= trainSteps, "DDIM steps must be in 1...\(trainSteps), got \(steps)")
         switch config.timestepSpacing {
         case .leading:
-            return (0..<steps).reversed().map { $0 * (T / steps) + config.stepsOffset }
+            return (0..<steps).reversed().map { $0 * (trainSteps / steps) + config.stepsOffset }
         case .trailing:
-            // np.round(np.arange(T, 0, -T/steps)) - 1
-            let ratio = Double(T) / Double(steps)
-            let count = Int((Double(T) / ratio).rounded(.up))
-            return (0..<count).map { Int((Double(T) - Double($0) * ratio).rounded(.toNearestOrEven)) - 1 }
+            // np.round(np.arange(trainSteps, 0, -trainSteps/steps)) - 1
+            let ratio = Double(trainSteps) / Double(steps)
+            let count = Int((Double(trainSteps) / ratio).rounded(.up))
+            return (0..<count).map { Int((Double(trainSteps) - Double($0) * ratio).rounded(.toNearestOrEven)) - 1 }
         case .linspace:
-            // np.linspace(0, T-1, steps).round()[::-1]
+            // np.linspace(0, trainSteps-1, steps).round()[::-1]
             guard steps > 1 else { return [0] }
-            let delta = Double(T - 1) / Double(steps - 1)
+            let delta = Double(trainSteps - 1) / Double(steps - 1)
             return (0..<steps).reversed().map { i in
-                i == steps - 1 ? T - 1 : Int((Double(i) * delta).rounded(.toNearestOrEven))
+                i == steps - 1 ? trainSteps - 1 : Int((Double(i) * delta).rounded(.toNearestOrEven))
             }
         }
     }
@@ -159,9 +173,12 @@ public struct DDIMScheduler: Sendable {
 
     /// One DDIM step (eta 0) from `timestep` to `previousTimestep(timestep, steps)`:
     /// prev = √ᾱ_prev·x̂0 + √(1−ᾱ_prev)·ε̂, in float32 exactly as diffusers orders it.
-    public func step(eps: Tensor, timestep: Int, sample: Tensor, steps: Int) -> (prevSample: Tensor, predictedOriginal: Tensor) {
+    public func step(eps: Tensor, timestep: Int, sample: Tensor, steps: Int) -> (
+        prevSample: Tensor, predictedOriginal: Tensor
+    ) {
         let p = predictions(output: eps, alpha: alphaCumprod(timestep), sample: sample)
-        var x0 = p.x0, epsHat = p.eps
+        var x0 = p.x0
+        var epsHat = p.eps
         if config.clipSample { x0 = x0.clamp(-config.clipSampleRange...config.clipSampleRange) }
         let alphaPrev = alphaCumprod(previousTimestep(timestep, steps: steps))
         return (x0 * alphaPrev.squareRoot() + epsHat * (1 - alphaPrev).squareRoot(), x0)
@@ -175,7 +192,8 @@ public struct DDIMScheduler: Sendable {
     /// It undoes `step` exactly when eps is the same.
     public func invertStep(eps: Tensor, fromTimestep: Int, toTimestep: Int, sample: Tensor) -> Tensor {
         let p = predictions(output: eps, alpha: alphaCumprod(fromTimestep), sample: sample)
-        var x0 = p.x0, epsHat = p.eps
+        var x0 = p.x0
+        var epsHat = p.eps
         if config.clipSample { x0 = x0.clamp(-config.clipSampleRange...config.clipSampleRange) }
         let alphaTo = alphaCumprod(toTimestep)
         return x0 * alphaTo.squareRoot() + epsHat * (1 - alphaTo).squareRoot()
@@ -190,8 +208,10 @@ public struct DDIMScheduler: Sendable {
             // Divide (not multiply by the reciprocal) to round as torch does.
             return ((sample - output * beta.squareRoot()) / Tensor(alpha.squareRoot()), output)
         case .vPrediction:
-            return (sample * alpha.squareRoot() - output * beta.squareRoot(),
-                    output * alpha.squareRoot() + sample * beta.squareRoot())
+            return (
+                sample * alpha.squareRoot() - output * beta.squareRoot(),
+                output * alpha.squareRoot() + sample * beta.squareRoot()
+            )
         case .sample:
             return (output, (sample - output * alpha.squareRoot()) / Tensor(beta.squareRoot()))
         }

@@ -18,8 +18,10 @@ public struct Conv2d {
     public let bias: Tensor?
     public let stride: Int
     public let padding: Int
-    public init(_ w: ModelWeights, _ name: String, in inChannels: Int, out outChannels: Int, kernel: Int,
-                stride: Int = 1, padding: Int = 0, bias: Bool = true) throws {
+    public init(
+        _ w: ModelWeights, _ name: String, in inChannels: Int, out outChannels: Int, kernel: Int,
+        stride: Int = 1, padding: Int = 0, bias: Bool = true
+    ) throws {
         weight = try w.tensor(name + ".weight", shape: [outChannels, inChannels, kernel, kernel])
         self.bias = bias ? try w.tensor(name + ".bias", shape: [outChannels]) : nil
         self.stride = stride
@@ -39,7 +41,9 @@ public struct GroupNorm {
         self.groups = groups
         self.eps = eps
     }
-    public func callAsFunction(_ x: Tensor) -> Tensor { x.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        x.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps)
+    }
 }
 
 public struct LayerNorm {
@@ -79,7 +83,9 @@ struct ResnetBlock {
         timeProjection = try timeDim.map { try Linear(w, "time_emb_proj", in: $0, out: outChannels) }
         norm2 = try GroupNorm(w, "norm2", channels: outChannels, groups: groups, eps: eps)
         conv2 = try Conv2d(w, "conv2", in: outChannels, out: outChannels, kernel: 3, padding: 1)
-        shortcut = inChannels == outChannels ? nil
+        shortcut =
+            inChannels == outChannels
+            ? nil
             : try Conv2d(w, "conv_shortcut", in: inChannels, out: outChannels, kernel: 1)
     }
 
@@ -101,8 +107,10 @@ public struct DiffusersAttention {
     public let toQ, toK, toV, toOut: Linear
     public let heads: Int
 
-    public init(_ w: ModelWeights, _ name: String, queryDim: Int, contextDim: Int? = nil,
-                heads: Int, qkvBias: Bool = false) throws {
+    public init(
+        _ w: ModelWeights, _ name: String, queryDim: Int, contextDim: Int? = nil,
+        heads: Int, qkvBias: Bool = false
+    ) throws {
         let a = w.scoped(name)
         let legacy = !a.contains("to_q.weight") && a.contains("query.weight")
         let kv = contextDim ?? queryDim
@@ -122,14 +130,19 @@ public struct DiffusersAttention {
 
 extension Linear {
     /// A linear layer whose weight may be stored as a 1×1 convolution ([out, in, 1, 1]).
-    static func flexible(_ w: ModelWeights, _ name: String, in inFeatures: Int, out outFeatures: Int,
-                         bias: Bool) throws -> Linear {
+    static func flexible(
+        _ w: ModelWeights, _ name: String, in inFeatures: Int, out outFeatures: Int,
+        bias: Bool
+    ) throws -> Linear {
         if let t = try w.optionalTensor(name + ".weight"), t.rank == 4 {
             guard t.shape == [outFeatures, inFeatures, 1, 1] else {
-                throw ModelLoadError("tensor '\(w.fullName(name)).weight' has shape \(t.shape), expected [\(outFeatures), \(inFeatures)]")
+                throw ModelLoadError(
+                    "tensor '\(w.fullName(name)).weight' has shape \(t.shape), expected [\(outFeatures), \(inFeatures)]"
+                )
             }
-            return Linear(weight: t.reshaped([outFeatures, inFeatures]),
-                          bias: bias ? try w.tensor(name + ".bias", shape: [outFeatures]) : nil)
+            return Linear(
+                weight: t.reshaped([outFeatures, inFeatures]),
+                bias: bias ? try w.tensor(name + ".bias", shape: [outFeatures]) : nil)
         }
         return try Linear(w, name, in: inFeatures, out: outFeatures, bias: bias)
     }

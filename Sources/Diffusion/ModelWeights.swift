@@ -35,14 +35,15 @@ public final class ModelWeights: @unchecked Sendable {
         where fm.fileExists(atPath: folder + "/" + index) {
             let data = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + index))
             guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let map = json["weight_map"] as? [String: String]
+                let map = json["weight_map"] as? [String: String]
             else { throw ModelLoadError("\(folder)/\(index): no weight_map") }
             let shards = Set(map.values).sorted()
             self.init(files: try shards.map { try SafeTensorsFile(path: folder + "/" + $0) }, owner: folder)
             return
         }
-        throw ModelLoadError("\(folder): no weights found (looked for \(candidates.joined(separator: ", ")) "
-            + "and their .index.json); .bin/.ckpt checkpoints must be converted to safetensors first")
+        throw ModelLoadError(
+            "\(folder): no weights found (looked for \(candidates.joined(separator: ", ")) "
+                + "and their .index.json); .bin/.ckpt checkpoints must be converted to safetensors first")
     }
 
     public func scoped(_ name: String) -> ModelWeights {
@@ -108,12 +109,16 @@ public struct ModelConfig {
     }
 
     public func ints(_ key: String) throws -> [Int] {
-        guard let list = values[key] as? [NSNumber] else { throw ModelLoadError("\(path): '\(key)' missing or not a list of integers") }
+        guard let list = values[key] as? [NSNumber] else {
+            throw ModelLoadError("\(path): '\(key)' missing or not a list of integers")
+        }
         return list.map(\.intValue)
     }
 
     public func strings(_ key: String) throws -> [String] {
-        guard let list = values[key] as? [String] else { throw ModelLoadError("\(path): '\(key)' missing or not a list of strings") }
+        guard let list = values[key] as? [String] else {
+            throw ModelLoadError("\(path): '\(key)' missing or not a list of strings")
+        }
         return list
     }
 

@@ -36,11 +36,16 @@ enum ReferenceNFC {
         var t = Tables()
         // Ranges with no canonical decompositions are skipped (CJK ideographs, Hangul
         // syllables, which are algorithmic, Yi, private use).
-        let skip: [ClosedRange<UInt32>] = [0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF, 0xAC00...0xD7A3,
-                                           0xE000...0xF8FF, 0x20000...0x2F7FF]
+        let skip: [ClosedRange<UInt32>] = [
+            0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF, 0xAC00...0xD7A3,
+            0xE000...0xF8FF, 0x20000...0x2F7FF,
+        ]
         var v: UInt32 = 0xC0
         while v <= 0x2FFFF {
-            if let r = skip.first(where: { $0.contains(v) }) { v = r.upperBound + 1; continue }
+            if let r = skip.first(where: { $0.contains(v) }) {
+                v = r.upperBound + 1
+                continue
+            }
             defer { v += 1 }
             guard let s = Unicode.Scalar(v), isKnown(s) else { continue }
             let d = Array(String(s).decomposedStringWithCanonicalMapping.unicodeScalars)
@@ -56,7 +61,9 @@ enum ReferenceNFC {
             if rest.count == 1 {
                 first = rest[0]
             } else {
-                first = byFull[rest.map(\.value)]?.filter { !$0.properties.isFullCompositionExclusion }.min { $0.value < $1.value }
+                first = byFull[rest.map(\.value)]?.filter { !$0.properties.isFullCompositionExclusion }.min {
+                    $0.value < $1.value
+                }
             }
             if let first { t.composition[UInt64(first.value) << 32 | UInt64(d.last!.value)] = x }
         }
@@ -75,7 +82,10 @@ enum ReferenceNFC {
         d.reserveCapacity(text.unicodeScalars.count)
         for s in text.unicodeScalars {
             let v = s.value
-            if v < 0xC0 { d.append(s); continue }
+            if v < 0xC0 {
+                d.append(s)
+                continue
+            }
             if v >= sBase && v < sBase + sCount {
                 let i = v - sBase
                 d.append(Unicode.Scalar(lBase + i / nCount)!)
@@ -91,7 +101,10 @@ enum ReferenceNFC {
         var ordered = d
         var orderedClasses = classes
         while i < d.count {
-            if classes[i] == 0 { i += 1; continue }
+            if classes[i] == 0 {
+                i += 1
+                continue
+            }
             var j = i
             while j < d.count && classes[j] != 0 { j += 1 }
             if j - i > 1 {
@@ -130,7 +143,8 @@ enum ReferenceNFC {
 
     @inline(__always)
     static func compose(_ a: Unicode.Scalar, _ b: Unicode.Scalar, _ tables: Tables) -> Unicode.Scalar? {
-        let av = a.value, bv = b.value
+        let av = a.value
+        let bv = b.value
         if av >= lBase && av < lBase + lCount && bv >= vBase && bv < vBase + vCount {
             return Unicode.Scalar(sBase + ((av - lBase) * vCount + (bv - vBase)) * tCount)
         }

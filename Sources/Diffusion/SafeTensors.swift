@@ -1,9 +1,10 @@
 import Foundation
 import Tensor
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Every problem with a safetensors file: names the file and, where there is one, the tensor.
@@ -75,19 +76,26 @@ public struct SafeTensorsFile: @unchecked Sendable {
         self.mapping = mapping
         let fileSize = mapping.count
         guard fileSize >= 8 else {
-            throw SafeTensorsError(path: path, reason: "file is \(fileSize) bytes, shorter than the 8-byte header length")
+            throw SafeTensorsError(
+                path: path, reason: "file is \(fileSize) bytes, shorter than the 8-byte header length")
         }
         var n: UInt64 = 0
         for i in 0..<8 { n |= UInt64(mapping.bytes[i]) << (8 * UInt64(i)) }
         guard n <= UInt64(Self.maxHeaderBytes) else {
-            throw SafeTensorsError(path: path, reason: "header length \(n) is absurd (more than \(Self.maxHeaderBytes) bytes)")
+            throw SafeTensorsError(
+                path: path, reason: "header length \(n) is absurd (more than \(Self.maxHeaderBytes) bytes)")
         }
         let headerLength = Int(n)
         guard headerLength <= fileSize - 8 else {
-            throw SafeTensorsError(path: path, reason: "header length \(headerLength) is larger than the \(fileSize - 8) bytes after the length field (truncated file?)")
+            throw SafeTensorsError(
+                path: path,
+                reason:
+                    "header length \(headerLength) is larger than the \(fileSize - 8) bytes after the length field (truncated file?)"
+            )
         }
         guard headerLength >= 2 else {
-            throw SafeTensorsError(path: path, reason: "header of \(headerLength) bytes is too short to be a JSON object")
+            throw SafeTensorsError(
+                path: path, reason: "header of \(headerLength) bytes is too short to be a JSON object")
         }
         let headerBytes = UnsafeBufferPointer(start: mapping.bytes + 8, count: headerLength)
         guard String(validating: headerBytes, as: UTF8.self) != nil else {
@@ -142,8 +150,10 @@ public struct SafeTensorsFile: @unchecked Sendable {
         var previous: (name: String, end: Int)?
         for (name, entry) in ordered where entry.end > entry.begin {
             if let p = previous, entry.begin < p.end {
-                throw SafeTensorsError(path: path, tensor: name,
-                    reason: "data range [\(entry.begin), \(entry.end)) overlaps tensor '\(p.name)' which ends at \(p.end)")
+                throw SafeTensorsError(
+                    path: path, tensor: name,
+                    reason:
+                        "data range [\(entry.begin), \(entry.end)) overlaps tensor '\(p.name)' which ends at \(p.end)")
             }
             previous = (name, entry.end)
         }
@@ -157,7 +167,9 @@ public struct SafeTensorsFile: @unchecked Sendable {
             SafeTensorsError(path: path, tensor: name, reason: reason)
         }
         guard case .object(let fields) = value else { throw fail("header entry is not an object") }
-        var dtypeValue: JSONValue?, shapeValue: JSONValue?, offsetsValue: JSONValue?
+        var dtypeValue: JSONValue?
+        var shapeValue: JSONValue?
+        var offsetsValue: JSONValue?
         for (key, v) in fields {
             switch key {
             case "dtype": dtypeValue = v
@@ -202,10 +214,14 @@ public struct SafeTensorsFile: @unchecked Sendable {
             bytes = p
         }
         guard bytes == end - begin else {
-            throw fail("shape \(shape) of \(dtype) needs \(bytes) bytes but 'data_offsets' [\(begin), \(end)) span \(end - begin)")
+            throw fail(
+                "shape \(shape) of \(dtype) needs \(bytes) bytes but 'data_offsets' [\(begin), \(end)) span \(end - begin)"
+            )
         }
         guard end <= dataLength else {
-            throw fail("'data_offsets' [\(begin), \(end)) run past the end of the \(dataLength)-byte data buffer (truncated file?)")
+            throw fail(
+                "'data_offsets' [\(begin), \(end)) run past the end of the \(dataLength)-byte data buffer (truncated file?)"
+            )
         }
         return Entry(dtype: dtype, shape: shape, begin: begin, end: end)
     }
@@ -231,11 +247,13 @@ public struct SafeTensorsFile: @unchecked Sendable {
             data = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
                 if count > 0 {
                     #if _endian(little)
-                    memcpy(buffer.baseAddress!, base, count * 4)
+                        memcpy(buffer.baseAddress!, base, count * 4)
                     #else
-                    for i in 0..<count {
-                        buffer[i] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-                    }
+                        for i in 0..<count {
+                            buffer[i] = Float(
+                                bitPattern: UInt32(
+                                    littleEndian: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+                        }
                     #endif
                 }
                 initialized = count
@@ -265,7 +283,8 @@ public struct SafeTensorsFile: @unchecked Sendable {
         case "BOOL":
             data = Self.convert(count, base, as: UInt8.self) { $0 != 0 ? 1 : 0 }
         default:
-            throw SafeTensorsError(path: path, tensor: name, reason: "dtype \(entry.dtype) cannot be converted to Float")
+            throw SafeTensorsError(
+                path: path, tensor: name, reason: "dtype \(entry.dtype) cannot be converted to Float")
         }
         return Tensor(shape: entry.shape, data: data)
     }
@@ -274,7 +293,8 @@ public struct SafeTensorsFile: @unchecked Sendable {
     public func int64s(_ name: String) throws -> [Int64] {
         let entry = try lookup(name)
         guard entry.dtype == "I64" else {
-            throw SafeTensorsError(path: path, tensor: name, reason: "int64s() needs an I64 tensor, this one is \(entry.dtype)")
+            throw SafeTensorsError(
+                path: path, tensor: name, reason: "int64s() needs an I64 tensor, this one is \(entry.dtype)")
         }
         let count = entry.shape.reduce(1, *)
         let base = UnsafeRawPointer(mapping.bytes + dataStart + entry.begin)
@@ -290,7 +310,9 @@ public struct SafeTensorsFile: @unchecked Sendable {
     private func lookup(_ name: String) throws -> Entry {
         if let entry = entries[name] { return entry }
         let near = Self.nearNames(to: name, in: names, limit: 5)
-        let hint = near.isEmpty ? "the file holds no tensors"
+        let hint =
+            near.isEmpty
+            ? "the file holds no tensors"
             : "nearest of \(names.count) names: " + near.map { "'\($0)'" }.joined(separator: ", ")
         throw SafeTensorsError(path: path, tensor: name, reason: "no such tensor; \(hint)")
     }
@@ -298,8 +320,10 @@ public struct SafeTensorsFile: @unchecked Sendable {
     // MARK: - Conversion helpers
 
     @inline(__always)
-    private static func convert<T: FixedWidthInteger>(_ count: Int, _ base: UnsafeRawPointer, as: T.Type,
-                                                      _ f: (T) -> Float) -> [Float] {
+    private static func convert<T: FixedWidthInteger>(
+        _ count: Int, _ base: UnsafeRawPointer, as: T.Type,
+        _ f: (T) -> Float
+    ) -> [Float] {
         [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
             let stride = MemoryLayout<T>.size
             for i in 0..<count {
@@ -354,8 +378,10 @@ public struct SafeTensorsFile: @unchecked Sendable {
     // MARK: - Folders
 
     /// Open the weights of a model folder: the first of `candidates` that exists.
-    public static func open(folder: String,
-                            candidates: [String] = ["diffusion_pytorch_model.safetensors", "model.safetensors"]) throws -> SafeTensorsFile {
+    public static func open(
+        folder: String,
+        candidates: [String] = ["diffusion_pytorch_model.safetensors", "model.safetensors"]
+    ) throws -> SafeTensorsFile {
         for name in candidates {
             let p = (folder as NSString).appendingPathComponent(name)
             var isDirectory: ObjCBool = false
@@ -363,7 +389,8 @@ public struct SafeTensorsFile: @unchecked Sendable {
                 return try SafeTensorsFile(path: p)
             }
         }
-        throw SafeTensorsError(path: folder,
+        throw SafeTensorsError(
+            path: folder,
             reason: "folder has none of the weight files \(candidates.map { "'\($0)'" }.joined(separator: ", "))")
     }
 
@@ -377,14 +404,16 @@ public struct SafeTensorsFile: @unchecked Sendable {
         var first = true
         if !metadata.isEmpty {
             header += "\"__metadata__\":{"
-            header += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            header += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(
+                separator: ",")
             header += "}"
             first = false
         }
         var offset = 0
         for (name, t) in tensors {
             guard name != "__metadata__" else {
-                throw SafeTensorsError(path: path, tensor: name, reason: "'__metadata__' is reserved and cannot name a tensor")
+                throw SafeTensorsError(
+                    path: path, tensor: name, reason: "'__metadata__' is reserved and cannot name a tensor")
             }
             guard seen.insert(name).inserted else {
                 throw SafeTensorsError(path: path, tensor: name, reason: "tensor name given twice")
@@ -392,7 +421,8 @@ public struct SafeTensorsFile: @unchecked Sendable {
             let bytes = t.data.count * 4
             if !first { header += "," }
             first = false
-            header += "\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            header +=
+                "\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
             offset += bytes
         }
         header += "}"
@@ -408,10 +438,10 @@ public struct SafeTensorsFile: @unchecked Sendable {
         ok = ok && headerBytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) == $0.count }
         for (_, t) in tensors where ok && !t.data.isEmpty {
             #if _endian(little)
-            ok = t.data.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) == $0.count }
+                ok = t.data.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) == $0.count }
             #else
-            let le = t.data.map { $0.bitPattern.littleEndian }
-            ok = le.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) == $0.count }
+                let le = t.data.map { $0.bitPattern.littleEndian }
+                ok = le.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) == $0.count }
             #endif
         }
         let closed = fclose(file) == 0
@@ -547,9 +577,15 @@ struct MiniJSONParser {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expect("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expect("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expect("null"); return .null
+        case UInt8(ascii: "t"):
+            try expect("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expect("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expect("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw fail("unexpected character '\(Character(Unicode.Scalar(bytes[index])))'")
         }
@@ -569,7 +605,10 @@ struct MiniJSONParser {
         index += 1
         var members: [(String, JSONValue)] = []
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return .object(members)
+        }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
@@ -580,8 +619,14 @@ struct MiniJSONParser {
             members.append((key, try parseValue()))
             skipWhitespace()
             guard index < bytes.count else { throw fail("unterminated object") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(members)
+            }
             throw fail("expected ',' or '}'")
         }
     }
@@ -593,13 +638,22 @@ struct MiniJSONParser {
         index += 1
         var items: [JSONValue] = []
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return .array(items)
+        }
         while true {
             items.append(try parseValue())
             skipWhitespace()
             guard index < bytes.count else { throw fail("unterminated array") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(items)
+            }
             throw fail("expected ',' or ']'")
         }
     }
@@ -619,7 +673,9 @@ struct MiniJSONParser {
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
             guard digits() > 0 else { throw fail("invalid number") }
         }
         return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
@@ -651,7 +707,9 @@ struct MiniJSONParser {
                 case UInt8(ascii: "u"):
                     var code = try hex4()
                     if (0xD800..<0xDC00).contains(code) {
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                            bytes[index + 1] == UInt8(ascii: "u")
+                        else {
                             throw fail("unpaired surrogate escape")
                         }
                         index += 2

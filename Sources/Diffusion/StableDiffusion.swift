@@ -30,7 +30,9 @@ public final class StableDiffusion {
         vae = try AutoencoderKL(folder: folder + "/vae")
         scheduler = try DDIMScheduler(configPath: folder + "/scheduler/scheduler_config.json")
         guard textEncoder.hiddenSize == unet.contextDim else {
-            throw ModelLoadError("\(folder): text encoder width \(textEncoder.hiddenSize) does not match the UNet's cross_attention_dim \(unet.contextDim)")
+            throw ModelLoadError(
+                "\(folder): text encoder width \(textEncoder.hiddenSize) does not match the UNet's cross_attention_dim \(unet.contextDim)"
+            )
         }
     }
 
@@ -52,26 +54,32 @@ public final class StableDiffusion {
 
     /// Classifier-free guided noise: eps_u + w·(eps_c − eps_u), one batched UNet call.
     /// With w == 1 only the conditional branch runs.
-    public func guidedNoise(latent: Tensor, timestep: Int, conditional: Tensor, unconditional: Tensor,
-                            guidance: Float) -> Tensor {
+    public func guidedNoise(
+        latent: Tensor, timestep: Int, conditional: Tensor, unconditional: Tensor,
+        guidance: Float
+    ) -> Tensor {
         if guidance == 1 { return unet(latent, timestep: Float(timestep), context: conditional) }
-        let both = unet(Tensor.concat([latent, latent], axis: 0), timestep: Float(timestep),
-                        context: Tensor.concat([unconditional, conditional], axis: 0))
+        let both = unet(
+            Tensor.concat([latent, latent], axis: 0), timestep: Float(timestep),
+            context: Tensor.concat([unconditional, conditional], axis: 0))
         let halves = both.chunked(2, axis: 0)
         return halves[0] + (halves[1] - halves[0]) * guidance
     }
 
     /// Plain DDIM text-to-image from a given initial latent. Returns the final latent
     /// (before 1/scaling_factor); `progress` is called after each step.
-    public func denoise(from latent: Tensor, prompt: String, negativePrompt: String = "",
-                        steps: Int, guidance: Float, progress: ((Int, Int) -> Void)? = nil) -> Tensor {
+    public func denoise(
+        from latent: Tensor, prompt: String, negativePrompt: String = "",
+        steps: Int, guidance: Float, progress: ((Int, Int) -> Void)? = nil
+    ) -> Tensor {
         let conditional = encodePrompt(prompt)
         let unconditional = encodePrompt(negativePrompt)
         var z = latent
         let timesteps = scheduler.timesteps(steps: steps)
         for (i, t) in timesteps.enumerated() {
-            let eps = guidedNoise(latent: z, timestep: t, conditional: conditional, unconditional: unconditional,
-                                  guidance: guidance)
+            let eps = guidedNoise(
+                latent: z, timestep: t, conditional: conditional, unconditional: unconditional,
+                guidance: guidance)
             z = scheduler.step(eps: eps, timestep: t, sample: z, steps: steps).prevSample
             progress?(i + 1, timesteps.count)
         }
@@ -81,8 +89,10 @@ public final class StableDiffusion {
     /// DDIM inversion of a clean latent z0 to the noise level of `steps`' first timestep
     /// (or, with `strength` < 1, to an intermediate one), conditioned on `prompt` without guidance.
     /// Returns the inverted latents after each step; the last is the starting point.
-    public func invert(_ z0: Tensor, prompt: String = "", steps: Int, strength: Float = 1,
-                       progress: ((Int, Int) -> Void)? = nil) -> [Tensor] {
+    public func invert(
+        _ z0: Tensor, prompt: String = "", steps: Int, strength: Float = 1,
+        progress: ((Int, Int) -> Void)? = nil
+    ) -> [Tensor] {
         let context = encodePrompt(prompt)
         let ascending = scheduler.inversionTimesteps(steps: steps)
         let count = max(0, min(ascending.count, Int((Float(steps) * strength).rounded())))
@@ -90,8 +100,9 @@ public final class StableDiffusion {
         var trajectory: [Tensor] = []
         for (i, t) in ascending.prefix(count).enumerated() {
             let eps = unet(z, timestep: Float(t), context: context)
-            z = scheduler.invertStep(eps: eps, fromTimestep: scheduler.previousTimestep(t, steps: steps),
-                                     toTimestep: t, sample: z)
+            z = scheduler.invertStep(
+                eps: eps, fromTimestep: scheduler.previousTimestep(t, steps: steps),
+                toTimestep: t, sample: z)
             trajectory.append(z)
             progress?(i + 1, count)
         }
@@ -115,10 +126,12 @@ extension Tensor {
         precondition(rank == 4 && shape[0] == 1 && shape[1] == 3, "rgbBytes wants [1, 3, H, W], got \(shape)")
         let (h, w) = (shape[2], shape[3])
         var bytes = [UInt8](repeating: 0, count: h * w * 3)
-        for c in 0..<3 { for i in 0..<(h * w) {
-            let v = (data[c * h * w + i] / 2 + 0.5).clamped(0, 1)
-            bytes[i * 3 + c] = UInt8((v * 255).rounded())
-        } }
+        for c in 0..<3 {
+            for i in 0..<(h * w) {
+                let v = (data[c * h * w + i] / 2 + 0.5).clamped(0, 1)
+                bytes[i * 3 + c] = UInt8((v * 255).rounded())
+            }
+        }
         return (w, h, bytes)
     }
 
@@ -126,9 +139,11 @@ extension Tensor {
     public static func fromRGBBytes(_ bytes: [UInt8], width: Int, height: Int) -> Tensor {
         precondition(bytes.count == width * height * 3, "expected \(width)×\(height)×3 bytes, got \(bytes.count)")
         var data = [Float](repeating: 0, count: bytes.count)
-        for i in 0..<(width * height) { for c in 0..<3 {
-            data[c * width * height + i] = Float(bytes[i * 3 + c]) / 127.5 - 1
-        } }
+        for i in 0..<(width * height) {
+            for c in 0..<3 {
+                data[c * width * height + i] = Float(bytes[i * 3 + c]) / 127.5 - 1
+            }
+        }
         return Tensor(shape: [1, 3, height, width], data: data)
     }
 }

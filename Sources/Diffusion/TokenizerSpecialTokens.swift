@@ -6,7 +6,10 @@ import Foundation
 /// bos, eos, unk, sep, pad, cls, mask) decides whether it is matched on normalised text;
 /// `added_tokens_decoder` or tokenizer.json's `added_tokens` settle that when present.
 struct SpecialTokenConfig {
-    struct Token { let content: String; let normalized: Bool }
+    struct Token {
+        let content: String
+        let normalized: Bool
+    }
 
     var bos = "<|startoftext|>"
     var eos = "<|endoftext|>"
@@ -17,7 +20,9 @@ struct SpecialTokenConfig {
         Token(content: "<|endoftext|>", normalized: false),
     ]
 
-    static let attributes = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
+    static let attributes = [
+        "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+    ]
 
     init() {}
 
@@ -51,7 +56,8 @@ struct SpecialTokenConfig {
             switch value {
             case .string(let s): return Token(content: s, normalized: false)
             case .object(let fields):
-                var content: String?, normalized = false
+                var content: String?
+                var normalized = false
                 for (k, v) in fields {
                     if k == "content", case .string(let s) = v { content = s }
                     if k == "normalized", case .bool(let b) = v { normalized = b }

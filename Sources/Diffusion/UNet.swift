@@ -34,7 +34,8 @@ struct SpatialTransformer {
         norm = try GroupNorm(w, "norm", channels: channels, groups: groups, eps: 1e-6)
         projectIn = try Linear.flexible(w, "proj_in", in: channels, out: channels, bias: true)
         blocks = try (0..<layers).map {
-            try TransformerBlock(w.scoped("transformer_blocks.\($0)"), channels: channels, contextDim: contextDim, heads: heads)
+            try TransformerBlock(
+                w.scoped("transformer_blocks.\($0)"), channels: channels, contextDim: contextDim, heads: heads)
         }
         projectOut = try Linear.flexible(w, "proj_out", in: channels, out: channels, bias: true)
     }
@@ -74,9 +75,11 @@ public final class UNet2DConditionModel {
         let config = try ModelConfig(path: folder + "/config.json")
         let w = try ModelWeights(folder: folder)
         let channels = try config.ints("block_out_channels")
-        let downTypes = try config.strings("down_block_types"), upTypes = try config.strings("up_block_types")
+        let downTypes = try config.strings("down_block_types")
+        let upTypes = try config.strings("up_block_types")
         guard downTypes.count == channels.count, upTypes.count == channels.count else {
-            throw ModelLoadError("\(config.path): block_out_channels, down_block_types and up_block_types differ in length")
+            throw ModelLoadError(
+                "\(config.path): block_out_channels, down_block_types and up_block_types differ in length")
         }
         let layers = try config.intOrList("layers_per_block", count: channels.count)
         let groups = try config.int("norm_num_groups", default: 32)
@@ -86,7 +89,8 @@ public final class UNet2DConditionModel {
         inChannels = try config.int("in_channels", default: 4)
         let outChannels = try config.int("out_channels", default: 4)
         // diffusers' historical naming: attention_head_dim is the head count unless num_attention_heads is set.
-        let heads = config.values["num_attention_heads"].map { !($0 is NSNull) } == true
+        let heads =
+            config.values["num_attention_heads"].map { !($0 is NSNull) } == true
             ? try config.intOrList("num_attention_heads", count: channels.count)
             : try config.intOrList("attention_head_dim", count: channels.count, default: 8)
         let transformerLayers = try config.intOrList("transformer_layers_per_block", count: channels.count, default: 1)
@@ -104,8 +108,9 @@ public final class UNet2DConditionModel {
         timeLinear2 = try Linear(w, "time_embedding.linear_2", in: timeDim, out: timeDim)
 
         func transformer(_ w: ModelWeights, _ c: Int, _ level: Int) throws -> SpatialTransformer {
-            try SpatialTransformer(w, channels: c, contextDim: contextDim, heads: heads[level],
-                                   layers: transformerLayers[level], groups: groups)
+            try SpatialTransformer(
+                w, channels: c, contextDim: contextDim, heads: heads[level],
+                layers: transformerLayers[level], groups: groups)
         }
 
         var levels: [UNetLevel] = []
@@ -113,15 +118,23 @@ public final class UNet2DConditionModel {
         for (i, type) in downTypes.enumerated() {
             let b = w.scoped("down_blocks.\(i)")
             let hasAttention = try Self.hasCrossAttention(type, config.path)
-            var resnets: [ResnetBlock] = [], attentions: [SpatialTransformer] = []
+            var resnets: [ResnetBlock] = []
+            var attentions: [SpatialTransformer] = []
             for j in 0..<layers[i] {
                 let cin = j == 0 ? (i == 0 ? channels[0] : channels[i - 1]) : channels[i]
-                resnets.append(try ResnetBlock(b.scoped("resnets.\(j)"), in: cin, out: channels[i], timeDim: timeDim, groups: groups, eps: eps))
+                resnets.append(
+                    try ResnetBlock(
+                        b.scoped("resnets.\(j)"), in: cin, out: channels[i], timeDim: timeDim, groups: groups, eps: eps)
+                )
                 if hasAttention { attentions.append(try transformer(b.scoped("attentions.\(j)"), channels[i], i)) }
                 skipChannels.append(channels[i])
             }
             let last = i == channels.count - 1
-            let sampler = last ? nil : try Conv2d(b, "downsamplers.0.conv", in: channels[i], out: channels[i], kernel: 3, stride: 2, padding: 1)
+            let sampler =
+                last
+                ? nil
+                : try Conv2d(
+                    b, "downsamplers.0.conv", in: channels[i], out: channels[i], kernel: 3, stride: 2, padding: 1)
             if !last { skipChannels.append(channels[i]) }
             levels.append(UNetLevel(resnets: resnets, attentions: attentions, sampler: sampler))
         }
@@ -129,8 +142,12 @@ public final class UNet2DConditionModel {
 
         let top = channels.last!
         let mid = w.scoped("mid_block")
-        midResnets = try (0..<2).map { try ResnetBlock(mid.scoped("resnets.\($0)"), in: top, out: top, timeDim: timeDim, groups: groups, eps: eps) }
-        midAttention = mid.contains("attentions.0.norm.weight") ? try transformer(mid.scoped("attentions.0"), top, channels.count - 1) : nil
+        midResnets = try (0..<2).map {
+            try ResnetBlock(mid.scoped("resnets.\($0)"), in: top, out: top, timeDim: timeDim, groups: groups, eps: eps)
+        }
+        midAttention =
+            mid.contains("attentions.0.norm.weight")
+            ? try transformer(mid.scoped("attentions.0"), top, channels.count - 1) : nil
 
         levels = []
         let reversed = Array(channels.reversed())
@@ -141,15 +158,21 @@ public final class UNet2DConditionModel {
             let hasAttention = try Self.hasCrossAttention(type, config.path)
             let previous = output
             output = reversed[i]
-            var resnets: [ResnetBlock] = [], attentions: [SpatialTransformer] = []
+            var resnets: [ResnetBlock] = []
+            var attentions: [SpatialTransformer] = []
             for j in 0...reversedLayers[i] {
                 let skip = skipChannels.removeLast()
                 let cin = (j == 0 ? previous : output) + skip
-                resnets.append(try ResnetBlock(b.scoped("resnets.\(j)"), in: cin, out: output, timeDim: timeDim, groups: groups, eps: eps))
-                if hasAttention { attentions.append(try transformer(b.scoped("attentions.\(j)"), output, channels.count - 1 - i)) }
+                resnets.append(
+                    try ResnetBlock(
+                        b.scoped("resnets.\(j)"), in: cin, out: output, timeDim: timeDim, groups: groups, eps: eps))
+                if hasAttention {
+                    attentions.append(try transformer(b.scoped("attentions.\(j)"), output, channels.count - 1 - i))
+                }
             }
             let last = i == channels.count - 1
-            let sampler = last ? nil : try Conv2d(b, "upsamplers.0.conv", in: output, out: output, kernel: 3, padding: 1)
+            let sampler =
+                last ? nil : try Conv2d(b, "upsamplers.0.conv", in: output, out: output, kernel: 3, padding: 1)
             levels.append(UNetLevel(resnets: resnets, attentions: attentions, sampler: sampler))
         }
         up = levels
@@ -175,7 +198,8 @@ public final class UNet2DConditionModel {
         var data: [Float] = []
         for t in timesteps {
             let args = frequencies.map { t * $0 }
-            let sines = args.map { Foundation.sin($0) }, cosines = args.map { Foundation.cos($0) }
+            let sines = args.map { Foundation.sin($0) }
+            let cosines = args.map { Foundation.cos($0) }
             data += flipSinToCos ? cosines + sines : sines + cosines
         }
         return Tensor(shape: [timesteps.count, timeChannels], data: data)
@@ -183,10 +207,12 @@ public final class UNet2DConditionModel {
 
     /// Predicted noise for `sample` [B, C, H, W] at `timestep`, conditioned on `context` [B, T, D].
     public func callAsFunction(_ sample: Tensor, timestep: Float, context: Tensor) -> Tensor {
-        precondition(sample.rank == 4 && sample.shape[1] == inChannels,
-                     "UNet input must be [B, \(inChannels), H, W], got \(sample.shape)")
-        precondition(context.rank == 3 && context.shape[0] == sample.shape[0] && context.shape[2] == contextDim,
-                     "UNet context must be [\(sample.shape[0]), T, \(contextDim)], got \(context.shape)")
+        precondition(
+            sample.rank == 4 && sample.shape[1] == inChannels,
+            "UNet input must be [B, \(inChannels), H, W], got \(sample.shape)")
+        precondition(
+            context.rank == 3 && context.shape[0] == sample.shape[0] && context.shape[2] == contextDim,
+            "UNet context must be [\(sample.shape[0]), T, \(contextDim)], got \(context.shape)")
         let time = timeLinear2(timeLinear1(timestepFeatures(Array(repeating: timestep, count: sample.shape[0]))).silu())
         var h = convIn(sample)
         var skips = [h]
@@ -196,7 +222,10 @@ public final class UNet2DConditionModel {
                 if j < level.attentions.count { h = level.attentions[j](h, context: context) }
                 skips.append(h)
             }
-            if let sampler = level.sampler { h = sampler(h); skips.append(h) }
+            if let sampler = level.sampler {
+                h = sampler(h)
+                skips.append(h)
+            }
         }
         h = midResnets[0](h, time: time)
         if let midAttention { h = midAttention(h, context: context) }

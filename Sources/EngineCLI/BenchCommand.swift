@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import Vocabulary
 import Imaging
 import Support
 import Tensor
+import Vocabulary
 
 /// `muse bench`: engine kernel throughput, with the BLAS kernels it ran on.
 struct BenchCommand: ParsableCommand {
@@ -24,33 +24,43 @@ struct BenchCommand: ParsableCommand {
         print("CPU: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
         let n = quick ? 512 : 2048
-        let a = Tensor.randomNormal([n, n], seed: 1), b = Tensor.randomNormal([n, n], seed: 2)
+        let a = Tensor.randomNormal([n, n], seed: 1)
+        let b = Tensor.randomNormal([n, n], seed: 2)
         report("sgemm \(n)³", flops: 2 * pow(Double(n), 3), seconds: best { _ = a.matmul(b) })
 
-        let side = quick ? 32 : 64, channels = 320
+        let side = quick ? 32 : 64
+        let channels = 320
         let x = Tensor.randomNormal([1, channels, side, side], seed: 3)
         let w = Tensor.randomNormal([channels, channels, 3, 3], seed: 4) * 0.02
         let convFlops = 2 * Double(channels * channels * 9 * side * side)
-        report("conv2d 3×3 \(channels)→\(channels) at \(side)×\(side) forward", flops: convFlops,
-               seconds: best { _ = x.conv2d(w, padding: 1) })
+        report(
+            "conv2d 3×3 \(channels)→\(channels) at \(side)×\(side) forward", flops: convFlops,
+            seconds: best { _ = x.conv2d(w, padding: 1) })
         let xv = x.asVariable()
-        report("conv2d 3×3 \(channels)→\(channels) at \(side)×\(side) forward+backward (input and weight)",
-               flops: 3 * convFlops, seconds: best {
-                   let wv = w.asVariable()
-                   _ = Autograd.gradients(of: xv.conv2d(wv, padding: 1).sum(), withRespectTo: [xv, wv])
-               })
+        report(
+            "conv2d 3×3 \(channels)→\(channels) at \(side)×\(side) forward+backward (input and weight)",
+            flops: 3 * convFlops,
+            seconds: best {
+                let wv = w.asVariable()
+                _ = Autograd.gradients(of: xv.conv2d(wv, padding: 1).sum(), withRespectTo: [xv, wv])
+            })
 
-        let tokens = quick ? 1024 : 4096, heads = 8, dim = 40
+        let tokens = quick ? 1024 : 4096
+        let heads = 8
+        let dim = 40
         let q = Tensor.randomNormal([1, tokens, heads * dim], seed: 5)
         let attnFlops = 4 * Double(heads * tokens * tokens * dim)
-        report("attention \(tokens)×\(tokens)×\(dim)×\(heads) heads forward", flops: attnFlops,
-               seconds: best { _ = Tensor.attention(query: q, key: q, value: q, heads: heads) })
+        report(
+            "attention \(tokens)×\(tokens)×\(dim)×\(heads) heads forward", flops: attnFlops,
+            seconds: best { _ = Tensor.attention(query: q, key: q, value: q, heads: heads) })
         let qv = q.asVariable()
-        report("attention \(tokens)×\(tokens)×\(dim)×\(heads) heads forward+backward", flops: attnFlops * 3.5,
-               seconds: best {
-                   _ = Autograd.gradients(of: Tensor.attention(query: qv, key: qv, value: qv, heads: heads).sum(),
-                                          withRespectTo: [qv])
-               })
+        report(
+            "attention \(tokens)×\(tokens)×\(dim)×\(heads) heads forward+backward", flops: attnFlops * 3.5,
+            seconds: best {
+                _ = Autograd.gradients(
+                    of: Tensor.attention(query: qv, key: qv, value: qv, heads: heads).sum(),
+                    withRespectTo: [qv])
+            })
     }
 
     func best(_ body: () -> Void) -> Double {

@@ -1,10 +1,10 @@
 import ArgumentParser
 import Diffusion
 import Foundation
-import Vocabulary
 import Imaging
 import Support
 import Tensor
+import Vocabulary
 
 /// `muse bench-engine`: the four operations of a MUSE inner iteration at full
 /// SD 1.5 size, timed and checked against the outputs tools/reference/bench_engine.py stored
@@ -24,14 +24,16 @@ struct BenchEngineCommand: ParsableCommand {
         print("BLAS: \(BLAS.ensureConfigured())")
         let f = try SafeTensorsFile(path: root + "/engine_parity.safetensors")
         let unet = try UNet2DConditionModel(folder: root + "/unet")
-        let sample = try f.tensor("sample"), context = try f.tensor("encoder_hidden_states")
+        let sample = try f.tensor("sample")
+        let context = try f.tensor("encoder_hidden_states")
         let timestep = try f.tensor("timestep").data[0]
         var (seconds, eps) = timed(repeats) { unet(sample, timestep: timestep, context: context) }
         report("UNet forward, 64×64 latent, batch 1", seconds, eps, try f.tensor("eps"))
         let contextVar = context.asVariable()
         var grad: Tensor
         (seconds, grad) = timed(repeats) {
-            Autograd.gradients(of: unet(sample, timestep: timestep, context: contextVar).sum(), withRespectTo: [contextVar])[0]
+            Autograd.gradients(
+                of: unet(sample, timestep: timestep, context: contextVar).sum(), withRespectTo: [contextVar])[0]
         }
         report("UNet forward+backward to the conditioning", seconds, grad, try f.tensor("grad_context"))
 
@@ -41,12 +43,15 @@ struct BenchEngineCommand: ParsableCommand {
         (seconds, image) = timed(repeats) { vae.decode(latent) }
         report("VAE decode, 64×64 latent → 512×512", seconds, image, try f.tensor("image"))
         let latentVar = latent.asVariable()
-        (seconds, grad) = timed(repeats) { Autograd.gradients(of: vae.decode(latentVar).sum(), withRespectTo: [latentVar])[0] }
+        (seconds, grad) = timed(repeats) {
+            Autograd.gradients(of: vae.decode(latentVar).sum(), withRespectTo: [latentVar])[0]
+        }
         report("VAE decode forward+backward to the latent", seconds, grad, try f.tensor("grad_latent"))
     }
 
     func timed<T>(_ repeats: Int, _ body: () -> T) -> (Double, T) {
-        var best = Double.infinity, result: T? = nil
+        var best = Double.infinity
+        var result: T? = nil
         for _ in 0..<max(1, repeats) {
             let start = DispatchTime.now().uptimeNanoseconds
             result = body()
@@ -58,7 +63,8 @@ struct BenchEngineCommand: ParsableCommand {
     func report(_ name: String, _ seconds: Double, _ got: Tensor, _ expected: Tensor) {
         let scale = expected.data.map(abs).max() ?? 1
         let error = zip(got.data, expected.data).map { abs($0 - $1) }.max() ?? 0
-        print(name.padding(toLength: 60, withPad: " ", startingAt: 0)
-              + String(format: "%9.2f s   max error %.1e of max |value| %.3g", seconds, error / scale, scale))
+        print(
+            name.padding(toLength: 60, withPad: " ", startingAt: 0)
+                + String(format: "%9.2f s   max error %.1e of max |value| %.3g", seconds, error / scale, scale))
     }
 }

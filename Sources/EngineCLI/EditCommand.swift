@@ -1,18 +1,22 @@
 import ArgumentParser
 import Foundation
-import Vocabulary
 import Imaging
-import Support
 import MUSE
+import Support
 import Tensor
+import Vocabulary
 
 /// `muse edit`: make an existing image evoke an emotion (DDIM inversion, then MUSE).
 struct EditCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edit",
-        abstract: "Edit an image to evoke an emotion: VAE-encode, DDIM-invert with the source prompt, then guided denoising.")
+        abstract:
+            "Edit an image to evoke an emotion: VAE-encode, DDIM-invert with the source prompt, then guided denoising.")
 
-    @Option(help: "Input PNG; its size must suit the model (multiples of the model's size step, e.g. 64×64 for the tiny model).")
+    @Option(
+        help:
+            "Input PNG; its size must suit the model (multiples of the model's size step, e.g. 64×64 for the tiny model)."
+    )
     var image: String
 
     @Option(name: .customLong("source-prompt"), help: "Prompt describing the input, used to invert and denoise it.")
@@ -24,10 +28,14 @@ struct EditCommand: ParsableCommand {
     @OptionGroup var engine: MUSEEngineOptions
 
     func run() throws {
-        guard let emotion = try engine.emotion() else { throw EngineCLI.Failure("edit needs --emotion (\(Emotion.validNames))") }
+        guard let emotion = try engine.emotion() else {
+            throw EngineCLI.Failure("edit needs --emotion (\(Emotion.validNames))")
+        }
         let method = try engine.method()
-        _ = try engine.museSettings(target: emotion) // fail on bad settings before reading anything
-        guard (0...1).contains(strength) else { throw EngineCLI.Failure("--strength must be in [0, 1], got \(strength)") }
+        _ = try engine.museSettings(target: emotion)  // fail on bad settings before reading anything
+        guard (0...1).contains(strength) else {
+            throw EngineCLI.Failure("--strength must be in [0, 1], got \(strength)")
+        }
         try engine.checkOutput()
         // Read and decode the image before loading any model: a bad input fails fast.
         guard let data = FileManager.default.contents(atPath: image) else {
@@ -44,8 +52,9 @@ struct EditCommand: ParsableCommand {
         }
         let (museEngine, tiny) = try engine.loadEngine()
         let input = Tensor.fromRGBBytes(decoded.pixels, width: decoded.width, height: decoded.height)
-        let job = SynthesisJob(prompt: sourcePrompt, emotion: emotion, method: method, seed: engine.seed,
-                               settings: try engine.jobSettings(target: emotion, tiny: tiny, strength: strength))
+        let job = SynthesisJob(
+            prompt: sourcePrompt, emotion: emotion, method: method, seed: engine.seed,
+            settings: try engine.jobSettings(target: emotion, tiny: tiny, strength: strength))
         try EngineCLI.runJob(museEngine, job, image: input, options: engine)
     }
 }

@@ -11,17 +11,25 @@ import Vocabulary
 /// pipeline commands' names.
 enum EngineCLI {
     /// Runs a job step by step with progress on stderr, then writes the PNG (and trace).
-    static func runJob(_ engine: SynthesisEngine, _ job: SynthesisJob, image: Tensor?, options: MUSEEngineOptions) throws {
+    static func runJob(_ engine: SynthesisEngine, _ job: SynthesisJob, image: Tensor?, options: MUSEEngineOptions)
+        throws
+    {
         var state = try engine.start(job, image: image)
         if job.isEdit {
-            EngineCLI.log(String(format: "inverted to step %d of %d in %.1f s", state.stepIndex, job.settings.steps, state.trace.timings.inversion))
+            EngineCLI.log(
+                String(
+                    format: "inverted to step %d of %d in %.1f s", state.stepIndex, job.settings.steps,
+                    state.trace.timings.inversion))
         }
         while !engine.isFinished(state) {
             state = engine.advance(state)
             let step = state.trace.stepTraces.last!
-            var line = String(format: "step %d/%d t=%d s_t=%.4f", step.index + 1, job.settings.steps, step.timestep, step.promptScore)
+            var line = String(
+                format: "step %d/%d t=%d s_t=%.4f", step.index + 1, job.settings.steps, step.timestep, step.promptScore)
             if step.guided, let last = step.inner.last {
-                line += String(format: " guided: loss %.3f p(%@) %.3f", last.loss, job.emotion.rawValue, last.probabilities[job.emotion.index])
+                line += String(
+                    format: " guided: loss %.3f p(%@) %.3f", last.loss, job.emotion.rawValue,
+                    last.probabilities[job.emotion.index])
             }
             line += String(format: " (%.2f s)", step.seconds)
             EngineCLI.log(line)
@@ -31,13 +39,16 @@ enum EngineCLI {
         if let tracePath = options.trace { try EngineCLI.writeJSON(result.trace, to: tracePath) }
         let p = result.probabilities
         let top = Emotion.allCases.max { p[$0.index] < p[$1.index] }!
-        var summary = String(format: "wrote %@: p(%@) = %.3f, top %@ %.3f", options.out, job.emotion.rawValue, p[job.emotion.index],
-                             top.rawValue, p[top.index])
+        var summary = String(
+            format: "wrote %@: p(%@) = %.3f, top %@ %.3f", options.out, job.emotion.rawValue, p[job.emotion.index],
+            top.rawValue, p[top.index])
         if let start = result.trace.startStep {
             summary += ", guided steps \(start)..<\(result.trace.stopStep)"
             if let inherent = result.trace.inherent { summary += ", e_inh \(inherent.rawValue)" }
         }
-        if let ratio = result.trace.previewCostRatio { summary += String(format: ", preview cost %.1f%% of a plain step", ratio * 100) }
+        if let ratio = result.trace.previewCostRatio {
+            summary += String(format: ", preview cost %.1f%% of a plain step", ratio * 100)
+        }
         summary += String(format: ", %.1f s", result.trace.timings.total)
         EngineCLI.log(summary)
     }
@@ -78,7 +89,9 @@ enum EngineCLI {
             var starts = [fm.currentDirectoryPath]
             let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             starts.append(exe.deletingLastPathComponent().path)
-            if let bundled = Bundle.main.executablePath { starts.append(URL(fileURLWithPath: bundled).deletingLastPathComponent().path) }
+            if let bundled = Bundle.main.executablePath {
+                starts.append(URL(fileURLWithPath: bundled).deletingLastPathComponent().path)
+            }
             for start in starts {
                 var dir = URL(fileURLWithPath: start).standardizedFileURL
                 while true {
@@ -91,7 +104,9 @@ enum EngineCLI {
                     dir = parent
                 }
             }
-            throw EngineCLI.Failure("cannot find the bundled tiny models (a folder containing models/tiny-sd) above the current directory or the executable; pass --model, --classifier-tower and --classifier-head/--clip-text explicitly")
+            throw EngineCLI.Failure(
+                "cannot find the bundled tiny models (a folder containing models/tiny-sd) above the current directory or the executable; pass --model, --classifier-tower and --classifier-head/--clip-text explicitly"
+            )
         }
 
         nonisolated(unsafe) static var cache: String?
@@ -99,7 +114,8 @@ enum EngineCLI {
         /// A full CLIPModel config has both towers' settings.
         static func isFullCLIP(_ folder: String) -> Bool {
             guard let data = FileManager.default.contents(atPath: folder + "/config.json"),
-                  let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return false }
+                let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            else { return false }
             return json["text_config"] != nil && json["vision_config"] != nil
         }
     }

@@ -18,19 +18,28 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(help: "Stable Diffusion 1.x folder (diffusers layout). Default: the bundled models/tiny-sd.")
     var model: String?
 
-    @Option(name: .customLong("classifier-tower"),
-            help: "CLIP vision tower folder (CLIPVisionModelWithProjection or CLIPModel). Default: models/tiny-clip-vision.")
+    @Option(
+        name: .customLong("classifier-tower"),
+        help: "CLIP vision tower folder (CLIPVisionModelWithProjection or CLIPModel). Default: models/tiny-clip-vision."
+    )
     var tower: String?
 
-    @Option(name: .customLong("classifier-head"),
-            help: "Linear emotion head (.safetensors with weight [8, D], bias [8]). Default: models/tiny-emotion-head.safetensors with the bundled tower; with --classifier-tower and no head, a zero-shot head.")
+    @Option(
+        name: .customLong("classifier-head"),
+        help:
+            "Linear emotion head (.safetensors with weight [8, D], bias [8]). Default: models/tiny-emotion-head.safetensors with the bundled tower; with --classifier-tower and no head, a zero-shot head."
+    )
     var head: String?
 
-    @Option(name: .customLong("clip-text"),
-            help: "CLIP text model with projection, for timing and the zero-shot head. Default: the tower folder if it is a full CLIPModel, else models/tiny-clip-text.")
+    @Option(
+        name: .customLong("clip-text"),
+        help:
+            "CLIP text model with projection, for timing and the zero-shot head. Default: the tower folder if it is a full CLIPModel, else models/tiny-clip-text."
+    )
     var clipText: String?
 
-    @Flag(name: .customLong("zero-shot"), help: "Use the zero-shot head built from --clip-text instead of a linear head.")
+    @Flag(
+        name: .customLong("zero-shot"), help: "Use the zero-shot head built from --clip-text instead of a linear head.")
     var zeroShot = false
 
     @Option(help: "Seed of the initial noise.")
@@ -45,10 +54,14 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(name: .customLong("negative-prompt"), help: "Prompt of the unconditional branch.")
     var negativePrompt = ""
 
-    @Option(help: "MUSE settings as JSON (inline or @FILE) with the spec's names; missing keys keep their defaults, e.g. '{\"inner_iterations\": 2}'.")
+    @Option(
+        help:
+            "MUSE settings as JSON (inline or @FILE) with the spec's names; missing keys keep their defaults, e.g. '{\"inner_iterations\": 2}'."
+    )
     var settings: String?
 
-    @Option(help: "Similar emotions S for the target, comma separated (overrides the similarity map's entry; empty: none).")
+    @Option(
+        help: "Similar emotions S for the target, comma separated (overrides the similarity map's entry; empty: none).")
     var similar: String?
 
     @Option(help: "Write the trace (s_t per step, probabilities per inner iteration, timings, …) as JSON here.")
@@ -67,7 +80,9 @@ struct MUSEEngineOptions: ParsableArguments {
             let data: Data
             if text.hasPrefix("@") {
                 let path = String(text.dropFirst())
-                guard let d = FileManager.default.contents(atPath: path) else { throw EngineCLI.Failure("cannot read settings file \(path)") }
+                guard let d = FileManager.default.contents(atPath: path) else {
+                    throw EngineCLI.Failure("cannot read settings file \(path)")
+                }
                 data = d
             } else {
                 data = Data(text.utf8)
@@ -78,7 +93,9 @@ struct MUSEEngineOptions: ParsableArguments {
             }
         }
         if let similar {
-            let names = similar.split(separator: ",").map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            let names = similar.split(separator: ",").map(String.init).filter {
+                !$0.trimmingCharacters(in: .whitespaces).isEmpty
+            }
             try s.similarEmotions.set(target, try names.map(Emotion.parse))
         }
         try s.validate()
@@ -87,8 +104,9 @@ struct MUSEEngineOptions: ParsableArguments {
 
     /// The job's settings from the command line.
     func jobSettings(target: Emotion, tiny: Bool, strength: Float? = nil) throws -> JobSettings {
-        let settings = JobSettings(steps: defaultSteps(tiny: tiny), guidance: guidance, negativePrompt: negativePrompt,
-                                   strength: strength, muse: try museSettings(target: target))
+        let settings = JobSettings(
+            steps: defaultSteps(tiny: tiny), guidance: guidance, negativePrompt: negativePrompt,
+            strength: strength, muse: try museSettings(target: target))
         try settings.validate()
         return settings
     }
@@ -96,7 +114,8 @@ struct MUSEEngineOptions: ParsableArguments {
     func checkOutput() throws {
         let dir = (out as NSString).deletingLastPathComponent
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir, isDirectory: &isDir), isDir.boolValue else {
+        guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir, isDirectory: &isDir), isDir.boolValue
+        else {
             throw EngineCLI.Failure("output folder \(dir) does not exist (for --out \(out))")
         }
     }
@@ -107,7 +126,9 @@ struct MUSEEngineOptions: ParsableArguments {
         let model = try self.model ?? bundled("models/tiny-sd")
         let tower = try self.tower ?? bundled("models/tiny-clip-vision")
         var head: String? = nil
-        if !zeroShot { head = try self.head ?? (self.tower == nil ? bundled("models/tiny-emotion-head.safetensors") : nil) }
+        if !zeroShot {
+            head = try self.head ?? (self.tower == nil ? bundled("models/tiny-emotion-head.safetensors") : nil)
+        }
         let text: String
         if let clipText {
             text = clipText
@@ -116,9 +137,12 @@ struct MUSEEngineOptions: ParsableArguments {
         } else if self.tower == nil {
             text = try bundled("models/tiny-clip-text")
         } else {
-            throw EngineCLI.Failure("\(tower) is a vision-only CLIP model; pass --clip-text with the matching CLIP text model (with projection)")
+            throw EngineCLI.Failure(
+                "\(tower) is a vision-only CLIP model; pass --clip-text with the matching CLIP text model (with projection)"
+            )
         }
-        for (what, path) in [("model folder", model), ("classifier tower", tower), ("CLIP text model", text)] + (head.map { [("classifier head", $0)] } ?? [])
+        for (what, path) in [("model folder", model), ("classifier tower", tower), ("CLIP text model", text)]
+            + (head.map { [("classifier head", $0)] } ?? [])
         where !FileManager.default.fileExists(atPath: path) {
             throw EngineCLI.Failure("\(what) \(path) does not exist")
         }
@@ -130,8 +154,10 @@ struct MUSEEngineOptions: ParsableArguments {
         let began = Date()
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let engine = try SynthesisEngine.load(model: p.model, tower: p.tower, head: p.head, text: p.text)
-        EngineCLI.log(String(format: "loaded %@ and the classifier (%@) in %.1f s", p.model, engine.classifier.headDescription,
-                   Date().timeIntervalSince(began)))
+        EngineCLI.log(
+            String(
+                format: "loaded %@ and the classifier (%@) in %.1f s", p.model, engine.classifier.headDescription,
+                Date().timeIntervalSince(began)))
         return (engine, p.tiny)
     }
 

@@ -30,8 +30,9 @@ struct GenerateCommand: ParsableCommand {
             return
         }
         let (museEngine, tiny) = try engine.loadEngine()
-        let job = SynthesisJob(prompt: prompt, emotion: emotion, method: method, seed: engine.seed,
-                               settings: try engine.jobSettings(target: emotion, tiny: tiny))
+        let job = SynthesisJob(
+            prompt: prompt, emotion: emotion, method: method, seed: engine.seed,
+            settings: try engine.jobSettings(target: emotion, tiny: tiny))
         try EngineCLI.runJob(museEngine, job, image: nil, options: engine)
     }
 
@@ -45,14 +46,18 @@ struct GenerateCommand: ParsableCommand {
         let side = try unet.int("sample_size", default: 64) * sd.vae.downsampleFactor
         let began = Date()
         let z = Tensor.randomNormal(sd.latentShape(height: side, width: side), seed: engine.seed)
-        let latent = sd.denoise(from: z, prompt: prompt, negativePrompt: engine.negativePrompt, steps: steps,
-                                guidance: engine.guidance) { done, total in EngineCLI.log("step \(done)/\(total)") }
+        let latent = sd.denoise(
+            from: z, prompt: prompt, negativePrompt: engine.negativePrompt, steps: steps,
+            guidance: engine.guidance
+        ) { done, total in EngineCLI.log("step \(done)/\(total)") }
         let (w, h, bytes) = sd.decodeToImage(latent).rgbBytes()
         try EngineCLI.writePNG(bytes, width: w, height: h, to: engine.out)
         let seconds = Date().timeIntervalSince(began)
         if let tracePath = engine.trace {
-            let summary: [String: String] = ["mode": "plain", "prompt": prompt, "seed": "\(engine.seed)", "steps": "\(steps)",
-                                             "guidance": "\(engine.guidance)", "seconds": String(format: "%.3f", seconds)]
+            let summary: [String: String] = [
+                "mode": "plain", "prompt": prompt, "seed": "\(engine.seed)", "steps": "\(steps)",
+                "guidance": "\(engine.guidance)", "seconds": String(format: "%.3f", seconds),
+            ]
             try EngineCLI.writeJSON(summary, to: tracePath)
         }
         EngineCLI.log(String(format: "wrote %@ (%d×%d) in %.1f s", engine.out, w, h, seconds))

@@ -4,8 +4,10 @@ public enum ContactSheet {
     /// scaled to fit a `cellWidth`×`cellHeight` cell keeping its aspect ratio, centred,
     /// separated by `gap` pixels of `background`. No text labels: the manifest maps
     /// cell index (row-major) to job id.
-    public static func make(_ images: [RGBImage], columns: Int? = nil, cellWidth: Int = 128, cellHeight: Int = 128,
-                            gap: Int = 4, background: (UInt8, UInt8, UInt8) = (255, 255, 255)) -> RGBImage {
+    public static func make(
+        _ images: [RGBImage], columns: Int? = nil, cellWidth: Int = 128, cellHeight: Int = 128,
+        gap: Int = 4, background: (UInt8, UInt8, UInt8) = (255, 255, 255)
+    ) -> RGBImage {
         precondition(cellWidth > 0 && cellHeight > 0 && gap >= 0)
         let n = max(images.count, 1)
         let cols = max(1, min(columns ?? Int(Double(n).squareRoot().rounded(.up)), n))

@@ -10,8 +10,9 @@ public struct RGBImage: Equatable, Sendable {
 
     public init(width: Int, height: Int, channels: Int = 3, pixels: [UInt8]) {
         precondition(channels == 3 || channels == 4, "channels must be 3 or 4")
-        precondition(width >= 0 && height >= 0 && pixels.count == width * height * channels,
-                     "pixel buffer does not match \(width)x\(height)x\(channels)")
+        precondition(
+            width >= 0 && height >= 0 && pixels.count == width * height * channels,
+            "pixel buffer does not match \(width)x\(height)x\(channels)")
         self.width = width
         self.height = height
         self.channels = channels
@@ -58,11 +59,16 @@ public struct RGBImage: Equatable, Sendable {
                     for ox in 0..<w {
                         let x0 = ox * width / w
                         let x1 = max(x0 + 1, (ox + 1) * width / w)
-                        var s0 = 0, s1 = 0, s2 = 0, s3 = 0
+                        var s0 = 0
+                        var s1 = 0
+                        var s2 = 0
+                        var s3 = 0
                         for y in y0..<y1 {
                             var base = (y * width + x0) * ch
                             for _ in x0..<x1 {
-                                s0 += Int(src[base]); s1 += Int(src[base + 1]); s2 += Int(src[base + 2])
+                                s0 += Int(src[base])
+                                s1 += Int(src[base + 1])
+                                s2 += Int(src[base + 2])
                                 if ch == 4 { s3 += Int(src[base + 3]) }
                                 base += ch
                             }

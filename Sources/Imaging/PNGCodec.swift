@@ -9,9 +9,9 @@ public enum PNGError: Error, Equatable, CustomStringConvertible, LocalizedError 
 
     public var description: String {
         switch self {
-        case let .decode(m): return "cannot decode PNG: \(m)"
-        case let .encode(m): return "cannot encode PNG: \(m)"
-        case let .tooLarge(w, h): return "PNG is \(w)x\(h), over the pixel limit"
+        case .decode(let m): return "cannot decode PNG: \(m)"
+        case .encode(let m): return "cannot encode PNG: \(m)"
+        case .tooLarge(let w, let h): return "PNG is \(w)x\(h), over the pixel limit"
         }
     }
 
@@ -38,7 +38,8 @@ public enum PNGCodec {
             return png_image_begin_read_from_memory(&image, base, raw.count)
         }
         guard began != 0 else { throw PNGError.decode(data.isEmpty ? "empty input" : message(image)) }
-        let w = Int(image.width), h = Int(image.height)
+        let w = Int(image.width)
+        let h = Int(image.height)
         guard w > 0, h > 0, w * h <= maxPixels else { throw PNGError.tooLarge(width: w, height: h) }
         let channels = alpha ? 4 : 3
         image.format = alpha ? formatRGBA : formatRGB
@@ -56,7 +57,9 @@ public enum PNGCodec {
     }
 
     public static func encode(_ img: RGBImage) throws -> Data {
-        guard img.width > 0, img.height > 0 else { throw PNGError.encode("image is empty (\(img.width)x\(img.height))") }
+        guard img.width > 0, img.height > 0 else {
+            throw PNGError.encode("image is empty (\(img.width)x\(img.height))")
+        }
         var image = png_image()
         image.version = png_uint_32(PNG_IMAGE_VERSION)
         image.width = png_uint_32(img.width)

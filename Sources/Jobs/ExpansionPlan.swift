@@ -28,8 +28,10 @@ struct ExpansionPlan {
         return max(generation?.emotions.count ?? 0, editing == nil ? 0 : editColumns, 1)
     }
 
-    func expand(engine: SpecLoader.EngineSection, sources: SpecLoader.SourceImages, locations: ModelLocations,
-                fingerprints: ModelFingerprints, reader: SpecReader, file: String) throws -> [PipelineJob] {
+    func expand(
+        engine: SpecLoader.EngineSection, sources: SpecLoader.SourceImages, locations: ModelLocations,
+        fingerprints: ModelFingerprints, reader: SpecReader, file: String
+    ) throws -> [PipelineJob] {
         var jobs: [PipelineJob] = []
         var row = 0
         func add(_ content: JobContent, imagePath: String?, column: Int, name: (String) -> String) throws {
@@ -50,7 +52,8 @@ struct ExpansionPlan {
                         for (column, emotion) in g.emotions.enumerated() {
                             let job = SynthesisJob(
                                 prompt: prompt, emotion: emotion, method: engine.method, seed: seed, settings: settings)
-                            let content = JobContent(kind: .generate, synthesis: job, imageSHA256: nil, models: fingerprints)
+                            let content = JobContent(
+                                kind: .generate, synthesis: job, imageSHA256: nil, models: fingerprints)
                             try add(content, imagePath: nil, column: column) { "\(Slug.make(prompt))-\(seed)-\($0)" }
                         }
                         row += 1
@@ -64,7 +67,8 @@ struct ExpansionPlan {
                     let stem = Slug.make(((img.path as NSString).lastPathComponent as NSString).deletingPathExtension)
                     for (column, emotion) in e.emotions.enumerated() {
                         let job = SynthesisJob(
-                            prompt: e.sourcePrompt, emotion: emotion, method: engine.method, seed: 0, settings: settings)
+                            prompt: e.sourcePrompt, emotion: emotion, method: engine.method, seed: 0, settings: settings
+                        )
                         let content = JobContent(
                             kind: .edit, synthesis: job, imageSHA256: sources.hashes[img.path], models: fingerprints)
                         try add(content, imagePath: img.path, column: column + 1) { "edit-\(stem)-\($0)" }

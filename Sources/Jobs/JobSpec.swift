@@ -1,8 +1,8 @@
 import Foundation
-import RedisQueue
 import Imaging
-import Vocabulary
+import RedisQueue
 import Support
+import Vocabulary
 
 /// Batch-level settings stored with the batch in Redis (the `spec` field of its meta hash):
 /// what `watch`, `status` and `collect` need to know without the spec file.
@@ -50,18 +50,23 @@ public struct LoadedSpec: Sendable {
 /// The job spec format (manifests/SPEC.md): parsing, validation with field paths, path
 /// confinement, model fingerprints and the expansion into content-addressed jobs.
 public enum JobSpec {
-    public static let topKeys = ["name", "model", "classifier", "output", "images_root", "engine", "queue", "generation", "editing"]
+    public static let topKeys = [
+        "name", "model", "classifier", "output", "images_root", "engine", "queue", "generation", "editing",
+    ]
     public static let maxJobs = 100_000
 
     /// Loads, validates and expands the spec at `path`. `outputOverride` (a command-line
     /// path, relative to the current folder) replaces the spec's `output`.
-    public static func load(path: String, outputOverride: String? = nil,
-                            environment: [String: String] = ProcessInfo.processInfo.environment) throws -> LoadedSpec {
+    public static func load(
+        path: String, outputOverride: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> LoadedSpec {
         let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
         let fileURL = PathConfinement.absolute(path, base: cwd)
         guard let data = FileManager.default.contents(atPath: fileURL.path) else {
             var isDir: ObjCBool = false
-            let why = FileManager.default.fileExists(atPath: fileURL.path, isDirectory: &isDir)
+            let why =
+                FileManager.default.fileExists(atPath: fileURL.path, isDirectory: &isDir)
                 ? (isDir.boolValue ? "it is a folder" : "permission denied") : "no such file"
             throw SpecError(file: path, issues: [SpecIssue(path: "", message: "cannot read the spec: \(why)")])
         }
@@ -69,17 +74,24 @@ public enum JobSpec {
             throw SpecError(file: path, issues: [SpecIssue(path: "", message: "the spec is not UTF-8 text")])
         }
         let root: SpecNode
-        do { root = try SpecNode.parse(text, json: fileURL.pathExtension.lowercased() == "json") } catch let issue as SpecIssue {
+        do { root = try SpecNode.parse(text, json: fileURL.pathExtension.lowercased() == "json") } catch let issue
+            as SpecIssue
+        {
             throw SpecError(file: path, issues: [issue])
         }
-        return try load(root: root, file: path, fileURL: fileURL, outputOverride: outputOverride.map {
-            PathConfinement.absolute($0, base: cwd)
-        }, environment: environment)
+        return try load(
+            root: root, file: path, fileURL: fileURL,
+            outputOverride: outputOverride.map {
+                PathConfinement.absolute($0, base: cwd)
+            }, environment: environment)
     }
 
-    static func load(root: SpecNode, file: String, fileURL: URL, outputOverride: URL?,
-                     environment: [String: String]) throws -> LoadedSpec {
-        try SpecLoader(file: file, fileURL: fileURL, environment: environment).load(root, outputOverride: outputOverride)
+    static func load(
+        root: SpecNode, file: String, fileURL: URL, outputOverride: URL?,
+        environment: [String: String]
+    ) throws -> LoadedSpec {
+        try SpecLoader(file: file, fileURL: fileURL, environment: environment).load(
+            root, outputOverride: outputOverride)
     }
 
     static func isDirectory(_ path: String) -> Bool {
@@ -89,7 +101,8 @@ public enum JobSpec {
 
     static func isFullCLIP(_ folder: String) -> Bool {
         guard let data = FileManager.default.contents(atPath: folder + "/config.json"),
-              let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return false }
+            let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return false }
         return json["text_config"] != nil && json["vision_config"] != nil
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
-import RedisQueue
 import Imaging
-import Vocabulary
+import RedisQueue
 import Support
+import Vocabulary
 
 public enum ManifestError: Error, Equatable, CustomStringConvertible, LocalizedError {
     case io(String)
@@ -11,9 +11,9 @@ public enum ManifestError: Error, Equatable, CustomStringConvertible, LocalizedE
 
     public var description: String {
         switch self {
-        case let .io(m): return "manifest I/O error: \(m)"
-        case let .corruptLine(p, n): return "manifest \(p) line \(n) is not a JSON object with a job id"
-        case let .missingID(k): return "manifest entry has no string field '\(k)'"
+        case .io(let m): return "manifest I/O error: \(m)"
+        case .corruptLine(let p, let n): return "manifest \(p) line \(n) is not a JSON object with a job id"
+        case .missingID(let k): return "manifest entry has no string field '\(k)'"
         }
     }
 
@@ -102,7 +102,9 @@ public final class ManifestWriter: @unchecked Sendable {
                 done += n
             }
         }
-        guard fsync(fd) == 0 else { throw ManifestError.io("fsync of \(url.path) failed: \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else {
+            throw ManifestError.io("fsync of \(url.path) failed: \(String(cString: strerror(errno)))")
+        }
         ids.insert(id)
         return true
     }

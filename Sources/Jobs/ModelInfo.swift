@@ -1,8 +1,8 @@
 import Foundation
-import RedisQueue
 import Imaging
-import Vocabulary
+import RedisQueue
 import Support
+import Vocabulary
 
 /// How job specs name models: an absolute path, a path relative to the spec's folder, or
 /// `bundled:NAME` — an entry of the repository's `models/` folder, which every machine with
@@ -15,8 +15,10 @@ public enum ModelLocation {
     public static func isBundled(_ location: String) -> Bool { location.hasPrefix(bundledPrefix) }
 
     /// The filesystem path of `location` on this machine.
-    public static func resolve(_ location: String, specFolder: URL? = nil,
-                               environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+    public static func resolve(
+        _ location: String, specFolder: URL? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> String {
         if isBundled(location) {
             let name = String(location.dropFirst(bundledPrefix.count))
             try PathConfinement.checkRelative(name)
@@ -27,12 +29,15 @@ public enum ModelLocation {
                 searched.append(dir.path)
             }
             let list = searched.isEmpty ? "no models/ folder found" : "looked in " + searched.joined(separator: ", ")
-            throw PathError("'\(location)' not found (\(list); set MUSE_MODELS_DIR to the folder holding the bundled models)")
+            throw PathError(
+                "'\(location)' not found (\(list); set MUSE_MODELS_DIR to the folder holding the bundled models)")
         }
         if location.hasPrefix("/") || location.hasPrefix("~/") {
             return PathConfinement.absolute(location, base: URL(fileURLWithPath: "/")).path
         }
-        guard let specFolder else { throw PathError("'\(location)' is relative but there is no spec folder to resolve it against") }
+        guard let specFolder else {
+            throw PathError("'\(location)' is relative but there is no spec folder to resolve it against")
+        }
         try PathConfinement.checkRelative(location)
         return try PathConfinement.resolve(location, under: specFolder).path
     }
@@ -51,7 +56,8 @@ public enum ModelLocation {
                 let models = dir.appendingPathComponent("models")
                 var isDir: ObjCBool = false
                 if FileManager.default.fileExists(atPath: models.path, isDirectory: &isDir), isDir.boolValue,
-                   !out.contains(models) {
+                    !out.contains(models)
+                {
                     out.append(models)
                     break
                 }
@@ -78,13 +84,17 @@ public enum ModelFingerprint {
         }
         var lines: [String] = []
         if isDir.boolValue {
-            guard let walker = FileManager.default.enumerator(atPath: path) else { throw PathError("cannot list \(path)") }
+            guard let walker = FileManager.default.enumerator(atPath: path) else {
+                throw PathError("cannot list \(path)")
+            }
             var files: [String] = []
             while let rel = walker.nextObject() as? String {
                 let name = (rel as NSString).lastPathComponent
                 if name.hasPrefix(".") || name.hasSuffix(".md") { continue }
                 var d: ObjCBool = false
-                if FileManager.default.fileExists(atPath: path + "/" + rel, isDirectory: &d), !d.boolValue { files.append(rel) }
+                if FileManager.default.fileExists(atPath: path + "/" + rel, isDirectory: &d), !d.boolValue {
+                    files.append(rel)
+                }
             }
             if files.isEmpty { throw PathError("\(path) is an empty folder") }
             for rel in files.sorted() { lines.append("\(rel)\t" + (try fileDigest(path + "/" + rel))) }

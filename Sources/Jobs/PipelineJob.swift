@@ -1,8 +1,8 @@
 import Foundation
-import RedisQueue
 import Imaging
-import Vocabulary
+import RedisQueue
 import Support
+import Vocabulary
 
 /// A job's four model files, named the same way twice: as locations (where workers find
 /// them: `bundled:NAME` or an absolute path, see `ModelLocation`; not part of the job's
@@ -80,8 +80,10 @@ public struct PipelineJob: Codable, Equatable, Sendable {
     public var sheetRow: Int
     public var sheetColumn: Int
 
-    public init(id: String, content: JobContent, locations: ModelLocations, checkpointEvery: Int, index: Int,
-                output: String, imagePath: String?, sheetRow: Int, sheetColumn: Int) {
+    public init(
+        id: String, content: JobContent, locations: ModelLocations, checkpointEvery: Int, index: Int,
+        output: String, imagePath: String?, sheetRow: Int, sheetColumn: Int
+    ) {
         self.id = id
         self.content = content
         self.locations = locations

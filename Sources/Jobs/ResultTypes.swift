@@ -1,8 +1,8 @@
 import Foundation
-import RedisQueue
 import Imaging
-import Vocabulary
+import RedisQueue
 import Support
+import Vocabulary
 
 /// One stretch of work on a job by one owner: a job resumed from a checkpoint has several.
 public struct JobSegment: Codable, Equatable, Sendable {
@@ -73,9 +73,11 @@ public struct JobMetrics: Codable, Equatable, Sendable {
     public var epoch: UInt64
     public var attempt: Int
 
-    public init(engine: String, width: Int, height: Int, pngSHA256: String, probabilities: [String: Double]?,
-                targetProbability: Double?, topEmotion: String?, timings: JobTimings, resumedFromStep: Int?,
-                checkpointsWritten: Int, segments: [JobSegment], trace: JSONValue?, worker: String, epoch: UInt64, attempt: Int) {
+    public init(
+        engine: String, width: Int, height: Int, pngSHA256: String, probabilities: [String: Double]?,
+        targetProbability: Double?, topEmotion: String?, timings: JobTimings, resumedFromStep: Int?,
+        checkpointsWritten: Int, segments: [JobSegment], trace: JSONValue?, worker: String, epoch: UInt64, attempt: Int
+    ) {
         self.engine = engine
         self.width = width
         self.height = height

@@ -30,7 +30,9 @@ extension SpecLoader {
         if let v = e["negative_prompt"].flatMap({ r.string($0, "engine.negative_prompt") }) {
             section.settings.negativePrompt = v
         }
-        if let v = r.int(e["checkpoint_every"], "engine.checkpoint_every", range: 0...1000) { section.checkpointEvery = Int(v) }
+        if let v = r.int(e["checkpoint_every"], "engine.checkpoint_every", range: 0...1000) {
+            section.checkpointEvery = Int(v)
+        }
         if let node = e["muse"] { section.settings.muse = readMUSE(node) }
         return section
     }

@@ -46,7 +46,9 @@ extension SpecLoader {
         plan.prompts = uniqueStrings(g["prompts"], "generation.prompts", what: "prompt", allowEmpty: true)
         plan.emotions = emotions(g["emotions"], "generation.emotions")
         if g["seeds"] != nil && (g["seed"] != nil || g["count"] != nil) {
-            r.issue("generation.seeds", "give either seeds (explicit list) or seed + count (derived seeds), not both", g["seeds"])
+            r.issue(
+                "generation.seeds", "give either seeds (explicit list) or seed + count (derived seeds), not both",
+                g["seeds"])
         }
         if g["seeds"] != nil { plan.seeds = readSeeds(g["seeds"]) }
         let seedRange = 0...Int64(SeedDerivation.maxSeed)
@@ -56,9 +58,11 @@ extension SpecLoader {
         if let v = r.int(g["width"], "generation.width", range: sides) { plan.width = Int(v) }
         if let v = r.int(g["height"], "generation.height", range: sides) { plan.height = Int(v) }
         if let sizeRules, plan.width != nil || plan.height != nil {
-            let width = plan.width ?? sizeRules.nativeSide, height = plan.height ?? sizeRules.nativeSide
+            let width = plan.width ?? sizeRules.nativeSide
+            let height = plan.height ?? sizeRules.nativeSide
             if let problem = sizeRules.problem(width: width, height: height) {
-                r.issue(plan.width == nil ? "generation.height" : "generation.width", problem, g["width"] ?? g["height"])
+                r.issue(
+                    plan.width == nil ? "generation.height" : "generation.width", problem, g["width"] ?? g["height"])
             }
         }
         return plan
@@ -70,7 +74,9 @@ extension SpecLoader {
         var list: [(sample: Int, seed: UInt64)] = []
         var seen: [UInt64: Int] = [:]
         for (i, item) in items.enumerated() {
-            guard let v = r.int(item, "generation.seeds[\(i)]", range: 0...Int64(SeedDerivation.maxSeed)) else { continue }
+            guard let v = r.int(item, "generation.seeds[\(i)]", range: 0...Int64(SeedDerivation.maxSeed)) else {
+                continue
+            }
             if let j = seen[UInt64(v)] {
                 r.issue("generation.seeds[\(i)]", "duplicate of generation.seeds[\(j)]", item)
                 continue
@@ -168,7 +174,7 @@ extension SpecLoader {
             r.issue(path, "required (a list of emotions, or all)")
             return []
         }
-        if case let .scalar(s, _, _) = node, s.lowercased() == "all" { return Emotion.allCases }
+        if case .scalar(let s, _, _) = node, s.lowercased() == "all" { return Emotion.allCases }
         guard let items = r.list(node, path) else { return [] }
         if items.isEmpty { r.issue(path, "must list at least one emotion", node) }
         var out: [Emotion] = []

@@ -46,14 +46,16 @@ final class SpecLoader {
             throw failure
         }
         guard let top = r.map(root, "", allowed: JobSpec.topKeys) else { throw failure }
-        let name = top["name"].flatMap { r.string($0, "name", allowEmpty: false) }
+        let name =
+            top["name"].flatMap { r.string($0, "name", allowEmpty: false) }
             ?? fileURL.deletingPathExtension().lastPathComponent
         let output = outputOverride ?? readOutput(top["output"])
         let models = readModels(top)
         let engine = readEngine(top["engine"])
         let queue = readQueue(top["queue"])
         let imagesRoot = readImagesRoot(top["images_root"])
-        let generation = top["generation"] == nil ? nil : readGeneration(top["generation"], sizeRules: models?.sizeRules)
+        let generation =
+            top["generation"] == nil ? nil : readGeneration(top["generation"], sizeRules: models?.sizeRules)
         let editing = top["editing"] == nil ? nil : readEditing(top["editing"], imagesRoot: imagesRoot)
         if top["generation"] == nil && top["editing"] == nil {
             r.issue("", "the spec has neither a generation nor an editing section: nothing to do")
@@ -121,15 +123,21 @@ final class SpecLoader {
         let model = location(top["model"], "model", required: true)
         var sizeRules: ImageSizeRules?
         if let model {
-            do { sizeRules = try ImageSizeRules(modelFolder: model.path) } catch { r.issue("model", "\(error)", top["model"]) }
+            do { sizeRules = try ImageSizeRules(modelFolder: model.path) } catch {
+                r.issue("model", "\(error)", top["model"])
+            }
         }
         if top["classifier"] == nil { r.issue("classifier", "required (tower, head, text)") }
         guard let c = r.map(top["classifier"], "classifier", allowed: Self.classifierKeys) else { return nil }
         let tower = location(c["tower"], "classifier.tower", required: true)
         let head = location(c["head"], "classifier.head", required: false)
         var text = location(c["text"], "classifier.text", required: false)
-        if let tower, !JobSpec.isDirectory(tower.path) || !FileManager.default.fileExists(atPath: tower.path + "/config.json") {
-            r.issue("classifier.tower", "'\(tower.spec)' is not a CLIP model folder (needs config.json and weights)", c["tower"])
+        if let tower,
+            !JobSpec.isDirectory(tower.path) || !FileManager.default.fileExists(atPath: tower.path + "/config.json")
+        {
+            r.issue(
+                "classifier.tower", "'\(tower.spec)' is not a CLIP model folder (needs config.json and weights)",
+                c["tower"])
         }
         if let head, JobSpec.isDirectory(head.path) {
             r.issue(

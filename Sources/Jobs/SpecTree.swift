@@ -1,8 +1,8 @@
 import Foundation
-import RedisQueue
 import Imaging
-import Vocabulary
+import RedisQueue
 import Support
+import Vocabulary
 import Yams
 
 /// A parsed job-spec document, independent of its format (YAML or JSON), keeping source
@@ -16,7 +16,7 @@ public indirect enum SpecNode {
 
     public var line: Int? {
         switch self {
-        case let .map(_, l), let .list(_, l), let .scalar(_, _, l), let .null(l): return l
+        case .map(_, let l), .list(_, let l), .scalar(_, _, let l), .null(let l): return l
         }
     }
 
@@ -40,7 +40,8 @@ public indirect enum SpecNode {
         }
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch let e as YamlError {
-            throw SpecIssue(path: "", message: "not valid YAML: \(Self.describeYAMLError(e))", line: Self.yamlErrorLine(e))
+            throw SpecIssue(
+                path: "", message: "not valid YAML: \(Self.describeYAMLError(e))", line: Self.yamlErrorLine(e))
         } catch {
             throw SpecIssue(path: "", message: "not valid YAML: \(error)")
         }
@@ -51,12 +52,12 @@ public indirect enum SpecNode {
     static func from(json v: JSONValue) -> SpecNode {
         switch v {
         case .null: return .null(line: nil)
-        case let .bool(b): return .scalar(b ? "true" : "false", quoted: false, line: nil)
-        case let .int(i): return .scalar(String(i), quoted: false, line: nil)
-        case let .double(d): return .scalar(String(d), quoted: false, line: nil)
-        case let .string(s): return .scalar(s, quoted: true, line: nil)
-        case let .array(a): return .list(a.map(from(json:)), line: nil)
-        case let .object(o):
+        case .bool(let b): return .scalar(b ? "true" : "false", quoted: false, line: nil)
+        case .int(let i): return .scalar(String(i), quoted: false, line: nil)
+        case .double(let d): return .scalar(String(d), quoted: false, line: nil)
+        case .string(let s): return .scalar(s, quoted: true, line: nil)
+        case .array(let a): return .list(a.map(from(json:)), line: nil)
+        case .object(let o):
             // JSON objects arrive unordered: sort so messages come out in a stable order.
             return .map(o.keys.sorted().map { (key: $0, value: from(json: o[$0]!)) }, line: nil)
         }
@@ -64,25 +65,28 @@ public indirect enum SpecNode {
 
     static func from(yaml node: Node) -> SpecNode {
         switch node {
-        case let .scalar(s):
+        case .scalar(let s):
             let line = s.mark?.line
-            let quoted = [.singleQuoted, .doubleQuoted, .literal, .folded].contains(s.style)
+            let quoted =
+                [.singleQuoted, .doubleQuoted, .literal, .folded].contains(s.style)
                 || s.tag.description == Tag.Name.str.rawValue
             if !quoted, ["", "~", "null", "Null", "NULL"].contains(s.string) { return .null(line: line) }
             return .scalar(s.string, quoted: quoted, line: line)
-        case let .mapping(m):
-            return .map(m.map { pair -> (key: String, value: SpecNode) in
-                let key = pair.key.scalar?.string ?? "\(pair.key)"
-                return (key: key, value: from(yaml: pair.value))
-            }, line: m.mark?.line)
-        case let .sequence(seq):
+        case .mapping(let m):
+            return .map(
+                m.map { pair -> (key: String, value: SpecNode) in
+                    let key = pair.key.scalar?.string ?? "\(pair.key)"
+                    return (key: key, value: from(yaml: pair.value))
+                }, line: m.mark?.line)
+        case .sequence(let seq):
             return .list(seq.map(from(yaml:)), line: seq.mark?.line)
         }
     }
 
     static func describeYAMLError(_ e: YamlError) -> String {
         switch e {
-        case let .scanner(context, problem, _, _), let .parser(context, problem, _, _), let .composer(context, problem, _, _):
+        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
+            .composer(let context, let problem, _, _):
             let c = context.map { "\($0.text) " } ?? ""
             return c + problem
         default:
@@ -92,13 +96,13 @@ public indirect enum SpecNode {
 
     static func yamlErrorLine(_ e: YamlError) -> Int? {
         switch e {
-        case let .scanner(_, _, mark, _), let .parser(_, _, mark, _), let .composer(_, _, mark, _): return mark.line
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
         default: return nil
         }
     }
 
     static func describeJSONError(_ error: Error) -> String {
-        if case let DecodingError.dataCorrupted(ctx) = error {
+        if case DecodingError.dataCorrupted(let ctx) = error {
             let underlying = (ctx.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
             return underlying ?? ctx.debugDescription
         }
@@ -119,8 +123,8 @@ public struct SpecIssue: Error, Equatable, CustomStringConvertible, LocalizedErr
     }
 
     public var description: String {
-        let where_ = line.map { " (line \($0))" } ?? ""
-        return path.isEmpty ? message + where_ : "\(path): \(message)\(where_)"
+        let lineNote = line.map { " (line \($0))" } ?? ""
+        return path.isEmpty ? message + lineNote : "\(path): \(message)\(lineNote)"
     }
 
     public var errorDescription: String? { description }
@@ -137,7 +141,8 @@ public struct SpecError: Error, CustomStringConvertible, LocalizedError {
     }
 
     public var description: String {
-        let head = issues.count == 1 ? "invalid job spec \(file):" : "invalid job spec \(file) (\(issues.count) problems):"
+        let head =
+            issues.count == 1 ? "invalid job spec \(file):" : "invalid job spec \(file) (\(issues.count) problems):"
         return ([head] + issues.map { "  " + $0.description }).joined(separator: "\n")
     }
 
@@ -158,7 +163,7 @@ public final class SpecReader {
     /// The entries of a mapping; keys outside `allowed` and duplicate keys are issues.
     public func map(_ node: SpecNode?, _ path: String, allowed: [String]) -> [String: SpecNode]? {
         guard let node else { return nil }
-        guard case let .map(pairs, _) = node else {
+        guard case .map(let pairs, _) = node else {
             issue(path, "expected a mapping (key: value), got \(node.kindName)", node)
             return nil
         }
@@ -170,7 +175,10 @@ public final class SpecReader {
                 issue(p, "unknown key (valid here: \(allowed.joined(separator: ", ")))\(hint)", value)
                 continue
             }
-            if out[key] != nil { issue(p, "duplicate key", value); continue }
+            if out[key] != nil {
+                issue(p, "duplicate key", value)
+                continue
+            }
             out[key] = value
         }
         return out
@@ -179,7 +187,7 @@ public final class SpecReader {
     public func list(_ node: SpecNode?, _ path: String, allowScalar: Bool = false) -> [SpecNode]? {
         guard let node else { return nil }
         switch node {
-        case let .list(items, _): return items
+        case .list(let items, _): return items
         case .scalar where allowScalar: return [node]
         default:
             issue(path, "expected a list, got \(node.kindName)", node)
@@ -190,7 +198,7 @@ public final class SpecReader {
     public func string(_ node: SpecNode?, _ path: String, allowEmpty: Bool = true) -> String? {
         guard let node else { return nil }
         switch node {
-        case let .scalar(s, _, _):
+        case .scalar(let s, _, _):
             if !allowEmpty && s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 issue(path, "must not be empty", node)
                 return nil
@@ -205,7 +213,9 @@ public final class SpecReader {
 
     public func int(_ node: SpecNode?, _ path: String, range: ClosedRange<Int64>) -> Int64? {
         guard let node else { return nil }
-        guard case let .scalar(s, quoted, _) = node, !quoted, let v = Int64(s.replacingOccurrences(of: "_", with: "")) else {
+        guard case .scalar(let s, let quoted, _) = node, !quoted,
+            let v = Int64(s.replacingOccurrences(of: "_", with: ""))
+        else {
             issue(path, "expected a whole number, got \(Self.show(node))", node)
             return nil
         }
@@ -218,7 +228,7 @@ public final class SpecReader {
 
     public func double(_ node: SpecNode?, _ path: String, check: (Double) -> String?) -> Double? {
         guard let node else { return nil }
-        guard case let .scalar(s, quoted, _) = node, !quoted, let v = Double(s), v.isFinite else {
+        guard case .scalar(let s, let quoted, _) = node, !quoted, let v = Double(s), v.isFinite else {
             issue(path, "expected a number, got \(Self.show(node))", node)
             return nil
         }
@@ -231,7 +241,7 @@ public final class SpecReader {
 
     public func bool(_ node: SpecNode?, _ path: String) -> Bool? {
         guard let node else { return nil }
-        if case let .scalar(s, false, _) = node {
+        if case .scalar(let s, false, _) = node {
             switch s.lowercased() {
             case "true", "yes", "on": return true
             case "false", "no", "off": return false
@@ -244,7 +254,7 @@ public final class SpecReader {
 
     static func show(_ node: SpecNode) -> String {
         switch node {
-        case let .scalar(s, quoted, _): return quoted ? "the string '\(s)'" : "'\(s)'"
+        case .scalar(let s, let quoted, _): return quoted ? "the string '\(s)'" : "'\(s)'"
         default: return node.kindName
         }
     }

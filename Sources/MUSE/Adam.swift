@@ -18,7 +18,8 @@ public struct AdamState: Codable, Equatable, Sendable {
     public mutating func update(_ parameter: inout [Float], gradient: [Float], settings s: MUSESettings) {
         precondition(parameter.count == m.count && gradient.count == m.count, "Adam: sizes differ")
         step += 1
-        let b1 = s.adamBeta1, b2 = s.adamBeta2
+        let b1 = s.adamBeta1
+        let b2 = s.adamBeta2
         let correction1 = 1 - Float(pow(Double(b1), Double(step)))
         let correction2 = 1 - Float(pow(Double(b2), Double(step)))
         let stepSize = s.learningRate / correction1

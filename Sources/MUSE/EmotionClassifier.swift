@@ -1,7 +1,7 @@
 import Diffusion
 import Foundation
-import Vocabulary
 import Tensor
+import Vocabulary
 
 /// An emotion classifier over images: a CLIP vision tower's image_embeds followed by a
 /// head giving 8 logits in EmoSet order. Differentiable with respect to the pixels, so
@@ -36,14 +36,20 @@ public final class EmotionClassifier {
         let file = try SafeTensorsFile(path: headFile)
         let n = Emotion.allCases.count
         guard file.contains("weight"), file.contains("bias") else {
-            throw ModelLoadError("classifier head \(headFile): needs tensors 'weight' [\(n), D] and 'bias' [\(n)], has \(file.names)")
+            throw ModelLoadError(
+                "classifier head \(headFile): needs tensors 'weight' [\(n), D] and 'bias' [\(n)], has \(file.names)")
         }
-        let weight = try file.tensor("weight"), bias = try file.tensor("bias")
+        let weight = try file.tensor("weight")
+        let bias = try file.tensor("bias")
         guard weight.rank == 2, weight.shape[0] == n, bias.shape == [n] else {
-            throw ModelLoadError("classifier head \(headFile): weight \(weight.shape) / bias \(bias.shape), expected [\(n), D] / [\(n)] (one output per emotion)")
+            throw ModelLoadError(
+                "classifier head \(headFile): weight \(weight.shape) / bias \(bias.shape), expected [\(n), D] / [\(n)] (one output per emotion)"
+            )
         }
         guard weight.shape[1] == tower.projectionDim else {
-            throw ModelLoadError("classifier head \(headFile) takes \(weight.shape[1])-d features but the vision tower projects to \(tower.projectionDim)")
+            throw ModelLoadError(
+                "classifier head \(headFile) takes \(weight.shape[1])-d features but the vision tower projects to \(tower.projectionDim)"
+            )
         }
         self.init(tower: tower, head: .linear(weight: weight, bias: bias), description: "linear head \(headFile)")
     }
@@ -62,36 +68,44 @@ public final class EmotionClassifier {
     /// text_embeds, renormalised (CLIP's prompt ensembling). `text` must project to the
     /// tower's dimension. The logit scale is the model's `logit_scale` (exp'd) when the
     /// folder holds a full CLIPModel, else CLIP's trained value 100.
-    public static func zeroShot(tower: CLIPVisionEncoder, textFolder: String,
-                                templates: [String] = zeroShotTemplates) throws -> EmotionClassifier {
+    public static func zeroShot(
+        tower: CLIPVisionEncoder, textFolder: String,
+        templates: [String] = zeroShotTemplates
+    ) throws -> EmotionClassifier {
         let text = try CLIPTextEncoder(folder: textFolder)
         guard let dim = text.projectionDim else {
-            throw ModelLoadError("\(textFolder): the zero-shot head needs a text model with a projection (CLIPTextModelWithProjection or CLIPModel)")
+            throw ModelLoadError(
+                "\(textFolder): the zero-shot head needs a text model with a projection (CLIPTextModelWithProjection or CLIPModel)"
+            )
         }
         guard dim == tower.projectionDim else {
-            throw ModelLoadError("\(textFolder) projects text to \(dim) dimensions but the vision tower to \(tower.projectionDim)")
+            throw ModelLoadError(
+                "\(textFolder) projects text to \(dim) dimensions but the vision tower to \(tower.projectionDim)")
         }
         let tokenizer = try CLIPTokenizer(folder: textFolder)
         var rows: [Tensor] = []
         for emotion in Emotion.allCases {
-            let ids = templates.map { tokenizer.tokenize($0.replacingOccurrences(of: "{}", with: emotion.word), length: text.maxPositions) }
+            let ids = templates.map {
+                tokenizer.tokenize($0.replacingOccurrences(of: "{}", with: emotion.word), length: text.maxPositions)
+            }
             let embeds = Autograd.noGrad { text.textEmbeds(ids: ids)! }
             rows.append(l2Normalized(l2Normalized(embeds).mean(axis: 0)))
         }
         var scale: Float = 100
         let weights = try ModelWeights(folder: textFolder)
         if let logScale = try weights.optionalTensor("logit_scale") { scale = Foundation.exp(logScale.data[0]) }
-        return EmotionClassifier(tower: tower, head: .zeroShot(classEmbeddings: Tensor.concat(rows, axis: 0), logitScale: scale),
-                                 description: "zero-shot head from \(textFolder) (\(templates.count) templates, scale \(scale))")
+        return EmotionClassifier(
+            tower: tower, head: .zeroShot(classEmbeddings: Tensor.concat(rows, axis: 0), logitScale: scale),
+            description: "zero-shot head from \(textFolder) (\(templates.count) templates, scale \(scale))")
     }
 
     /// Images [B, 3, H, W] in [-1, 1] → logits [B, 8].
     public func logits(images: Tensor) -> Tensor {
         let features = tower.imageEmbeds(pixelValues: tower.preprocess(images))
         switch head {
-        case let .linear(weight, bias):
+        case .linear(let weight, let bias):
             return features.linear(weight, bias)
-        case let .zeroShot(classEmbeddings, logitScale):
+        case .zeroShot(let classEmbeddings, let logitScale):
             return l2Normalized(features).linear(classEmbeddings) * logitScale
         }
     }

@@ -1,7 +1,7 @@
 import Diffusion
 import Foundation
-import Vocabulary
 import Tensor
+import Vocabulary
 
 /// A prompt's token ids with one slot for the learnable emotion token v, right after the
 /// prompt's own tokens and before eos: [bos, prompt…, v, eos, pad…]. The prompt is
@@ -14,18 +14,22 @@ struct TokenPrompt {
         let words = tokenizer.encode(prompt).prefix(length - 3)
         var ids = [tokenizer.bosID] + words
         slot = ids.count
-        ids += [tokenizer.padID, tokenizer.eosID]   // the pad id only fills the slot's place
+        ids += [tokenizer.padID, tokenizer.eosID]  // the pad id only fills the slot's place
         ids += [Int](repeating: tokenizer.padID, count: length - ids.count)
         self.ids = ids
     }
 
     /// Conditioning [1, T, D] with `token` ([D], may require gradients) in the slot.
     func conditioning(_ encoder: CLIPTextEncoder, token: Tensor) -> Tensor {
-        let table = encoder.tokenEmbeddings(ids)            // [T, D], constant
-        let d = encoder.hiddenSize, t = ids.count
-        let rows = Tensor.concat([table.narrowed(axis: 0, start: 0, length: slot),
-                                  token.reshaped([1, d]),
-                                  table.narrowed(axis: 0, start: slot + 1, length: t - slot - 1)], axis: 0)
+        let table = encoder.tokenEmbeddings(ids)  // [T, D], constant
+        let d = encoder.hiddenSize
+        let t = ids.count
+        let rows = Tensor.concat(
+            [
+                table.narrowed(axis: 0, start: 0, length: slot),
+                token.reshaped([1, d]),
+                table.narrowed(axis: 0, start: slot + 1, length: t - slot - 1),
+            ], axis: 0)
         return encoder.encode(inputEmbeddings: rows.reshaped([1, t, d]))
     }
 }

@@ -1,7 +1,7 @@
 import Diffusion
 import Foundation
-import Vocabulary
 import Tensor
+import Vocabulary
 
 /// The cheap stand-in for x̂0 that the timing rule scores with CLIP (WHEN).
 enum LatentPreview {
@@ -18,7 +18,9 @@ enum LatentPreview {
     /// Scaled latent [1, 4, h, w] → image [1, 3, h, w] in about [-1, 1] (at latent resolution:
     /// the CLIP preprocessing resizes it to the tower's size).
     static func rgb(_ latent: Tensor) -> Tensor {
-        precondition(latent.rank == 4 && latent.shape[1] == sd15Factors.count, "latent-RGB preview wants [B, 4, h, w], got \(latent.shape)")
+        precondition(
+            latent.rank == 4 && latent.shape[1] == sd15Factors.count,
+            "latent-RGB preview wants [B, 4, h, w], got \(latent.shape)")
         // [3, 4] weight for a 1×1 convolution.
         let weight = Tensor(shape: [3, 4, 1, 1], data: (0..<3).flatMap { c in sd15Factors.map { $0[c] } })
         return latent.conv2d(weight, nil, stride: 1, padding: 0).clamp(-1...1)
@@ -34,10 +36,12 @@ final class PromptScorer {
 
     init(tower: CLIPVisionEncoder, text: CLIPTextEncoder, tokenizer: CLIPTokenizer) throws {
         guard let dim = text.projectionDim else {
-            throw ModelLoadError("the timing text model has no text projection (needs CLIPTextModelWithProjection or a CLIPModel)")
+            throw ModelLoadError(
+                "the timing text model has no text projection (needs CLIPTextModelWithProjection or a CLIPModel)")
         }
         guard dim == tower.projectionDim else {
-            throw ModelLoadError("timing CLIP: text projects to \(dim) dimensions, the vision tower to \(tower.projectionDim)")
+            throw ModelLoadError(
+                "timing CLIP: text projects to \(dim) dimensions, the vision tower to \(tower.projectionDim)")
         }
         self.tower = tower
         self.text = text

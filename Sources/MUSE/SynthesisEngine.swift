@@ -1,7 +1,7 @@
 import Diffusion
 import Foundation
-import Vocabulary
 import Tensor
+import Vocabulary
 
 /// The result of a finished synthesis.
 public struct SynthesisResult {
@@ -39,8 +39,10 @@ public final class SynthesisEngine {
 
     /// `timingText`: a CLIP text model with projection into the classifier tower's space,
     /// used to embed the prompt for s_t.
-    public init(sd: StableDiffusion, classifier: EmotionClassifier, timingText: CLIPTextEncoder,
-                timingTokenizer: CLIPTokenizer) throws {
+    public init(
+        sd: StableDiffusion, classifier: EmotionClassifier, timingText: CLIPTextEncoder,
+        timingTokenizer: CLIPTokenizer
+    ) throws {
         self.sd = sd
         self.classifier = classifier
         promptScorer = try PromptScorer(tower: classifier.tower, text: timingText, tokenizer: timingTokenizer)
@@ -51,13 +53,17 @@ public final class SynthesisEngine {
     /// (CLIPVisionModelWithProjection or CLIPModel), a linear head file (nil: zero-shot head
     /// from `textFolder`) and a CLIP text model with projection (CLIPTextModelWithProjection
     /// or CLIPModel) for timing and the zero-shot head.
-    public static func load(model: String, tower towerFolder: String, head: String?, text textFolder: String) throws -> SynthesisEngine {
+    public static func load(model: String, tower towerFolder: String, head: String?, text textFolder: String) throws
+        -> SynthesisEngine
+    {
         let sd = try StableDiffusion(folder: model)
         let tower = try CLIPVisionEncoder(folder: towerFolder)
-        let classifier = try head.map { try EmotionClassifier(tower: tower, headFile: $0) }
+        let classifier =
+            try head.map { try EmotionClassifier(tower: tower, headFile: $0) }
             ?? EmotionClassifier.zeroShot(tower: tower, textFolder: textFolder)
-        return try SynthesisEngine(sd: sd, classifier: classifier, timingText: try CLIPTextEncoder(folder: textFolder),
-                                   timingTokenizer: try CLIPTokenizer(folder: textFolder))
+        return try SynthesisEngine(
+            sd: sd, classifier: classifier, timingText: try CLIPTextEncoder(folder: textFolder),
+            timingTokenizer: try CLIPTokenizer(folder: textFolder))
     }
 
     // MARK: start
@@ -68,48 +74,67 @@ public final class SynthesisEngine {
     public func start(_ job: SynthesisJob, image: Tensor? = nil) throws -> SynthesisState {
         try job.settings.validate()
         guard job.settings.steps >= 1, job.settings.steps <= sd.scheduler.config.numTrainTimesteps else {
-            throw SynthesisError("steps must be in 1...\(sd.scheduler.config.numTrainTimesteps), got \(job.settings.steps)")
+            throw SynthesisError(
+                "steps must be in 1...\(sd.scheduler.config.numTrainTimesteps), got \(job.settings.steps)")
         }
         // 'leading' spacing with steps_offset can overshoot the last training step (e.g. 1000 steps).
-        if let last = sd.scheduler.timesteps(steps: job.settings.steps).max(), last >= sd.scheduler.config.numTrainTimesteps {
-            throw SynthesisError("\(job.settings.steps) steps put a timestep at \(last), beyond the model's \(sd.scheduler.config.numTrainTimesteps) training steps; use fewer steps")
+        if let last = sd.scheduler.timesteps(steps: job.settings.steps).max(),
+            last >= sd.scheduler.config.numTrainTimesteps
+        {
+            throw SynthesisError(
+                "\(job.settings.steps) steps put a timestep at \(last), beyond the model's \(sd.scheduler.config.numTrainTimesteps) training steps; use fewer steps"
+            )
         }
-        guard job.settings.guidance.isFinite, job.settings.guidance >= 0 else { throw SynthesisError("guidance scale must be ≥ 0") }
+        guard job.settings.guidance.isFinite, job.settings.guidance >= 0 else {
+            throw SynthesisError("guidance scale must be ≥ 0")
+        }
         let began = DispatchTime.now().uptimeNanoseconds
         var timings = PhaseTimings()
         let latent: Tensor
         var firstStep = 0
         if let strength = job.settings.strength {
             guard let image else { throw SynthesisError("an edit job needs an input image") }
-            guard (0...1).contains(strength) else { throw SynthesisError("edit strength must be in [0, 1], got \(strength)") }
-            try checkSize(width: image.shape.last ?? 0, height: image.rank == 4 ? image.shape[2] : 0, what: "input image")
+            guard (0...1).contains(strength) else {
+                throw SynthesisError("edit strength must be in [0, 1], got \(strength)")
+            }
+            try checkSize(
+                width: image.shape.last ?? 0, height: image.rank == 4 ? image.shape[2] : 0, what: "input image")
             guard image.rank == 4, image.shape[0] == 1, image.shape[1] == 3 else {
                 throw SynthesisError("input image tensor must be [1, 3, H, W], got \(image.shape)")
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let z0 = try Autograd.noGrad { try sd.encodeImage(image) }
-            let trajectory = Autograd.noGrad { sd.invert(z0, prompt: job.prompt, steps: job.settings.steps, strength: strength) }
+            let trajectory = Autograd.noGrad {
+                sd.invert(z0, prompt: job.prompt, steps: job.settings.steps, strength: strength)
+            }
             timings.inversion = seconds(since: t0)
             latent = trajectory.last ?? z0
             firstStep = job.settings.steps - trajectory.count
         } else {
-            guard image == nil else { throw SynthesisError("an image was given but the job is not an edit (set its strength)") }
-            let width = job.settings.width ?? sizeRules.nativeSide, height = job.settings.height ?? sizeRules.nativeSide
+            guard image == nil else {
+                throw SynthesisError("an image was given but the job is not an edit (set its strength)")
+            }
+            let width = job.settings.width ?? sizeRules.nativeSide
+            let height = job.settings.height ?? sizeRules.nativeSide
             try checkSize(width: width, height: height, what: "output size")
             // init_noise_sigma is 1 for DDIM: z_T is the standard normal draw itself.
             latent = Tensor.randomNormal(sd.latentShape(height: height, width: width), seed: job.seed)
         }
 
-        let token = job.method.insertsToken
+        let token =
+            job.method.insertsToken
             ? EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder) : []
-        let timing = GuidanceTiming(settings: job.settings.muse, steps: job.settings.steps, adaptive: job.method.adaptiveTiming)
-        var trace = SynthesisTrace(method: job.method, emotion: job.emotion, prompt: job.prompt, seed: job.seed,
-                                   steps: job.settings.steps, firstStep: firstStep, preview: previewDescription(job.settings.muse.preview),
-                                   classifier: classifier.headDescription, stopStep: timing.stop)
+        let timing = GuidanceTiming(
+            settings: job.settings.muse, steps: job.settings.steps, adaptive: job.method.adaptiveTiming)
+        var trace = SynthesisTrace(
+            method: job.method, emotion: job.emotion, prompt: job.prompt, seed: job.seed,
+            steps: job.settings.steps, firstStep: firstStep, preview: previewDescription(job.settings.muse.preview),
+            classifier: classifier.headDescription, stopStep: timing.stop)
         timings.total = seconds(since: began)
         trace.timings = timings
-        return SynthesisState(job: job, stepIndex: firstStep, latentShape: latent.shape, latent: latent.data,
-                              token: token, timing: timing, trace: trace)
+        return SynthesisState(
+            job: job, stepIndex: firstStep, latentShape: latent.shape, latent: latent.data,
+            token: token, timing: timing, trace: trace)
     }
 
     func checkSize(width: Int, height: Int, what: String) throws {
@@ -119,7 +144,8 @@ public final class SynthesisEngine {
     func previewDescription(_ kind: PreviewKind) -> String {
         let size = classifier.tower.imageSize
         switch kind {
-        case .latentRGB: return "latent-rgb: SD 1.5 latent→RGB factors at latent resolution, bilinear to \(size)×\(size) for CLIP"
+        case .latentRGB:
+            return "latent-rgb: SD 1.5 latent→RGB factors at latent resolution, bilinear to \(size)×\(size) for CLIP"
         case .vaeDecode: return "vae-decode: full VAE decode, bilinear to \(size)×\(size) for CLIP"
         }
     }
@@ -143,20 +169,30 @@ public final class SynthesisEngine {
 
         // Pre-pass without gradients: eps_u once for the step, eps_c with the current token.
         let (epsU, eps0): (Tensor?, Tensor) = Autograd.noGrad {
-            let cond = conditioning(s, token: s.token.isEmpty ? nil : Tensor(shape: [s.token.count], data: s.token), timings: &timings)
-            let u: Tensor? = w == 1 ? nil : timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: unconditional(job.settings.negativePrompt)) }
+            let cond = conditioning(
+                s, token: s.token.isEmpty ? nil : Tensor(shape: [s.token.count], data: s.token), timings: &timings)
+            let u: Tensor? =
+                w == 1
+                ? nil
+                : timed(&timings.unet) {
+                    sd.unet(z, timestep: Float(t), context: unconditional(job.settings.negativePrompt))
+                }
             let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
             return (u, combine(u, c, w))
         }
         var eps = eps0
         let previewStart = DispatchTime.now().uptimeNanoseconds
-        let promptScore = Autograd.noGrad { score(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), job, &timings) }
+        let promptScore = Autograd.noGrad {
+            score(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), job, &timings)
+        }
         let previewSeconds = seconds(since: previewStart)
         let guided = s.timing.observe(step: index, promptScore: promptScore)
 
         if s.timing.startsAt(index) {
             // WHICH: the inherent emotion is the top non-target class of the unguided x̂0.
-            let p = Autograd.noGrad { classify(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), &timings) }
+            let p = Autograd.noGrad {
+                classify(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), &timings)
+            }
             let inherent = Emotion.allCases.filter { $0 != job.emotion }.max { p[$0.index] < p[$1.index] }!
             s.inherent = inherent
             s.similar = job.settings.muse.similarEmotions.similar(to: job.emotion).filter { $0 != inherent }
@@ -170,7 +206,9 @@ public final class SynthesisEngine {
         var inner: [InnerIterationTrace] = []
         if guided && job.method.optimizesToken {
             inner = optimizeToken(&s, z: z, t: t, epsU: epsU, timings: &timings)
-            let cond = Autograd.noGrad { conditioning(s, token: Tensor(shape: [s.token.count], data: s.token), timings: &timings) }
+            let cond = Autograd.noGrad {
+                conditioning(s, token: Tensor(shape: [s.token.count], data: s.token), timings: &timings)
+            }
             let c = Autograd.noGrad { timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) } }
             eps = combine(epsU, c, w)
         } else if guided && job.method == .universalGuidance {
@@ -179,25 +217,33 @@ public final class SynthesisEngine {
 
         var stepProbabilities: [Float]? = nil
         if job.settings.muse.classifyEveryStep {
-            stepProbabilities = Autograd.noGrad { classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), &timings) }
+            stepProbabilities = Autograd.noGrad {
+                classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), &timings)
+            }
         }
-        let next = Autograd.noGrad { sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: job.settings.steps).prevSample }
+        let next = Autograd.noGrad {
+            sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: job.settings.steps).prevSample
+        }
         s.latent = next.data
         s.stepIndex += 1
         let elapsed = seconds(since: began)
         timings.total += elapsed
         s.trace.timings = timings
-        s.trace.stepTraces.append(StepTrace(index: index, timestep: t, promptScore: promptScore, guided: guided,
-                                            inner: inner, probabilities: stepProbabilities, seconds: elapsed,
-                                            previewSeconds: previewSeconds))
+        s.trace.stepTraces.append(
+            StepTrace(
+                index: index, timestep: t, promptScore: promptScore, guided: guided,
+                inner: inner, probabilities: stepProbabilities, seconds: elapsed,
+                previewSeconds: previewSeconds))
         return s
     }
 
     /// HOW: K Adam iterations on v against L_emo of the decoded x̂0; the gradient flows
     /// through the classifier, decoder, x̂0 formula, the UNet's conditional branch and the
     /// text encoder into v (eps_u is a constant).
-    func optimizeToken(_ s: inout SynthesisState, z: Tensor, t: Int, epsU: Tensor?,
-                       timings: inout PhaseTimings) -> [InnerIterationTrace] {
+    func optimizeToken(
+        _ s: inout SynthesisState, z: Tensor, t: Int, epsU: Tensor?,
+        timings: inout PhaseTimings
+    ) -> [InnerIterationTrace] {
         let job = s.job
         let loss = lossFunction(s)
         var records: [InnerIterationTrace] = []
@@ -205,7 +251,8 @@ public final class SynthesisEngine {
             let v = Tensor(shape: [s.token.count], data: s.token).asVariable()
             let cond = conditioning(s, token: v, timings: &timings)
             let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
-            let x0 = sd.scheduler.predictedOriginal(eps: combine(epsU, c, job.settings.guidance), timestep: t, sample: z)
+            let x0 = sd.scheduler.predictedOriginal(
+                eps: combine(epsU, c, job.settings.guidance), timestep: t, sample: z)
             let image = timed(&timings.decode) { decodedImage(x0) }
             let logits = timed(&timings.classifier) { classifier.logits(images: image) }
             let (value, p) = loss(logits: logits)
@@ -218,8 +265,10 @@ public final class SynthesisEngine {
 
     /// The universal-guidance baseline: eps ← eps + scale·√(1−ᾱ_t)·∇_{z_t} L_emo, the
     /// gradient taken through the x̂0 formula and the decoder with eps held fixed.
-    func universalGuidance(_ s: SynthesisState, z: Tensor, t: Int, eps start: Tensor,
-                           timings: inout PhaseTimings) -> (Tensor, [InnerIterationTrace]) {
+    func universalGuidance(
+        _ s: SynthesisState, z: Tensor, t: Int, eps start: Tensor,
+        timings: inout PhaseTimings
+    ) -> (Tensor, [InnerIterationTrace]) {
         let settings = s.job.settings.muse
         let loss = lossFunction(s)
         let factor = settings.universalScale * (1 - sd.scheduler.alphaCumprod(t)).squareRoot()
@@ -239,30 +288,36 @@ public final class SynthesisEngine {
     }
 
     func lossFunction(_ s: SynthesisState) -> EmotionLoss {
-        let m = s.job.method, settings = s.job.settings.muse
-        return EmotionLoss(target: s.job.emotion, inherent: m.usesInherent ? s.inherent : nil,
-                           similar: m.usesSimilar ? s.similar : [],
-                           lambdaInherent: settings.lambdaInherent, lambdaSimilar: settings.lambdaSimilar)
+        let m = s.job.method
+        let settings = s.job.settings.muse
+        return EmotionLoss(
+            target: s.job.emotion, inherent: m.usesInherent ? s.inherent : nil,
+            similar: m.usesSimilar ? s.similar : [],
+            lambdaInherent: settings.lambdaInherent, lambdaSimilar: settings.lambdaSimilar)
     }
 
     // MARK: finish
 
     /// Decodes the final latent; probabilities are measured on the 8-bit image.
     public func finish(_ state: SynthesisState) -> SynthesisResult {
-        precondition(isFinished(state), "finish before the last step (at \(state.stepIndex) of \(state.job.settings.steps))")
+        precondition(
+            isFinished(state), "finish before the last step (at \(state.stepIndex) of \(state.job.settings.steps))")
         let began = DispatchTime.now().uptimeNanoseconds
         var trace = state.trace
         let z = Tensor(shape: state.latentShape, data: state.latent)
         let image = Autograd.noGrad { timed(&trace.timings.decode) { sd.decodeToImage(z) } }
         let (width, height, bytes) = image.rgbBytes()
-        let p = Autograd.noGrad { timed(&trace.timings.classifier) {
-            classifier.probabilities(images: Tensor.fromRGBBytes(bytes, width: width, height: height)).data
-        } }
+        let p = Autograd.noGrad {
+            timed(&trace.timings.classifier) {
+                classifier.probabilities(images: Tensor.fromRGBBytes(bytes, width: width, height: height)).data
+            }
+        }
         trace.finalProbabilities = p
         trace.timings.total += seconds(since: began)
         let plain = trace.stepTraces.filter { !$0.guided }
         func ratio(_ steps: [StepTrace]) -> Double? {
-            let preview = steps.map(\.previewSeconds).reduce(0, +), total = steps.map(\.seconds).reduce(0, +)
+            let preview = steps.map(\.previewSeconds).reduce(0, +)
+            let total = steps.map(\.seconds).reduce(0, +)
             return steps.isEmpty || total <= preview ? nil : preview / (total - preview)
         }
         trace.previewCostRatio = ratio(plain)
@@ -271,7 +326,9 @@ public final class SynthesisEngine {
     }
 
     /// start, advance to the end, finish; `progress(state)` after every step.
-    public func run(_ job: SynthesisJob, image: Tensor? = nil, progress: ((SynthesisState) -> Void)? = nil) throws -> SynthesisResult {
+    public func run(_ job: SynthesisJob, image: Tensor? = nil, progress: ((SynthesisState) -> Void)? = nil) throws
+        -> SynthesisResult
+    {
         var state = try start(job, image: image)
         while !isFinished(state) {
             state = advance(state)

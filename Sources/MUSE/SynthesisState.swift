@@ -48,7 +48,9 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         guard state.version == Self.formatVersion else {
             throw StateError("synthesis state version \(state.version), this build reads \(Self.formatVersion)")
         }
-        for name in Self.arrayNames where arrays[name] == nil { throw StateError("checkpoint lacks the array '\(name)'") }
+        for name in Self.arrayNames where arrays[name] == nil {
+            throw StateError("checkpoint lacks the array '\(name)'")
+        }
         state.latent = arrays["latent"]!
         state.token = arrays["token"]!
         state.adam.m = arrays["adam.m"]!
@@ -76,11 +78,15 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         guard adam.m.count == token.count, adam.v.count == token.count else {
             throw StateError("Adam moments (\(adam.m.count), \(adam.v.count)) do not match the token (\(token.count))")
         }
-        guard (0...job.settings.steps).contains(stepIndex) else { throw StateError("step \(stepIndex) outside 0...\(job.settings.steps)") }
+        guard (0...job.settings.steps).contains(stepIndex) else {
+            throw StateError("step \(stepIndex) outside 0...\(job.settings.steps)")
+        }
     }
 
-    init(job: SynthesisJob, stepIndex: Int, latentShape: [Int], latent: [Float], token: [Float],
-         timing: GuidanceTiming, trace: SynthesisTrace) {
+    init(
+        job: SynthesisJob, stepIndex: Int, latentShape: [Int], latent: [Float], token: [Float],
+        timing: GuidanceTiming, trace: SynthesisTrace
+    ) {
         self.job = job
         self.stepIndex = stepIndex
         self.latentShape = latentShape

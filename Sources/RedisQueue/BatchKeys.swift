@@ -47,9 +47,9 @@ public enum QueueError: Error, Equatable, CustomStringConvertible, LocalizedErro
 
     public var description: String {
         switch self {
-        case let .invalidID(m): return m
-        case let .noSuchBatch(id): return "batch '\(id)' does not exist in Redis (submit it first)"
-        case let .unexpected(m): return "queue protocol error: \(m)"
+        case .invalidID(let m): return m
+        case .noSuchBatch(let id): return "batch '\(id)' does not exist in Redis (submit it first)"
+        case .unexpected(let m): return "queue protocol error: \(m)"
         }
     }
 

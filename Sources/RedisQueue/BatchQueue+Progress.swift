@@ -36,7 +36,8 @@ extension BatchQueue {
 
     /// Cheap: one HMGET (workers poll it to skip finished batches).
     public func counters() throws -> Counters? {
-        let a = try client.withRetry { try client.command(["HMGET", keys.meta, "total", "done", "failed"]) }.array ?? []
+        let a =
+            try client.withRetry { try client.command(["HMGET", keys.meta, "total", "done", "failed"]) }.array ?? []
         guard a.count == 3, let total = a[0].int else { return nil }
         return Counters(total: Int(total), done: Int(a[1].int ?? 0), failed: Int(a[2].int ?? 0))
     }
@@ -74,7 +75,8 @@ extension BatchQueue {
         var out: [String: WorkerTotals] = [:]
         for i in stride(from: 0, to: flat.count - 1, by: 2) {
             guard let k = flat[i].string, let v = flat[i + 1].string, let bar = k.lastIndex(of: "|") else { continue }
-            let worker = String(k[..<bar]), field = k[k.index(after: bar)...]
+            let worker = String(k[..<bar])
+            let field = k[k.index(after: bar)...]
             var t = out[worker] ?? WorkerTotals(done: 0, seconds: 0)
             if field == "done" { t.done = Int(v) ?? 0 } else if field == "seconds" { t.seconds = Double(v) ?? 0 }
             out[worker] = t

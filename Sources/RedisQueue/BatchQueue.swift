@@ -26,8 +26,10 @@ public final class BatchQueue: @unchecked Sendable {
             let now = try serverTimeMs()
             let created = try client.command(["HSETNX", keys.meta, "spec", spec]).int == 1
             if created {
-                try client.command(["HSET", keys.meta, "max_attempts", maxAttempts, "lease_ms", leaseMs,
-                                    "created_ms", now, "total", 0, "done", 0, "failed", 0])
+                try client.command([
+                    "HSET", keys.meta, "max_attempts", maxAttempts, "lease_ms", leaseMs,
+                    "created_ms", now, "total", 0, "done", 0, "failed", 0,
+                ])
                 try client.command(["ZADD", BatchKeys.index, now, batchID])
             }
             do {
@@ -42,8 +44,9 @@ public final class BatchQueue: @unchecked Sendable {
             try client.command(["HMGET", keys.meta, "spec", "max_attempts", "lease_ms", "created_ms"])
         }
         guard let a = r.array, a.count == 4, let spec = a[0].data else { return nil }
-        return BatchMetadata(spec: spec, maxAttempts: Int(a[1].int ?? 3), leaseMs: Int(a[2].int ?? 60_000),
-                             createdMs: a[3].int ?? 0)
+        return BatchMetadata(
+            spec: spec, maxAttempts: Int(a[1].int ?? 3), leaseMs: Int(a[2].int ?? 60_000),
+            createdMs: a[3].int ?? 0)
     }
 
     /// Adds a job. Ids are content-derived by the caller, so an existing id is a no-op (false).
@@ -89,7 +92,7 @@ public final class BatchQueue: @unchecked Sendable {
         while true {
             let remainingMs = Int(deadline.timeIntervalSinceNow * 1000)
             var args: [RedisArgument] = ["XREADGROUP", "GROUP", BatchKeys.group, worker, "COUNT", 1]
-            if remainingMs > 0 { args += ["BLOCK", remainingMs] } // BLOCK 0 would wait forever
+            if remainingMs > 0 { args += ["BLOCK", remainingMs] }  // BLOCK 0 would wait forever
             args += ["STREAMS", keys.jobs, ">"]
             let timeout = remainingMs > 0 ? Double(remainingMs) / 1000 + (client.options.commandTimeout ?? 30) : nil
             let reply = try client.withRetry { try client.command(args, timeout: timeout) }
@@ -100,7 +103,7 @@ public final class BatchQueue: @unchecked Sendable {
 
     private func reclaim(worker: String, minIdleMs: Int) throws -> JobLease? {
         var cursor = "0-0"
-        for _ in 0..<64 { // bounded scan of the pending list
+        for _ in 0..<64 {  // bounded scan of the pending list
             let reply = try client.withRetry {
                 try client.command(["XAUTOCLAIM", keys.jobs, BatchKeys.group, worker, minIdleMs, cursor, "COUNT", 16])
             }
@@ -123,25 +126,30 @@ public final class BatchQueue: @unchecked Sendable {
             return nil
         }
         let r = try client.withRetry {
-            try evalMapped(QueueScripts.take,
-                           keys: [keys.meta, keys.jobs, keys.job(jobID), keys.lease(jobID), keys.dead,
-                                  keys.running, keys.checkpoint(jobID)],
-                           args: [jobID, entry.id, worker])
+            try evalMapped(
+                QueueScripts.take,
+                keys: [
+                    keys.meta, keys.jobs, keys.job(jobID), keys.lease(jobID), keys.dead,
+                    keys.running, keys.checkpoint(jobID),
+                ],
+                args: [jobID, entry.id, worker])
         }
         guard let a = r.array, let tag = a.first?.string else { throw QueueError.unexpected("take reply \(r)") }
         guard tag == "ok" else { return nil }
         guard a.count >= 4, let epoch = a[1].int, let attempts = a[2].int, let payload = a[3].data else {
             throw QueueError.unexpected("take reply \(r)")
         }
-        return JobLease(batchID: batchID, jobID: jobID, worker: worker, epoch: UInt64(epoch), attempt: Int(attempts),
-                        payload: payload, checkpoint: a.count > 4 ? a[4].data : nil)
+        return JobLease(
+            batchID: batchID, jobID: jobID, worker: worker, epoch: UInt64(epoch), attempt: Int(attempts),
+            payload: payload, checkpoint: a.count > 4 ? a[4].data : nil)
     }
 
     /// Extends the lease; false means the job now belongs to someone else (stop working on it).
     public func renew(_ lease: JobLease) throws -> Bool {
         let r = try client.withRetry {
-            try evalMapped(QueueScripts.renew, keys: [keys.meta, keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID)],
-                           args: [lease.worker, lease.epoch])
+            try evalMapped(
+                QueueScripts.renew, keys: [keys.meta, keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID)],
+                args: [lease.worker, lease.epoch])
         }
         return r.int == 1
     }
@@ -149,8 +157,9 @@ public final class BatchQueue: @unchecked Sendable {
     /// Stores a checkpoint only if the lease's epoch is still current; false = fenced off.
     public func writeCheckpoint(_ lease: JobLease, step: Int, data: Data) throws -> Bool {
         let r = try client.withRetry {
-            try evalMapped(QueueScripts.checkpoint, keys: [keys.job(lease.jobID), keys.checkpoint(lease.jobID)],
-                           args: [lease.worker, lease.epoch, step, data])
+            try evalMapped(
+                QueueScripts.checkpoint, keys: [keys.job(lease.jobID), keys.checkpoint(lease.jobID)],
+                args: [lease.worker, lease.epoch, step, data])
         }
         return r.int == 1
     }
@@ -168,9 +177,12 @@ public final class BatchQueue: @unchecked Sendable {
             args += [k, v]
         }
         let r = try client.withRetry {
-            try evalMapped(QueueScripts.publish,
-                           keys: [keys.meta, keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID), keys.results,
-                                  keys.running, keys.checkpoint(lease.jobID)], args: args)
+            try evalMapped(
+                QueueScripts.publish,
+                keys: [
+                    keys.meta, keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID), keys.results,
+                    keys.running, keys.checkpoint(lease.jobID),
+                ], args: args)
         }
         switch r.int {
         case 1: return .published
@@ -183,10 +195,13 @@ public final class BatchQueue: @unchecked Sendable {
     /// dead-lettered with `error` and acked.
     public func fail(_ lease: JobLease, error: String, permanent: Bool = false) throws -> FailOutcome {
         let r = try client.withRetry {
-            try evalMapped(QueueScripts.fail,
-                           keys: [keys.meta, keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID), keys.dead,
-                                  keys.running, keys.checkpoint(lease.jobID)],
-                           args: [lease.worker, lease.epoch, lease.jobID, error, permanent ? 1 : 0])
+            try evalMapped(
+                QueueScripts.fail,
+                keys: [
+                    keys.meta, keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID), keys.dead,
+                    keys.running, keys.checkpoint(lease.jobID),
+                ],
+                args: [lease.worker, lease.epoch, lease.jobID, error, permanent ? 1 : 0])
         }
         switch r.int {
         case 1: return .requeued
@@ -200,9 +215,10 @@ public final class BatchQueue: @unchecked Sendable {
     @discardableResult
     public func release(_ lease: JobLease) throws -> Bool {
         let r = try client.withRetry {
-            try evalMapped(QueueScripts.release,
-                           keys: [keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID), keys.running],
-                           args: [lease.worker, lease.epoch, lease.jobID])
+            try evalMapped(
+                QueueScripts.release,
+                keys: [keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID), keys.running],
+                args: [lease.worker, lease.epoch, lease.jobID])
         }
         return r.int == 1
     }
@@ -237,22 +253,28 @@ public final class BatchQueue: @unchecked Sendable {
                 let seen = Int64(parts[0]) ?? 0
                 let job = parts.count > 1 && !parts[1].isEmpty ? String(parts[1]) : nil
                 let ago = max(0, now - seen)
-                workers.append(WorkerStatus(name: name, lastSeenMsAgo: ago, jobID: job, alive: ago <= Int64(workerTTLMs)))
+                workers.append(
+                    WorkerStatus(name: name, lastSeenMsAgo: ago, jobID: job, alive: ago <= Int64(workerTTLMs)))
             }
             workers.sort { $0.name < $1.name }
-            return BatchStatus(total: Int(total), done: Int(m[1].int ?? 0), failed: Int(m[2].int ?? 0),
-                               running: live, stalled: runningIDs.count - live, workers: workers)
+            return BatchStatus(
+                total: Int(total), done: Int(m[1].int ?? 0), failed: Int(m[2].int ?? 0),
+                running: live, stalled: runningIDs.count - live, workers: workers)
         }
     }
 
     public func job(_ jobID: String) throws -> JobRecord? {
-        let a = try client.withRetry {
-            try client.command(["HMGET", keys.job(jobID), "state", "attempts", "epoch", "owner", "error", "ckpt_step"])
-        }.array ?? []
+        let a =
+            try client.withRetry {
+                try client.command([
+                    "HMGET", keys.job(jobID), "state", "attempts", "epoch", "owner", "error", "ckpt_step",
+                ])
+            }.array ?? []
         guard a.count == 6, let state = a[0].string else { return nil }
         let owner = a[3].string.flatMap { $0.isEmpty ? nil : $0 }
-        return JobRecord(jobID: jobID, state: state, attempts: Int(a[1].int ?? 0), epoch: UInt64(a[2].int ?? 0),
-                         owner: owner, error: a[4].string, checkpointStep: a[5].int.map { Int($0) })
+        return JobRecord(
+            jobID: jobID, state: state, attempts: Int(a[1].int ?? 0), epoch: UInt64(a[2].int ?? 0),
+            owner: owner, error: a[4].string, checkpointStep: a[5].int.map { Int($0) })
     }
 
     /// Results after stream id `after` (exclusive), oldest first. The coordinator keeps its
@@ -275,7 +297,8 @@ public final class BatchQueue: @unchecked Sendable {
         try client.withRetry {
             var cursor = "0"
             repeat {
-                let r = try client.command(["SCAN", cursor, "MATCH", "\\{batch:\(batchID)\\}:*", "COUNT", 500]).array ?? []
+                let r =
+                    try client.command(["SCAN", cursor, "MATCH", "\\{batch:\(batchID)\\}:*", "COUNT", 500]).array ?? []
                 guard r.count == 2, let next = r[0].string else { throw QueueError.unexpected("SCAN reply") }
                 let found = (r[1].array ?? []).compactMap(\.data)
                 if !found.isEmpty { try client.command(["UNLINK"] + found.map { $0 as RedisArgument }) }
@@ -319,7 +342,9 @@ public final class BatchQueue: @unchecked Sendable {
 
     static func parseEntries(_ reply: RedisReply) -> [StreamEntry] {
         (reply.array ?? []).compactMap { item in
-            guard let pair = item.array, pair.count == 2, let id = pair[0].string, let flat = pair[1].array else { return nil }
+            guard let pair = item.array, pair.count == 2, let id = pair[0].string, let flat = pair[1].array else {
+                return nil
+            }
             var fields: [String: Data] = [:]
             for i in stride(from: 0, to: flat.count - 1, by: 2) {
                 if let k = flat[i].string, let v = flat[i + 1].data { fields[k] = v }

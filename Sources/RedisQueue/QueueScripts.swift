@@ -7,7 +7,8 @@
 /// "Fenced" means: job.epoch == ARGV epoch and job.state == running and job.owner == ARGV owner.
 enum QueueScripts {
     /// KEYS: meta, jobs, job  ARGV: jobID, payload  → 1 new, 0 already present.
-    static let submit = RedisScript("""
+    static let submit = RedisScript(
+        """
         if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOBATCH batch does not exist') end
         if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
         local id = redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
@@ -18,7 +19,8 @@ enum QueueScripts {
 
     /// KEYS: meta, jobs, job, lease, dead, running, ckpt  ARGV: jobID, entryID, owner
     /// → {'ok', epoch, attempts, payload, checkpoint|false} or {'busy'|'finished'|'superseded'|'gone'|'dead', detail}
-    static let take = RedisScript("""
+    static let take = RedisScript(
+        """
         local function drop_entry()
           redis.call('XACK', KEYS[2], 'workers', ARGV[2])
           redis.call('XDEL', KEYS[2], ARGV[2])
@@ -56,7 +58,8 @@ enum QueueScripts {
 
     /// KEYS: meta, jobs, job, lease  ARGV: owner, epoch  → 1 renewed, 0 not the current holder.
     /// Also re-claims the stream entry (resetting its idle time) so XAUTOCLAIM leaves it alone.
-    static let renew = RedisScript("""
+    static let renew = RedisScript(
+        """
         local cur = redis.call('HMGET', KEYS[3], 'epoch', 'state', 'owner', 'entry')
         if cur[1] ~= ARGV[2] or cur[2] ~= 'running' or cur[3] ~= ARGV[1] then return 0 end
         local mine = ARGV[1] .. '|' .. ARGV[2]
@@ -69,7 +72,8 @@ enum QueueScripts {
         """)
 
     /// KEYS: job, ckpt  ARGV: owner, epoch, step, bytes  → 1 written, 0 stale epoch.
-    static let checkpoint = RedisScript("""
+    static let checkpoint = RedisScript(
+        """
         local cur = redis.call('HMGET', KEYS[1], 'epoch', 'state', 'owner')
         if cur[1] ~= ARGV[2] or cur[2] ~= 'running' or cur[3] ~= ARGV[1] then return 0 end
         redis.call('SET', KEYS[2], ARGV[4])
@@ -80,7 +84,8 @@ enum QueueScripts {
     /// KEYS: meta, jobs, job, lease, results, running, ckpt
     /// ARGV: owner, epoch, jobID, field1, value1, ...  → 1 published, 2 already published by
     /// this very epoch (a retried call), 0 stale epoch.
-    static let publish = RedisScript("""
+    static let publish = RedisScript(
+        """
         local cur = redis.call('HMGET', KEYS[3], 'epoch', 'state', 'owner', 'entry')
         if cur[2] == 'done' and cur[1] == ARGV[2] and cur[3] == ARGV[1] then return 2 end
         if cur[1] ~= ARGV[2] or cur[2] ~= 'running' or cur[3] ~= ARGV[1] then return 0 end
@@ -99,7 +104,8 @@ enum QueueScripts {
     /// KEYS: meta, jobs, job, lease, dead, running, ckpt  ARGV: owner, epoch, jobID, error, permanent(0|1)
     /// → 1 re-queued, 2 dead-lettered, 0 stale epoch. The checkpoint is dropped either way:
     /// a failure may come from the saved state itself, so the retry starts clean.
-    static let fail = RedisScript("""
+    static let fail = RedisScript(
+        """
         local cur = redis.call('HMGET', KEYS[3], 'epoch', 'state', 'owner', 'entry', 'attempts')
         if cur[1] ~= ARGV[2] or cur[2] ~= 'running' or cur[3] ~= ARGV[1] then return 0 end
         local maxA = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '3')
@@ -123,7 +129,8 @@ enum QueueScripts {
     /// KEYS: jobs, job, lease, running  ARGV: owner, epoch, jobID → 1 released, 0 stale epoch.
     /// Graceful shutdown: re-queue at once with the attempt refunded; the checkpoint stays so
     /// the next taker resumes.
-    static let release = RedisScript("""
+    static let release = RedisScript(
+        """
         local cur = redis.call('HMGET', KEYS[2], 'epoch', 'state', 'owner', 'entry')
         if cur[1] ~= ARGV[2] or cur[2] ~= 'running' or cur[3] ~= ARGV[1] then return 0 end
         redis.call('XACK', KEYS[1], 'workers', cur[4])
@@ -138,7 +145,8 @@ enum QueueScripts {
 
     /// KEYS: workers  ARGV: worker, jobID ('' when idle), ttlMs → server time in ms.
     /// Server time, so heartbeats from machines with skewed clocks compare fairly.
-    static let heartbeat = RedisScript("""
+    static let heartbeat = RedisScript(
+        """
         local t = redis.call('TIME')
         local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', ms) .. '|' .. ARGV[2])

@@ -27,8 +27,10 @@ public final class RedisClient: @unchecked Sendable {
         /// nil waits forever. Blocking reads get their own, longer timeout per call.
         public var commandTimeout: TimeInterval?
         public var retry: RetryPolicy
-        public init(connectTimeout: TimeInterval = 5, commandTimeout: TimeInterval? = 30,
-                    retry: RetryPolicy = RetryPolicy()) {
+        public init(
+            connectTimeout: TimeInterval = 5, commandTimeout: TimeInterval? = 30,
+            retry: RetryPolicy = RetryPolicy()
+        ) {
             self.connectTimeout = connectTimeout
             self.commandTimeout = commandTimeout
             self.retry = retry
@@ -82,7 +84,7 @@ public final class RedisClient: @unchecked Sendable {
     @discardableResult
     public func command(_ args: [RedisArgument], timeout: TimeInterval? = nil) throws -> RedisReply {
         let reply = try rawCommand(args, timeout: timeout)
-        if case let .error(message) = reply { throw Self.classify(message) }
+        if case .error(let message) = reply { throw Self.classify(message) }
         return reply
     }
 
@@ -121,7 +123,7 @@ public final class RedisClient: @unchecked Sendable {
         tail += keys as [RedisArgument]
         tail += args
         let reply = try rawCommand(["EVALSHA", script.sha1] + tail)
-        if case let .error(message) = reply {
+        if case .error(let message) = reply {
             guard message.hasPrefix("NOSCRIPT") else { throw Self.classify(message) }
             return try command(["EVAL", script.source] + tail)
         }
@@ -135,8 +137,8 @@ public final class RedisClient: @unchecked Sendable {
         let tv = Self.makeTimeval(options.connectTimeout)
         let c: UnsafeMutablePointer<redisContext>?
         switch endpoint.address {
-        case let .tcp(host, port): c = redisConnectWithTimeout(host, Int32(port), tv)
-        case let .unix(path): c = redisConnectUnixWithTimeout(path, tv)
+        case .tcp(let host, let port): c = redisConnectWithTimeout(host, Int32(port), tv)
+        case .unix(let path): c = redisConnectUnixWithTimeout(path, tv)
         }
         guard let c else { throw RedisError.connectFailed(endpoint: endpoint.description, reason: "out of memory") }
         if c.pointee.err != 0 {
@@ -163,18 +165,20 @@ public final class RedisClient: @unchecked Sendable {
             var args: [[UInt8]] = [Array("AUTH".utf8)]
             if let user = endpoint.username { args.append(Array(user.utf8)) }
             args.append(Array(password.utf8))
-            if case let .error(message) = try sendLocked(args) {
+            if case .error(let message) = try sendLocked(args) {
                 // A password set for a server that has none is harmless.
                 if !message.contains("without any password configured") {
                     throw Self.classify(message, usingUsername: endpoint.username != nil)
                 }
             }
         }
-        if endpoint.db != 0, case let .error(message) = try sendLocked([Array("SELECT".utf8), Array(String(endpoint.db).utf8)]) {
+        if endpoint.db != 0,
+            case .error(let message) = try sendLocked([Array("SELECT".utf8), Array(String(endpoint.db).utf8)])
+        {
             throw Self.classify(message)
         }
         // PING surfaces NOAUTH now rather than on the first real command.
-        if case let .error(message) = try sendLocked([Array("PING".utf8)]) { throw Self.classify(message) }
+        if case .error(let message) = try sendLocked([Array("PING".utf8)]) { throw Self.classify(message) }
     }
 
     private func dropLocked() {
@@ -189,7 +193,9 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     private func sendLocked(_ args: [[UInt8]]) throws -> RedisReply {
-        guard let c = context else { throw RedisError.connectionLost(endpoint: endpoint.description, reason: "not connected") }
+        guard let c = context else {
+            throw RedisError.connectionLost(endpoint: endpoint.description, reason: "not connected")
+        }
         var flat = [UInt8]()
         flat.reserveCapacity(args.reduce(1) { $0 + $1.count })
         var offsets = [Int]()
@@ -199,7 +205,7 @@ public final class RedisClient: @unchecked Sendable {
             lengths.append(a.count)
             flat.append(contentsOf: a)
         }
-        flat.append(0) // never hand hiredis a nil base pointer, even for empty arguments
+        flat.append(0)  // never hand hiredis a nil base pointer, even for empty arguments
         let raw: UnsafeMutableRawPointer? = flat.withUnsafeBufferPointer { buf in
             let base = UnsafeRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self)
             var ptrs: [UnsafePointer<CChar>?] = offsets.map { base + $0 }
@@ -208,7 +214,7 @@ public final class RedisClient: @unchecked Sendable {
         let savedErrno = errno
         guard let raw else {
             let error = classifyIOError(c, errno: savedErrno)
-            dropLocked() // hiredis contexts are unusable after an I/O error
+            dropLocked()  // hiredis contexts are unusable after an I/O error
             throw error
         }
         let replyPtr = raw.assumingMemoryBound(to: redisReply.self)
@@ -237,7 +243,8 @@ public final class RedisClient: @unchecked Sendable {
             return .authenticationFailed(usingUsername ? "wrong username or password" : "wrong password")
         }
         if message.hasPrefix("NOAUTH") {
-            return .authenticationFailed("the server requires a password (NOAUTH); set REDIS_PASSWORD or REDIS_PASSWORD_FILE")
+            return .authenticationFailed(
+                "the server requires a password (NOAUTH); set REDIS_PASSWORD or REDIS_PASSWORD_FILE")
         }
         return .server(message)
     }

@@ -38,10 +38,10 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         let dbSuffix = db == 0 ? "" : "/\(db)"
         switch address {
-        case let .tcp(host, port):
+        case .tcp(let host, let port):
             let h = host.contains(":") ? "[\(host)]" : host
             return "redis://\(h):\(port)\(dbSuffix)"
-        case let .unix(path):
+        case .unix(let path):
             return "unix://\(path)" + (db == 0 ? "" : "?db=\(db)")
         }
     }
@@ -82,7 +82,7 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
                 username = user.isEmpty ? nil : user
                 password = parts[1].removingPercentEncoding ?? String(parts[1])
             } else {
-                password = user // redis://secret@host: the whole userinfo is the password
+                password = user  // redis://secret@host: the whole userinfo is the password
             }
             if password != nil && !allowPassword {
                 throw RedisError.invalidURL(
@@ -101,11 +101,15 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
         }
         var host: String
         var portText: Substring?
-        if rest.hasPrefix("[") { // IPv6 literal
+        if rest.hasPrefix("[") {  // IPv6 literal
             guard let close = rest.firstIndex(of: "]") else { throw bad("unterminated IPv6 address") }
             host = String(rest[rest.index(after: rest.startIndex)..<close])
             let after = rest[rest.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty { throw bad("junk after host") }
+            if after.hasPrefix(":") {
+                portText = after.dropFirst()
+            } else if !after.isEmpty {
+                throw bad("junk after host")
+            }
         } else if let colon = rest.lastIndex(of: ":") {
             host = String(rest[..<colon])
             portText = rest[rest.index(after: colon)...]
@@ -127,8 +131,10 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
     /// - otherwise the password comes from `REDIS_PASSWORD`, or from the file named by
     ///   `REDIS_PASSWORD_FILE` (trailing newline stripped). Never from the command line.
     /// `REDIS_USERNAME` selects an ACL user.
-    public static func resolve(url: String? = nil,
-                               environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> RedisEndpoint {
+    public static func resolve(
+        url: String? = nil,
+        environment env: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> RedisEndpoint {
         var endpoint: RedisEndpoint
         if let url {
             endpoint = try parse(url, allowPassword: false)

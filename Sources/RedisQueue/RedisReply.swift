@@ -13,8 +13,8 @@ public enum RedisReply: Equatable, Sendable {
 
     public var data: Data? {
         switch self {
-        case let .string(d): return d
-        case let .status(s): return Data(s.utf8)
+        case .string(let d): return d
+        case .status(let s): return Data(s.utf8)
         default: return nil
         }
     }
@@ -24,14 +24,14 @@ public enum RedisReply: Equatable, Sendable {
     /// Integers, or bulk strings holding a decimal integer (HGET of a counter).
     public var int: Int64? {
         switch self {
-        case let .integer(n): return n
+        case .integer(let n): return n
         case .string, .status: return string.flatMap { Int64($0) }
         default: return nil
         }
     }
 
     public var array: [RedisReply]? {
-        if case let .array(a) = self { return a }
+        if case .array(let a) = self { return a }
         return nil
     }
 
@@ -54,14 +54,14 @@ public enum RedisError: Error, Equatable, CustomStringConvertible, LocalizedErro
 
     public var description: String {
         switch self {
-        case let .invalidURL(m): return m
-        case let .connectFailed(e, r): return "cannot connect to Redis at \(e): \(r)"
-        case let .authenticationFailed(m): return "Redis authentication failed: \(m)"
-        case let .connectionLost(e, r): return "lost connection to Redis at \(e): \(r)"
-        case let .timeout(e): return "Redis command timed out at \(e)"
-        case let .server(m): return "Redis error: \(m)"
-        case let .protocolError(m): return "Redis protocol error: \(m)"
-        case let .unexpectedReply(m): return "unexpected Redis reply: \(m)"
+        case .invalidURL(let m): return m
+        case .connectFailed(let e, let r): return "cannot connect to Redis at \(e): \(r)"
+        case .authenticationFailed(let m): return "Redis authentication failed: \(m)"
+        case .connectionLost(let e, let r): return "lost connection to Redis at \(e): \(r)"
+        case .timeout(let e): return "Redis command timed out at \(e)"
+        case .server(let m): return "Redis error: \(m)"
+        case .protocolError(let m): return "Redis protocol error: \(m)"
+        case .unexpectedReply(let m): return "unexpected Redis reply: \(m)"
         }
     }
 
@@ -77,7 +77,7 @@ public enum RedisError: Error, Equatable, CustomStringConvertible, LocalizedErro
 
     /// Redis's error code: the first word of an error reply ("NOSCRIPT", "BUSYGROUP", ...).
     public var serverCode: String? {
-        if case let .server(m) = self { return m.split(separator: " ").first.map(String.init) }
+        if case .server(let m) = self { return m.split(separator: " ").first.map(String.init) }
         return nil
     }
 }

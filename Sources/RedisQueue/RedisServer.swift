@@ -178,7 +178,9 @@ public final class RedisServer: @unchecked Sendable {
 
     static func makeTemporaryFolder(_ pattern: String) throws -> URL {
         var template = Array(pattern.utf8CString)
-        guard let made = mkdtemp(&template) else { throw RedisServerError("cannot create a temporary folder (\(pattern))") }
+        guard let made = mkdtemp(&template) else {
+            throw RedisServerError("cannot create a temporary folder (\(pattern))")
+        }
         return URL(fileURLWithPath: String(cString: made))
     }
 }

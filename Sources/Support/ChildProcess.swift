@@ -6,8 +6,9 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .exited(code): return "exit code \(code)"
-        case let .signaled(sig): return "signal \(sig)\(sig == SIGKILL ? " (SIGKILL)" : sig == SIGTERM ? " (SIGTERM)" : "")"
+        case .exited(let code): return "exit code \(code)"
+        case .signaled(let sig):
+            return "signal \(sig)\(sig == SIGKILL ? " (SIGKILL)" : sig == SIGTERM ? " (SIGTERM)" : "")"
         }
     }
 
@@ -39,9 +40,11 @@ public final class ChildProcess: @unchecked Sendable {
     /// `dieWithParent`: SIGTERM the child if this process dies (via util-linux `setpriv
     /// --pdeathsig`, when installed; spawn from the main thread, as the kernel ties this
     /// to the spawning thread).
-    public static func spawn(_ executable: String, _ arguments: [String], name: String? = nil,
-                             environment: [String: String]? = nil, stdoutPath: String? = nil, stderrPath: String? = nil,
-                             newProcessGroup: Bool = false, dieWithParent: Bool = false) throws -> ChildProcess {
+    public static func spawn(
+        _ executable: String, _ arguments: [String], name: String? = nil,
+        environment: [String: String]? = nil, stdoutPath: String? = nil, stderrPath: String? = nil,
+        newProcessGroup: Bool = false, dieWithParent: Bool = false
+    ) throws -> ChildProcess {
         var argv = [executable] + arguments
         var path = executable
         let setpriv = "/usr/bin/setpriv"
@@ -51,11 +54,11 @@ public final class ChildProcess: @unchecked Sendable {
         }
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
         cargs.append(nil)
-        defer { cargs.forEach { free($0) } }
+        defer { for p in cargs { free(p) } }
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         var cenv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) }
         cenv.append(nil)
-        defer { cenv.forEach { free($0) } }
+        defer { for p in cenv { free(p) } }
 
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
@@ -78,8 +81,12 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if let stdoutPath { posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o644) }
-        if let stderrPath { posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644) }
+        if let stdoutPath {
+            posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        }
+        if let stderrPath {
+            posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        }
 
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, path, &actions, &attr, &cargs, &cenv)
@@ -99,7 +106,7 @@ public final class ChildProcess: @unchecked Sendable {
         if r == pid {
             status = Self.decode(raw)
         } else if r < 0 {
-            status = .exited(-1) // not our child any more
+            status = .exited(-1)  // not our child any more
         }
         return status
     }

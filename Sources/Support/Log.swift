@@ -8,7 +8,9 @@ public enum Log {
     public enum Format: String, Sendable, CaseIterable { case text, json }
 
     /// Call once, first thing in `main`. Later calls are ignored (swift-log allows one bootstrap).
-    public static func bootstrap(format: Format = .text, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public static func bootstrap(
+        format: Format = .text, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
         let level = environment["MUSE_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         bootstrapOnce.run {
             LoggingSystem.bootstrap { label in
@@ -65,8 +67,10 @@ struct StderrLineHandler: LogHandler {
         return f
     }()
 
-    func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
         var all = metadata
         if let extra { all.merge(extra) { $1 } }
         Self.lock.lock()
@@ -77,10 +81,14 @@ struct StderrLineHandler: LogHandler {
         case .text:
             let name = all.removeValue(forKey: "name").map { "[\($0)]" } ?? ""
             let severity = level >= .warning ? "\(level.rawValue): " : ""
-            let tail = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let tail =
+                all.isEmpty
+                ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             text = "\(time) \(label)\(name) \(severity)\(message)\(tail)\n"
         case .json:
-            var object: [String: String] = ["time": time, "level": level.rawValue, "program": label, "message": "\(message)"]
+            var object: [String: String] = [
+                "time": time, "level": level.rawValue, "program": label, "message": "\(message)",
+            ]
             for (key, value) in all where object[key] == nil { object[key] = "\(value)" }
             let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
             text = (String(data: data, encoding: .utf8) ?? "{}") + "\n"

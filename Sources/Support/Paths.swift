@@ -31,7 +31,9 @@ public enum PathConfinement {
         let realRoot = realPath(root.path) ?? root.standardizedFileURL.path
         // Check the deepest existing ancestor: it decides where the path really lands.
         var probe = url
-        while !FileManager.default.fileExists(atPath: probe.path) && probe.path != "/" && probe.path.count > root.path.count {
+        while !FileManager.default.fileExists(atPath: probe.path) && probe.path != "/"
+            && probe.path.count > root.path.count
+        {
             probe = probe.deletingLastPathComponent()
         }
         if let real = realPath(probe.path), !isInside(real, realRoot) {

@@ -31,8 +31,10 @@ public final class StopSignal: @unchecked Sendable {
     /// The signal that arrived first (for exit codes 128+n), if any.
     public private(set) var signalNumber: Int32?
 
-    public func install(signals: [Int32] = [SIGINT, SIGTERM], onFirst: (@Sendable (Int32) -> Void)? = nil,
-                        onSecond: (@Sendable (Int32) -> Void)? = nil) {
+    public func install(
+        signals: [Int32] = [SIGINT, SIGTERM], onFirst: (@Sendable (Int32) -> Void)? = nil,
+        onSecond: (@Sendable (Int32) -> Void)? = nil
+    ) {
         for s in signals {
             Foundation.signal(s, SIG_IGN)
             let src = DispatchSource.makeSignalSource(signal: s, queue: DispatchQueue.global())

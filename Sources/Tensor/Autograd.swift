@@ -28,10 +28,13 @@ public enum Autograd {
 
     /// Gradients of the scalar `output` with respect to each of `inputs` (zeros where
     /// `output` does not depend on one).
-    public static func gradients(of output: Tensor, withRespectTo inputs: [Tensor],
-                                 seed: Tensor? = nil) -> [Tensor] {
-        precondition(seed != nil || output.count == 1,
-                     "gradients(of:) needs a scalar output or a seed, got shape \(output.shape)")
+    public static func gradients(
+        of output: Tensor, withRespectTo inputs: [Tensor],
+        seed: Tensor? = nil
+    ) -> [Tensor] {
+        precondition(
+            seed != nil || output.count == 1,
+            "gradients(of:) needs a scalar output or a seed, got shape \(output.shape)")
         guard let root = output.gradNode else { return inputs.map { Tensor.zeros($0.shape) } }
         var grads: [ObjectIdentifier: Tensor] = [:]
         grads[ObjectIdentifier(root)] = seed ?? Tensor(shape: output.shape, data: [1])
@@ -50,7 +53,8 @@ public enum Autograd {
                 }
             }
         }
-        return inputs.map { input in input.gradNode.flatMap { grads[ObjectIdentifier($0)] } ?? Tensor.zeros(input.shape) }
+        return inputs.map { input in input.gradNode.flatMap { grads[ObjectIdentifier($0)] } ?? Tensor.zeros(input.shape)
+        }
     }
 
     /// Nodes in an order where each comes before every node it was computed from.

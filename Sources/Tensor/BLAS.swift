@@ -64,8 +64,9 @@ public enum BLAS {
             guard selfCheckPasses() else {
                 fatalError("BLAS: kernels '\(core)' (MUSE_BLAS_CORE=\(pinned)) fail the sgemm self-check")
             }
-            return Configuration(core: core, loadedCore: loaded, threads: threads,
-                                 reason: "pinned by MUSE_BLAS_CORE=\(pinned)")
+            return Configuration(
+                core: core, loadedCore: loaded, threads: threads,
+                reason: "pinned by MUSE_BLAS_CORE=\(pinned)")
         }
         let flags = cpuFlags()
         let supported = ladder.filter { $0.flags.allSatisfy(flags.contains) }
@@ -73,15 +74,17 @@ public enum BLAS {
             if candidate.name.lowercased() != loaded.lowercased() { switchCore(to: candidate.name) }
             if selfCheckPasses() {
                 let core = currentCore()
-                let reason = core.lowercased() == loaded.lowercased()
+                let reason =
+                    core.lowercased() == loaded.lowercased()
                     ? "as loaded" : "OpenBLAS had loaded \(loaded); CPU supports \(candidate.name)"
                 return Configuration(core: core, loadedCore: loaded, threads: threads, reason: reason)
             }
         }
         switchCore(to: loaded)
         guard selfCheckPasses() else { fatalError("BLAS: no OpenBLAS kernel set passes the sgemm self-check") }
-        return Configuration(core: currentCore(), loadedCore: loaded, threads: threads,
-                             reason: "no better kernels passed the self-check")
+        return Configuration(
+            core: currentCore(), loadedCore: loaded, threads: threads,
+            reason: "no better kernels passed the self-check")
     }
 
     /// Every op returns a fresh array; with glibc's defaults each multi-megabyte one is a new
@@ -114,7 +117,7 @@ public enum BLAS {
 
     static func cpuFlags() -> Set<String> {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
         else { return [] }
         return Set(line.split(separator: ":").last!.split(separator: " ").map(String.init))
     }
@@ -128,20 +131,27 @@ public enum BLAS {
             let b = (0..<(k * n)).map { _ in Float(generator.nextUniform() * 2 - 1) }
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 var c = [Float](repeating: 0, count: m * n)
-                a.withPointer { pa in b.withPointer { pb in c.withUnsafeMutableBufferPointer { pc in
-                    rawGemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1,
-                         a: pa, lda: ta ? m : k, b: pb, ldb: tb ? k : n, beta: 0,
-                         c: pc.baseAddress!, ldc: n)
-                } } }
-                for i in 0..<m { for j in 0..<n {
-                    var sum = 0.0
-                    for p in 0..<k {
-                        let av = ta ? a[p * m + i] : a[i * k + p]
-                        let bv = tb ? b[j * k + p] : b[p * n + j]
-                        sum += Double(av) * Double(bv)
+                a.withPointer { pa in
+                    b.withPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            rawGemm(
+                                transA: ta, transB: tb, m: m, n: n, k: k, alpha: 1,
+                                a: pa, lda: ta ? m : k, b: pb, ldb: tb ? k : n, beta: 0,
+                                c: pc.baseAddress!, ldc: n)
+                        }
                     }
-                    if abs(Double(c[i * n + j]) - sum) > 1e-4 * (1 + abs(sum)) { return false }
-                } }
+                }
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var sum = 0.0
+                        for p in 0..<k {
+                            let av = ta ? a[p * m + i] : a[i * k + p]
+                            let bv = tb ? b[j * k + p] : b[p * n + j]
+                            sum += Double(av) * Double(bv)
+                        }
+                        if abs(Double(c[i * n + j]) - sum) > 1e-4 * (1 + abs(sum)) { return false }
+                    }
+                }
             }
         }
         return true
@@ -158,40 +168,49 @@ public enum BLAS {
 
     /// C = alpha·op(A)·op(B) + beta·C, row-major.
     @inline(__always)
-    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         _ = configuration
-        rawGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        rawGemm(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+            a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
 
     /// sgemm without the first-use kernel choice (which itself runs sgemm to check kernels).
     @inline(__always)
-    static func rawGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func rawGemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         if m == 0 || n == 0 { return }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
-                    beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+            transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+            beta, c, Int32(ldc))
     }
 
     /// Checked entry for callers holding tensors: configures kernels on first use.
     @inline(__always)
-    static func matmul(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-                       a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                       beta: Float = 0, c: UnsafeMutablePointer<Float>) {
-        gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-             a: a, lda: transA ? m : k, b: b, ldb: transB ? k : n, beta: beta, c: c, ldc: n)
+    static func matmul(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>
+    ) {
+        gemm(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+            a: a, lda: transA ? m : k, b: b, ldb: transB ? k : n, beta: beta, c: c, ldc: n)
     }
 }
 
 extension BLAS {
     public static func cpuModelName() -> String {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") })
+            let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") })
         else { return "unknown CPU" }
         return line.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces)
     }

@@ -41,8 +41,10 @@ extension Tensor {
     public static func randomUniform(_ shape: [Int], seed: UInt64, range: ClosedRange<Float> = 0...1) -> Tensor {
         var generator = SplitMix64(seed: seed)
         let span = Double(range.upperBound - range.lowerBound)
-        return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in
-            range.lowerBound + Float(generator.nextUniform() * span)
-        })
+        return Tensor(
+            shape: shape,
+            data: (0..<shape.reduce(1, *)).map { _ in
+                range.lowerBound + Float(generator.nextUniform() * span)
+            })
     }
 }

@@ -14,8 +14,9 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 
     public init(shape: [Int], data: [Float]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
-        precondition(shape.reduce(1, *) == data.count,
-                     "shape \(shape) holds \(shape.reduce(1, *)) values, got \(data.count)")
+        precondition(
+            shape.reduce(1, *) == data.count,
+            "shape \(shape) holds \(shape.reduce(1, *)) values, got \(data.count)")
         self.shape = shape
         self.data = data
         self.gradNode = nil
@@ -62,8 +63,10 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// Build the result of an op: attaches `backward` only when some input needs gradients.
     /// `backward` maps the output's gradient to one gradient per input (nil: none needed);
     /// it should capture only what it needs (shapes, flags, the values its formula uses).
-    static func result(shape: [Int], data: [Float], inputs: [Tensor],
-                       backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    static func result(
+        shape: [Int], data: [Float], inputs: [Tensor],
+        backward: @escaping (Tensor) -> [Tensor?]
+    ) -> Tensor {
         if Autograd.isRecording && inputs.contains(where: { $0.requiresGrad }) {
             let node = GradNode(shape: shape, parents: inputs.map(\.gradNode), backward: backward)
             return Tensor(shape: shape, data: data, gradNode: node)

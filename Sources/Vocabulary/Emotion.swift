@@ -52,9 +52,9 @@ public enum EmotionError: Error, Equatable, CustomStringConvertible, LocalizedEr
 
     public var description: String {
         switch self {
-        case let .unknown(name):
+        case .unknown(let name):
             return "unknown emotion '\(name)'; valid emotions: \(Emotion.validNames)"
-        case let .badSimilarEmotions(reason):
+        case .badSimilarEmotions(let reason):
             return "similar_emotions: \(reason)"
         }
     }

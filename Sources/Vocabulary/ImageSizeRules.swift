@@ -40,7 +40,8 @@ extension ImageSizeRules {
     /// and vae/config.json alone (no weights are read).
     public init(modelFolder folder: String) throws {
         guard FileManager.default.fileExists(atPath: folder + "/model_index.json") else {
-            throw SettingsError("\(folder) is not a Stable Diffusion folder in the diffusers layout (no model_index.json)")
+            throw SettingsError(
+                "\(folder) is not a Stable Diffusion folder in the diffusers layout (no model_index.json)")
         }
         func config(_ sub: String) throws -> [String: Any] {
             let path = "\(folder)/\(sub)/config.json"
@@ -55,11 +56,13 @@ extension ImageSizeRules {
             }
             return list.count
         }
-        let unet = try config("unet"), vae = try config("vae")
+        let unet = try config("unet")
+        let vae = try config("vae")
         let sample = unet["sample_size"] == nil ? 64 : (unet["sample_size"] as? Int)
         guard let sample else { throw SettingsError("\(folder)/unet/config.json: sample_size is not an integer") }
         do {
-            try self.init(unetSampleSize: sample, unetLevels: try levels(unet, "unet"), vaeLevels: try levels(vae, "vae"))
+            try self.init(
+                unetSampleSize: sample, unetLevels: try levels(unet, "unet"), vaeLevels: try levels(vae, "vae"))
         } catch let e as SettingsError {
             throw SettingsError("\(folder): \(e.description)")
         }

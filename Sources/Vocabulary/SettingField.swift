@@ -24,11 +24,11 @@ public enum FloatRule: Sendable {
     public func problem(_ v: Double) -> String? {
         guard v.isFinite else { return "must be a finite number" }
         switch self {
-        case let .positive(max): return v > 0 && v <= max ? nil : "must be in (0, \(max)]"
-        case let .nonNegative(max): return v >= 0 && v <= max ? nil : "must be in [0, \(max)]"
+        case .positive(let max): return v > 0 && v <= max ? nil : "must be in (0, \(max)]"
+        case .nonNegative(let max): return v >= 0 && v <= max ? nil : "must be in [0, \(max)]"
         case .unitOpen: return v >= 0 && v < 1 ? nil : "must be in [0, 1)"
         case .fraction: return v >= 0 && v <= 1 ? nil : "must be in [0, 1]"
-        case let .range(r): return r.contains(v) ? nil : "must be in [\(r.lowerBound), \(r.upperBound)]"
+        case .range(let r): return r.contains(v) ? nil : "must be in [\(r.lowerBound), \(r.upperBound)]"
         }
     }
 }
@@ -54,15 +54,17 @@ public struct SettingField<Root>: @unchecked Sendable {
     public func check(_ value: SettingValue) throws {
         func fail(_ message: String) -> SettingsError { SettingsError(key: name, message) }
         switch (kind, value) {
-        case let (.int(range), .int(v)):
+        case (.int(let range), .int(let v)):
             guard range.contains(v) else { throw fail("\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
-        case let (.float(rule), .float(v)):
+        case (.float(let rule), .float(let v)):
             if let problem = rule.problem(v) { throw fail("\(v) \(problem)") }
         case (.bool, .bool):
             break
-        case let (.choice(names), .text(v)):
-            guard names.contains(v) else { throw fail("unknown value '\(v)' (valid: \(names.joined(separator: ", ")))") }
-        case let (.emotionLists, .emotionLists(map)):
+        case (.choice(let names), .text(let v)):
+            guard names.contains(v) else {
+                throw fail("unknown value '\(v)' (valid: \(names.joined(separator: ", ")))")
+            }
+        case (.emotionLists, .emotionLists(let map)):
             _ = try Self.similarEmotions(map, over: .samePolarity, key: name)
         default:
             throw fail("must be \(kindDescription)")
@@ -80,7 +82,7 @@ public struct SettingField<Root>: @unchecked Sendable {
         case .int: return "an integer"
         case .float: return "a number"
         case .bool: return "true or false"
-        case let .choice(names): return "one of \(names.joined(separator: ", "))"
+        case .choice(let names): return "one of \(names.joined(separator: ", "))"
         case .emotionLists: return "a map from emotion to a list of emotions"
         }
     }
@@ -89,38 +91,42 @@ public struct SettingField<Root>: @unchecked Sendable {
 
     public static func int(_ name: String, _ path: WritableKeyPath<Root, Int>, _ range: ClosedRange<Int>) -> Self {
         Self(name: name, kind: .int(range), get: { .int($0[keyPath: path]) }) { root, value in
-            if case let .int(v) = value { root[keyPath: path] = v }
+            if case .int(let v) = value { root[keyPath: path] = v }
         }
     }
 
     public static func float(_ name: String, _ path: WritableKeyPath<Root, Float>, _ rule: FloatRule) -> Self {
         Self(name: name, kind: .float(rule), get: { .float(Double($0[keyPath: path])) }) { root, value in
-            if case let .float(v) = value { root[keyPath: path] = Float(v) }
+            if case .float(let v) = value { root[keyPath: path] = Float(v) }
         }
     }
 
     public static func bool(_ name: String, _ path: WritableKeyPath<Root, Bool>) -> Self {
         Self(name: name, kind: .bool, get: { .bool($0[keyPath: path]) }) { root, value in
-            if case let .bool(v) = value { root[keyPath: path] = v }
+            if case .bool(let v) = value { root[keyPath: path] = v }
         }
     }
 
-    public static func choice<C: RawRepresentable & CaseIterable>(_ name: String, _ path: WritableKeyPath<Root, C>) -> Self
+    public static func choice<C: RawRepresentable & CaseIterable>(_ name: String, _ path: WritableKeyPath<Root, C>)
+        -> Self
     where C.RawValue == String {
         Self(name: name, kind: .choice(C.allCases.map(\.rawValue)), get: { .text($0[keyPath: path].rawValue) }) {
             root, value in
-            if case let .text(v) = value, let c = C(rawValue: v) { root[keyPath: path] = c }
+            if case .text(let v) = value, let c = C(rawValue: v) { root[keyPath: path] = c }
         }
     }
 
     /// Entries given replace those targets' lists; other targets keep theirs.
     public static func emotionLists(_ name: String, _ path: WritableKeyPath<Root, SimilarEmotions>) -> Self {
-        Self(name: name, kind: .emotionLists, get: { root in
-            var raw: [String: [String]] = [:]
-            for (target, list) in root[keyPath: path].neighbours { raw[target.rawValue] = list.map(\.rawValue) }
-            return .emotionLists(raw)
-        }) { root, value in
-            if case let .emotionLists(map) = value {
+        Self(
+            name: name, kind: .emotionLists,
+            get: { root in
+                var raw: [String: [String]] = [:]
+                for (target, list) in root[keyPath: path].neighbours { raw[target.rawValue] = list.map(\.rawValue) }
+                return .emotionLists(raw)
+            }
+        ) { root, value in
+            if case .emotionLists(let map) = value {
                 root[keyPath: path] = try similarEmotions(map, over: root[keyPath: path], key: name)
             }
         }
@@ -184,12 +190,12 @@ public struct SettingField<Root>: @unchecked Sendable {
         for field in fields {
             let key = Key(field.name)
             switch field.get(root) {
-            case let .int(v): try c.encode(v, forKey: key)
+            case .int(let v): try c.encode(v, forKey: key)
             // Float, not Double: 0.02 is written as 0.02, not as its float32 expansion.
-            case let .float(v): try c.encode(Float(v), forKey: key)
-            case let .bool(v): try c.encode(v, forKey: key)
-            case let .text(v): try c.encode(v, forKey: key)
-            case let .emotionLists(v): try c.encode(v, forKey: key)
+            case .float(let v): try c.encode(Float(v), forKey: key)
+            case .bool(let v): try c.encode(v, forKey: key)
+            case .text(let v): try c.encode(v, forKey: key)
+            case .emotionLists(let v): try c.encode(v, forKey: key)
             }
         }
     }

@@ -22,8 +22,10 @@ public struct JobSettings: Codable, Equatable, Sendable {
     public var strength: Float?
     public var muse: MUSESettings
 
-    public init(steps: Int = 50, guidance: Float = 7.5, negativePrompt: String = "", width: Int? = nil,
-                height: Int? = nil, strength: Float? = nil, muse: MUSESettings = MUSESettings()) {
+    public init(
+        steps: Int = 50, guidance: Float = 7.5, negativePrompt: String = "", width: Int? = nil,
+        height: Int? = nil, strength: Float? = nil, muse: MUSESettings = MUSESettings()
+    ) {
         self.steps = steps
         self.guidance = guidance
         self.negativePrompt = negativePrompt
@@ -41,12 +43,16 @@ public struct JobSettings: Codable, Equatable, Sendable {
     /// Range checks of every field; errors name the field (snake_case).
     public func validate() throws {
         guard Self.stepsRange.contains(steps) else {
-            throw SettingsError(key: "steps", "\(steps) is outside \(Self.stepsRange.lowerBound)...\(Self.stepsRange.upperBound)")
+            throw SettingsError(
+                key: "steps", "\(steps) is outside \(Self.stepsRange.lowerBound)...\(Self.stepsRange.upperBound)")
         }
-        if let p = Self.guidanceRule.problem(Double(guidance)) { throw SettingsError(key: "guidance", "\(guidance) \(p)") }
+        if let p = Self.guidanceRule.problem(Double(guidance)) {
+            throw SettingsError(key: "guidance", "\(guidance) \(p)")
+        }
         for (key, side) in [("width", width), ("height", height)] {
             if let side, !Self.sideRange.contains(side) {
-                throw SettingsError(key: key, "\(side) is outside \(Self.sideRange.lowerBound)...\(Self.sideRange.upperBound)")
+                throw SettingsError(
+                    key: key, "\(side) is outside \(Self.sideRange.lowerBound)...\(Self.sideRange.upperBound)")
             }
         }
         if let strength, let p = Self.strengthRule.problem(Double(strength)) {
@@ -66,8 +72,10 @@ public struct SynthesisJob: Codable, Equatable, Sendable {
     public var seed: UInt64
     public var settings: JobSettings
 
-    public init(prompt: String, emotion: Emotion, method: SynthesisMethod = .muse, seed: UInt64 = 0,
-                settings: JobSettings = JobSettings()) {
+    public init(
+        prompt: String, emotion: Emotion, method: SynthesisMethod = .muse, seed: UInt64 = 0,
+        settings: JobSettings = JobSettings()
+    ) {
         self.prompt = prompt
         self.emotion = emotion
         self.method = method

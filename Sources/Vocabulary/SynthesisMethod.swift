@@ -44,7 +44,7 @@ public enum MethodError: Error, Equatable, CustomStringConvertible {
     case unknown(String)
     public var description: String {
         switch self {
-        case let .unknown(name): return "unknown method '\(name)'; valid methods: \(SynthesisMethod.validNames)"
+        case .unknown(let name): return "unknown method '\(name)'; valid methods: \(SynthesisMethod.validNames)"
         }
     }
 }

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import WorkerEngine
-import WorkerCore
 import RedisQueue
 import Support
+import WorkerCore
+import WorkerEngine
 
 /// `muse-worker [run]`: the stateless worker loop (the default subcommand).
 struct WorkerRunCommand: ParsableCommand {
@@ -20,15 +20,20 @@ struct WorkerRunCommand: ParsableCommand {
             REDIS_PASSWORD or REDIS_PASSWORD_FILE, REDIS_USERNAME.
             """)
 
-    @Option(help: ArgumentHelp("Redis URL: redis://host[:port][/db] or unix:///path/to.sock (no passwords here).",
-                               valueName: "url"))
+    @Option(
+        help: ArgumentHelp(
+            "Redis URL: redis://host[:port][/db] or unix:///path/to.sock (no passwords here).",
+            valueName: "url"))
     var redis: String?
 
     @Option(help: "Worker name for logs, leases and status (default: <host>-<pid>).")
     var name: String?
 
-    @Option(name: .customLong("batch"), help: ArgumentHelp("Only work on this batch (repeatable). Default: every unfinished batch.",
-                                                           valueName: "id"))
+    @Option(
+        name: .customLong("batch"),
+        help: ArgumentHelp(
+            "Only work on this batch (repeatable). Default: every unfinished batch.",
+            valueName: "id"))
     var batches: [String] = []
 
     @Flag(help: "Exit once no batch has work left instead of waiting for new batches.")
@@ -37,13 +42,17 @@ struct WorkerRunCommand: ParsableCommand {
     @Option(help: "Seconds between heartbeats.")
     var heartbeat: Double = 5
 
-    @Option(help: ArgumentHelp("Engine: muse, or fake (a no-op stand-in for queue benchmarks and tests).", visibility: .hidden))
+    @Option(
+        help: ArgumentHelp(
+            "Engine: muse, or fake (a no-op stand-in for queue benchmarks and tests).", visibility: .hidden))
     var engine = "muse"
 
     @Option(help: ArgumentHelp("Fake engine: milliseconds per step.", visibility: .hidden))
     var fakeStepMs = 0
 
-    @Option(help: ArgumentHelp("Stop (checkpoint and release) when this process is no longer our parent.", visibility: .hidden))
+    @Option(
+        help: ArgumentHelp(
+            "Stop (checkpoint and release) when this process is no longer our parent.", visibility: .hidden))
     var parentPid: Int32?
 
     func validate() throws {
@@ -55,10 +64,13 @@ struct WorkerRunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let workerName = name ?? "\(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker")-\(getpid())"
+        let workerName =
+            name
+            ?? "\(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker")-\(getpid())"
         let log = Log.logger("muse-worker", name: workerName)
         let endpoint: RedisEndpoint
-        let client: RedisClient, side: RedisClient
+        let client: RedisClient
+        let side: RedisClient
         do {
             endpoint = try RedisEndpoint.resolve(url: redis)
             let options = RedisClient.Options(connectTimeout: 5, commandTimeout: 30)
@@ -68,11 +80,15 @@ struct WorkerRunCommand: ParsableCommand {
             log("error: \(error)")
             throw ExitCode(1)
         }
-        let engineImpl: PipelineEngine = engine == "fake"
+        let engineImpl: PipelineEngine =
+            engine == "fake"
             ? FakePipelineEngine(stepDelay: Double(fakeStepMs) / 1000) : MUSEPipelineEngine()
-        let loop = WorkerLoop(name: workerName, client: client, side: side, engine: engineImpl, batches: batches,
-                              exitWhenIdle: exitWhenIdle, heartbeatInterval: heartbeat, parentPID: parentPid, log: log)
-        log("started: engine \(engineImpl.name), Redis \(endpoint)\(batches.isEmpty ? "" : ", batches \(batches.joined(separator: ", "))")")
+        let loop = WorkerLoop(
+            name: workerName, client: client, side: side, engine: engineImpl, batches: batches,
+            exitWhenIdle: exitWhenIdle, heartbeatInterval: heartbeat, parentPID: parentPid, log: log)
+        log(
+            "started: engine \(engineImpl.name), Redis \(endpoint)\(batches.isEmpty ? "" : ", batches \(batches.joined(separator: ", "))")"
+        )
         let code = loop.run()
         if code != 0 { throw ExitCode(code) }
     }

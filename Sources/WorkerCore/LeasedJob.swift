@@ -1,5 +1,5 @@
-import Foundation
 import Checkpoints
+import Foundation
 import RedisQueue
 import Support
 
@@ -68,7 +68,10 @@ public final class LeasedJob: @unchecked Sendable {
     }
 
     public func renewOnce() {
-        guard !isLost else { stopRenewing(); return }
+        guard !isLost else {
+            stopRenewing()
+            return
+        }
         do {
             if try renewQueue.renew(lease) {
                 if renewFailures > 0 { onEvent?("lease renewal works again") }

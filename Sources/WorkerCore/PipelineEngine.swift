@@ -1,8 +1,8 @@
+import Checkpoints
 import Foundation
 import Imaging
-import Checkpoints
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 /// The engine as the worker loop sees it: a job becomes a session that advances one step
@@ -40,8 +40,10 @@ public struct EngineOutput {
     public var phases: [String: Double]?
     public var trace: JSONValue?
 
-    public init(rgb: [UInt8], width: Int, height: Int, probabilities: [String: Double]?, engineSeconds: Double,
-                phases: [String: Double]?, trace: JSONValue?) {
+    public init(
+        rgb: [UInt8], width: Int, height: Int, probabilities: [String: Double]?, engineSeconds: Double,
+        phases: [String: Double]?, trace: JSONValue?
+    ) {
         self.rgb = rgb
         self.width = width
         self.height = height
@@ -89,20 +91,29 @@ public final class FakePipelineEngine: PipelineEngine {
             let small = image.rgb().resized(width: 8, height: 8)
             for i in 0..<64 { for c in 0..<3 { values[c * 64 + i] = Float(small.pixels[i * 3 + c]) / 255 } }
         }
-        return FakeSession(jobID: job.id, step: 0, total: job.content.settings.steps, values: values, delay: stepDelay, seconds: 0)
+        return FakeSession(
+            jobID: job.id, step: 0, total: job.content.settings.steps, values: values, delay: stepDelay, seconds: 0)
     }
 
     public func resume(_ job: PipelineJob, from payload: CheckpointPayload) throws -> EngineSession {
-        struct Meta: Codable { var engine: String; var job: String; var step: Int; var total: Int; var seconds: Double }
+        struct Meta: Codable {
+            var engine: String
+            var job: String
+            var step: Int
+            var total: Int
+            var seconds: Double
+        }
         let meta: Meta
         do { meta = try JSONDecoder().decode(Meta.self, from: payload.metadata) } catch {
             throw CheckpointMismatch(message: "not a fake-engine checkpoint")
         }
         guard meta.engine == name, meta.job == job.id, meta.total == job.content.settings.steps,
-              let values = payload.array("values"), values.count == 192 else {
+            let values = payload.array("values"), values.count == 192
+        else {
             throw CheckpointMismatch(message: "checkpoint does not match this job")
         }
-        return FakeSession(jobID: job.id, step: meta.step, total: meta.total, values: values, delay: stepDelay, seconds: meta.seconds)
+        return FakeSession(
+            jobID: job.id, step: meta.step, total: meta.total, values: values, delay: stepDelay, seconds: meta.seconds)
     }
 
     final class FakeSession: EngineSession {
@@ -137,14 +148,16 @@ public final class FakePipelineEngine: PipelineEngine {
         }
 
         func checkpoint() throws -> CheckpointPayload {
-            let meta = #"{"engine":"fake","job":"\#(jobID)","step":\#(step),"total":\#(totalSteps),"seconds":\#(seconds)}"#
+            let meta =
+                #"{"engine":"fake","job":"\#(jobID)","step":\#(step),"total":\#(totalSteps),"seconds":\#(seconds)}"#
             return CheckpointPayload(metadata: Data(meta.utf8), arrays: [.init(name: "values", values: values)])
         }
 
         func finish() throws -> EngineOutput {
             var rgb = [UInt8](repeating: 0, count: 64 * 3)
             for i in 0..<64 { for c in 0..<3 { rgb[i * 3 + c] = UInt8(min(255, max(0, values[c * 64 + i] * 255))) } }
-            return EngineOutput(rgb: rgb, width: 8, height: 8, probabilities: nil, engineSeconds: seconds, phases: nil, trace: nil)
+            return EngineOutput(
+                rgb: rgb, width: 8, height: 8, probabilities: nil, engineSeconds: seconds, phases: nil, trace: nil)
         }
     }
 }

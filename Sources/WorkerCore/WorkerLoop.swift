@@ -1,8 +1,8 @@
+import Checkpoints
 import Foundation
 import Imaging
-import Checkpoints
-import RedisQueue
 import Jobs
+import RedisQueue
 import Support
 
 /// The worker's main loop: find an unfinished batch, take a job, run it, repeat.
@@ -28,8 +28,10 @@ public final class WorkerLoop {
     private var redisDown = false
     private let state = HeartbeatState()
 
-    public init(name: String, client: RedisClient, side: RedisClient, engine: PipelineEngine, batches: [String],
-         exitWhenIdle: Bool, heartbeatInterval: TimeInterval, parentPID: Int32?, log: Logger) {
+    public init(
+        name: String, client: RedisClient, side: RedisClient, engine: PipelineEngine, batches: [String],
+        exitWhenIdle: Bool, heartbeatInterval: TimeInterval, parentPID: Int32?, log: Logger
+    ) {
         self.name = name
         self.client = client
         self.side = side
@@ -44,30 +46,51 @@ public final class WorkerLoop {
     /// Runs until stopped; returns the process exit code.
     public func run() -> Int32 {
         let log = self.log
-        stop.install(onFirst: { sig in
-            log("\(sig == SIGINT ? "SIGINT" : "SIGTERM"): finishing the current step, then checkpointing and releasing the job")
-        }, onSecond: { _ in
-            log("second signal: exiting now (the job's lease will lapse and it resumes from its last checkpoint)")
-            exit(1)
-        })
+        stop.install(
+            onFirst: { sig in
+                log(
+                    "\(sig == SIGINT ? "SIGINT" : "SIGTERM"): finishing the current step, then checkpointing and releasing the job"
+                )
+            },
+            onSecond: { _ in
+                log("second signal: exiting now (the job's lease will lapse and it resumes from its last checkpoint)")
+                exit(1)
+            })
         let beat = startHeartbeat()
         defer { beat.cancel() }
         var exitCode: Int32 = 0
         while !stop.requested {
-            if parentGone() { stop.request("parent exited"); log("parent process exited: stopping"); break }
+            if parentGone() {
+                stop.request("parent exited")
+                log("parent process exited: stopping")
+                break
+            }
             do {
                 let active = try activeBatches()
-                if redisDown { log("Redis is reachable again"); redisDown = false }
-                if state.batches != active { state.setBatches(active); seen.formUnion(active); beatNow() }
+                if redisDown {
+                    log("Redis is reachable again")
+                    redisDown = false
+                }
+                if state.batches != active {
+                    state.setBatches(active)
+                    seen.formUnion(active)
+                    beatNow()
+                }
                 if active.isEmpty {
-                    if exitWhenIdle { log("no batch has work left: exiting"); break }
+                    if exitWhenIdle {
+                        log("no batch has work left: exiting")
+                        break
+                    }
                     stop.sleep(1)
                     continue
                 }
                 var lease: (JobLease, BatchQueue)?
                 for id in active {
                     let q = try queue(id)
-                    if let l = try q.take(worker: name, wait: 0) { lease = (l, q); break }
+                    if let l = try q.take(worker: name, wait: 0) {
+                        lease = (l, q)
+                        break
+                    }
                 }
                 if lease == nil, let first = active.first {
                     // Nothing anywhere: block briefly on the oldest batch (stays responsive to signals).
@@ -76,14 +99,21 @@ public final class WorkerLoop {
                 }
                 if let taken = lease { try process(taken.0, taken.1) }
             } catch let e as RedisError where e.isConnectionError {
-                if !redisDown { log("Redis unavailable (\(e)); retrying every second"); redisDown = true }
+                if !redisDown {
+                    log("Redis unavailable (\(e)); retrying every second")
+                    redisDown = true
+                }
                 stop.sleep(1)
             } catch let e as RedisError {
-                if case .authenticationFailed = e { log("error: \(e)"); exitCode = 1; break }
+                if case .authenticationFailed = e {
+                    log("error: \(e)")
+                    exitCode = 1
+                    break
+                }
                 log("Redis error: \(e); retrying in a second")
                 stop.sleep(1)
             } catch let QueueError.noSuchBatch(id) {
-                finished.insert(id) // destroyed while we looked at it
+                finished.insert(id)  // destroyed while we looked at it
             } catch {
                 log("error: \(error); retrying in a second")
                 stop.sleep(1)
@@ -119,7 +149,7 @@ public final class WorkerLoop {
         let ids = onlyBatches.isEmpty ? try BatchQueue.list(client: client) : onlyBatches
         var out: [String] = []
         for id in ids where !finished.contains(id) {
-            guard let c = try queue(id).counters() else { continue } // not created (yet)
+            guard let c = try queue(id).counters() else { continue }  // not created (yet)
             if c.finished { finished.insert(id) } else { out.append(id) }
         }
         return out
@@ -179,7 +209,9 @@ public final class WorkerLoop {
         state.setJob((lease.batchID, lease.jobID))
         beatNow()
         let c = job.content
-        let what = c.kind == .edit ? "edit of \(job.imagePath ?? "?") to \(c.emotion)" : "\(c.emotion) '\(c.prompt)' seed \(c.seed)"
+        let what =
+            c.kind == .edit
+            ? "edit of \(job.imagePath ?? "?") to \(c.emotion)" : "\(c.emotion) '\(c.prompt)' seed \(c.seed)"
         log("took job \(short) (\(what); attempt \(lease.attempt), epoch \(lease.epoch))")
 
         do {
@@ -191,10 +223,14 @@ public final class WorkerLoop {
                 if let stored = try held.storedCheckpoint() {
                     let (header, payload) = stored
                     let s = try engine.resume(job, from: payload)
-                    if let data = payload.blob("segments") { segments = (try? JSONDecoder().decode([JobSegment].self, from: data)) ?? [] }
+                    if let data = payload.blob("segments") {
+                        segments = (try? JSONDecoder().decode([JobSegment].self, from: data)) ?? []
+                    }
                     session = s
                     resumedFrom = s.step
-                    log("job \(short): resuming from the checkpoint at step \(s.step)/\(s.totalSteps) (written under epoch \(header.epoch))")
+                    log(
+                        "job \(short): resuming from the checkpoint at step \(s.step)/\(s.totalSteps) (written under epoch \(header.epoch))"
+                    )
                 }
             } catch {
                 log("job \(short): stored checkpoint unusable (\(error)); starting from scratch")
@@ -202,23 +238,32 @@ public final class WorkerLoop {
             if session == nil {
                 var image: RGBImage?
                 if c.kind == .edit {
-                    guard let sha = c.imageSHA256 else { throw JobFailure("edit job without an image", permanent: true) }
+                    guard let sha = c.imageSHA256 else {
+                        throw JobFailure("edit job without an image", permanent: true)
+                    }
                     guard let bytes = try queue.blob(name: sha) else {
                         throw JobFailure("source image blob \(sha) (\(job.imagePath ?? "?")) is missing from Redis")
                     }
                     do { image = try PNGCodec.decode(bytes) } catch {
-                        throw JobFailure("source image \(job.imagePath ?? sha) cannot be decoded: \(error)", permanent: true)
+                        throw JobFailure(
+                            "source image \(job.imagePath ?? sha) cannot be decoded: \(error)", permanent: true)
                     }
                 }
                 session = try engine.begin(job, image: image)
             }
             guard let session else { return }
-            let segmentStart = session.step, segmentBegan = Date()
-            var sinceCheckpoint = 0, checkpoints = 0
+            let segmentStart = session.step
+            let segmentBegan = Date()
+            var sinceCheckpoint = 0
+            var checkpoints = 0
             func saveCheckpoint() throws -> Bool {
                 var payload = try session.checkpoint()
-                let segs = segments + [JobSegment(worker: name, epoch: lease.epoch, fromStep: segmentStart, toStep: session.step,
-                                                  seconds: Date().timeIntervalSince(segmentBegan))]
+                let segs =
+                    segments + [
+                        JobSegment(
+                            worker: name, epoch: lease.epoch, fromStep: segmentStart, toStep: session.step,
+                            seconds: Date().timeIntervalSince(segmentBegan))
+                    ]
                 payload.blobs.append(.init(name: "segments", bytes: try JSONEncoder().encode(segs)))
                 do {
                     guard let bytes = try held.writeCheckpoint(payload, step: session.step) else { return false }
@@ -238,7 +283,9 @@ public final class WorkerLoop {
                     stop.request(stop.why ?? "parent exited")
                     _ = try saveCheckpoint()
                     if try held.release() {
-                        log("job \(short): released at step \(session.step)/\(session.totalSteps); the next worker resumes from there")
+                        log(
+                            "job \(short): released at step \(session.step)/\(session.totalSteps); the next worker resumes from there"
+                        )
                     } else {
                         log("job \(short): not released: no longer its owner")
                     }
@@ -247,33 +294,41 @@ public final class WorkerLoop {
                 try session.advance()
                 sinceCheckpoint += 1
                 try? queue.setProgress(jobID: job.id, worker: name, step: session.step, total: session.totalSteps)
-                if let line = session.lastStepSummary, ProcessInfo.processInfo.environment["MUSE_WORKER_VERBOSE"] != nil {
+                if let line = session.lastStepSummary, ProcessInfo.processInfo.environment["MUSE_WORKER_VERBOSE"] != nil
+                {
                     log("job \(short): \(line)")
                 }
                 if job.checkpointEvery > 0, sinceCheckpoint >= job.checkpointEvery, !session.isFinished {
                     sinceCheckpoint = 0
-                    if try !saveCheckpoint() { continue } // lost: reported at the top of the loop
+                    if try !saveCheckpoint() { continue }  // lost: reported at the top of the loop
                 }
             }
             let out = try session.finish()
             let png = try PNGCodec.encode(RGBImage(width: out.width, height: out.height, channels: 3, pixels: out.rgb))
             let pngSHA = Hashing.sha256Hex(png)
-            segments.append(JobSegment(worker: name, epoch: lease.epoch, fromStep: segmentStart, toStep: session.step,
-                                       seconds: Date().timeIntervalSince(segmentBegan)))
+            segments.append(
+                JobSegment(
+                    worker: name, epoch: lease.epoch, fromStep: segmentStart, toStep: session.step,
+                    seconds: Date().timeIntervalSince(segmentBegan)))
             let top = out.probabilities?.max { $0.value < $1.value }?.key
             let metrics = JobMetrics(
-                engine: engine.name, width: out.width, height: out.height, pngSHA256: pngSHA, probabilities: out.probabilities,
+                engine: engine.name, width: out.width, height: out.height, pngSHA256: pngSHA,
+                probabilities: out.probabilities,
                 targetProbability: out.probabilities?[c.emotion.rawValue], topEmotion: top,
-                timings: JobTimings(attemptSeconds: Date().timeIntervalSince(began), engineSeconds: out.engineSeconds,
-                                    modelLoadSeconds: loadSeconds, phases: out.phases),
+                timings: JobTimings(
+                    attemptSeconds: Date().timeIntervalSince(began), engineSeconds: out.engineSeconds,
+                    modelLoadSeconds: loadSeconds, phases: out.phases),
                 resumedFromStep: resumedFrom, checkpointsWritten: checkpoints, segments: segments, trace: out.trace,
                 worker: name, epoch: lease.epoch, attempt: lease.attempt)
-            let outcome = try publishPatiently(held, fields: [("png", png), ("metrics", try CanonicalJSON.encode(metrics))], short: short)
+            let outcome = try publishPatiently(
+                held, fields: [("png", png), ("metrics", try CanonicalJSON.encode(metrics))], short: short)
             switch outcome {
             case .published, .alreadyPublished:
                 try? queue.recordDone(worker: name, seconds: Date().timeIntervalSince(began))
                 var summary = String(format: "job %@: done in %.1f s", short, Date().timeIntervalSince(began))
-                if let p = out.probabilities?[c.emotion.rawValue], let top { summary += String(format: ", p(%@) %.3f, top %@", c.emotion.rawValue, p, top) }
+                if let p = out.probabilities?[c.emotion.rawValue], let top {
+                    summary += String(format: ", p(%@) %.3f, top %@", c.emotion.rawValue, p, top)
+                }
                 if let r = resumedFrom { summary += ", resumed from step \(r)" }
                 log(summary)
             case .stale:
@@ -294,14 +349,18 @@ public final class WorkerLoop {
     private func report(_ held: LeasedJob, _ message: String, permanent: Bool, short: String) throws {
         switch try held.fail(error: message, permanent: permanent) {
         case .requeued: log("job \(short): failed (attempt \(held.lease.attempt)): \(message); re-queued")
-        case .deadLettered: log("job \(short): failed for good\(permanent ? "" : " (attempt \(held.lease.attempt), the last allowed)"): \(message); dead-lettered")
+        case .deadLettered:
+            log(
+                "job \(short): failed for good\(permanent ? "" : " (attempt \(held.lease.attempt), the last allowed)"): \(message); dead-lettered"
+            )
         case .stale: log("job \(short): failed (\(message)), but it belongs to another worker now")
         }
     }
 
     /// A computed result is worth waiting for: retry through Redis outages (the publish is
     /// fenced and idempotent) until it goes through or we are asked to stop.
-    private func publishPatiently(_ held: LeasedJob, fields: [(String, Data)], short: String) throws -> PublishOutcome? {
+    private func publishPatiently(_ held: LeasedJob, fields: [(String, Data)], short: String) throws -> PublishOutcome?
+    {
         var warned = Date.distantPast
         while true {
             do { return try held.publish(fields: fields) } catch let e as RedisError where e.isConnectionError {

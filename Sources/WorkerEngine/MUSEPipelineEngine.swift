@@ -1,12 +1,12 @@
+import Checkpoints
 import Foundation
+import Imaging
+import Jobs
+import MUSE
+import Support
+import Tensor
 import Vocabulary
 import WorkerCore
-import Imaging
-import Checkpoints
-import Jobs
-import Support
-import MUSE
-import Tensor
 
 /// The real engine behind the pipeline: MUSE's step machine (`SynthesisEngine`), its
 /// state saved as named float arrays + JSON metadata, models loaded once per worker and
@@ -25,18 +25,25 @@ public final class MUSEPipelineEngine: PipelineEngine {
                 throw JobFailure("\(what) \(location): \(error)")
             }
         }
-        let model = try resolve(l.model, "model"), tower = try resolve(l.tower, "classifier tower")
-        let head = try l.head.map { try resolve($0, "classifier head") }, text = try resolve(l.text, "CLIP text model")
-        let found = ModelFingerprints(model: try fingerprint(model), tower: try fingerprint(tower),
-                                      head: try head.map(fingerprint), text: try fingerprint(text))
+        let model = try resolve(l.model, "model")
+        let tower = try resolve(l.tower, "classifier tower")
+        let head = try l.head.map { try resolve($0, "classifier head") }
+        let text = try resolve(l.text, "CLIP text model")
+        let found = ModelFingerprints(
+            model: try fingerprint(model), tower: try fingerprint(tower),
+            head: try head.map(fingerprint), text: try fingerprint(text))
         let expected = job.content.models
-        for (what, path, have, want) in [("model", model, found.model, expected.model), ("classifier tower", tower, found.tower, expected.tower),
-                                         ("CLIP text model", text, found.text, expected.text),
-                                         ("classifier head", head ?? "", found.head ?? "", expected.head ?? "")] where have != want {
-            throw JobFailure("the \(what) at \(path) has fingerprint \(have), but the job was submitted with \(want): this worker has a different model there")
+        for (what, path, have, want) in [
+            ("model", model, found.model, expected.model), ("classifier tower", tower, found.tower, expected.tower),
+            ("CLIP text model", text, found.text, expected.text),
+            ("classifier head", head ?? "", found.head ?? "", expected.head ?? ""),
+        ] where have != want {
+            throw JobFailure(
+                "the \(what) at \(path) has fingerprint \(have), but the job was submitted with \(want): this worker has a different model there"
+            )
         }
         if loaded == nil { log("BLAS: \(BLAS.ensureConfigured())") }
-        loaded = nil // free the previous models first
+        loaded = nil  // free the previous models first
         do {
             let engine = try SynthesisEngine.load(model: model, tower: tower, head: head, text: text)
             loaded = (l, found, engine)
@@ -44,12 +51,17 @@ public final class MUSEPipelineEngine: PipelineEngine {
             throw JobFailure("cannot load the models (\(model)): \(error)")
         }
         let seconds = Date().timeIntervalSince(began)
-        log(String(format: "loaded %@ with classifier %@ in %.1f s", model, loaded!.engine.classifier.headDescription, seconds))
+        log(
+            String(
+                format: "loaded %@ with classifier %@ in %.1f s", model, loaded!.engine.classifier.headDescription,
+                seconds))
         return seconds
     }
 
     private func fingerprint(_ path: String) throws -> String {
-        do { return try ModelFingerprint.compute(path: path) } catch { throw JobFailure("cannot read \(path): \(error)") }
+        do { return try ModelFingerprint.compute(path: path) } catch {
+            throw JobFailure("cannot read \(path): \(error)")
+        }
     }
 
     private func engine() throws -> SynthesisEngine {
@@ -60,9 +72,13 @@ public final class MUSEPipelineEngine: PipelineEngine {
     /// The engine's job description; bad values are permanent failures (a retry cannot fix them).
     static func synthesisJob(_ job: PipelineJob) throws -> SynthesisJob {
         let synthesis = job.content.synthesis
-        do { try synthesis.settings.validate() } catch { throw JobFailure("invalid job settings: \(error)", permanent: true) }
+        do { try synthesis.settings.validate() } catch {
+            throw JobFailure("invalid job settings: \(error)", permanent: true)
+        }
         guard synthesis.isEdit == (job.content.kind == .edit) else {
-            throw JobFailure("invalid job: kind \(job.content.kind.rawValue) with strength \(synthesis.settings.strength.map { "\($0)" } ?? "none")", permanent: true)
+            throw JobFailure(
+                "invalid job: kind \(job.content.kind.rawValue) with strength \(synthesis.settings.strength.map { "\($0)" } ?? "none")",
+                permanent: true)
         }
         return synthesis
     }
@@ -92,7 +108,9 @@ public final class MUSEPipelineEngine: PipelineEngine {
         do { state = try SynthesisState(metadata: payload.metadata, arrays: arrays) } catch {
             throw CheckpointMismatch(message: "not a MUSE state: \(error)")
         }
-        guard state.job == sjob else { throw CheckpointMismatch(message: "the saved state is for different job settings") }
+        guard state.job == sjob else {
+            throw CheckpointMismatch(message: "the saved state is for different job settings")
+        }
         guard state.latentShape.count == 4, state.stepIndex < sjob.settings.steps else {
             throw CheckpointMismatch(message: "the saved state is at step \(state.stepIndex) of \(sjob.settings.steps)")
         }
@@ -119,15 +137,17 @@ final class MUSESession: EngineSession {
         guard let s = state.trace.stepTraces.last else { return nil }
         var line = String(format: "step %d/%d s_t=%.4f", s.index + 1, state.job.settings.steps, s.promptScore)
         if s.guided, let last = s.inner.last, last.probabilities.count > state.job.emotion.index {
-            line += String(format: " guided: loss %.3f p(%@) %.3f", last.loss, state.job.emotion.rawValue,
-                           last.probabilities[state.job.emotion.index])
+            line += String(
+                format: " guided: loss %.3f p(%@) %.3f", last.loss, state.job.emotion.rawValue,
+                last.probabilities[state.job.emotion.index])
         }
         return line + String(format: " (%.2f s)", s.seconds)
     }
 
     func checkpoint() throws -> CheckpointPayload {
-        CheckpointPayload(metadata: try state.checkpointMetadata(),
-                          arrays: state.checkpointArrays().map { CheckpointPayload.FloatArray(name: $0.0, values: $0.1) })
+        CheckpointPayload(
+            metadata: try state.checkpointMetadata(),
+            arrays: state.checkpointArrays().map { CheckpointPayload.FloatArray(name: $0.0, values: $0.1) })
     }
 
     func finish() throws -> EngineOutput {
@@ -137,11 +157,12 @@ final class MUSESession: EngineSession {
             probabilities[e.rawValue] = Double(result.probabilities[e.index])
         }
         var phases: [String: Double]?
-        if case let .object(o)? = try? JSONValue.from(result.trace.timings) {
+        if case .object(let o)? = try? JSONValue.from(result.trace.timings) {
             phases = o.compactMapValues(\.doubleValue).filter { $0.key != "total" }
         }
-        return EngineOutput(rgb: result.rgb, width: result.width, height: result.height, probabilities: probabilities,
-                            engineSeconds: result.trace.timings.total, phases: phases, trace: Self.summary(result.trace))
+        return EngineOutput(
+            rgb: result.rgb, width: result.width, height: result.height, probabilities: probabilities,
+            engineSeconds: result.trace.timings.total, phases: phases, trace: Self.summary(result.trace))
     }
 
     /// The trace without per-iteration detail: what a manifest reader wants per job.

@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
-@testable import Checkpoints
 import Support
+import XCTest
+
+@testable import Checkpoints
 
 final class CheckpointCodecTests: XCTestCase {
     private func sample() -> CheckpointPayload {
@@ -9,7 +10,9 @@ final class CheckpointCodecTests: XCTestCase {
             metadata: Data(#"{"step":7,"emotion":"awe"}"#.utf8),
             arrays: [
                 .init(name: "z_t", values: (0..<256).map { Float($0) * 0.37 - 20 }),
-                .init(name: "special", values: [.nan, -0.0, .infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude]),
+                .init(
+                    name: "special",
+                    values: [.nan, -0.0, .infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude]),
                 .init(name: "empty", values: []),
                 .init(name: "tøken ✓", values: [1, 2, 3]),
             ],
@@ -30,12 +33,15 @@ final class CheckpointCodecTests: XCTestCase {
         XCTAssertEqual(Array(data.prefix(8)), Array("MUSECKPT".utf8))
         // Empty payload too.
         let empty = CheckpointPayload(metadata: Data())
-        XCTAssertEqual(try CheckpointCodec.decode(try CheckpointCodec.encode(empty, jobID: "e", epoch: 0, step: 0), jobID: "e").payload, empty)
+        XCTAssertEqual(
+            try CheckpointCodec.decode(try CheckpointCodec.encode(empty, jobID: "e", epoch: 0, step: 0), jobID: "e")
+                .payload, empty)
     }
 
     func testFloatsAreByteShuffled() throws {
-        let values: [Float] = [1.0, 2.0] // 0x3F800000, 0x40000000
-        let raw = try CheckpointCodec.serialize(CheckpointPayload(metadata: Data(), arrays: [.init(name: "a", values: values)]))
+        let values: [Float] = [1.0, 2.0]  // 0x3F800000, 0x40000000
+        let raw = try CheckpointCodec.serialize(
+            CheckpointPayload(metadata: Data(), arrays: [.init(name: "a", values: values)]))
         // u32 meta len, u32 count, u16 name len, "a", u64 count, then byte planes.
         let planes = Array(raw[(4 + 4 + 2 + 1 + 8)..<(4 + 4 + 2 + 1 + 8 + 8)])
         XCTAssertEqual(planes, [0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x3F, 0x40])
@@ -47,11 +53,16 @@ final class CheckpointCodecTests: XCTestCase {
         for i in 0..<data.count {
             var bad = data
             bad[i] ^= 0x5A
-            XCTAssertThrowsError(try CheckpointCodec.decode(bad, jobID: "j"), "flip at byte \(i) went unnoticed") { error in
+            XCTAssertThrowsError(try CheckpointCodec.decode(bad, jobID: "j"), "flip at byte \(i) went unnoticed") {
+                error in
                 XCTAssertTrue(error is CheckpointError, "\(error)")
                 if i < 8 { XCTAssertEqual(error as? CheckpointError, .badMagic) }
-                if (8..<10).contains(i) { XCTAssertEqual(error as? CheckpointError, .unsupportedVersion(1 ^ (i == 8 ? 0x5A : 0x5A00))) }
-                if (10..<68).contains(i) { XCTAssertEqual(error as? CheckpointError, .checksumMismatch("header"), "byte \(i)") }
+                if (8..<10).contains(i) {
+                    XCTAssertEqual(error as? CheckpointError, .unsupportedVersion(1 ^ (i == 8 ? 0x5A : 0x5A00)))
+                }
+                if (10..<68).contains(i) {
+                    XCTAssertEqual(error as? CheckpointError, .checksumMismatch("header"), "byte \(i)")
+                }
                 if i >= 68 { XCTAssertEqual(error as? CheckpointError, .checksumMismatch("body"), "byte \(i)") }
             }
         }
@@ -97,7 +108,9 @@ final class CheckpointCodecTests: XCTestCase {
     func testVersionZstdAndPayloadChecksFire() throws {
         let data = try CheckpointCodec.encode(sample(), jobID: "j", epoch: 1, step: 2)
         let v2 = reseal(data) { $0[8] = 2 }
-        XCTAssertThrowsError(try CheckpointCodec.decode(v2, jobID: "j")) { XCTAssertEqual($0 as? CheckpointError, .unsupportedVersion(2)) }
+        XCTAssertThrowsError(try CheckpointCodec.decode(v2, jobID: "j")) {
+            XCTAssertEqual($0 as? CheckpointError, .unsupportedVersion(2))
+        }
 
         // A garbage body with a matching body CRC: zstd itself must refuse it.
         var garbage = [UInt8](data)
@@ -112,7 +125,7 @@ final class CheckpointCodecTests: XCTestCase {
         other.arrays[0].values[0] += 1
         let otherData = try CheckpointCodec.encode(other, jobID: "j", epoch: 1, step: 2)
         var b = [UInt8](otherData)
-        b.replaceSubrange(56..<60, with: [UInt8](data)[56..<60]) // the original payload CRC
+        b.replaceSubrange(56..<60, with: [UInt8](data)[56..<60])  // the original payload CRC
         let swapped = reseal(Data(b)) { _ in }
         XCTAssertThrowsError(try CheckpointCodec.decode(swapped, jobID: "j")) { error in
             XCTAssertEqual(error as? CheckpointError, .checksumMismatch("payload"))

@@ -1,7 +1,8 @@
-import XCTest
 import Foundation
-@testable import Diffusion
 import Tensor
+import XCTest
+
+@testable import Diffusion
 
 // Parity with transformers 5.24 on the tiny random-weight models (fixtures written by
 // tools/reference/make_fixtures.py). Errors are judged against each output's scale:
@@ -23,13 +24,16 @@ final class CLIPTests: XCTestCase {
 
     /// Asserts the scaled max error is within `tolerance`; returns the raw max error.
     @discardableResult
-    func assertClose(_ actual: Tensor, _ expected: Tensor, tolerance: Float, _ what: String,
-                     file: StaticString = #filePath, line: UInt = #line) -> Float {
+    func assertClose(
+        _ actual: Tensor, _ expected: Tensor, tolerance: Float, _ what: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) -> Float {
         XCTAssertEqual(actual.shape, expected.shape, what, file: file, line: line)
         guard actual.shape == expected.shape else { return .infinity }
         let error = zip(actual.data, expected.data).map { abs($0 - $1) }.max() ?? 0
         let scale = max(expected.data.map(abs).max() ?? 0, .leastNormalMagnitude)
-        XCTAssertLessThanOrEqual(error / scale, tolerance, "\(what): max error \(error), scale \(scale)", file: file, line: line)
+        XCTAssertLessThanOrEqual(
+            error / scale, tolerance, "\(what): max error \(error), scale \(scale)", file: file, line: line)
         print("CLIPTests \(what): max abs error \(error) (scale \(scale))")
         return error
     }
@@ -49,7 +53,9 @@ final class CLIPTests: XCTestCase {
         let hidden = te.encode(ids: ids)
         assertClose(hidden, try f.tensor("last_hidden_state"), tolerance: 1e-5, "text last_hidden_state")
         // Measured 9.5e-7 (scale 2.5). eos 2513 ≠ 2: the first eos position is pooled.
-        assertClose(te.pooled(lastHidden: hidden, ids: ids), try f.tensor("pooler_output"), tolerance: 1e-5, "text pooler_output")
+        assertClose(
+            te.pooled(lastHidden: hidden, ids: ids), try f.tensor("pooler_output"), tolerance: 1e-5,
+            "text pooler_output")
         XCTAssertNil(te.textEmbeds(ids: ids), "an SD text encoder has no text_projection")
     }
 
@@ -68,12 +74,17 @@ final class CLIPTests: XCTestCase {
         let constant = v.detached()
         let token = constant.narrowed(axis: 0, start: b, length: 1).narrowed(axis: 1, start: t, length: 1).asVariable()
         let row = constant.narrowed(axis: 0, start: b, length: 1)
-        let spliced = Tensor.concat([row.narrowed(axis: 1, start: 0, length: t), token,
-                                     row.narrowed(axis: 1, start: t + 1, length: ids[0].count - t - 1)], axis: 1)
+        let spliced = Tensor.concat(
+            [
+                row.narrowed(axis: 1, start: 0, length: t), token,
+                row.narrowed(axis: 1, start: t + 1, length: ids[0].count - t - 1),
+            ], axis: 1)
         let input = Tensor.concat([constant.narrowed(axis: 0, start: 0, length: b), spliced], axis: 0)
-        let tokenGrad = Autograd.gradients(of: te.encode(inputEmbeddings: input), withRespectTo: [token],
-                                           seed: try f.tensor("grad_seed"))[0]
-        let expected = try f.tensor("grad_inputs_embeds").narrowed(axis: 0, start: b, length: 1).narrowed(axis: 1, start: t, length: 1)
+        let tokenGrad = Autograd.gradients(
+            of: te.encode(inputEmbeddings: input), withRespectTo: [token],
+            seed: try f.tensor("grad_seed"))[0]
+        let expected = try f.tensor("grad_inputs_embeds").narrowed(axis: 0, start: b, length: 1).narrowed(
+            axis: 1, start: t, length: 1)
         assertClose(tokenGrad, expected, tolerance: 1e-5, "single-token gradient")
     }
 
@@ -83,7 +94,9 @@ final class CLIPTests: XCTestCase {
         let ids = try idRows(f, "input_ids")
         XCTAssertEqual(te.projectionDim, 32)
         // Measured 1.0e-6 (scale 2.9) and 8.3e-7 (scale 2.0).
-        assertClose(te.encode(ids: ids), try f.tensor("last_hidden_state"), tolerance: 1e-5, "projection-model last_hidden_state")
+        assertClose(
+            te.encode(ids: ids), try f.tensor("last_hidden_state"), tolerance: 1e-5,
+            "projection-model last_hidden_state")
         assertClose(try XCTUnwrap(te.textEmbeds(ids: ids)), try f.tensor("text_embeds"), tolerance: 1e-5, "text_embeds")
     }
 
@@ -99,7 +112,9 @@ final class CLIPTests: XCTestCase {
 
         let pixels = try f.tensor("pixel_values").asVariable()
         // Measured 1.8e-6 (scale 3.5) and 7.2e-7 (scale 2.9).
-        assertClose(vision.lastHiddenState(pixelValues: pixels), try f.tensor("last_hidden_state"), tolerance: 1e-5, "vision last_hidden_state")
+        assertClose(
+            vision.lastHiddenState(pixelValues: pixels), try f.tensor("last_hidden_state"), tolerance: 1e-5,
+            "vision last_hidden_state")
         let embeds = vision.imageEmbeds(pixelValues: pixels)
         assertClose(embeds, try f.tensor("image_embeds"), tolerance: 1e-5, "image_embeds")
         let grad = Autograd.gradients(of: embeds, withRespectTo: [pixels], seed: try f.tensor("grad_seed"))[0]
@@ -113,9 +128,11 @@ final class CLIPTests: XCTestCase {
         let out = vision.preprocess(images)
         // At the model's size: ((x + 1) / 2 − mean) / std per channel, gradient 0.5 / std.
         let plane = 32 * 32
-        let expected = Tensor(shape: out.shape, data: images.data.enumerated().map { i, x in
-            ((x + 1) / 2 - vision.imageMean[i / plane]) / vision.imageStd[i / plane]
-        })
+        let expected = Tensor(
+            shape: out.shape,
+            data: images.data.enumerated().map { i, x in
+                ((x + 1) / 2 - vision.imageMean[i / plane]) / vision.imageStd[i / plane]
+            })
         assertClose(out, expected, tolerance: 1e-6, "preprocess")
         let grad = Autograd.gradients(of: out.sum(), withRespectTo: [images])[0]
         for c in 0..<3 { XCTAssertEqual(grad.data[c * plane], 0.5 / vision.imageStd[c], accuracy: 1e-5) }
@@ -135,7 +152,8 @@ final class CLIPTests: XCTestCase {
         let dir = try temporaryCopy(of: "tiny-sd/text_encoder")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let configPath = dir + "/config.json"
-        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+        var config = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
         config["eos_token_id"] = 2
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
         let te = try CLIPTextEncoder(folder: dir)
@@ -149,10 +167,19 @@ final class CLIPTests: XCTestCase {
 
     func testMissingOrMisshapenWeightNamesTheTensor() throws {
         let cases: [(model: String, make: (String) throws -> Void, drop: String?, reshape: String?)] = [
-            ("tiny-sd/text_encoder", { _ = try CLIPTextEncoder(folder: $0) }, "text_model.encoder.layers.1.mlp.fc2.weight", nil),
-            ("tiny-sd/text_encoder", { _ = try CLIPTextEncoder(folder: $0) }, nil, "text_model.embeddings.position_embedding.weight"),
+            (
+                "tiny-sd/text_encoder", { _ = try CLIPTextEncoder(folder: $0) },
+                "text_model.encoder.layers.1.mlp.fc2.weight", nil
+            ),
+            (
+                "tiny-sd/text_encoder", { _ = try CLIPTextEncoder(folder: $0) }, nil,
+                "text_model.embeddings.position_embedding.weight"
+            ),
             ("tiny-clip-vision", { _ = try CLIPVisionEncoder(folder: $0) }, "visual_projection.weight", nil),
-            ("tiny-clip-vision", { _ = try CLIPVisionEncoder(folder: $0) }, nil, "vision_model.embeddings.patch_embedding.weight"),
+            (
+                "tiny-clip-vision", { _ = try CLIPVisionEncoder(folder: $0) }, nil,
+                "vision_model.embeddings.patch_embedding.weight"
+            ),
         ]
         for c in cases {
             let dir = try temporaryCopy(of: c.model)
@@ -181,9 +208,13 @@ final class CLIPTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/model.safetensors"
         let file = try SafeTensorsFile(path: path)
-        try SafeTensorsFile.write(try file.names.map { name in
-            (name.hasPrefix("text_model.") ? String(name.dropFirst("text_model.".count)) : name, try file.tensor(name))
-        }, to: path)
+        try SafeTensorsFile.write(
+            try file.names.map { name in
+                (
+                    name.hasPrefix("text_model.") ? String(name.dropFirst("text_model.".count)) : name,
+                    try file.tensor(name)
+                )
+            }, to: path)
         XCTAssertFalse(try SafeTensorsFile(path: path).names.contains { $0.hasPrefix("text_model.") })
         let ids = [[2512, 10, 20, 30, 2513] + [Int](repeating: 2513, count: 72)]
         let reference = try CLIPTextEncoder(folder: Self.model("tiny-sd/text_encoder")).encode(ids: ids)

@@ -1,6 +1,6 @@
-import XCTest
 import Diffusion
 import Tensor
+import XCTest
 
 /// End-to-end parity with diffusers: a 10-step guided DDIM txt2img and a DDIM inversion
 /// round trip on the tiny model, from the same initial latents.
@@ -23,8 +23,10 @@ final class PipelineParityTests: XCTestCase {
         let steps = Int(try f.tensor("num_inference_steps").data[0])
         XCTAssertEqual(sd.scheduler.timesteps(steps: steps), try f.tensor("timesteps").data.map { Int($0) })
         var stepsSeen = 0
-        let latent = sd.denoise(from: try f.tensor("initial_latent"), prompt: "a photo of a cat",
-                                steps: steps, guidance: try f.tensor("guidance_scale").data[0]) { done, _ in stepsSeen = done }
+        let latent = sd.denoise(
+            from: try f.tensor("initial_latent"), prompt: "a photo of a cat",
+            steps: steps, guidance: try f.tensor("guidance_scale").data[0]
+        ) { done, _ in stepsSeen = done }
         XCTAssertEqual(stepsSeen, steps)
         XCTAssertLessThan(Parity.relativeError(latent, try f.tensor("final_latent")), 1e-4)
         let image = sd.vae.decode(latent * (1 / sd.vae.scalingFactor))
@@ -37,7 +39,8 @@ final class PipelineParityTests: XCTestCase {
         let f = try Parity.fixture("ddim_inversion")
         let z0 = try sd.encodeImage(try f.tensor("image"))
         XCTAssertLessThan(Parity.relativeError(z0, try f.tensor("z0")), 1e-4)
-        XCTAssertEqual(sd.scheduler.inversionTimesteps(steps: 10), try f.tensor("timesteps_inversion").data.map { Int($0) })
+        XCTAssertEqual(
+            sd.scheduler.inversionTimesteps(steps: 10), try f.tensor("timesteps_inversion").data.map { Int($0) })
         let trajectory = sd.invert(z0, steps: 10)
         XCTAssertEqual(trajectory.count, 10)
         XCTAssertLessThan(Parity.relativeError(trajectory.last!, try f.tensor("zT")), 1e-3)

@@ -1,7 +1,8 @@
-import XCTest
 import Foundation
-@testable import Diffusion
 import Tensor
+import XCTest
+
+@testable import Diffusion
 
 final class SafeTensorsTests: XCTestCase {
     var dir: String = ""
@@ -40,9 +41,11 @@ final class SafeTensorsTests: XCTestCase {
 
     /// Opening (or `body` on the opened file) must throw a SafeTensorsError whose message
     /// names the file and, if given, the tensor.
-    func assertError(_ path: String, tensor: String? = nil, contains words: [String] = [],
-                     file: StaticString = #filePath, line: UInt = #line,
-                     _ body: (SafeTensorsFile) throws -> Void = { _ in }) {
+    func assertError(
+        _ path: String, tensor: String? = nil, contains words: [String] = [],
+        file: StaticString = #filePath, line: UInt = #line,
+        _ body: (SafeTensorsFile) throws -> Void = { _ in }
+    ) {
         do {
             let f = try SafeTensorsFile(path: path)
             try body(f)
@@ -52,7 +55,9 @@ final class SafeTensorsTests: XCTestCase {
             XCTAssertTrue(message.contains(path), "message does not name the file: \(message)", file: file, line: line)
             if let tensor {
                 XCTAssertEqual(error.tensor, tensor, file: file, line: line)
-                XCTAssertTrue(message.contains("'\(tensor)'"), "message does not name the tensor: \(message)", file: file, line: line)
+                XCTAssertTrue(
+                    message.contains("'\(tensor)'"), "message does not name the tensor: \(message)", file: file,
+                    line: line)
             }
             for w in words {
                 XCTAssertTrue(message.contains(w), "message lacks '\(w)': \(message)", file: file, line: line)
@@ -70,8 +75,9 @@ final class SafeTensorsTests: XCTestCase {
         let b = Tensor(shape: [], data: [42])
         let c = Tensor(shape: [0, 4], data: [])
         let d = Tensor(shape: [5], data: [.infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 7])
-        try SafeTensorsFile.write([("layer.weight", a), ("scalar", b), ("empty", c), ("special \"name\"\n", d)],
-                                  metadata: ["format": "pt", "note": "ünïcode \"quoted\""], to: path)
+        try SafeTensorsFile.write(
+            [("layer.weight", a), ("scalar", b), ("empty", c), ("special \"name\"\n", d)],
+            metadata: ["format": "pt", "note": "ünïcode \"quoted\""], to: path)
         let f = try SafeTensorsFile(path: path)
         // Names come in data order, which is the order written.
         XCTAssertEqual(f.names, ["layer.weight", "scalar", "empty", "special \"name\"\n"])
@@ -111,7 +117,9 @@ final class SafeTensorsTests: XCTestCase {
     }
 
     func testCraftedF16() throws {
-        let bits: [UInt16] = [0x3C00, 0xC000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0x7C00, 0xFC00, 0x8000, 0x0000, 0x7E00, 0x3555, 0x8001]
+        let bits: [UInt16] = [
+            0x3C00, 0xC000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0x7C00, 0xFC00, 0x8000, 0x0000, 0x7E00, 0x3555, 0x8001,
+        ]
         let header = #"{"h":{"dtype":"F16","shape":[13],"data_offsets":[0,26]}}"#
         let path = craft("f16.safetensors", header: header, data: le16(bits))
         let t = try SafeTensorsFile(path: path).tensor("h")
@@ -119,9 +127,9 @@ final class SafeTensorsTests: XCTestCase {
         let v = t.data
         XCTAssertEqual(v[0], 1)
         XCTAssertEqual(v[1], -2)
-        XCTAssertEqual(v[2], 0x1p-24)          // smallest subnormal
-        XCTAssertEqual(v[3], 1023 * 0x1p-24)   // largest subnormal
-        XCTAssertEqual(v[4], 0x1p-14)          // smallest normal
+        XCTAssertEqual(v[2], 0x1p-24)  // smallest subnormal
+        XCTAssertEqual(v[3], 1023 * 0x1p-24)  // largest subnormal
+        XCTAssertEqual(v[4], 0x1p-14)  // smallest normal
         XCTAssertEqual(v[5], 65504)
         XCTAssertEqual(v[6], .infinity)
         XCTAssertEqual(v[7], -.infinity)
@@ -141,19 +149,21 @@ final class SafeTensorsTests: XCTestCase {
         let v = t.data
         XCTAssertEqual(v[0], 1)
         XCTAssertEqual(v[1], -3)
-        XCTAssertEqual(v[2], 0x1p-133)          // subnormal
+        XCTAssertEqual(v[2], 0x1p-133)  // subnormal
         XCTAssertEqual(v[3], .infinity)
         XCTAssertEqual(v[4], -.infinity)
         XCTAssertEqual(v[5].bitPattern, (-0.0 as Float).bitPattern)
         XCTAssertTrue(v[6].isNaN)
         XCTAssertEqual(v[7], 3.140625)
-        XCTAssertEqual(v[8], 0x1p-126)          // smallest normal
+        XCTAssertEqual(v[8], 0x1p-126)  // smallest normal
     }
 
     func testI64AndPaddedHeader() throws {
         let values: [Int64] = [-1, 0, 1 << 40, Int64.max, 76]
         // Trailing spaces pad the header (as the reference writer does for alignment).
-        let header = #"{"__metadata__":{"format":"pt"},"position_ids":{"dtype":"I64","shape":[1,5],"data_offsets":[0,40]}}"# + "       "
+        let header =
+            #"{"__metadata__":{"format":"pt"},"position_ids":{"dtype":"I64","shape":[1,5],"data_offsets":[0,40]}}"#
+            + "       "
         let path = craft("i64.safetensors", header: header, data: le64(values))
         let f = try SafeTensorsFile(path: path)
         XCTAssertEqual(f.names, ["position_ids"])
@@ -169,7 +179,9 @@ final class SafeTensorsTests: XCTestCase {
 
     func testMixedFileWithGapAndUnalignedData() throws {
         // An odd header length makes every tensor unaligned in memory.
-        let header = #"{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"# + " "
+        let header =
+            #"{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+            + " "
         var data = le16([0x3C00]) + [0, 0]
         data += withUnsafeBytes(of: Float(2.5).bitPattern.littleEndian) { Array($0) }
         data += withUnsafeBytes(of: Float(-7).bitPattern.littleEndian) { Array($0) }
@@ -187,14 +199,17 @@ final class SafeTensorsTests: XCTestCase {
         let f = try SafeTensorsFile.open(folder: folder)
         XCTAssertEqual(f.path, folder + "/model.safetensors")
         XCTAssertEqual(try f.tensor("w").data, [3])
-        try SafeTensorsFile.write([("w", Tensor(shape: [1], data: [4]))], to: folder + "/diffusion_pytorch_model.safetensors")
+        try SafeTensorsFile.write(
+            [("w", Tensor(shape: [1], data: [4]))], to: folder + "/diffusion_pytorch_model.safetensors")
         XCTAssertEqual(try SafeTensorsFile.open(folder: folder).tensor("w").data, [4])
 
         let empty = dir + "/empty-model"
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
         XCTAssertThrowsError(try SafeTensorsFile.open(folder: empty)) { error in
             let m = "\(error)"
-            XCTAssertTrue(m.contains(empty) && m.contains("diffusion_pytorch_model.safetensors") && m.contains("model.safetensors"), m)
+            XCTAssertTrue(
+                m.contains(empty) && m.contains("diffusion_pytorch_model.safetensors")
+                    && m.contains("model.safetensors"), m)
         }
     }
 
@@ -212,12 +227,15 @@ final class SafeTensorsTests: XCTestCase {
 
     func testHeaderLengthChecks() {
         let header = Array(#"{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}"#.utf8)
-        assertError(craft("too-long.safetensors", headerBytes: header, data: [0, 0, 0, 0], declaredLength: 1000),
-                    contains: ["larger than"])
-        assertError(craft("absurd.safetensors", headerBytes: header, data: [], declaredLength: 1 << 40),
-                    contains: ["absurd"])
-        assertError(craft("huge.safetensors", headerBytes: header, data: [], declaredLength: UInt64.max),
-                    contains: ["absurd"])
+        assertError(
+            craft("too-long.safetensors", headerBytes: header, data: [0, 0, 0, 0], declaredLength: 1000),
+            contains: ["larger than"])
+        assertError(
+            craft("absurd.safetensors", headerBytes: header, data: [], declaredLength: 1 << 40),
+            contains: ["absurd"])
+        assertError(
+            craft("huge.safetensors", headerBytes: header, data: [], declaredLength: UInt64.max),
+            contains: ["absurd"])
     }
 
     func testHeaderNotUTF8OrNotJSONObject() {
@@ -225,10 +243,14 @@ final class SafeTensorsTests: XCTestCase {
         bad[3] = 0xFF
         assertError(craft("utf8.safetensors", headerBytes: bad, data: []), contains: ["UTF-8"])
         assertError(craft("json.safetensors", header: #"{"a": {"dtype": "F32",, }"#), contains: ["JSON"])
-        assertError(craft("json2.safetensors", header: #"{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}} x"#, data: [0, 0, 0, 0]),
-                    contains: ["JSON"])
+        assertError(
+            craft(
+                "json2.safetensors", header: #"{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}} x"#,
+                data: [0, 0, 0, 0]),
+            contains: ["JSON"])
         assertError(craft("array.safetensors", header: "[1, 2, 3]"), contains: ["object"])
-        assertError(craft("deep.safetensors", header: "{\"a\":" + String(repeating: "[", count: 10000)), contains: ["JSON"])
+        assertError(
+            craft("deep.safetensors", header: "{\"a\":" + String(repeating: "[", count: 10000)), contains: ["JSON"])
         assertError(craft("meta.safetensors", header: #"{"__metadata__":{"k":5}}"#), contains: ["__metadata__"])
     }
 
@@ -245,14 +267,24 @@ final class SafeTensorsTests: XCTestCase {
             ("offsets-one", #""t":{"dtype":"F32","shape":[1],"data_offsets":[4]}"#, "data_offsets"),
             ("offsets-string", #""t":{"dtype":"F32","shape":[1],"data_offsets":["0","4"]}"#, "data_offsets"),
             ("offsets-negative", #""t":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}"#, "negative"),
-            ("offsets-huge", #""t":{"dtype":"F32","shape":[1],"data_offsets":[0,99999999999999999999999]}"#, "data_offsets"),
+            (
+                "offsets-huge", #""t":{"dtype":"F32","shape":[1],"data_offsets":[0,99999999999999999999999]}"#,
+                "data_offsets"
+            ),
             ("unknown-dtype", #""t":{"dtype":"F17","shape":[1],"data_offsets":[0,4]}"#, "unknown dtype 'F17'"),
             ("negative-dim", #""t":{"dtype":"F32","shape":[-1,2],"data_offsets":[0,4]}"#, "negative dimension"),
             ("size-mismatch", #""t":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}"#, "needs 8 bytes"),
-            ("size-overflow", #""t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}"#, "too large"),
+            (
+                "size-overflow", #""t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}"#,
+                "too large"
+            ),
             ("begin-after-end", #""t":{"dtype":"F32","shape":[],"data_offsets":[4,0]}"#, "after end"),
             ("beyond-buffer", #""t":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}"#, "truncated"),
-            ("duplicate", #""t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#, "twice"),
+            (
+                "duplicate",
+                #""t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#,
+                "twice"
+            ),
         ]
         for (file, entry, words) in cases {
             let path = craft(file + ".safetensors", header: "{" + entry + "}", data: [0, 0, 0, 0, 0, 0, 0, 0])
@@ -261,17 +293,21 @@ final class SafeTensorsTests: XCTestCase {
     }
 
     func testOverlappingRanges() {
-        let header = #"{"first":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"second":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        let header =
+            #"{"first":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"second":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
         let path = craft("overlap.safetensors", header: header, data: [UInt8](repeating: 0, count: 12))
         assertError(path, tensor: "second", contains: ["overlaps", "'first'"])
         // Zero-sized tensors may share an offset with anything.
-        let ok = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#
-        XCTAssertNoThrow(try SafeTensorsFile(path: craft("zero.safetensors", header: ok, data: [UInt8](repeating: 0, count: 8))))
+        let ok =
+            #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#
+        XCTAssertNoThrow(
+            try SafeTensorsFile(path: craft("zero.safetensors", header: ok, data: [UInt8](repeating: 0, count: 8))))
     }
 
     func testTruncatedFile() throws {
         let path = dir + "/full.safetensors"
-        try SafeTensorsFile.write([("a", Tensor(shape: [4], data: [1, 2, 3, 4])), ("b", Tensor(shape: [4], data: [5, 6, 7, 8]))], to: path)
+        try SafeTensorsFile.write(
+            [("a", Tensor(shape: [4], data: [1, 2, 3, 4])), ("b", Tensor(shape: [4], data: [5, 6, 7, 8]))], to: path)
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         bytes.removeLast(5)
         let cut = dir + "/cut.safetensors"
@@ -281,7 +317,9 @@ final class SafeTensorsTests: XCTestCase {
 
     func testMissingNameListsNearNames() throws {
         let path = dir + "/names.safetensors"
-        let names = ["down.0.conv.weight", "down.0.conv.bias", "down.1.conv.weight", "up.0.norm.weight", "mid.attn.to_q.weight"]
+        let names = [
+            "down.0.conv.weight", "down.0.conv.bias", "down.1.conv.weight", "up.0.norm.weight", "mid.attn.to_q.weight",
+        ]
         try SafeTensorsFile.write(names.map { ($0, Tensor(shape: [1], data: [0])) }, to: path)
         assertError(path, tensor: "down.2.conv.weight", contains: ["'down.0.conv.weight'", "'down.1.conv.weight'"]) {
             _ = try $0.tensor("down.2.conv.weight")

@@ -1,7 +1,8 @@
-import XCTest
 import Foundation
-@testable import Diffusion
 import Tensor
+import XCTest
+
+@testable import Diffusion
 
 // Expected values come from diffusers 0.42.1 / torch 2.13 (DDIMScheduler.from_config on
 // models/tiny-sd/scheduler, which is SD 1.5's scheduler config) and Tests/Fixtures/ddim_txt2img.safetensors.
@@ -20,9 +21,11 @@ final class SchedulerTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "ddim-config-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for (json, key) in [(#"{"thresholding": true}"#, "thresholding"),
-                            (#"{"beta_schedule": "sigmoid"}"#, "beta_schedule"),
-                            (#"{"timestep_spacing": "karras"}"#, "timestep_spacing")] {
+        for (json, key) in [
+            (#"{"thresholding": true}"#, "thresholding"),
+            (#"{"beta_schedule": "sigmoid"}"#, "beta_schedule"),
+            (#"{"timestep_spacing": "karras"}"#, "timestep_spacing"),
+        ] {
             let path = dir + "/c.json"
             try json.write(toFile: path, atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try DDIMConfig(path: path)) { XCTAssertTrue("\($0)".contains(key), "\($0)") }
@@ -35,8 +38,9 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(try sd().alphasCumprod, try fixture.tensor("alphas_cumprod").data)
         // diffusers' defaults (linear 1e-4…0.02) and the cosine schedule, spot-checked.
         let linear = DDIMScheduler(config: DDIMConfig())
-        XCTAssertEqual([linear.alphaCumprod(0), linear.alphaCumprod(499), linear.alphaCumprod(999)],
-                       [0.9998999834060669, 0.07858723402023315, 4.035830352222547e-05])
+        XCTAssertEqual(
+            [linear.alphaCumprod(0), linear.alphaCumprod(499), linear.alphaCumprod(999)],
+            [0.9998999834060669, 0.07858723402023315, 4.035830352222547e-05])
         var cosine = DDIMConfig()
         cosine.betaSchedule = .squaredCosCapV2
         let c = DDIMScheduler(config: cosine)
@@ -69,7 +73,8 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(linspace.timesteps(steps: 10), [999, 888, 777, 666, 555, 444, 333, 222, 111, 0])
         XCTAssertEqual(linspace.timesteps(steps: 7), [999, 832, 666, 500, 333, 166, 0])
         XCTAssertEqual(Array(linspace.timesteps(steps: 50).prefix(8)), [999, 979, 958, 938, 917, 897, 877, 856])
-        XCTAssertEqual(DDIMScheduler(config: DDIMConfig()).timesteps(steps: 10), [900, 800, 700, 600, 500, 400, 300, 200, 100, 0])
+        XCTAssertEqual(
+            DDIMScheduler(config: DDIMConfig()).timesteps(steps: 10), [900, 800, 700, 600, 500, 400, 300, 200, 100, 0])
     }
 
     /// Hand case, 50 steps: first, a middle and the last step (whose ᾱ_prev is ᾱ_0).
@@ -78,12 +83,18 @@ final class SchedulerTests: XCTestCase {
         let sample = Tensor(shape: [1, 4, 1, 1], data: [0.5, -1.0, 2.0, 0.25])
         let eps = Tensor(shape: [1, 4, 1, 1], data: [0.1, 0.2, -0.3, 0.4])
         let expected: [Int: (prev: [Float], x0: [Float])] = [
-            981: ([0.5491006374359131, -1.1475021839141846, 2.2826788425445557, 0.2314120978116989],
-                  [5.267192840576172, -15.782552719116211, 30.253061294555664, -1.9585493803024292]),
-            21: ([0.49454137682914734, -1.0291084051132202, 2.048210382461548, 0.21224835515022278],
-                 [0.49083182215690613, -1.038249135017395, 2.062351942062378, 0.19590362906455994]),
-            1: ([0.49899962544441223, -1.002855896949768, 2.004497528076172, 0.2452501803636551],
-                [0.49629509449005127, -1.0091159343719482, 2.0141003131866455, 0.23368747532367706]),
+            981: (
+                [0.5491006374359131, -1.1475021839141846, 2.2826788425445557, 0.2314120978116989],
+                [5.267192840576172, -15.782552719116211, 30.253061294555664, -1.9585493803024292]
+            ),
+            21: (
+                [0.49454137682914734, -1.0291084051132202, 2.048210382461548, 0.21224835515022278],
+                [0.49083182215690613, -1.038249135017395, 2.062351942062378, 0.19590362906455994]
+            ),
+            1: (
+                [0.49899962544441223, -1.002855896949768, 2.004497528076172, 0.2452501803636551],
+                [0.49629509449005127, -1.0091159343719482, 2.0141003131866455, 0.23368747532367706]
+            ),
         ]
         for (t, want) in expected {
             let out = s.step(eps: eps, timestep: t, sample: sample, steps: 50)
@@ -97,15 +108,19 @@ final class SchedulerTests: XCTestCase {
         var c = DDIMConfig.stableDiffusion
         c.predictionType = .vPrediction
         let v = DDIMScheduler(config: c).step(eps: eps, timestep: 501, sample: sample, steps: 50)
-        assertClose(v.prevSample.data, [0.49676084518432617, -1.005570650100708, 2.008129119873047, 0.23783743381500244], 1e-6)
-        assertClose(v.predictedOriginal.data, [0.17705467343330383, -0.6946973204612732, 1.3042476177215576, -0.2094871699810028], 1e-6)
+        assertClose(
+            v.prevSample.data, [0.49676084518432617, -1.005570650100708, 2.008129119873047, 0.23783743381500244], 1e-6)
+        assertClose(
+            v.predictedOriginal.data,
+            [0.17705467343330383, -0.6946973204612732, 1.3042476177215576, -0.2094871699810028], 1e-6)
     }
 
     /// The fixture's 10-step txt2img loop, replayed from its stored (guided) eps: no UNet needed.
     func testStepsReplayTxt2imgFixture() throws {
         let s = try sd()
         let f = try SafeTensorsFile(path: Self.root + "/Tests/Fixtures/ddim_txt2img.safetensors")
-        let epss = try f.tensor("eps_steps"), lats = try f.tensor("latents_steps")
+        let epss = try f.tensor("eps_steps")
+        let lats = try f.tensor("latents_steps")
         var z = try f.tensor("initial_latent")
         var worst: Float = 0
         for (i, t) in s.timesteps(steps: 10).enumerated() {
@@ -139,18 +154,22 @@ final class SchedulerTests: XCTestCase {
     /// x̂0 = (z − √(1−ᾱ)·eps)/√ᾱ is differentiable in both eps and z.
     func testPredictedOriginalGradient() throws {
         let s = try sd()
-        let t = 501, a = s.alphaCumprod(t)
+        let t = 501
+        let a = s.alphaCumprod(t)
         let z = Tensor(shape: [2, 3], data: [1, 2, 3, 4, 5, 6]).asVariable()
         let eps = Tensor(shape: [2, 3], data: [0.5, -0.5, 0.1, 0.2, 0.3, -0.1]).asVariable()
         let r = Tensor(shape: [2, 3], data: [1, -2, 0.5, 3, 0, -1])
-        let g = Autograd.gradients(of: (s.predictedOriginal(eps: eps, timestep: t, sample: z) * r).sum(),
-                                   withRespectTo: [z, eps])
+        let g = Autograd.gradients(
+            of: (s.predictedOriginal(eps: eps, timestep: t, sample: z) * r).sum(),
+            withRespectTo: [z, eps])
         assertClose(g[0].data, r.data.map { $0 / a.squareRoot() }, 1e-6)
         assertClose(g[1].data, r.data.map { -$0 * (1 - a).squareRoot() / a.squareRoot() }, 1e-6)
     }
 
-    func assertClose(_ a: [Float], _ b: [Float], _ tol: Float, _ message: String = "",
-                     file: StaticString = #filePath, line: UInt = #line) {
+    func assertClose(
+        _ a: [Float], _ b: [Float], _ tol: Float, _ message: String = "",
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(a.count, b.count, file: file, line: line)
         let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
         XCTAssertLessThanOrEqual(worst, tol, "\(message) max rel err \(worst)", file: file, line: line)

@@ -1,5 +1,6 @@
-import XCTest
 import Foundation
+import XCTest
+
 @testable import Diffusion
 
 /// Parity of `CLIPTokenizer` with `transformers.CLIPTokenizer` (transformers 5 / tokenizers
@@ -30,13 +31,16 @@ final class TokenizerTests: XCTestCase {
         return try JSONDecoder().decode([Case].self, from: Data(contentsOf: url))
     }
 
-    func assertAllCases(_ cases: [Case], _ tokenizer: CLIPTokenizer, file: StaticString = #filePath, line: UInt = #line) {
+    func assertAllCases(_ cases: [Case], _ tokenizer: CLIPTokenizer, file: StaticString = #filePath, line: UInt = #line)
+    {
         var mismatches = 0
         for c in cases {
             let got = tokenizer.tokenize(c.prompt, length: c.ids.count)
             if got != c.ids {
                 mismatches += 1
-                XCTFail("prompt \(c.prompt.debugDescription):\n expected \(c.ids)\n got      \(got)", file: file, line: line)
+                XCTFail(
+                    "prompt \(c.prompt.debugDescription):\n expected \(c.ids)\n got      \(got)", file: file, line: line
+                )
             }
         }
         XCTAssertEqual(mismatches, 0, "\(mismatches) of \(cases.count) prompts differ", file: file, line: line)
@@ -109,23 +113,25 @@ final class TokenizerTests: XCTestCase {
     func testNormalisationCornerCases() throws {
         let t = try full()
         let cases: [(String, [Int])] = [
-            ("İstanbul", [328, 16384, 11231]),                          // full lower-casing: i + U+0307
-            ("caf\u{e9}", [15304]),                                      // precomposed
-            ("cafe\u{301}", [15304]),                                    // NFC composes
-            ("<|ENDOFTEXT|>x", [27, 347, 40786, 4160, 91, 285, 343]),    // look-alike split by the byte-level pattern
-            ("x<|endoftext|>y", [343, 49407, 344]),                      // special token in raw text
-            ("a\u{a0}b\u{200b}c\u{3000}d", [320, 321, 9844, 322, 323]),  // NBSP/ideographic space split, ZWSP does not
-            ("\u{ff11}\u{ff12}\u{ff13}", [171, 120, 495, 171, 120, 496, 171, 120, 497]),  // no NFKC; one digit per piece
-            ("ΣΑΣ", [139, 225, 138, 109, 139, 481]),                     // no final-sigma rule
+            ("İstanbul", [328, 16384, 11231]),  // full lower-casing: i + U+0307
+            ("caf\u{e9}", [15304]),  // precomposed
+            ("cafe\u{301}", [15304]),  // NFC composes
+            ("<|ENDOFTEXT|>x", [27, 347, 40786, 4160, 91, 285, 343]),  // look-alike split by the byte-level pattern
+            ("x<|endoftext|>y", [343, 49407, 344]),  // special token in raw text
+            // NBSP and ideographic space split, ZWSP does not
+            ("a\u{a0}b\u{200b}c\u{3000}d", [320, 321, 9844, 322, 323]),
+            // no NFKC; one digit per piece
+            ("\u{ff11}\u{ff12}\u{ff13}", [171, 120, 495, 171, 120, 496, 171, 120, 497]),
+            ("ΣΑΣ", [139, 225, 138, 109, 139, 481]),  // no final-sigma rule
             ("DON'T", [847, 713]),
-            ("!'s", [13222, 338]),                                       // punctuation run swallows the apostrophe
-            ("\u{116c}\u{307}\u{322}", [157, 227, 361, 136, 95, 16384]), // canonical reordering of marks
+            ("!'s", [13222, 338]),  // punctuation run swallows the apostrophe
+            ("\u{116c}\u{307}\u{322}", [157, 227, 361, 136, 95, 16384]),  // canonical reordering of marks
             ("\u{116c}\u{322}\u{307}", [157, 227, 361, 136, 95, 16384]),
-            ("a\u{307}\u{322}", [132, 356, 136, 351]),                   // composes across a lower-class mark
-            ("\u{1100}\u{1161}\u{11a8}", [21122, 479]),                  // Hangul composition
-            ("x\u{f75}\u{301}", [343, 39219, 109, 39219, 112, 136, 479]),// decomposed starter with non-starter parts
-            ("a\u{88f}b", [320, 156, 95, 493, 321]),                     // Unicode 17 letter: unassigned for the reference
-            ("a\u{7fd}\u{301}", [320, 155, 121, 136, 479]),              // Unicode 11 mark: class 0 for the reference's NFC
+            ("a\u{307}\u{322}", [132, 356, 136, 351]),  // composes across a lower-class mark
+            ("\u{1100}\u{1161}\u{11a8}", [21122, 479]),  // Hangul composition
+            ("x\u{f75}\u{301}", [343, 39219, 109, 39219, 112, 136, 479]),  // decomposed starter with non-starter parts
+            ("a\u{88f}b", [320, 156, 95, 493, 321]),  // Unicode 17 letter: unassigned for the reference
+            ("a\u{7fd}\u{301}", [320, 155, 121, 136, 479]),  // Unicode 11 mark: class 0 for the reference's NFC
             ("e\u{301}\u{323}", [157, 118, 373, 136, 479]),
         ]
         for (prompt, expected) in cases {
@@ -140,16 +146,17 @@ final class TokenizerTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for f in ["vocab.json", "merges.txt"] {
-            try FileManager.default.createSymbolicLink(atPath: dir + "/" + f, withDestinationPath: Self.fullFolder + "/" + f)
+            try FileManager.default.createSymbolicLink(
+                atPath: dir + "/" + f, withDestinationPath: Self.fullFolder + "/" + f)
         }
         let config = """
-        {"add_prefix_space": false,
-         "bos_token": {"__type": "AddedToken", "content": "<|startoftext|>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false},
-         "do_lower_case": true,
-         "eos_token": {"__type": "AddedToken", "content": "<|endoftext|>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false},
-         "errors": "replace", "model_max_length": 77, "pad_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer",
-         "unk_token": {"__type": "AddedToken", "content": "<|endoftext|>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false}}
-        """
+            {"add_prefix_space": false,
+             "bos_token": {"__type": "AddedToken", "content": "<|startoftext|>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false},
+             "do_lower_case": true,
+             "eos_token": {"__type": "AddedToken", "content": "<|endoftext|>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false},
+             "errors": "replace", "model_max_length": 77, "pad_token": "<|endoftext|>", "tokenizer_class": "CLIPTokenizer",
+             "unk_token": {"__type": "AddedToken", "content": "<|endoftext|>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false}}
+            """
         try config.write(toFile: dir + "/tokenizer_config.json", atomically: true, encoding: .utf8)
         let t = try CLIPTokenizer(folder: dir)
         XCTAssertEqual(t.padID, 49407)
@@ -174,7 +181,9 @@ final class TokenizerTests: XCTestCase {
         XCTAssertThrowsError(try CLIPTokenizer(folder: dir)) { error in
             XCTAssertTrue("\(error)".contains(dir + "/vocab.json"), "\(error)")
         }
-        XCTAssertThrowsError(try CLIPTokenizer(vocabPath: Self.fullFolder + "/vocab.json", mergesPath: dir + "/nope.txt")) { error in
+        XCTAssertThrowsError(
+            try CLIPTokenizer(vocabPath: Self.fullFolder + "/vocab.json", mergesPath: dir + "/nope.txt")
+        ) { error in
             XCTAssertTrue("\(error)".contains(dir + "/nope.txt"), "\(error)")
         }
         XCTAssertThrowsError(try CLIPTokenizer(folder: dir + "/no-such-folder")) { error in
@@ -185,7 +194,8 @@ final class TokenizerTests: XCTestCase {
         XCTAssertThrowsError(try CLIPTokenizer(folder: dir)) { error in
             XCTAssertTrue("\(error)".contains(dir + "/vocab.json"), "\(error)")
         }
-        try #"{"a": 0, "b": 1, "<|startoftext|>": 2, "<|endoftext|>": 3}"#.write(toFile: dir + "/vocab.json", atomically: true, encoding: .utf8)
+        try #"{"a": 0, "b": 1, "<|startoftext|>": 2, "<|endoftext|>": 3}"#.write(
+            toFile: dir + "/vocab.json", atomically: true, encoding: .utf8)
         try "#version: 0.2\na b\n".write(toFile: dir + "/merges.txt", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try CLIPTokenizer(folder: dir)) { error in
             XCTAssertTrue("\(error)".contains(dir + "/merges.txt") && "\(error)".contains("line 2"), "\(error)")

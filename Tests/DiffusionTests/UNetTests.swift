@@ -1,6 +1,6 @@
-import XCTest
 import Diffusion
 import Tensor
+import XCTest
 
 /// Shared paths and comparisons for the parity tests.
 enum Parity {
@@ -28,12 +28,14 @@ final class UNetTests: XCTestCase {
     func testForwardAndGradientsMatchDiffusers() throws {
         let unet = try Self.model.get()
         let f = try Parity.fixture("unet")
-        let sample = try f.tensor("sample"), context = try f.tensor("encoder_hidden_states")
+        let sample = try f.tensor("sample")
+        let context = try f.tensor("encoder_hidden_states")
         let timestep = try f.tensor("timestep").data[0]
         let out = unet(sample, timestep: timestep, context: context)
         XCTAssertLessThan(Parity.relativeError(out, try f.tensor("out")), 1e-5)
 
-        let sampleVar = sample.asVariable(), contextVar = context.asVariable()
+        let sampleVar = sample.asVariable()
+        let contextVar = context.asVariable()
         let loss = (unet(sampleVar, timestep: timestep, context: contextVar) * (try f.tensor("grad_seed"))).sum()
         let grads = Autograd.gradients(of: loss, withRespectTo: [sampleVar, contextVar])
         XCTAssertLessThan(Parity.relativeError(grads[0], try f.tensor("grad_sample")), 1e-5)
@@ -43,7 +45,8 @@ final class UNetTests: XCTestCase {
     func testTimestepEmbeddingAcrossTheSchedule() throws {
         let unet = try Self.model.get()
         let f = try Parity.fixture("unet_timesteps")
-        let sample = try f.tensor("sample"), context = try f.tensor("encoder_hidden_states")
+        let sample = try f.tensor("sample")
+        let context = try f.tensor("encoder_hidden_states")
         for t in try f.tensor("timesteps").data {
             let out = unet(sample, timestep: t, context: context)
             XCTAssertLessThan(Parity.relativeError(out, try f.tensor("out_t\(Int(t))")), 1e-5, "timestep \(t)")

@@ -1,7 +1,8 @@
-import XCTest
 import Foundation
-@testable import Diffusion
 import Tensor
+import XCTest
+
+@testable import Diffusion
 
 // Parity with diffusers' AutoencoderKL on models/tiny-sd/vae (random BF16 weights, upcast to
 // float32), against Tests/Fixtures/vae.safetensors from tools/reference/make_fixtures.py.
@@ -39,7 +40,8 @@ final class VAETests: XCTestCase {
 
     func testEncodeMatchesDiffusers() throws {
         let (mean, std) = try vae().encode(try fixture("image"))
-        let em = relativeError(mean, try fixture("latent_mean")), es = relativeError(std, try fixture("latent_std"))
+        let em = relativeError(mean, try fixture("latent_mean"))
+        let es = relativeError(std, try fixture("latent_std"))
         print("VAE encode: mean rel err \(em), std rel err \(es)")
         XCTAssertLessThanOrEqual(em, 1e-4)  // measured 1.7e-6
         XCTAssertLessThanOrEqual(es, 1e-4)  // measured 4.2e-7

@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
-@testable import Imaging
 import Support
+import XCTest
+
+@testable import Imaging
 
 final class ImageTests: XCTestCase {
     private func gradient(_ w: Int, _ h: Int, channels: Int = 3) -> RGBImage {
@@ -30,14 +31,16 @@ final class ImageTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxDiff, 8)
         // Incompressible noise still fits (the encoder's buffer guess must grow if needed).
         var rng = SystemRandomNumberGenerator()
-        let noise = RGBImage(width: 64, height: 64, channels: 3, pixels: (0..<(64 * 64 * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+        let noise = RGBImage(
+            width: 64, height: 64, channels: 3,
+            pixels: (0..<(64 * 64 * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
         XCTAssertEqual(try PNGCodec.decode(try PNGCodec.encode(noise)), noise)
     }
 
     func testCorruptPNGGivesNamedError() throws {
         let png = try PNGCodec.encode(gradient(16, 16))
         XCTAssertThrowsError(try PNGCodec.decode(Data("not a png at all".utf8))) { error in
-            guard case let .decode(message) = error as? PNGError else { return XCTFail("\(error)") }
+            guard case .decode(let message) = error as? PNGError else { return XCTFail("\(error)") }
             XCTAssertFalse(message.isEmpty)
             XCTAssertTrue("\(error)".hasPrefix("cannot decode PNG: "), "\(error)")
         }
@@ -46,7 +49,7 @@ final class ImageTests: XCTestCase {
             guard case .decode = error as? PNGError else { return XCTFail("\(error)") }
         }
         var flipped = png
-        flipped[png.count / 2] ^= 0xFF // inside IDAT: CRC/zlib error
+        flipped[png.count / 2] ^= 0xFF  // inside IDAT: CRC/zlib error
         XCTAssertThrowsError(try PNGCodec.decode(flipped)) { error in
             guard case .decode = error as? PNGError else { return XCTFail("\(error)") }
         }
@@ -67,13 +70,16 @@ final class ImageTests: XCTestCase {
 
     func testContactSheetTilesImagesOfDifferentSizes() throws {
         let red = RGBImage(width: 64, height: 64, fill: (255, 0, 0))
-        let green = RGBImage(width: 10, height: 20, fill: (0, 255, 0)) // tall: letterboxed
+        let green = RGBImage(width: 10, height: 20, fill: (0, 255, 0))  // tall: letterboxed
         let blue = RGBImage(width: 200, height: 100, fill: (0, 0, 255))
-        let sheet = ContactSheet.make([red, green, blue], columns: 2, cellWidth: 32, cellHeight: 32, gap: 2,
-                                      background: (255, 255, 255))
+        let sheet = ContactSheet.make(
+            [red, green, blue], columns: 2, cellWidth: 32, cellHeight: 32, gap: 2,
+            background: (255, 255, 255))
         XCTAssertEqual(sheet.width, 2 * 32 + 3 * 2)
         XCTAssertEqual(sheet.height, 2 * 32 + 3 * 2)
-        func px(_ x: Int, _ y: Int) -> [UInt8] { Array(sheet.pixels[(y * sheet.width + x) * 3..<(y * sheet.width + x) * 3 + 3]) }
+        func px(_ x: Int, _ y: Int) -> [UInt8] {
+            Array(sheet.pixels[(y * sheet.width + x) * 3..<(y * sheet.width + x) * 3 + 3])
+        }
         XCTAssertEqual(px(0, 0), [255, 255, 255], "gap")
         XCTAssertEqual(px(2 + 16, 2 + 16), [255, 0, 0], "cell 0 centre")
         XCTAssertEqual(px(36 + 16, 2 + 16), [0, 255, 0], "cell 1 centre")

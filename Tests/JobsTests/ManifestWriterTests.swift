@@ -1,14 +1,20 @@
 import Foundation
-import XCTest
-@testable import Jobs
-@testable import Imaging
 import Support
+import XCTest
+
+@testable import Imaging
+@testable import Jobs
 
 final class ManifestWriterTests: XCTestCase {
     struct Entry: Codable, Equatable {
-        var job_id: String
+        var jobID: String
         var emotion: String
         var png: String
+
+        enum CodingKeys: String, CodingKey {
+            case emotion, png
+            case jobID = "job_id"
+        }
     }
 
     var dir: URL!
@@ -25,19 +31,22 @@ final class ManifestWriterTests: XCTestCase {
     func testAppendSkipsDuplicatesAndReadsBackAfterReopen() throws {
         let url = dir.appendingPathComponent("manifest.jsonl")
         let w = try ManifestWriter(url: url)
-        XCTAssertTrue(try w.append(Entry(job_id: "a", emotion: "awe", png: "out/a.png")))
-        XCTAssertTrue(try w.append(Entry(job_id: "b", emotion: "fear", png: "out/b.png")))
-        XCTAssertFalse(try w.append(Entry(job_id: "a", emotion: "other", png: "x")), "written once")
+        XCTAssertTrue(try w.append(Entry(jobID: "a", emotion: "awe", png: "out/a.png")))
+        XCTAssertTrue(try w.append(Entry(jobID: "b", emotion: "fear", png: "out/b.png")))
+        XCTAssertFalse(try w.append(Entry(jobID: "a", emotion: "other", png: "x")), "written once")
         w.close()
         let text = try String(contentsOf: url, encoding: .utf8)
-        XCTAssertEqual(text, #"{"emotion":"awe","job_id":"a","png":"out/a.png"}"# + "\n" + #"{"emotion":"fear","job_id":"b","png":"out/b.png"}"# + "\n")
+        XCTAssertEqual(
+            text,
+            #"{"emotion":"awe","job_id":"a","png":"out/a.png"}"# + "\n"
+                + #"{"emotion":"fear","job_id":"b","png":"out/b.png"}"# + "\n")
 
         // A restarted coordinator sees what is done and appends only the rest.
         let again = try ManifestWriter(url: url)
         XCTAssertEqual(again.jobIDs, ["a", "b"])
-        XCTAssertFalse(try again.append(Entry(job_id: "b", emotion: "fear", png: "out/b.png")))
-        XCTAssertTrue(try again.append(Entry(job_id: "c", emotion: "sadness", png: "out/c.png")))
-        XCTAssertEqual(try ManifestWriter.readEntries(url, as: Entry.self).map(\.job_id), ["a", "b", "c"])
+        XCTAssertFalse(try again.append(Entry(jobID: "b", emotion: "fear", png: "out/b.png")))
+        XCTAssertTrue(try again.append(Entry(jobID: "c", emotion: "sadness", png: "out/c.png")))
+        XCTAssertEqual(try ManifestWriter.readEntries(url, as: Entry.self).map(\.jobID), ["a", "b", "c"])
     }
 
     func testTornLastLineIsCutOnReopen() throws {
@@ -47,7 +56,8 @@ final class ManifestWriterTests: XCTestCase {
         let w = try ManifestWriter(url: url)
         XCTAssertEqual(w.jobIDs, ["a"])
         XCTAssertTrue(try w.appendLine(Data(#"{"job_id":"b"}"#.utf8)))
-        XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), #"{"job_id":"a"}"# + "\n" + #"{"job_id":"b"}"# + "\n")
+        XCTAssertEqual(
+            try String(contentsOf: url, encoding: .utf8), #"{"job_id":"a"}"# + "\n" + #"{"job_id":"b"}"# + "\n")
     }
 
     func testCorruptLineAndMissingIDAreErrors() throws {

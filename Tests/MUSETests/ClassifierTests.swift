@@ -1,9 +1,10 @@
-import Foundation
-import XCTest
-import Vocabulary
-@testable import MUSE
 import Diffusion
+import Foundation
 import Tensor
+import Vocabulary
+import XCTest
+
+@testable import MUSE
 
 final class ClassifierTests: XCTestCase {
     /// The fixture's pixel_values are already CLIP-normalised 32×32: undo the normalisation
@@ -28,10 +29,13 @@ final class ClassifierTests: XCTestCase {
         let target = classifier.probabilities(images: v).narrowed(axis: 1, start: 2, length: 1).sum()
         let g = Autograd.gradients(of: target, withRespectTo: [v])[0]
         for i in [17, 4096 + 2000, 8192 + 4000] {
-            var plus = image.data, minus = image.data
+            var plus = image.data
+            var minus = image.data
             plus[i] += 1e-2
             minus[i] -= 1e-2
-            func p(_ d: [Float]) -> Float { classifier.probabilities(images: Tensor(shape: image.shape, data: d)).data[2] }
+            func p(_ d: [Float]) -> Float {
+                classifier.probabilities(images: Tensor(shape: image.shape, data: d)).data[2]
+            }
             XCTAssertEqual(g.data[i], (p(plus) - p(minus)) / 2e-2, accuracy: 1e-4 + 0.05 * abs(g.data[i]), "pixel \(i)")
         }
     }
@@ -47,20 +51,25 @@ final class ClassifierTests: XCTestCase {
             return path
         }
         let sevenWay = try write("seven.safetensors", [("weight", .zeros([7, 32])), ("bias", .zeros([7]))])
-        assertThrows(try EmotionClassifier(tower: tower, headFile: sevenWay), containing: ["[7, 32]", "one output per emotion"])
+        assertThrows(
+            try EmotionClassifier(tower: tower, headFile: sevenWay), containing: ["[7, 32]", "one output per emotion"])
         let wide = try write("wide.safetensors", [("weight", .zeros([8, 768])), ("bias", .zeros([8]))])
-        assertThrows(try EmotionClassifier(tower: tower, headFile: wide), containing: ["takes 768-d features", "projects to 32"])
+        assertThrows(
+            try EmotionClassifier(tower: tower, headFile: wide), containing: ["takes 768-d features", "projects to 32"])
         let named = try write("named.safetensors", [("fc.weight", .zeros([8, 32])), ("fc.bias", .zeros([8]))])
-        assertThrows(try EmotionClassifier(tower: tower, headFile: named), containing: ["needs tensors 'weight'", "fc.weight"])
-        assertThrows(try EmotionClassifier(tower: tower, headFile: dir + "/missing.safetensors"), containing: ["does not exist"])
+        assertThrows(
+            try EmotionClassifier(tower: tower, headFile: named), containing: ["needs tensors 'weight'", "fc.weight"])
+        assertThrows(
+            try EmotionClassifier(tower: tower, headFile: dir + "/missing.safetensors"), containing: ["does not exist"])
     }
 
     /// With one template the class embedding is the normalised text_embeds of that prompt,
     /// which the fixture holds for "a photo that evokes amusement" / "… sadness".
     func testZeroShotHeadUsesNormalisedTextEmbeddings() throws {
         let tower = try Tiny.engine().classifier.tower
-        let zs = try EmotionClassifier.zeroShot(tower: tower, textFolder: Tiny.text, templates: ["a photo that evokes {}"])
-        guard case let .zeroShot(classes, scale) = zs.head else { return XCTFail("not a zero-shot head") }
+        let zs = try EmotionClassifier.zeroShot(
+            tower: tower, textFolder: Tiny.text, templates: ["a photo that evokes {}"])
+        guard case .zeroShot(let classes, let scale) = zs.head else { return XCTFail("not a zero-shot head") }
         XCTAssertEqual(scale, 100)
         let f = try SafeTensorsFile(path: Tiny.fixtures + "/clip_text_projection.safetensors")
         let reference = l2Normalized(try f.tensor("text_embeds"))
@@ -72,7 +81,8 @@ final class ClassifierTests: XCTestCase {
         let p = zs.probabilities(images: Tensor.randomUniform([2, 3, 64, 64], seed: 9, range: -1...1))
         XCTAssertEqual(p.shape, [2, 8])
         XCTAssertEqual(p.narrowed(axis: 0, start: 0, length: 1).sum().scalar, 1, accuracy: 1e-5)
-        assertThrows(try EmotionClassifier.zeroShot(tower: tower, textFolder: Tiny.sd + "/text_encoder"),
-                     containing: ["needs a text model with a projection"])
+        assertThrows(
+            try EmotionClassifier.zeroShot(tower: tower, textFolder: Tiny.sd + "/text_encoder"),
+            containing: ["needs a text model with a projection"])
     }
 }

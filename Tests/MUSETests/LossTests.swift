@@ -1,23 +1,28 @@
 import Foundation
-import XCTest
-import Vocabulary
-@testable import MUSE
 import Tensor
+import Vocabulary
+import XCTest
+
+@testable import MUSE
 
 final class LossTests: XCTestCase {
     let logits = Tensor(shape: [1, 8], data: [0.3, 2.0, 1.5, -1, 0.2, -3, 0, 1.1])
 
     func probabilities(_ l: [Float]) -> [Float] {
-        let m = l.max()!, e = l.map { Foundation.exp($0 - m) }, s = e.reduce(0, +)
+        let m = l.max()!
+        let e = l.map { Foundation.exp($0 - m) }
+        let s = e.reduce(0, +)
         return e.map { $0 / s }
     }
 
     func testLossMatchesTheFormula() {
-        let loss = EmotionLoss(target: .sadness, inherent: .awe, similar: [.anger, .fear],
-                               lambdaInherent: 0.5, lambdaSimilar: 0.25)
+        let loss = EmotionLoss(
+            target: .sadness, inherent: .awe, similar: [.anger, .fear],
+            lambdaInherent: 0.5, lambdaSimilar: 0.25)
         let (value, p) = loss(logits: logits)
         let q = probabilities(logits.data)
-        let expected = -Foundation.log(q[7]) + 0.5 * -Foundation.log(1 - q[1])
+        let expected =
+            -Foundation.log(q[7]) + 0.5 * -Foundation.log(1 - q[1])
             + 0.25 * (-Foundation.log(1 - q[4]) - Foundation.log(1 - q[6]))
         XCTAssertEqual(value.scalar, expected, accuracy: 1e-5)
         for i in 0..<8 { XCTAssertEqual(p.data[i], q[i], accuracy: 1e-6) }
@@ -34,16 +39,19 @@ final class LossTests: XCTestCase {
     }
 
     func testGradientMatchesFiniteDifferences() {
-        let loss = EmotionLoss(target: .awe, inherent: .contentment, similar: [.amusement, .excitement],
-                               lambdaInherent: 0.5, lambdaSimilar: 0.25)
+        let loss = EmotionLoss(
+            target: .awe, inherent: .contentment, similar: [.amusement, .excitement],
+            lambdaInherent: 0.5, lambdaSimilar: 0.25)
         let x = logits.asVariable()
         let g = Autograd.gradients(of: loss(logits: x).loss, withRespectTo: [x])[0]
         for i in 0..<8 {
-            var plus = logits.data, minus = logits.data
+            var plus = logits.data
+            var minus = logits.data
             plus[i] += 1e-2
             minus[i] -= 1e-2
-            let fd = (loss(logits: Tensor(shape: [1, 8], data: plus)).loss.scalar
-                - loss(logits: Tensor(shape: [1, 8], data: minus)).loss.scalar) / 2e-2
+            let fd =
+                (loss(logits: Tensor(shape: [1, 8], data: plus)).loss.scalar
+                    - loss(logits: Tensor(shape: [1, 8], data: minus)).loss.scalar) / 2e-2
             XCTAssertEqual(g.data[i], fd, accuracy: 2e-3, "logit \(i)")
         }
     }

@@ -1,9 +1,10 @@
-import Foundation
-import XCTest
-import Vocabulary
-@testable import MUSE
 import Diffusion
+import Foundation
 import Tensor
+import Vocabulary
+import XCTest
+
+@testable import MUSE
 
 /// MUSE on the tiny random-weight models (their emotion head is calibrated on the tiny SD's
 /// own images, so its output depends on the image: see tools/reference/build_tiny_models.py).
@@ -11,10 +12,13 @@ import Tensor
 final class SynthesisTests: XCTestCase {
     let prompt = "a photo of a cat"
 
-    func job(_ emotion: Emotion, _ method: SynthesisMethod, seed: UInt64, steps: Int = 10,
-             settings: MUSESettings = Tiny.quickSettings()) -> SynthesisJob {
-        SynthesisJob(prompt: prompt, emotion: emotion, method: method, seed: seed,
-                     settings: JobSettings(steps: steps, muse: settings))
+    func job(
+        _ emotion: Emotion, _ method: SynthesisMethod, seed: UInt64, steps: Int = 10,
+        settings: MUSESettings = Tiny.quickSettings()
+    ) -> SynthesisJob {
+        SynthesisJob(
+            prompt: prompt, emotion: emotion, method: method, seed: seed,
+            settings: JobSettings(steps: steps, muse: settings))
     }
 
     // Measured (10 steps, K = 2, lr 0.02, guidance from step 0), p(target) no-opt → MUSE:
@@ -28,8 +32,10 @@ final class SynthesisTests: XCTestCase {
                 let prompted = try Tiny.run(job(emotion, .promptOnly, seed: seed)).probabilities[emotion.index]
                 let muse = try Tiny.run(job(emotion, .muse, seed: seed)).probabilities[emotion.index]
                 let gain = logit(muse) - logit(base)
-                print(String(format: "MUSE %@ seed %d: p no-opt %.3f, prompt-only %.3f, muse %.3f (log-odds +%.3f)",
-                             emotion.rawValue, seed, base, prompted, muse, gain))
+                print(
+                    String(
+                        format: "MUSE %@ seed %d: p no-opt %.3f, prompt-only %.3f, muse %.3f (log-odds +%.3f)",
+                        emotion.rawValue, seed, base, prompted, muse, gain))
                 XCTAssertGreaterThan(gain, 1.0, "\(emotion) seed \(seed)")
                 gains.append(gain)
             }
@@ -56,15 +62,18 @@ final class SynthesisTests: XCTestCase {
         // λ_sim 3 with K = 2 (measured, mass of S with / without L_sim): seed 1 0.619 / 0.792,
         // seed 2 0.202 / 0.206, seed 3 0.279 / 0.286, seed 4 0.008 / 0.008 (no mass to remove).
         settings.lambdaSimilar = 3
-        var checked = 0, removed: Float = 0
+        var checked = 0
+        var removed: Float = 0
         for seed: UInt64 in [1, 2, 3, 4] {
             let with = try Tiny.run(job(.amusement, .muse, seed: seed, settings: settings))
             let without = try Tiny.run(job(.amusement, .museNoSim, seed: seed, settings: settings))
             XCTAssertEqual(with.trace.similar, without.trace.similar)
             XCTAssertFalse(with.trace.similar.contains(with.trace.inherent!), "S excludes e_inh")
             func mass(_ r: SynthesisResult) -> Float { r.trace.similar.map { r.probabilities[$0.index] }.reduce(0, +) }
-            print(String(format: "L_sim seed %d: p(S = %@) with %.4f, without %.4f", seed,
-                         with.trace.similar.map(\.rawValue).joined(separator: "+"), mass(with), mass(without)))
+            print(
+                String(
+                    format: "L_sim seed %d: p(S = %@) with %.4f, without %.4f", seed,
+                    with.trace.similar.map(\.rawValue).joined(separator: "+"), mass(with), mass(without)))
             guard mass(without) > 0.1 else { continue }
             XCTAssertLessThan(mass(with), mass(without), "seed \(seed)")
             removed += mass(without) - mass(with)
@@ -78,7 +87,7 @@ final class SynthesisTests: XCTestCase {
     /// m consecutive steps (and not before the minimum), else the latest start.
     func testTimingRuleStartStepFollowsTheSimilarityTrace() throws {
         var settings = Tiny.quickSettings(iterations: 1)
-        settings.settleDelta = 0.001    // s_t on the tiny models moves by ~0.005 early, ~0.0003 later
+        settings.settleDelta = 0.001  // s_t on the tiny models moves by ~0.005 early, ~0.0003 later
         settings.settleSteps = 2
         settings.minStartFraction = 0
         settings.latestStartFraction = 0.7
@@ -111,8 +120,9 @@ final class SynthesisTests: XCTestCase {
         settings.minStartFraction = 0.6
         settings.latestStartFraction = 0.7
         let later = try Tiny.run(job(.awe, .muse, seed: 2, steps: steps, settings: settings)).trace
-        XCTAssertEqual(Array(later.promptScores.prefix(start + 1)), Array(s.prefix(start + 1)),
-                       "s_t before guidance does not depend on the window")
+        XCTAssertEqual(
+            Array(later.promptScores.prefix(start + 1)), Array(s.prefix(start + 1)),
+            "s_t before guidance does not depend on the window")
         XCTAssertEqual(later.startStep, max(start, 6))
         // Fixed timing ignores s_t.
         settings.fixedStartFraction = 0.3
@@ -192,8 +202,9 @@ final class SynthesisTests: XCTestCase {
         let z0 = try engine.sd.encodeImage(image)
         let vaeOnly = engine.sd.decodeToImage(z0)
         func edit(steps: Int, strength: Float) throws -> (latent: Float, pixels: Float) {
-            let j = SynthesisJob(prompt: "", emotion: .awe, method: .none, seed: 0,
-                                 settings: JobSettings(steps: steps, guidance: 1, strength: strength))
+            let j = SynthesisJob(
+                prompt: "", emotion: .awe, method: .none, seed: 0,
+                settings: JobSettings(steps: steps, guidance: 1, strength: strength))
             var state = try engine.start(j, image: image)
             XCTAssertEqual(state.stepIndex, steps - Int((Float(steps) * strength).rounded()))
             while !engine.isFinished(state) { state = engine.advance(state) }
@@ -202,8 +213,11 @@ final class SynthesisTests: XCTestCase {
         }
         let close = try edit(steps: 999, strength: 0.05)
         let full = try edit(steps: 10, strength: 1)
-        print(String(format: "edit reconstruction: 999 steps × 0.05: latent %.4f, pixels %.4f; full 10-step: latent %.2f, pixels %.3f",
-                     close.latent, close.pixels, full.latent, full.pixels))
+        print(
+            String(
+                format:
+                    "edit reconstruction: 999 steps × 0.05: latent %.4f, pixels %.4f; full 10-step: latent %.2f, pixels %.3f",
+                close.latent, close.pixels, full.latent, full.pixels))
         XCTAssertLessThan(close.latent, 0.1)
         XCTAssertLessThan(close.pixels, 0.1)
         XCTAssertGreaterThan(full.latent, 5, "full inversion with random weights is not expected to reconstruct")
@@ -212,8 +226,9 @@ final class SynthesisTests: XCTestCase {
     func testEditErrors() throws {
         let engine = try Tiny.engine()
         let edit = SynthesisJob(prompt: "", emotion: .awe, settings: JobSettings(steps: 4, strength: 0.5))
-        assertThrows(try engine.start(edit, image: Tensor.zeros([1, 3, 48, 64])),
-                     containing: ["input image: 64×48", "multiples of 32", "native size 64×64"])
+        assertThrows(
+            try engine.start(edit, image: Tensor.zeros([1, 3, 48, 64])),
+            containing: ["input image: 64×48", "multiples of 32", "native size 64×64"])
         assertThrows(try engine.start(edit), containing: ["needs an input image"])
         var strong = edit
         strong.settings.strength = 1.5
@@ -244,27 +259,35 @@ final class SynthesisTests: XCTestCase {
         XCTAssertEqual(trace.finalProbabilities, result.probabilities)
         XCTAssertTrue(trace.preview.hasPrefix("latent-rgb"))
         XCTAssertNotNil(trace.inherent)
-        XCTAssertEqual(trace.similar, SimilarEmotions.samePolarity.similar(to: .contentment).filter { $0 != trace.inherent })
+        XCTAssertEqual(
+            trace.similar, SimilarEmotions.samePolarity.similar(to: .contentment).filter { $0 != trace.inherent })
         let t = trace.timings
-        for (name, v) in [("unet", t.unet), ("decode", t.decode), ("classifier", t.classifier), ("backward", t.backward),
-                          ("preview", t.preview), ("prompt_score", t.promptScore), ("total", t.total)] {
+        for (name, v) in [
+            ("unet", t.unet), ("decode", t.decode), ("classifier", t.classifier), ("backward", t.backward),
+            ("preview", t.preview), ("prompt_score", t.promptScore), ("total", t.total),
+        ] {
             XCTAssertGreaterThan(v, 0, name)
         }
         let ratio = try XCTUnwrap(trace.previewCostRatio)
-        print(String(format: "preview + CLIP scoring: %.1f%% of a plain step (%.2f%% of all steps)", ratio * 100,
-                     (trace.previewCostRatioAllSteps ?? 0) * 100))
+        print(
+            String(
+                format: "preview + CLIP scoring: %.1f%% of a plain step (%.2f%% of all steps)", ratio * 100,
+                (trace.previewCostRatioAllSteps ?? 0) * 100))
         XCTAssertLessThan(ratio, 0.25, "the preview must cost a small fraction of a step")
     }
 
     /// A smooth 64×64 pattern (as the inversion fixture): R = 0.8x, G = 0.8y, B = 0.6 sin(πx) cos(πy).
     static func testPattern() -> Tensor {
         var px = [Float](repeating: 0, count: 3 * 64 * 64)
-        for y in 0..<64 { for x in 0..<64 {
-            let u = Float(x) / 31.5 - 1, v = Float(y) / 31.5 - 1
-            px[y * 64 + x] = 0.8 * u
-            px[4096 + y * 64 + x] = 0.8 * v
-            px[8192 + y * 64 + x] = 0.6 * sin(.pi * u) * cos(.pi * v)
-        } }
+        for y in 0..<64 {
+            for x in 0..<64 {
+                let u = Float(x) / 31.5 - 1
+                let v = Float(y) / 31.5 - 1
+                px[y * 64 + x] = 0.8 * u
+                px[4096 + y * 64 + x] = 0.8 * v
+                px[8192 + y * 64 + x] = 0.6 * sin(.pi * u) * cos(.pi * v)
+            }
+        }
         return Tensor(shape: [1, 3, 64, 64], data: px)
     }
 }

@@ -1,9 +1,10 @@
-import Foundation
-import XCTest
-import Vocabulary
-@testable import MUSE
 import Diffusion
+import Foundation
 import Tensor
+import Vocabulary
+import XCTest
+
+@testable import MUSE
 
 /// The bundled tiny random-weight models, loaded once for all MUSE tests.
 enum Tiny {
@@ -48,8 +49,10 @@ func relativeL2(_ a: Tensor, _ reference: Tensor) -> Float {
     return (num / den).squareRoot()
 }
 
-func assertThrows<T>(_ body: @autoclosure () throws -> T, containing fragments: [String],
-                     file: StaticString = #filePath, line: UInt = #line) {
+func assertThrows<T>(
+    _ body: @autoclosure () throws -> T, containing fragments: [String],
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertThrowsError(try body(), file: file, line: line) { error in
         let text = "\(error)"
         for f in fragments { XCTAssertTrue(text.contains(f), "'\(text)' lacks '\(f)'", file: file, line: line) }

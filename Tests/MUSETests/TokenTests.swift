@@ -1,9 +1,10 @@
-import Foundation
-import XCTest
-import Vocabulary
-@testable import MUSE
 import Diffusion
+import Foundation
 import Tensor
+import Vocabulary
+import XCTest
+
+@testable import MUSE
 
 final class TokenTests: XCTestCase {
     func testSlotSitsAfterThePromptBeforeEos() throws {
@@ -59,7 +60,9 @@ final class TokenTests: XCTestCase {
             let c = sd.unet(z, timestep: 501, context: prompt.conditioning(sd.textEncoder, token: v))
             let x0 = sd.scheduler.predictedOriginal(eps: epsU + (c - epsU) * 7.5, timestep: 501, sample: z)
             let logits = engine.classifier.logits(images: engine.decodedImage(x0))
-            return EmotionLoss(target: .awe, inherent: nil, similar: [], lambdaInherent: 0, lambdaSimilar: 0)(logits: logits).loss
+            return EmotionLoss(target: .awe, inherent: nil, similar: [], lambdaInherent: 0, lambdaSimilar: 0)(
+                logits: logits
+            ).loss
         }
         let v = Tensor(shape: [32], data: v0).asVariable()
         let g = Autograd.gradients(of: loss(v), withRespectTo: [v])[0]

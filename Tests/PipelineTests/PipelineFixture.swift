@@ -1,10 +1,11 @@
 import Foundation
+import Support
 import XCTest
-@testable import RedisQueue
-@testable import Jobs
+
 @testable import Checkpoints
 @testable import Imaging
-import Support
+@testable import Jobs
+@testable import RedisQueue
 
 /// The package root (for the bundled models and manifests/).
 let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -38,7 +39,7 @@ struct ToolResult {
     var stdout: String
     var stderr: String
     var code: Int32 {
-        if case let .exited(c) = status { return c }
+        if case .exited(let c) = status { return c }
         return -1
     }
 }
@@ -52,8 +53,9 @@ final class RunningTool {
     init(_ name: String, _ args: [String], env: [String: String] = toolEnvironment(), dir: URL, label: String) throws {
         stdoutPath = dir.appendingPathComponent("\(label).out").path
         stderrPath = dir.appendingPathComponent("\(label).err").path
-        process = try ChildProcess.spawn(binary(name), args, name: label, environment: env, stdoutPath: stdoutPath,
-                                         stderrPath: stderrPath, newProcessGroup: true)
+        process = try ChildProcess.spawn(
+            binary(name), args, name: label, environment: env, stdoutPath: stdoutPath,
+            stderrPath: stderrPath, newProcessGroup: true)
     }
 
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
@@ -64,7 +66,9 @@ final class RunningTool {
         guard let status = process.wait(timeout: timeout) else {
             process.signal(SIGKILL)
             process.wait(timeout: 10)
-            XCTFail("\(process.name) did not finish within \(timeout) s; stderr:\n\(stderr.suffix(3000))", file: file, line: line)
+            XCTFail(
+                "\(process.name) did not finish within \(timeout) s; stderr:\n\(stderr.suffix(3000))", file: file,
+                line: line)
             return ToolResult(status: .signaled(SIGKILL), stdout: stdout, stderr: stderr)
         }
         return ToolResult(status: status, stdout: stdout, stderr: stderr)
@@ -83,15 +87,20 @@ final class RunningTool {
 }
 
 /// Runs a tool to completion.
-func runTool(_ name: String, _ args: [String], env: [String: String] = toolEnvironment(), dir: URL, timeout: TimeInterval = 120,
-             file: StaticString = #filePath, line: UInt = #line) throws -> ToolResult {
+func runTool(
+    _ name: String, _ args: [String], env: [String: String] = toolEnvironment(), dir: URL, timeout: TimeInterval = 120,
+    file: StaticString = #filePath, line: UInt = #line
+) throws -> ToolResult {
     let label = "\(name)-\(UUID().uuidString.prefix(8))"
-    return try RunningTool(name, args, env: env, dir: dir, label: label).finish(timeout: timeout, file: file, line: line)
+    return try RunningTool(name, args, env: env, dir: dir, label: label).finish(
+        timeout: timeout, file: file, line: line)
 }
 
 /// Polls `condition` every 10 ms up to `timeout` seconds.
-func waitUntil(_ timeout: TimeInterval, _ what: String, file: StaticString = #filePath, line: UInt = #line,
-               _ condition: () throws -> Bool) rethrows -> Bool {
+func waitUntil(
+    _ timeout: TimeInterval, _ what: String, file: StaticString = #filePath, line: UInt = #line,
+    _ condition: () throws -> Bool
+) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try condition() { return true }

@@ -1,10 +1,11 @@
 import Foundation
+import Support
 import XCTest
-@testable import RedisQueue
-@testable import Jobs
+
 @testable import Checkpoints
 @testable import Imaging
-import Support
+@testable import Jobs
+@testable import RedisQueue
 
 /// End-to-end: the built muse-coordinator and muse-worker against private redis-servers,
 /// on the bundled tiny model with the real MUSE engine.
@@ -14,7 +15,8 @@ final class PipelineTests: XCTestCase {
     override func setUpWithError() throws {
         dir = makeTempDir("pipe")
         try copyDemoImages(to: dir)
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: binary("muse-coordinator")), "build first: \(binDir.path)")
+        XCTAssertTrue(
+            FileManager.default.isExecutableFile(atPath: binary("muse-coordinator")), "build first: \(binDir.path)")
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: binary("muse-worker")))
     }
 
@@ -24,20 +26,27 @@ final class PipelineTests: XCTestCase {
 
     // MARK: helpers
 
-    func submit(_ spec: String, _ redis: TestRedis, env: [String: String] = toolEnvironment(),
-                file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let r = try runTool("muse-coordinator", ["submit", spec, "--redis", redis.url], env: env, dir: dir, file: file, line: line)
+    func submit(
+        _ spec: String, _ redis: TestRedis, env: [String: String] = toolEnvironment(),
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> String {
+        let r = try runTool(
+            "muse-coordinator", ["submit", spec, "--redis", redis.url], env: env, dir: dir, file: file, line: line)
         XCTAssertEqual(r.code, 0, r.stderr, file: file, line: line)
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func worker(_ redis: TestRedis, _ name: String, _ extra: [String] = []) throws -> RunningTool {
-        try RunningTool("muse-worker", ["run", "--redis", redis.url, "--name", name, "--heartbeat", "1"] + extra, dir: dir, label: name)
+        try RunningTool(
+            "muse-worker", ["run", "--redis", redis.url, "--name", name, "--heartbeat", "1"] + extra, dir: dir,
+            label: name)
     }
 
     func collect(_ batch: String, _ redis: TestRedis, to out: URL, follow: Bool = false) throws -> ToolResult {
-        try runTool("muse-coordinator", ["collect", batch, "--redis", redis.url, "--output", out.path] + (follow ? ["--follow"] : []),
-                    dir: dir, timeout: 180)
+        try runTool(
+            "muse-coordinator",
+            ["collect", batch, "--redis", redis.url, "--output", out.path] + (follow ? ["--follow"] : []),
+            dir: dir, timeout: 180)
     }
 
     func onlyJob(_ spec: String) throws -> PipelineJob {
@@ -48,12 +57,13 @@ final class PipelineTests: XCTestCase {
 
     /// One slow-ish job: guided steps with 3 inner iterations take a few tenths of a second each.
     func longJobSpec(lease: Double, checkpointEvery: Int, seed: Int = 11) throws -> String {
-        try writeSpec(tinyModels + """
+        try writeSpec(
+            tinyModels + """
 
-            engine: {steps: 30, checkpoint_every: \(checkpointEvery), muse: {inner_iterations: 3}}
-            queue: {lease_seconds: \(lease), max_attempts: 3}
-            generation: {prompts: [a lighthouse in a storm], emotions: [fear], seeds: [\(seed)]}
-            """, in: dir, name: "long-\(seed).yaml")
+                engine: {steps: 30, checkpoint_every: \(checkpointEvery), muse: {inner_iterations: 3}}
+                queue: {lease_seconds: \(lease), max_attempts: 3}
+                generation: {prompts: [a lighthouse in a storm], emotions: [fear], seeds: [\(seed)]}
+                """, in: dir, name: "long-\(seed).yaml")
     }
 
     // MARK: resume after a crash
@@ -66,7 +76,9 @@ final class PipelineTests: XCTestCase {
         let q = try BatchQueue(client: try redis.client(), batchID: batch)
 
         let w1 = try worker(redis, "w1")
-        XCTAssertTrue(try waitUntil(90, "a checkpoint inside the guided steps") { (try q.job(job.id)?.checkpointStep ?? 0) >= 10 })
+        XCTAssertTrue(
+            try waitUntil(90, "a checkpoint inside the guided steps") { (try q.job(job.id)?.checkpointStep ?? 0) >= 10 }
+        )
         kill(w1.process.pid, SIGKILL)
         XCTAssertEqual(w1.process.wait(timeout: 10), .signaled(SIGKILL))
         let record = try XCTUnwrap(try q.job(job.id))
@@ -139,11 +151,12 @@ final class PipelineTests: XCTestCase {
     }
 
     func testCorruptOrForeignCheckpointRestartsFromScratch() throws {
-        let spec = try writeSpec(tinyModels + """
+        let spec = try writeSpec(
+            tinyModels + """
 
-            engine: {steps: 6, checkpoint_every: 2, muse: {inner_iterations: 1}}
-            generation: {prompts: [a windmill], emotions: [awe, fear], seeds: [4]}
-            """, in: dir)
+                engine: {steps: 6, checkpoint_every: 2, muse: {inner_iterations: 1}}
+                generation: {prompts: [a windmill], emotions: [awe, fear], seeds: [4]}
+                """, in: dir)
         let jobs = try JobSpec.load(path: spec, environment: toolEnvironment()).jobs
         let redis = try TestRedis()
         let batch = try submit(spec, redis)
@@ -156,8 +169,12 @@ final class PipelineTests: XCTestCase {
         let w = try worker(redis, "w1")
         XCTAssertTrue(try waitUntil(90, "both jobs done") { try q.counters()?.done == 2 })
         w.stop()
-        XCTAssertTrue(w.stderr.contains("stored checkpoint unusable (not a checkpoint (bad magic)); starting from scratch"), w.stderr)
-        XCTAssertTrue(w.stderr.contains("stored checkpoint unusable (checkpoint belongs to a different job); starting from scratch"), w.stderr)
+        XCTAssertTrue(
+            w.stderr.contains("stored checkpoint unusable (not a checkpoint (bad magic)); starting from scratch"),
+            w.stderr)
+        XCTAssertTrue(
+            w.stderr.contains(
+                "stored checkpoint unusable (checkpoint belongs to a different job); starting from scratch"), w.stderr)
         let out = dir.appendingPathComponent("out")
         XCTAssertEqual(try collect(batch, redis, to: out).code, 0)
         let lines = try manifestLines(out)
@@ -192,25 +209,29 @@ final class PipelineTests: XCTestCase {
     // MARK: coordinator and Redis restarts
 
     func testCoordinatorKilledMidBatchResumesWithEveryJobOnce() throws {
-        let spec = try writeSpec(tinyModels + """
+        let spec = try writeSpec(
+            tinyModels + """
 
-            output: out
-            engine: {steps: 12, checkpoint_every: 2, muse: {inner_iterations: 2}}
-            queue: {lease_seconds: 3}
-            generation: {prompts: [a red barn, a glass tower], emotions: [awe, fear, contentment, anger, excitement, disgust], seeds: [5]}
-            editing: {images: [images/sunset.png], emotions: [awe, sadness], strength: 0.5}
-            """, in: dir)
+                output: out
+                engine: {steps: 12, checkpoint_every: 2, muse: {inner_iterations: 2}}
+                queue: {lease_seconds: 3}
+                generation: {prompts: [a red barn, a glass tower], emotions: [awe, fear, contentment, anger, excitement, disgust], seeds: [5]}
+                editing: {images: [images/sunset.png], emotions: [awe, sadness], strength: 0.5}
+                """, in: dir)
         let total = 14
         let out = dir.appendingPathComponent("out")
         let run1 = try RunningTool("muse-coordinator", ["run", spec, "--local-workers", "2"], dir: dir, label: "run1")
         XCTAssertTrue(waitUntil(120, "a first manifest line") { ((try? manifestLines(out))?.count ?? 0) >= 1 })
-        XCTAssertLessThan(try manifestLines(out).count, total, "the batch finished before the coordinator could be killed")
+        XCTAssertLessThan(
+            try manifestLines(out).count, total, "the batch finished before the coordinator could be killed")
         let pidText = try String(contentsOf: out.appendingPathComponent(".redis/redis.pid"), encoding: .utf8)
-        let cmdline = try String(contentsOfFile: "/proc/\(pidText.trimmingCharacters(in: .whitespacesAndNewlines))/cmdline", encoding: .utf8)
+        let cmdline = try String(
+            contentsOfFile: "/proc/\(pidText.trimmingCharacters(in: .whitespacesAndNewlines))/cmdline", encoding: .utf8)
         let socket = try XCTUnwrap(cmdline.split(separator: "\0").first { $0.hasSuffix("redis.sock") }).description
         kill(run1.process.pid, SIGKILL)
         XCTAssertEqual(run1.process.wait(timeout: 10), .signaled(SIGKILL))
-        XCTAssertTrue(waitUntil(60, "the killed run's redis-server and workers to exit") { processesMentioning(socket).isEmpty })
+        XCTAssertTrue(
+            waitUntil(60, "the killed run's redis-server and workers to exit") { processesMentioning(socket).isEmpty })
 
         let run2 = try runTool("muse-coordinator", ["run", spec, "--local-workers", "2"], dir: dir, timeout: 240)
         XCTAssertEqual(run2.code, 0, run2.stderr)
@@ -237,19 +258,21 @@ final class PipelineTests: XCTestCase {
     }
 
     func testBatchSurvivesARedisRestart() throws {
-        let spec = try writeSpec(tinyModels + """
+        let spec = try writeSpec(
+            tinyModels + """
 
-            engine: {steps: 12, checkpoint_every: 2, muse: {inner_iterations: 2}}
-            queue: {lease_seconds: 5}
-            generation: {prompts: [a harbour at night, a field of wheat], emotions: [amusement, anger, awe, disgust], seeds: [9]}
-            """, in: dir)
+                engine: {steps: 12, checkpoint_every: 2, muse: {inner_iterations: 2}}
+                queue: {lease_seconds: 5}
+                generation: {prompts: [a harbour at night, a field of wheat], emotions: [amusement, anger, awe, disgust], seeds: [9]}
+                """, in: dir)
         let redis = try TestRedis()
         let batch = try submit(spec, redis)
         let q = try BatchQueue(client: try redis.client(), batchID: batch)
         let workers = [try worker(redis, "w1"), try worker(redis, "w2")]
         let out = dir.appendingPathComponent("out")
-        let collector = try RunningTool("muse-coordinator", ["collect", batch, "--redis", redis.url, "--output", out.path, "--follow"],
-                                        dir: dir, label: "collect")
+        let collector = try RunningTool(
+            "muse-coordinator", ["collect", batch, "--redis", redis.url, "--output", out.path, "--follow"],
+            dir: dir, label: "collect")
         XCTAssertTrue(try waitUntil(120, "two jobs done") { (try q.counters()?.done ?? 0) >= 2 })
         XCTAssertLessThan(try q.counters()?.done ?? 8, 8, "the batch finished before Redis could be restarted")
         try redis.restart()
@@ -268,13 +291,14 @@ final class PipelineTests: XCTestCase {
     // MARK: failures
 
     func testAlwaysFailingJobIsDeadLetteredAndTheRestCompletes() throws {
-        let spec = try writeSpec(tinyModels + """
+        let spec = try writeSpec(
+            tinyModels + """
 
-            engine: {steps: 6, muse: {inner_iterations: 1}}
-            queue: {lease_seconds: 5, max_attempts: 2}
-            generation: {prompts: [a mountain lake], emotions: [awe, excitement], seeds: [3]}
-            editing: {images: [images/house.png], emotions: [sadness]}
-            """, in: dir)
+                engine: {steps: 6, muse: {inner_iterations: 1}}
+                queue: {lease_seconds: 5, max_attempts: 2}
+                generation: {prompts: [a mountain lake], emotions: [awe, excitement], seeds: [3]}
+                editing: {images: [images/house.png], emotions: [sadness]}
+                """, in: dir)
         let redis = try TestRedis()
         let batch = try submit(spec, redis)
         let client = try redis.client()
@@ -302,25 +326,34 @@ final class PipelineTests: XCTestCase {
         // Collecting again adds nothing.
         XCTAssertEqual(try collect(batch, redis, to: out).code, 0)
         XCTAssertEqual(try manifestLines(out).count, 3)
-        workers.forEach { $0.stop() }
+        for w in workers { w.stop() }
     }
 
     // MARK: clear errors that lose nothing
 
     func testBadSpecsAreRejectedBeforeAnythingIsSubmitted() throws {
         let redis = try TestRedis()
-        let good = try writeSpec(tinyModels + "\nengine: {steps: 4}\ngeneration: {prompts: [a cat], emotions: [awe], seeds: [1]}\n",
-                                 in: dir, name: "good.yaml")
+        let good = try writeSpec(
+            tinyModels + "\nengine: {steps: 4}\ngeneration: {prompts: [a cat], emotions: [awe], seeds: [1]}\n",
+            in: dir, name: "good.yaml")
         let batch = try submit(good, redis)
         let q = try BatchQueue(client: try redis.client(), batchID: batch)
         let before = try q.counters()
         try Data("not a png at all".utf8).write(to: dir.appendingPathComponent("images/corrupt.png"))
         let cases: [(String, String)] = [
             ("generation: {prompts: [a cat], emotions: [awe\n", "not valid YAML"),
-            ("generation: {prompts: [a cat], emotions: [awe, joy], seeds: [1]}\n",
-             "generation.emotions[1]: unknown emotion 'joy' (valid: amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"),
-            ("editing: {images: [images/missing.png], emotions: [awe]}\n", "editing.images[0]: cannot read 'images/missing.png' (no such file"),
-            ("editing: {images: [images/corrupt.png], emotions: [awe]}\n", "editing.images[0]: 'images/corrupt.png' is not a readable PNG image"),
+            (
+                "generation: {prompts: [a cat], emotions: [awe, joy], seeds: [1]}\n",
+                "generation.emotions[1]: unknown emotion 'joy' (valid: amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"
+            ),
+            (
+                "editing: {images: [images/missing.png], emotions: [awe]}\n",
+                "editing.images[0]: cannot read 'images/missing.png' (no such file"
+            ),
+            (
+                "editing: {images: [images/corrupt.png], emotions: [awe]}\n",
+                "editing.images[0]: 'images/corrupt.png' is not a readable PNG image"
+            ),
         ]
         for (i, (body, message)) in cases.enumerated() {
             let spec = try writeSpec(tinyModels + "\n" + body, in: dir, name: "bad\(i).yaml")
@@ -340,7 +373,8 @@ final class PipelineTests: XCTestCase {
     }
 
     func testUnreachableRedisAndWrongPasswordAreClearErrors() throws {
-        let spec = try writeSpec(tinyModels + "\nengine: {steps: 4}\ngeneration: {prompts: [a cat], emotions: [awe], seeds: [1]}\n", in: dir)
+        let spec = try writeSpec(
+            tinyModels + "\nengine: {steps: 4}\ngeneration: {prompts: [a cat], emotions: [awe], seeds: [1]}\n", in: dir)
         let unreachable = try runTool("muse-coordinator", ["submit", spec, "--redis", "redis://127.0.0.1:1"], dir: dir)
         XCTAssertEqual(unreachable.code, 1)
         XCTAssertTrue(unreachable.stderr.contains("cannot connect to Redis at redis://127.0.0.1:1"), unreachable.stderr)
@@ -353,14 +387,18 @@ final class PipelineTests: XCTestCase {
         XCTAssertFalse(inURL.stderr.contains("hunter2"))
 
         let redis = try TestRedis(password: "s3cret")
-        let wrong = try runTool("muse-coordinator", ["submit", spec, "--redis", redis.url], env: toolEnvironment(["REDIS_PASSWORD": "nope"]), dir: dir)
+        let wrong = try runTool(
+            "muse-coordinator", ["submit", spec, "--redis", redis.url],
+            env: toolEnvironment(["REDIS_PASSWORD": "nope"]), dir: dir)
         XCTAssertEqual(wrong.code, 1)
         XCTAssertTrue(wrong.stderr.contains("Redis authentication failed: wrong password"), wrong.stderr)
         XCTAssertFalse(wrong.stderr.contains("nope"))
         let none = try runTool("muse-coordinator", ["submit", spec, "--redis", redis.url], dir: dir)
         XCTAssertEqual(none.code, 1)
         XCTAssertTrue(none.stderr.contains("requires a password"), none.stderr)
-        let ww = try runTool("muse-worker", ["run", "--redis", redis.url], env: toolEnvironment(["REDIS_PASSWORD": "nope"]), dir: dir, timeout: 30)
+        let ww = try runTool(
+            "muse-worker", ["run", "--redis", redis.url], env: toolEnvironment(["REDIS_PASSWORD": "nope"]), dir: dir,
+            timeout: 30)
         XCTAssertEqual(ww.code, 1)
         XCTAssertTrue(ww.stderr.contains("Redis authentication failed"), ww.stderr)
         XCTAssertEqual(try BatchQueue.list(client: try redis.client()), [], "nothing was submitted")
@@ -368,17 +406,20 @@ final class PipelineTests: XCTestCase {
         // The password from a file works; a later collect with a wrong one leaves the output alone.
         let pwFile = dir.appendingPathComponent("pw")
         try "s3cret\n".write(to: pwFile, atomically: true, encoding: .utf8)
-        let ok = try runTool("muse-coordinator", ["submit", spec, "--redis", redis.url],
-                             env: toolEnvironment(["REDIS_PASSWORD_FILE": pwFile.path]), dir: dir)
+        let ok = try runTool(
+            "muse-coordinator", ["submit", spec, "--redis", redis.url],
+            env: toolEnvironment(["REDIS_PASSWORD_FILE": pwFile.path]), dir: dir)
         XCTAssertEqual(ok.code, 0, ok.stderr)
         let batch = ok.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let out = dir.appendingPathComponent("out")
-        let badCollect = try runTool("muse-coordinator", ["collect", batch, "--redis", redis.url, "--output", out.path],
-                                     env: toolEnvironment(["REDIS_PASSWORD": "nope"]), dir: dir)
+        let badCollect = try runTool(
+            "muse-coordinator", ["collect", batch, "--redis", redis.url, "--output", out.path],
+            env: toolEnvironment(["REDIS_PASSWORD": "nope"]), dir: dir)
         XCTAssertEqual(badCollect.code, 1)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
-        let missing = try runTool("muse-coordinator", ["watch", "no-such-batch", "--redis", redis.url],
-                                  env: toolEnvironment(["REDIS_PASSWORD": "s3cret"]), dir: dir)
+        let missing = try runTool(
+            "muse-coordinator", ["watch", "no-such-batch", "--redis", redis.url],
+            env: toolEnvironment(["REDIS_PASSWORD": "s3cret"]), dir: dir)
         XCTAssertEqual(missing.code, 2)
         XCTAssertTrue(missing.stderr.contains("batch 'no-such-batch' does not exist"), missing.stderr)
     }
@@ -386,8 +427,12 @@ final class PipelineTests: XCTestCase {
     // MARK: benchmark command
 
     func testQueueBenchmarkRuns() throws {
-        let r = try runTool("muse-coordinator", ["bench-queue", "--jobs", "40", "--workers", "2", "--iterations", "1"], dir: dir, timeout: 120)
+        let r = try runTool(
+            "muse-coordinator", ["bench-queue", "--jobs", "40", "--workers", "2", "--iterations", "1"], dir: dir,
+            timeout: 120)
         XCTAssertEqual(r.code, 0, r.stderr)
-        for needle in ["ms/job", "zstd level  3", "fenced checkpoint write"] { XCTAssertTrue(r.stdout.contains(needle), r.stdout) }
+        for needle in ["ms/job", "zstd level  3", "fenced checkpoint write"] {
+            XCTAssertTrue(r.stdout.contains(needle), r.stdout)
+        }
     }
 }

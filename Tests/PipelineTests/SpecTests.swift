@@ -1,9 +1,10 @@
 import Foundation
+import Support
 import Vocabulary
 import XCTest
-@testable import Jobs
+
 @testable import Imaging
-import Support
+@testable import Jobs
 
 /// Job spec parsing and validation, content-derived ids, path confinement (no Redis).
 final class SpecTests: XCTestCase {
@@ -44,7 +45,8 @@ final class SpecTests: XCTestCase {
         """
 
     func testDemoSpecLoads() throws {
-        let loaded = try JobSpec.load(path: packageRoot.appendingPathComponent("manifests/demo.yaml").path, environment: env)
+        let loaded = try JobSpec.load(
+            path: packageRoot.appendingPathComponent("manifests/demo.yaml").path, environment: env)
         XCTAssertEqual(loaded.jobs.count, 3 * 8 + 2 * 8)
         XCTAssertEqual(loaded.blobs.count, 2)
         XCTAssertTrue(loaded.batchID.hasPrefix("demo-"))
@@ -56,7 +58,9 @@ final class SpecTests: XCTestCase {
     func testExpansionOrderSeedsAndNames() throws {
         let loaded = try JobSpec.load(path: try spec(generation), environment: env)
         XCTAssertEqual(loaded.jobs.count, 8)
-        XCTAssertEqual(loaded.jobs.map(\.content.emotion.rawValue), ["awe", "sadness", "awe", "sadness", "awe", "sadness", "awe", "sadness"])
+        XCTAssertEqual(
+            loaded.jobs.map(\.content.emotion.rawValue),
+            ["awe", "sadness", "awe", "sadness", "awe", "sadness", "awe", "sadness"])
         XCTAssertEqual(loaded.jobs.map(\.content.seed), [1, 1, 2, 2, 1, 1, 2, 2])
         XCTAssertEqual(loaded.jobs.map(\.sheetRow), [0, 0, 1, 1, 2, 2, 3, 3])
         XCTAssertEqual(Set(loaded.jobs.map(\.id)).count, 8)
@@ -66,13 +70,15 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(loaded.maxAttempts, 3)
 
         // Derived seeds: deterministic, per prompt and sample, shared by the emotions of a row.
-        let derived = try JobSpec.load(path: try spec("""
-            generation:
-              prompts: [a quiet lake, a busy street]
-              emotions: [awe, sadness]
-              seed: 7
-              count: 2
-            """), environment: env)
+        let derived = try JobSpec.load(
+            path: try spec(
+                """
+                generation:
+                  prompts: [a quiet lake, a busy street]
+                  emotions: [awe, sadness]
+                  seed: 7
+                  count: 2
+                """), environment: env)
         let seeds = derived.jobs.map(\.content.seed)
         XCTAssertEqual(seeds[0], seeds[1])
         XCTAssertNotEqual(seeds[0], seeds[2])
@@ -98,8 +104,9 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(j.jobs.map(\.id), a.jobs.map(\.id))
 
         // Presentation and scheduling settings do not change what is computed ...
-        let c = try JobSpec.load(path: try spec(generation + "\nengine: {checkpoint_every: 1}\nqueue: {max_attempts: 5}\noutput: out"),
-                                 environment: env)
+        let c = try JobSpec.load(
+            path: try spec(generation + "\nengine: {checkpoint_every: 1}\nqueue: {max_attempts: 5}\noutput: out"),
+            environment: env)
         XCTAssertEqual(c.jobs.map(\.id), a.jobs.map(\.id))
         // ... content does.
         let d = try JobSpec.load(path: try spec(generation + "\nengine: {guidance: 5}"), environment: env)
@@ -109,14 +116,16 @@ final class SpecTests: XCTestCase {
         // The model's identity is part of the content: a copy with one changed byte differs.
         let copy = dir.appendingPathComponent("sd-copy")
         try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("models/tiny-sd"), to: copy)
-        let same = try JobSpec.load(path: try writeSpec(generation + """
+        let same = try JobSpec.load(
+            path: try writeSpec(
+                generation + """
 
-            model: sd-copy
-            classifier:
-              tower: bundled:tiny-clip-vision
-              head: bundled:tiny-emotion-head.safetensors
-              text: bundled:tiny-clip-text
-            """, in: dir, name: "copy.yaml"), environment: env)
+                    model: sd-copy
+                    classifier:
+                      tower: bundled:tiny-clip-vision
+                      head: bundled:tiny-emotion-head.safetensors
+                      text: bundled:tiny-clip-text
+                    """, in: dir, name: "copy.yaml"), environment: env)
         XCTAssertEqual(same.jobs.map(\.id), a.jobs.map(\.id), "same files at another path: same model")
         XCTAssertEqual(same.jobs[0].locations.model, copy.path)
         let config = copy.appendingPathComponent("scheduler/scheduler_config.json")
@@ -128,13 +137,15 @@ final class SpecTests: XCTestCase {
     }
 
     func testEditingJobsCarryImageHashes() throws {
-        let loaded = try JobSpec.load(path: try spec("""
-            editing:
-              images: [images/sunset.png, images/house.png]
-              emotions: [fear]
-              source_prompt: a photo
-              strength: 0.5
-            """), environment: env)
+        let loaded = try JobSpec.load(
+            path: try spec(
+                """
+                editing:
+                  images: [images/sunset.png, images/house.png]
+                  emotions: [fear]
+                  source_prompt: a photo
+                  strength: 0.5
+                """), environment: env)
         XCTAssertEqual(loaded.jobs.count, 2)
         let sha = Hashing.sha256Hex(try Data(contentsOf: dir.appendingPathComponent("images/sunset.png")))
         XCTAssertEqual(loaded.jobs[0].content.imageSHA256, sha)
@@ -145,16 +156,22 @@ final class SpecTests: XCTestCase {
     }
 
     func testErrorsNameTheField() throws {
-        XCTAssertTrue(try problems("""
-            generation:
-              prompts: [a lake]
-              emotions: [awe, sadness, joy]
-            """).contains("generation.emotions[2]: unknown emotion 'joy' (valid: amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"))
+        XCTAssertTrue(
+            try problems(
+                """
+                generation:
+                  prompts: [a lake]
+                  emotions: [awe, sadness, joy]
+                """
+            ).contains(
+                "generation.emotions[2]: unknown emotion 'joy' (valid: amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"
+            ))
         let typo = try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  seedz: [1]\n")
         XCTAssertTrue(typo.contains("generation.seedz: unknown key"), typo)
         XCTAssertTrue(typo.contains("did you mean 'seeds'?"), typo)
         XCTAssertTrue(try problems("colour: red\n" + generation).contains("colour: unknown key"))
-        let many = try problems("""
+        let many = try problems(
+            """
             engine:
               steps: 0
               method: magic
@@ -164,17 +181,21 @@ final class SpecTests: XCTestCase {
               emotions: [awe]
               seeds: [1, 1]
             """)
-        for expected in ["engine.steps: 0 is out of range 1...1000", "engine.method: unknown method 'magic'",
-                         "engine.muse.inner_iterations: expected a whole number, got 'two'",
-                         "engine.muse.stop_fraction: must be in [0, 1]", "engine.muse.preview: unknown preview 'fancy'",
-                         "engine.muse.bogus: unknown key", "generation.prompts: expected a list",
-                         "generation.seeds[1]: duplicate of generation.seeds[0]"] {
+        for expected in [
+            "engine.steps: 0 is out of range 1...1000", "engine.method: unknown method 'magic'",
+            "engine.muse.inner_iterations: expected a whole number, got 'two'",
+            "engine.muse.stop_fraction: must be in [0, 1]", "engine.muse.preview: unknown preview 'fancy'",
+            "engine.muse.bogus: unknown key", "generation.prompts: expected a list",
+            "generation.seeds[1]: duplicate of generation.seeds[0]",
+        ] {
             XCTAssertTrue(many.contains(expected), "missing '\(expected)' in:\n\(many)")
         }
-        XCTAssertTrue(try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  seeds: [1]\n  count: 2\n")
-            .contains("give either seeds"))
-        XCTAssertTrue(try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  width: 48\n")
-            .contains("generation.width: 48 is not a multiple of 32"))
+        XCTAssertTrue(
+            try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  seeds: [1]\n  count: 2\n")
+                .contains("give either seeds"))
+        XCTAssertTrue(
+            try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  width: 48\n")
+                .contains("generation.width: 48 is not a multiple of 32"))
         XCTAssertTrue(try problems("name: x\n").contains("neither a generation nor an editing section"))
         let yaml = try problems("generation:\n  prompts: [a\n  emotions: [awe]\n")
         XCTAssertTrue(yaml.contains("not valid YAML"), yaml)
@@ -183,11 +204,13 @@ final class SpecTests: XCTestCase {
         XCTAssertThrowsError(try JobSpec.load(path: json, environment: env)) { e in
             XCTAssertTrue("\(e)".contains("not valid JSON"), "\(e)")
         }
-        XCTAssertThrowsError(try JobSpec.load(path: dir.appendingPathComponent("nope.yaml").path, environment: env)) { e in
+        XCTAssertThrowsError(try JobSpec.load(path: dir.appendingPathComponent("nope.yaml").path, environment: env)) {
+            e in
             XCTAssertTrue("\(e)".contains("cannot read the spec: no such file"), "\(e)")
         }
-        let model = try writeSpec("model: bundled:no-such-model\nclassifier: {tower: bundled:tiny-clip-vision, text: bundled:tiny-clip-text}\n"
-                                  + generation, in: dir, name: "m.yaml")
+        let model = try writeSpec(
+            "model: bundled:no-such-model\nclassifier: {tower: bundled:tiny-clip-vision, text: bundled:tiny-clip-text}\n"
+                + generation, in: dir, name: "m.yaml")
         XCTAssertThrowsError(try JobSpec.load(path: model, environment: env)) { e in
             XCTAssertTrue("\(e)".contains("model: 'bundled:no-such-model' not found"), "\(e)")
         }
@@ -197,40 +220,50 @@ final class SpecTests: XCTestCase {
         try Data("this is not a png".utf8).write(to: dir.appendingPathComponent("images/corrupt.png"))
         let wrongSize = try PNGCodec.encode(RGBImage(width: 48, height: 40, fill: (1, 2, 3)))
         try wrongSize.write(to: dir.appendingPathComponent("images/small.png"))
-        let text = try problems("""
+        let text = try problems(
+            """
             editing:
               images: [images/missing.png, images/corrupt.png, images/small.png, ../secret.png, /etc/passwd]
               emotions: [awe]
               strength: 0
             """)
-        for expected in ["editing.images[0]: cannot read 'images/missing.png' (no such file",
-                         "editing.images[1]: 'images/corrupt.png' is not a readable PNG image",
-                         "editing.images[2]: 'images/small.png' is 48×40; this model needs sides that are multiples of 32",
-                         "editing.images[3]: '../secret.png' leaves its root folder", "editing.images[4]: '/etc/passwd' must be relative",
-                         "editing.strength: must be in (0, 1]"] {
+        for expected in [
+            "editing.images[0]: cannot read 'images/missing.png' (no such file",
+            "editing.images[1]: 'images/corrupt.png' is not a readable PNG image",
+            "editing.images[2]: 'images/small.png' is 48×40; this model needs sides that are multiples of 32",
+            "editing.images[3]: '../secret.png' leaves its root folder",
+            "editing.images[4]: '/etc/passwd' must be relative",
+            "editing.strength: must be in (0, 1]",
+        ] {
             XCTAssertTrue(text.contains(expected), "missing '\(expected)' in:\n\(text)")
         }
         // A symbolic link out of the images root is refused too.
         let outside = makeTempDir("outside")
         defer { try? FileManager.default.removeItem(at: outside) }
-        try FileManager.default.copyItem(at: dir.appendingPathComponent("images/house.png"), to: outside.appendingPathComponent("house.png"))
-        try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent("images/link.png"),
-                                                   withDestinationURL: outside.appendingPathComponent("house.png"))
+        try FileManager.default.copyItem(
+            at: dir.appendingPathComponent("images/house.png"), to: outside.appendingPathComponent("house.png"))
+        try FileManager.default.createSymbolicLink(
+            at: dir.appendingPathComponent("images/link.png"),
+            withDestinationURL: outside.appendingPathComponent("house.png"))
         let link = try problems("editing:\n  images: [images/link.png]\n  emotions: [awe]\n")
         XCTAssertTrue(link.contains("outside"), link)
         // Output folders may not climb out of the spec's folder either (absolute ones are explicit).
-        XCTAssertTrue(try problems("output: ../elsewhere\n" + generation).contains("output: '../elsewhere' leaves its root folder"))
+        XCTAssertTrue(
+            try problems("output: ../elsewhere\n" + generation).contains(
+                "output: '../elsewhere' leaves its root folder"))
         XCTAssertNoThrow(try JobSpec.load(path: try spec("output: /tmp/some-output\n" + generation), environment: env))
     }
 
     func testConfinedResolution() throws {
         let root = makeTempDir("root")
         defer { try? FileManager.default.removeItem(at: root) }
-        XCTAssertEqual(try PathConfinement.resolve("a/b.png", under: root).path, root.appendingPathComponent("a/b.png").path)
+        XCTAssertEqual(
+            try PathConfinement.resolve("a/b.png", under: root).path, root.appendingPathComponent("a/b.png").path)
         XCTAssertThrowsError(try PathConfinement.resolve("a/../../b", under: root))
         XCTAssertThrowsError(try PathConfinement.resolve("/abs", under: root))
         XCTAssertThrowsError(try PathConfinement.resolve("", under: root))
-        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("esc").path, withDestinationPath: "/etc")
+        try FileManager.default.createSymbolicLink(
+            atPath: root.appendingPathComponent("esc").path, withDestinationPath: "/etc")
         XCTAssertThrowsError(try PathConfinement.resolve("esc/x.png", under: root))
         XCTAssertEqual(Slug.make("A Quiet Lake, at Dawn!"), "a-quiet-lake-at-dawn")
         XCTAssertEqual(Slug.make("../../etc"), "etc")
@@ -239,28 +272,30 @@ final class SpecTests: XCTestCase {
 
     /// Every spec key reaches the engine's settings.
     func testEveryMUSESettingReachesTheJob() throws {
-        let loaded = try JobSpec.load(path: try spec("""
-            engine:
-              muse:
-                inner_iterations: 4
-                learning_rate: 0.02
-                adam_beta1: 0.8
-                adam_beta2: 0.99
-                adam_epsilon: 1.0e-6
-                lambda_inherent: 0.7
-                lambda_similar: 0.1
-                similar_emotions: {awe: [amusement]}
-                settle_delta: 0.02
-                settle_steps: 3
-                min_start_fraction: 0.1
-                latest_start_fraction: 0.6
-                stop_fraction: 0.9
-                fixed_start_fraction: 0.3
-                preview: vae-decode
-                universal_scale: 10
-                universal_iterations: 2
-                classify_every_step: true
-            """ + "\n" + generation), environment: env)
+        let loaded = try JobSpec.load(
+            path: try spec(
+                """
+                engine:
+                  muse:
+                    inner_iterations: 4
+                    learning_rate: 0.02
+                    adam_beta1: 0.8
+                    adam_beta2: 0.99
+                    adam_epsilon: 1.0e-6
+                    lambda_inherent: 0.7
+                    lambda_similar: 0.1
+                    similar_emotions: {awe: [amusement]}
+                    settle_delta: 0.02
+                    settle_steps: 3
+                    min_start_fraction: 0.1
+                    latest_start_fraction: 0.6
+                    stop_fraction: 0.9
+                    fixed_start_fraction: 0.3
+                    preview: vae-decode
+                    universal_scale: 10
+                    universal_iterations: 2
+                    classify_every_step: true
+                """ + "\n" + generation), environment: env)
         let s = loaded.jobs[0].content.settings.muse
         XCTAssertNoThrow(try s.validate())
         XCTAssertEqual(s.innerIterations, 4)
@@ -271,7 +306,8 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(s.lambdaInherent, 0.7)
         XCTAssertEqual(s.lambdaSimilar, 0.1)
         XCTAssertEqual(s.similarEmotions.similar(to: .awe), [.amusement])
-        XCTAssertEqual(s.similarEmotions.similar(to: .fear), [.anger, .disgust, .sadness], "untouched targets keep their defaults")
+        XCTAssertEqual(
+            s.similarEmotions.similar(to: .fear), [.anger, .disgust, .sadness], "untouched targets keep their defaults")
         XCTAssertEqual(s.settleDelta, 0.02)
         XCTAssertEqual(s.settleSteps, 3)
         XCTAssertEqual(s.minStartFraction, 0.1)

@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
-@testable import RedisQueue
 import Support
+import XCTest
+
+@testable import RedisQueue
 
 final class BatchQueueTests: XCTestCase {
     var server: RedisServerFixture!
@@ -35,7 +36,10 @@ final class BatchQueueTests: XCTestCase {
 
     func testKeysShareOneHashTag() throws {
         let k = try BatchKeys(batchID: "abc")
-        for key in [k.meta, k.jobs, k.results, k.dead, k.running, k.workers, k.job("j"), k.lease("j"), k.checkpoint("j"), k.blob("x")] {
+        for key in [
+            k.meta, k.jobs, k.results, k.dead, k.running, k.workers, k.job("j"), k.lease("j"), k.checkpoint("j"),
+            k.blob("x"),
+        ] {
             XCTAssertTrue(key.hasPrefix("{batch:abc}:"), key)
         }
         XCTAssertThrowsError(try BatchKeys(batchID: "a}b"))
@@ -54,7 +58,8 @@ final class BatchQueueTests: XCTestCase {
         XCTAssertEqual(try client.command("XLEN", q.keys.jobs), .integer(2), "no duplicate stream entry")
         XCTAssertEqual(try q.take(worker: "w")?.payload, payload, "the first payload is kept")
         XCTAssertEqual(try BatchQueue.list(client: client), ["b1"])
-        XCTAssertThrowsError(try BatchQueue(client: client, batchID: "nope").submit(jobID: "j", payload: Data())) { error in
+        XCTAssertThrowsError(try BatchQueue(client: client, batchID: "nope").submit(jobID: "j", payload: Data())) {
+            error in
             XCTAssertEqual(error as? QueueError, .noSuchBatch("nope"))
         }
     }
@@ -121,13 +126,15 @@ final class BatchQueueTests: XCTestCase {
         let q = try makeQueue()
         try q.submit(jobID: "j", payload: Data())
         let a = try XCTUnwrap(try q.take(worker: "A"))
-        let impostor = JobLease(batchID: a.batchID, jobID: a.jobID, worker: "B", epoch: a.epoch, attempt: 1,
-                                payload: a.payload, checkpoint: nil)
+        let impostor = JobLease(
+            batchID: a.batchID, jobID: a.jobID, worker: "B", epoch: a.epoch, attempt: 1,
+            payload: a.payload, checkpoint: nil)
         XCTAssertFalse(try q.renew(impostor))
         XCTAssertFalse(try q.writeCheckpoint(impostor, step: 1, data: Data()))
         XCTAssertEqual(try q.publish(impostor, fields: []), .stale)
-        let wrongEpoch = JobLease(batchID: a.batchID, jobID: a.jobID, worker: "A", epoch: a.epoch + 1, attempt: 1,
-                                  payload: a.payload, checkpoint: nil)
+        let wrongEpoch = JobLease(
+            batchID: a.batchID, jobID: a.jobID, worker: "A", epoch: a.epoch + 1, attempt: 1,
+            payload: a.payload, checkpoint: nil)
         XCTAssertFalse(try q.renew(wrongEpoch))
         XCTAssertTrue(try q.renew(a))
         XCTAssertEqual(try client.command("GET", q.keys.lease("j")).string, "A|\(a.epoch)")
@@ -137,7 +144,7 @@ final class BatchQueueTests: XCTestCase {
         let q = try makeQueue(leaseMs: 1000)
         try q.submit(jobID: "j", payload: Data())
         let a = try XCTUnwrap(try q.take(worker: "A"))
-        for _ in 0..<8 { // 1.6 s > lease, renewing every 0.2 s
+        for _ in 0..<8 {  // 1.6 s > lease, renewing every 0.2 s
             Thread.sleep(forTimeInterval: 0.2)
             XCTAssertTrue(try q.renew(a))
             XCTAssertNil(try q.take(worker: "B"))
@@ -222,7 +229,9 @@ final class BatchQueueTests: XCTestCase {
         let q = try makeQueue()
         let other = try server.client()
         let producer = try BatchQueue(client: other, batchID: "b1")
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { _ = try? producer.submit(jobID: "late", payload: Data()) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) {
+            _ = try? producer.submit(jobID: "late", payload: Data())
+        }
         let start = Date()
         let t = try q.take(worker: "w", wait: 5)
         XCTAssertEqual(t?.jobID, "late")

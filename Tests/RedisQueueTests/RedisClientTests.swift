@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
-@testable import RedisQueue
 import Support
+import XCTest
+
+@testable import RedisQueue
 
 final class RedisClientTests: XCTestCase {
     var server: RedisServerFixture!
@@ -11,7 +12,7 @@ final class RedisClientTests: XCTestCase {
     }
 
     override func tearDown() {
-        server = nil // deinit stops the server and removes its directory
+        server = nil  // deinit stops the server and removes its directory
     }
 
     func testBinarySafeRoundTripIncludingNULs() throws {
@@ -36,10 +37,13 @@ final class RedisClientTests: XCTestCase {
         XCTAssertEqual(try c.command("GET", "n").int, 41)
         try c.command("SET", "s", "x")
         XCTAssertThrowsError(try c.command("INCR", "s")) { error in
-            guard case let .server(message) = error as? RedisError else { return XCTFail("\(error)") }
+            guard case .server(let message) = error as? RedisError else { return XCTFail("\(error)") }
             XCTAssertTrue(message.hasPrefix("ERR"), message)
         }
-        if case .error = try c.rawCommand(["INCR", "s"]) {} else { XCTFail("rawCommand should return the error reply") }
+        if case .error = try c.rawCommand(["INCR", "s"]) {
+        } else {
+            XCTFail("rawCommand should return the error reply")
+        }
         XCTAssertTrue(c.isConnected, "a server error must not drop the connection")
     }
 
@@ -50,7 +54,8 @@ final class RedisClientTests: XCTestCase {
             XCTAssertEqual((error as? RedisError)?.isConnectionError, true)
         }
         XCTAssertThrowsError(try RedisClient(endpoint: .unix(server.dir.path + "/nope.sock"), options: opts)) { error in
-            XCTAssertEqual("\(error)", "cannot connect to Redis at unix://\(server.dir.path)/nope.sock: no such file or directory")
+            XCTAssertEqual(
+                "\(error)", "cannot connect to Redis at unix://\(server.dir.path)/nope.sock: no such file or directory")
         }
     }
 
@@ -71,12 +76,14 @@ final class RedisClientTests: XCTestCase {
     func testEvalShaFallsBackToEvalOnNoScript() throws {
         let c = try server.client()
         let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
-        XCTAssertEqual(script.sha1, try c.command("SCRIPT", "LOAD", script.source).string, "local SHA-1 must match Redis")
+        XCTAssertEqual(
+            script.sha1, try c.command("SCRIPT", "LOAD", script.source).string, "local SHA-1 must match Redis")
         try c.command("SCRIPT", "FLUSH")
-        XCTAssertEqual(try c.eval(script, keys: ["k"], args: [5]), .integer(5)) // NOSCRIPT -> EVAL
+        XCTAssertEqual(try c.eval(script, keys: ["k"], args: [5]), .integer(5))  // NOSCRIPT -> EVAL
         XCTAssertEqual(try c.command("SCRIPT", "EXISTS", script.sha1), .array([.integer(1)]))
-        XCTAssertEqual(try c.eval(script, keys: ["k"], args: [2]), .integer(7)) // EVALSHA
-        XCTAssertThrowsError(try c.eval(RedisScript("return redis.error_reply('NOPE bad')"), keys: [], args: [])) { error in
+        XCTAssertEqual(try c.eval(script, keys: ["k"], args: [2]), .integer(7))  // EVALSHA
+        XCTAssertThrowsError(try c.eval(RedisScript("return redis.error_reply('NOPE bad')"), keys: [], args: [])) {
+            error in
             XCTAssertEqual((error as? RedisError)?.serverCode, "NOPE")
         }
     }
@@ -122,7 +129,7 @@ final class RedisAuthTests: XCTestCase {
 
     func testMissingPasswordGivesClearError() {
         XCTAssertThrowsError(try server.client(auth: .none)) { error in
-            guard case let .authenticationFailed(message) = error as? RedisError else { return XCTFail("\(error)") }
+            guard case .authenticationFailed(let message) = error as? RedisError else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("NOAUTH") && message.contains("REDIS_PASSWORD"), message)
         }
     }
@@ -143,7 +150,9 @@ final class RedisEndpointTests: XCTestCase {
         XCTAssertEqual(try RedisEndpoint.parse("redis://host"), .tcp("host", port: 6379))
         XCTAssertEqual(try RedisEndpoint.parse("unix:///run/redis.sock"), .unix("/run/redis.sock"))
         XCTAssertEqual(try RedisEndpoint.parse("unix:///run/redis.sock?db=4"), .unix("/run/redis.sock", db: 4))
-        for bad in ["http://x", "redis://h:0", "redis://h:99999", "redis://h/x", "unix://relative.sock", "redis://[::1"] {
+        for bad in [
+            "http://x", "redis://h:0", "redis://h:99999", "redis://h/x", "unix://relative.sock", "redis://[::1",
+        ] {
             XCTAssertThrowsError(try RedisEndpoint.parse(bad), bad)
         }
     }
@@ -161,7 +170,8 @@ final class RedisEndpointTests: XCTestCase {
 
     func testCredentialsFromEnvironmentAndFile() throws {
         XCTAssertEqual(try RedisEndpoint.resolve(environment: [:]), .tcp("127.0.0.1", port: 6379))
-        XCTAssertEqual(try RedisEndpoint.resolve(url: "redis://h:2", environment: ["REDIS_PASSWORD": "x"]).password, "x")
+        XCTAssertEqual(
+            try RedisEndpoint.resolve(url: "redis://h:2", environment: ["REDIS_PASSWORD": "x"]).password, "x")
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString)")
         try Data("from-file\n".utf8).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }

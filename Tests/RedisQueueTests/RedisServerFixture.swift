@@ -12,20 +12,25 @@ final class RedisServerFixture {
 
     init(password: String? = nil) throws { server = try RedisServer.temporary(password: password) }
 
-    enum Auth { case fixture, none, password(String) }
+    enum Auth {
+        case fixture, none
+        case password(String)
+    }
 
     func endpoint(auth: Auth = .fixture, db: Int = 0) -> RedisEndpoint {
         var e = RedisEndpoint.unix(socketPath, db: db)
         switch auth {
         case .fixture: e.password = password
         case .none: e.password = nil
-        case let .password(p): e.password = p
+        case .password(let p): e.password = p
         }
         return e
     }
 
-    func client(auth: Auth = .fixture, db: Int = 0,
-                options: RedisClient.Options = RedisClient.Options(connectTimeout: 2, commandTimeout: 5)) throws -> RedisClient {
+    func client(
+        auth: Auth = .fixture, db: Int = 0,
+        options: RedisClient.Options = RedisClient.Options(connectTimeout: 2, commandTimeout: 5)
+    ) throws -> RedisClient {
         try RedisClient(endpoint: endpoint(auth: auth, db: db), options: options)
     }
 

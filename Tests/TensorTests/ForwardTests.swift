@@ -1,9 +1,12 @@
 import XCTest
+
 @testable import Tensor
 
 /// Forward values against direct, naive definitions.
 final class ForwardTests: XCTestCase {
-    func assertClose(_ a: [Float], _ b: [Float], tolerance: Float = 1e-4, file: StaticString = #filePath, line: UInt = #line) {
+    func assertClose(
+        _ a: [Float], _ b: [Float], tolerance: Float = 1e-4, file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(a.count, b.count, file: file, line: line)
         let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
         XCTAssertLessThan(worst, tolerance, file: file, line: line)
@@ -12,26 +15,43 @@ final class ForwardTests: XCTestCase {
     func naiveConv(_ x: Tensor, _ w: Tensor, _ b: Tensor, stride: Int, padding: Int) -> [Float] {
         let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (o, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
-        let oh = (h + 2 * padding - kh) / stride + 1, ow = (wd + 2 * padding - kw) / stride + 1
+        let oh = (h + 2 * padding - kh) / stride + 1
+        let ow = (wd + 2 * padding - kw) / stride + 1
         var out = [Float]()
-        for bi in 0..<n { for oc in 0..<o { for y in 0..<oh { for xx in 0..<ow {
-            var s = Double(b.data[oc])
-            for ic in 0..<c { for i in 0..<kh { for j in 0..<kw {
-                let iy = y * stride - padding + i, ix = xx * stride - padding + j
-                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
-                    s += Double(x.data[((bi * c + ic) * h + iy) * wd + ix]) * Double(w.data[((oc * c + ic) * kh + i) * kw + j])
+        for bi in 0..<n {
+            for oc in 0..<o {
+                for y in 0..<oh {
+                    for xx in 0..<ow {
+                        var s = Double(b.data[oc])
+                        for ic in 0..<c {
+                            for i in 0..<kh {
+                                for j in 0..<kw {
+                                    let iy = y * stride - padding + i
+                                    let ix = xx * stride - padding + j
+                                    if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                                        s +=
+                                            Double(x.data[((bi * c + ic) * h + iy) * wd + ix])
+                                            * Double(w.data[((oc * c + ic) * kh + i) * kw + j])
+                                    }
+                                }
+                            }
+                        }
+                        out.append(Float(s))
+                    }
                 }
-            } } }
-            out.append(Float(s))
-        } } } }
+            }
+        }
         return out
     }
 
     func testConvMatchesDirectDefinition() {
-        let x = random([2, 5, 9, 8], seed: 1), w = random([6, 5, 3, 3], seed: 2), b = random([6], seed: 3)
+        let x = random([2, 5, 9, 8], seed: 1)
+        let w = random([6, 5, 3, 3], seed: 2)
+        let b = random([6], seed: 3)
         for (stride, padding) in [(1, 1), (2, 1), (1, 0), (2, 0)] {
-            assertClose(x.conv2d(w, b, stride: stride, padding: padding).data,
-                        naiveConv(x, w, b, stride: stride, padding: padding))
+            assertClose(
+                x.conv2d(w, b, stride: stride, padding: padding).data,
+                naiveConv(x, w, b, stride: stride, padding: padding))
         }
         let w1 = random([6, 5, 1, 1], seed: 4)
         assertClose(x.conv2d(w1, b).data, naiveConv(x, w1, b, stride: 1, padding: 0))
@@ -44,10 +64,13 @@ final class ForwardTests: XCTestCase {
     func testParallelBandsMatchDirectDefinition() {
         // Large enough for output-row bands on separate cores (forward), and for the input
         // gradient's bands in even/odd phases; checked against the naive definition and FD.
-        let x = random([1, 32, 32, 32], seed: 40), w = random([8, 32, 3, 3], seed: 41), b = random([8], seed: 42)
+        let x = random([1, 32, 32, 32], seed: 40)
+        let w = random([8, 32, 3, 3], seed: 41)
+        let b = random([8], seed: 42)
         for (stride, padding) in [(1, 1), (2, 1)] {
-            assertClose(x.conv2d(w, b, stride: stride, padding: padding).data,
-                        naiveConv(x, w, b, stride: stride, padding: padding))
+            assertClose(
+                x.conv2d(w, b, stride: stride, padding: padding).data,
+                naiveConv(x, w, b, stride: stride, padding: padding))
             checkGradients([x], epsilon: 1e-2, tolerance: 2e-2, samples: 16) {
                 $0[0].conv2d(w, b, stride: stride, padding: padding)
             }
@@ -56,77 +79,106 @@ final class ForwardTests: XCTestCase {
 
     func testAttentionMatchesDirectDefinition() {
         let (batch, tq, tk, heads, d) = (2, 7, 5, 3, 4)
-        let q = random([batch, tq, heads * d], seed: 5), k = random([batch, tk, heads * d], seed: 6)
+        let q = random([batch, tq, heads * d], seed: 5)
+        let k = random([batch, tk, heads * d], seed: 6)
         let v = random([batch, tk, heads * d], seed: 7)
         var expected = [Float](repeating: 0, count: q.count)
-        for b in 0..<batch { for h in 0..<heads { for i in 0..<tq {
-            var scores = (0..<tk).map { j in
-                (0..<d).reduce(Float(0)) { $0 + q.data[(b * tq + i) * heads * d + h * d + $1] * k.data[(b * tk + j) * heads * d + h * d + $1] } / Float(d).squareRoot()
+        for b in 0..<batch {
+            for h in 0..<heads {
+                for i in 0..<tq {
+                    var scores = (0..<tk).map { j in
+                        (0..<d).reduce(Float(0)) {
+                            $0 + q.data[(b * tq + i) * heads * d + h * d + $1]
+                                * k.data[(b * tk + j) * heads * d + h * d + $1]
+                        } / Float(d).squareRoot()
+                    }
+                    let m = scores.max()!
+                    scores = scores.map { Foundation.exp($0 - m) }
+                    let total = scores.reduce(0, +)
+                    for e in 0..<d {
+                        expected[(b * tq + i) * heads * d + h * d + e] =
+                            (0..<tk).reduce(Float(0)) {
+                                $0 + scores[$1] / total * v.data[(b * tk + $1) * heads * d + h * d + e]
+                            }
+                    }
+                }
             }
-            let m = scores.max()!
-            scores = scores.map { Foundation.exp($0 - m) }
-            let total = scores.reduce(0, +)
-            for e in 0..<d {
-                expected[(b * tq + i) * heads * d + h * d + e] =
-                    (0..<tk).reduce(Float(0)) { $0 + scores[$1] / total * v.data[(b * tk + $1) * heads * d + h * d + e] }
-            }
-        } } }
+        }
         assertClose(Tensor.attention(query: q, key: k, value: v, heads: heads).data, expected)
         assertClose(Tensor.attention(query: q, key: k, value: v, heads: heads, maxScores: 5).data, expected)
     }
 
     func testParallelHeadsMatchSerialComputation() {
         // Large enough that heads run on separate workers with single-threaded sgemm.
-        let q = random([2, 96, 32], seed: 14), k = random([2, 130, 32], seed: 15), v = random([2, 130, 32], seed: 16)
+        let q = random([2, 96, 32], seed: 14)
+        let k = random([2, 130, 32], seed: 15)
+        let v = random([2, 130, 32], seed: 16)
         let parallel = Tensor.attention(query: q, key: k, value: v, heads: 4)
-        for b in 0..<2 { for h in 0..<4 {
-            let pick = { (t: Tensor) in t.narrowed(axis: 0, start: b, length: 1).narrowed(axis: 2, start: h * 8, length: 8) }
-            // One head at a time, tiny chunks: the serial path.
-            let single = Tensor.attention(query: pick(q), key: pick(k), value: pick(v), heads: 1, maxScores: 130)
-            assertClose(pick(parallel).data, single.data)
-        } }
-        let qv = q.asVariable(), kv = k.asVariable(), vv = v.asVariable()
+        for b in 0..<2 {
+            for h in 0..<4 {
+                let pick = { (t: Tensor) in
+                    t.narrowed(axis: 0, start: b, length: 1).narrowed(axis: 2, start: h * 8, length: 8)
+                }
+                // One head at a time, tiny chunks: the serial path.
+                let single = Tensor.attention(query: pick(q), key: pick(k), value: pick(v), heads: 1, maxScores: 130)
+                assertClose(pick(parallel).data, single.data)
+            }
+        }
+        let qv = q.asVariable()
+        let kv = k.asVariable()
+        let vv = v.asVariable()
         let w = random([2, 96, 32], seed: 17)
-        let grads = Autograd.gradients(of: (Tensor.attention(query: qv, key: kv, value: vv, heads: 4) * w).sum(),
-                                       withRespectTo: [qv, kv, vv])
-        let serial = Autograd.gradients(of: (Tensor.attention(query: qv, key: kv, value: vv, heads: 4, maxScores: 64) * w).sum(),
-                                        withRespectTo: [qv, kv, vv])
+        let grads = Autograd.gradients(
+            of: (Tensor.attention(query: qv, key: kv, value: vv, heads: 4) * w).sum(),
+            withRespectTo: [qv, kv, vv])
+        let serial = Autograd.gradients(
+            of: (Tensor.attention(query: qv, key: kv, value: vv, heads: 4, maxScores: 64) * w).sum(),
+            withRespectTo: [qv, kv, vv])
         for (a, b) in zip(grads, serial) { assertClose(a.data, b.data) }
     }
 
     func testCausalAttentionIgnoresFutureKeys() {
-        let q = random([1, 4, 6], seed: 11), k = random([1, 4, 6], seed: 12), v = random([1, 4, 6], seed: 13)
+        let q = random([1, 4, 6], seed: 11)
+        let k = random([1, 4, 6], seed: 12)
+        let v = random([1, 4, 6], seed: 13)
         let full = Tensor.attention(query: q, key: k, value: v, heads: 2, causal: true, maxScores: 4)
         // Row i must equal attention over the first i+1 keys only.
         for i in 0..<4 {
-            let kk = k.narrowed(axis: 1, start: 0, length: i + 1), vv = v.narrowed(axis: 1, start: 0, length: i + 1)
+            let kk = k.narrowed(axis: 1, start: 0, length: i + 1)
+            let vv = v.narrowed(axis: 1, start: 0, length: i + 1)
             let row = Tensor.attention(query: q.narrowed(axis: 1, start: i, length: 1), key: kk, value: vv, heads: 2)
-            assertClose(Array(full.data[i * 6 ..< (i + 1) * 6]), row.data)
+            assertClose(Array(full.data[i * 6..<(i + 1) * 6]), row.data)
         }
     }
 
     func testGroupNormMatchesDefinition() {
         let x = random([2, 6, 3, 2], seed: 8) * 3 + 1
         let y = x.groupNorm(groups: 3, weight: nil, bias: nil, eps: 1e-5)
-        for n in 0..<2 { for g in 0..<3 {
-            let slice = Array(x.data[(n * 6 + g * 2) * 6 ..< (n * 6 + g * 2 + 2) * 6])
-            let mean = slice.reduce(0, +) / Float(slice.count)
-            let variance = slice.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(slice.count)
-            let expected = slice.map { ($0 - mean) / (variance + 1e-5).squareRoot() }
-            assertClose(Array(y.data[(n * 6 + g * 2) * 6 ..< (n * 6 + g * 2 + 2) * 6]), expected)
-        } }
+        for n in 0..<2 {
+            for g in 0..<3 {
+                let slice = Array(x.data[(n * 6 + g * 2) * 6..<(n * 6 + g * 2 + 2) * 6])
+                let mean = slice.reduce(0, +) / Float(slice.count)
+                let variance = slice.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(slice.count)
+                let expected = slice.map { ($0 - mean) / (variance + 1e-5).squareRoot() }
+                assertClose(Array(y.data[(n * 6 + g * 2) * 6..<(n * 6 + g * 2 + 2) * 6]), expected)
+            }
+        }
     }
 
     func testParallelGroupNormMatchesPerSample() {
         // Four samples together are large enough to split groups across cores; one alone is not.
-        let x = random([4, 32, 32, 32], seed: 18), w = random([32], seed: 19), b = random([32], seed: 20)
-        let xv = x.asVariable(), seed = random([4, 32, 32, 32], seed: 21)
+        let x = random([4, 32, 32, 32], seed: 18)
+        let w = random([32], seed: 19)
+        let b = random([32], seed: 20)
+        let xv = x.asVariable()
+        let seed = random([4, 32, 32, 32], seed: 21)
         let whole = xv.groupNorm(groups: 8, weight: w, bias: b)
         let grad = Autograd.gradients(of: (whole * seed).sum(), withRespectTo: [xv])[0]
         for n in 0..<4 {
             let xn = x.narrowed(axis: 0, start: n, length: 1).asVariable()
             let part = xn.groupNorm(groups: 8, weight: w, bias: b)
-            let gn = Autograd.gradients(of: (part * seed.narrowed(axis: 0, start: n, length: 1)).sum(), withRespectTo: [xn])[0]
+            let gn = Autograd.gradients(
+                of: (part * seed.narrowed(axis: 0, start: n, length: 1)).sum(), withRespectTo: [xn])[0]
             XCTAssertEqual(whole.narrowed(axis: 0, start: n, length: 1).data, part.data)
             XCTAssertEqual(grad.narrowed(axis: 0, start: n, length: 1).data, gn.data)
         }
@@ -135,15 +187,21 @@ final class ForwardTests: XCTestCase {
     func testBilinearMatchesPyTorchConvention() {
         // F.interpolate([[0, 1], [2, 3]], size=(4, 4), mode="bilinear", align_corners=False)
         let x = Tensor(shape: [1, 1, 2, 2], data: [0, 1, 2, 3])
-        assertClose(x.resizeBilinear(height: 4, width: 4).data,
-                    [0, 0.25, 0.75, 1, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2, 2.25, 2.75, 3])
+        assertClose(
+            x.resizeBilinear(height: 4, width: 4).data,
+            [0, 0.25, 0.75, 1, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2, 2.25, 2.75, 3])
         XCTAssertEqual(x.upsampleNearest2x().data, [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3])
     }
 
     func testMatmulAndLinearAgreeWithLoops() {
-        let a = random([3, 4, 5], seed: 9), b = random([5, 2], seed: 10)
+        let a = random([3, 4, 5], seed: 9)
+        let b = random([5, 2], seed: 10)
         var expected = [Float]()
-        for i in 0..<12 { for j in 0..<2 { expected.append((0..<5).reduce(Float(0)) { $0 + a.data[i * 5 + $1] * b.data[$1 * 2 + j] }) } }
+        for i in 0..<12 {
+            for j in 0..<2 {
+                expected.append((0..<5).reduce(Float(0)) { $0 + a.data[i * 5 + $1] * b.data[$1 * 2 + j] })
+            }
+        }
         assertClose(a.matmul(b).data, expected)
         let bt = b.transposed(0, 1)
         assertClose(a.linear(bt).data, expected)
@@ -152,9 +210,11 @@ final class ForwardTests: XCTestCase {
     func testVectorisedExpMatchesLibm() {
         let xs = (0..<4001).map { Float($0 - 3000) * 0.03 } + [-.infinity, -100, 0]  // softmax feeds x − max ≤ 0
         var ys = [Float](repeating: 0, count: xs.count)
-        _ = xs.withUnsafeBufferPointer { x in ys.withUnsafeMutableBufferPointer { y in
-            expShiftedSum(x.baseAddress!, y.baseAddress!, xs.count, shift: 0)
-        } }
+        _ = xs.withUnsafeBufferPointer { x in
+            ys.withUnsafeMutableBufferPointer { y in
+                expShiftedSum(x.baseAddress!, y.baseAddress!, xs.count, shift: 0)
+            }
+        }
         for (x, y) in zip(xs, ys) {
             let expected = Foundation.exp(x)
             XCTAssertLessThanOrEqual(abs(y - expected), 4e-7 * expected + 1e-37, "exp(\(x))")

@@ -1,10 +1,13 @@
 import XCTest
+
 @testable import Tensor
 
 /// Every op's VJP against finite differences.
 final class GradientTests: XCTestCase {
     func testBroadcastArithmetic() {
-        let a = random([2, 3, 4], seed: 1), b = random([3, 1], seed: 2), c = random([4], seed: 3)
+        let a = random([2, 3, 4], seed: 1)
+        let b = random([3, 1], seed: 2)
+        let c = random([4], seed: 3)
         checkGradients([a, b]) { $0[0] + $0[1] }
         checkGradients([a, b]) { $0[0] - $0[1] }
         checkGradients([a, b]) { $0[0] * $0[1] }
@@ -55,7 +58,9 @@ final class GradientTests: XCTestCase {
     }
 
     func testLinearAndMatmul() {
-        let x = random([2, 3, 5], seed: 12), w = random([4, 5], seed: 13), b = random([4], seed: 14)
+        let x = random([2, 3, 5], seed: 12)
+        let w = random([4, 5], seed: 13)
+        let b = random([4], seed: 14)
         checkGradients([x, w, b]) { $0[0].linear($0[1], $0[2]) }
         checkGradients([x, w]) { $0[0].linear($0[1]) }
         checkGradients([x, random([2, 5, 3], seed: 15)]) { $0[0].matmul($0[1]) }
@@ -78,7 +83,8 @@ final class GradientTests: XCTestCase {
     }
 
     func testConvolution() {
-        let x = random([2, 3, 7, 6], seed: 24), b = random([4], seed: 25)
+        let x = random([2, 3, 7, 6], seed: 24)
+        let b = random([4], seed: 25)
         checkGradients([x, random([4, 3, 3, 3], seed: 26), b]) { $0[0].conv2d($0[1], $0[2], stride: 1, padding: 1) }
         checkGradients([x, random([4, 3, 3, 3], seed: 27), b]) { $0[0].conv2d($0[1], $0[2], stride: 2, padding: 1) }
         checkGradients([x, random([4, 3, 3, 3], seed: 28)]) { $0[0].conv2d($0[1], stride: 2, padding: 0) }
@@ -91,7 +97,9 @@ final class GradientTests: XCTestCase {
     }
 
     func testAttention() {
-        let q = random([2, 5, 8], seed: 31), k = random([2, 6, 8], seed: 32), v = random([2, 6, 8], seed: 33)
+        let q = random([2, 5, 8], seed: 31)
+        let k = random([2, 6, 8], seed: 32)
+        let v = random([2, 6, 8], seed: 33)
         checkGradients([q, k, v]) { Tensor.attention(query: $0[0], key: $0[1], value: $0[2], heads: 2) }
         // Chunked over queries (two rows of scores at a time), self-attention.
         checkGradients([q]) { Tensor.attention(query: $0[0], key: $0[0], value: $0[0], heads: 4, maxScores: 10) }
@@ -109,12 +117,13 @@ final class GradientTests: XCTestCase {
     }
 
     func testGraphKeepsNoIntermediateTensorsAlive() {
-        let x = random([4, 8], seed: 42).asVariable(), w = random([8, 8], seed: 43)
+        let x = random([4, 8], seed: 42).asVariable()
+        let w = random([8, 8], seed: 43)
         weak var intermediate: Tensor?
         let loss: Tensor = {
             let h = x.linear(w)
             intermediate = h
-            return (h + 1).sum()   // `+` needs no values: nothing should hold h
+            return (h + 1).sum()  // `+` needs no values: nothing should hold h
         }()
         XCTAssertNil(intermediate, "the graph kept an intermediate tensor")
         let grad = Autograd.gradients(of: loss, withRespectTo: [x])[0]

@@ -1,12 +1,15 @@
 import Foundation
 import XCTest
+
 @testable import Vocabulary
 
 final class EmotionTests: XCTestCase {
     func testEmoSetOrderAndPolarity() {
-        XCTAssertEqual(Emotion.allCases.map(\.rawValue),
-                       ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"])
-        XCTAssertEqual(Emotion.allCases.filter { $0.polarity == .positive }, [.amusement, .awe, .contentment, .excitement])
+        XCTAssertEqual(
+            Emotion.allCases.map(\.rawValue),
+            ["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"])
+        XCTAssertEqual(
+            Emotion.allCases.filter { $0.polarity == .positive }, [.amusement, .awe, .contentment, .excitement])
         XCTAssertEqual(Emotion.sadness.index, 7)
         XCTAssertEqual(Emotion(index: 1), .awe)
         XCTAssertNil(Emotion(index: 8))
@@ -20,8 +23,12 @@ final class EmotionTests: XCTestCase {
         assertThrows(try Emotion.parse(""), containing: ["unknown emotion ''", "amusement, awe"])
         XCTAssertEqual(try SynthesisMethod.parse("muse-no-inh"), .museNoInh)
         XCTAssertEqual(try SynthesisMethod.parse("Prompt-Only"), .promptOnly)
-        assertThrows(try SynthesisMethod.parse("muse-fast"),
-                     containing: ["unknown method 'muse-fast'", "muse, prompt-only, universal-guidance, muse-no-inh, muse-no-sim, muse-fixed-timing, muse-no-token-opt"])
+        assertThrows(
+            try SynthesisMethod.parse("muse-fast"),
+            containing: [
+                "unknown method 'muse-fast'",
+                "muse, prompt-only, universal-guidance, muse-no-inh, muse-no-sim, muse-fixed-timing, muse-no-token-opt",
+            ])
     }
 
     func testSimilarEmotions() throws {
@@ -34,13 +41,16 @@ final class EmotionTests: XCTestCase {
         assertThrows(try custom.set(.awe, [.awe]), containing: ["awe lists itself"])
         let json = try JSONEncoder().encode(custom)
         XCTAssertEqual(try JSONDecoder().decode(SimilarEmotions.self, from: json), custom)
-        assertThrows(try JSONDecoder().decode(SimilarEmotions.self, from: Data(#"{"awe": ["joy"]}"#.utf8)),
-                     containing: ["unknown emotion 'joy'"])
+        assertThrows(
+            try JSONDecoder().decode(SimilarEmotions.self, from: Data(#"{"awe": ["joy"]}"#.utf8)),
+            containing: ["unknown emotion 'joy'"])
     }
 }
 
-func assertThrows<T>(_ body: @autoclosure () throws -> T, containing fragments: [String],
-                     file: StaticString = #filePath, line: UInt = #line) {
+func assertThrows<T>(
+    _ body: @autoclosure () throws -> T, containing fragments: [String],
+    file: StaticString = #filePath, line: UInt = #line
+) {
     XCTAssertThrowsError(try body(), file: file, line: line) { error in
         let text = "\(error)"
         for f in fragments { XCTAssertTrue(text.contains(f), "'\(text)' lacks '\(f)'", file: file, line: line) }

@@ -10,7 +10,8 @@ final class SettingsTests: XCTestCase {
         XCTAssertEqual(s.innerIterations, 5)
         XCTAssertEqual(s.learningRate, MUSESettings().learningRate)
         XCTAssertEqual(s.similarEmotions.similar(to: .awe), [])
-        XCTAssertEqual(s.similarEmotions.similar(to: .fear), [.anger, .disgust, .sadness], "other targets keep their defaults")
+        XCTAssertEqual(
+            s.similarEmotions.similar(to: .fear), [.anger, .disgust, .sadness], "other targets keep their defaults")
         XCTAssertEqual(try JSONDecoder().decode(MUSESettings.self, from: JSONEncoder().encode(s)), s)
         // Every field is written, under the name specs use.
         let written = try JSONSerialization.jsonObject(with: JSONEncoder().encode(MUSESettings())) as! [String: Any]
@@ -33,8 +34,11 @@ final class SettingsTests: XCTestCase {
         assertThrows(try decode(#"{"learning_rate": -1}"#), containing: ["learning_rate", "(0, 10.0]"])
         assertThrows(try decode(#"{"universal_scale": 1e30}"#), containing: ["universal_scale"])
         assertThrows(try decode(#"{"preview": "full"}"#), containing: ["preview", "latent-rgb, vae-decode"])
-        assertThrows(try decode(#"{"similar_emotions": {"awe": ["awe"]}}"#), containing: ["similar_emotions", "lists itself"])
-        assertThrows(try decode(#"{"min_start_fraction": 0.9}"#), containing: ["min_start_fraction", "exceeds latest_start_fraction"])
+        assertThrows(
+            try decode(#"{"similar_emotions": {"awe": ["awe"]}}"#), containing: ["similar_emotions", "lists itself"])
+        assertThrows(
+            try decode(#"{"min_start_fraction": 0.9}"#),
+            containing: ["min_start_fraction", "exceeds latest_start_fraction"])
         var bad = MUSESettings()
         bad.adamBeta1 = .nan
         assertThrows(try bad.validate(), containing: ["adam_beta1", "finite"])
@@ -58,8 +62,11 @@ final class SettingsTests: XCTestCase {
         XCTAssertNil(sd15.problem(width: 768, height: 512))
         XCTAssertNotNil(sd15.problem(width: 500, height: 512))
         // Values that would overflow the shifts are refused, not computed.
-        assertThrows(try ImageSizeRules(unetSampleSize: 64, unetLevels: 70, vaeLevels: 4), containing: ["unet block_out_channels"])
-        assertThrows(try ImageSizeRules(unetSampleSize: 1 << 60, unetLevels: 4, vaeLevels: 4), containing: ["sample_size"])
+        assertThrows(
+            try ImageSizeRules(unetSampleSize: 64, unetLevels: 70, vaeLevels: 4),
+            containing: ["unet block_out_channels"])
+        assertThrows(
+            try ImageSizeRules(unetSampleSize: 1 << 60, unetLevels: 4, vaeLevels: 4), containing: ["sample_size"])
         assertThrows(try ImageSizeRules(unetSampleSize: 64, unetLevels: 0, vaeLevels: 4), containing: ["outside 1...8"])
     }
 }

@@ -13,7 +13,9 @@ final class LeasedJobTests: XCTestCase {
         try q.create(spec: Data("{}".utf8), maxAttempts: 3, leaseMs: 300)
         try q.submit(jobID: "job1", payload: Data("{}".utf8))
         func state(_ step: Int) -> CheckpointPayload {
-            CheckpointPayload(metadata: Data("{\"step\":\(step)}".utf8), arrays: [.init(name: "latent", values: [Float](repeating: Float(step), count: 256))])
+            CheckpointPayload(
+                metadata: Data("{\"step\":\(step)}".utf8),
+                arrays: [.init(name: "latent", values: [Float](repeating: Float(step), count: 256))])
         }
         let a = LeasedJob(lease: try XCTUnwrap(try q.take(worker: "A")), queue: q, renewQueue: side, leaseMs: 300)
         XCTAssertNotNil(try a.writeCheckpoint(state(2), step: 2))
@@ -37,7 +39,8 @@ final class LeasedJobTests: XCTestCase {
 
         // B's writes go through.
         XCTAssertNotNil(try b.writeCheckpoint(state(6), step: 6))
-        XCTAssertEqual(try CheckpointCodec.decode(try XCTUnwrap(try q.checkpoint(jobID: "job1")), jobID: "job1").header.epoch, 2)
+        XCTAssertEqual(
+            try CheckpointCodec.decode(try XCTUnwrap(try q.checkpoint(jobID: "job1")), jobID: "job1").header.epoch, 2)
         XCTAssertEqual(try b.publish(fields: [("png", Data([2]))]), .published)
         XCTAssertEqual(try q.results().count, 1)
         XCTAssertEqual(try q.results().first?.string("worker"), "B")
@@ -54,8 +57,10 @@ final class LeasedJobTests: XCTestCase {
 }
 
 /// Polls `condition` until it holds or `timeout` seconds pass.
-func waitUntil(_ timeout: TimeInterval, _ what: String, file: StaticString = #filePath, line: UInt = #line,
-               _ condition: () throws -> Bool) rethrows -> Bool {
+func waitUntil(
+    _ timeout: TimeInterval, _ what: String, file: StaticString = #filePath, line: UInt = #line,
+    _ condition: () throws -> Bool
+) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try condition() { return true }

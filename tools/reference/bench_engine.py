@@ -2,8 +2,8 @@
 
 Builds them under --root if missing (UNet via full_sd15_parity.py's config, VAE with SD 1.5's
 AutoencoderKL config), times the four operations MUSE's inner loop is made of, and stores
-their inputs and outputs in ROOT/engine_parity.safetensors so `muse-worker bench-engine` can
-check its results on the same weights. Lines share the format of `muse-worker bench-engine`.
+their inputs and outputs in ROOT/engine_parity.safetensors so `muse bench-engine` can
+check its results on the same weights. Lines share the format of `muse bench-engine`.
 """
 import argparse
 import os

@@ -1,4 +1,4 @@
-"""PyTorch side of ops/bench: the same kernels as `muse-worker bench`, same sizes, 2 threads.
+"""PyTorch side of ops/bench: the same kernels as `muse bench`, same sizes, 2 threads.
 
 Prints one line per measurement in the same format, so ops/bench can put the two side by side.
 """

@@ -8,7 +8,7 @@ engine at its real sizes (not for CI; ~5 GB on disk):
   ROOT/emotion-head.safetensors   Linear(768 → 8), EmoGen's classifier shape
 
 Then, e.g.:
-  muse-worker generate --model ROOT/sd15 --classifier-tower ROOT/clip-vit-l14 \\
+  muse generate --model ROOT/sd15 --classifier-tower ROOT/clip-vit-l14 \\
       --classifier-head ROOT/emotion-head.safetensors --clip-text ROOT/clip-text-l14 \\
       --prompt "a quiet lake at dawn" --emotion awe --steps 4 --out /tmp/full.png
 """

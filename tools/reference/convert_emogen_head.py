@@ -14,7 +14,7 @@ sadness). Its checkpoint may be saved in several shapes; this finds the head in 
 The head is the (prefix.)weight [8, D] / (prefix.)bias [8] pair; when a checkpoint holds more
 than one, name it with --key PREFIX. Output: safetensors with float32 tensors "weight" [8, D]
 and "bias" [8] (metadata records the source and the key). Use with
-`muse-worker generate --classifier-head OUT.safetensors --classifier-tower CLIP_VIT_L14_FOLDER`.
+`muse generate --classifier-head OUT.safetensors --classifier-tower CLIP_VIT_L14_FOLDER`.
 
     /work/venv/bin/python tools/reference/convert_emogen_head.py emogen_classifier.pth head.safetensors
     /work/venv/bin/python tools/reference/convert_emogen_head.py --self-test

@@ -27,8 +27,10 @@ struct ConvGeometry {
     /// `disjointInputs`, bands run in two phases (even, then odd) so that bands running
     /// together never touch the same input rows (what col2im writes); that needs bands
     /// taller than the kernel's reach, else they run in order.
-    func forEachBand(rows: Int, parallel: Bool, disjointInputs: Bool = false,
-                     _ body: (_ r0: Int, _ r1: Int, _ column: UnsafeMutablePointer<Float>) -> Void) {
+    func forEachBand(
+        rows: Int, parallel: Bool, disjointInputs: Bool = false,
+        _ body: (_ r0: Int, _ r1: Int, _ column: UnsafeMutablePointer<Float>) -> Void
+    ) {
         let count = (outH + rows - 1) / rows
         let scratch = patch * rows * outW
         func run(_ band: Int, _ column: UnsafeMutablePointer<Float>) {
@@ -51,30 +53,33 @@ struct ConvGeometry {
         let cols = (r1 - r0) * outW
         for c in 0..<inChannels {
             let plane = x + c * height * width
-            for ki in 0..<kernelH { for kj in 0..<kernelW {
-                let row = col + ((c * kernelH + ki) * kernelW + kj) * cols
-                for oy in r0..<r1 {
-                    let dst = row + (oy - r0) * outW
-                    let iy = oy * stride - padding + ki
-                    if iy < 0 || iy >= height {
-                        dst.update(repeating: 0, count: outW)
-                        continue
-                    }
-                    let src = plane + iy * width
-                    if stride == 1 {
-                        // Valid ox range where 0 ≤ ox − padding + kj < width.
-                        let lo = max(0, padding - kj), hi = min(outW, width + padding - kj)
-                        if lo > 0 { dst.update(repeating: 0, count: lo) }
-                        if hi > lo { (dst + lo).update(from: src + lo - padding + kj, count: hi - lo) }
-                        if hi < outW { (dst + max(hi, 0)).update(repeating: 0, count: outW - max(hi, 0)) }
-                    } else {
-                        for ox in 0..<outW {
-                            let ix = ox * stride - padding + kj
-                            dst[ox] = ix >= 0 && ix < width ? src[ix] : 0
+            for ki in 0..<kernelH {
+                for kj in 0..<kernelW {
+                    let row = col + ((c * kernelH + ki) * kernelW + kj) * cols
+                    for oy in r0..<r1 {
+                        let dst = row + (oy - r0) * outW
+                        let iy = oy * stride - padding + ki
+                        if iy < 0 || iy >= height {
+                            dst.update(repeating: 0, count: outW)
+                            continue
+                        }
+                        let src = plane + iy * width
+                        if stride == 1 {
+                            // Valid ox range where 0 ≤ ox − padding + kj < width.
+                            let lo = max(0, padding - kj)
+                            let hi = min(outW, width + padding - kj)
+                            if lo > 0 { dst.update(repeating: 0, count: lo) }
+                            if hi > lo { (dst + lo).update(from: src + lo - padding + kj, count: hi - lo) }
+                            if hi < outW { (dst + max(hi, 0)).update(repeating: 0, count: outW - max(hi, 0)) }
+                        } else {
+                            for ox in 0..<outW {
+                                let ix = ox * stride - padding + kj
+                                dst[ox] = ix >= 0 && ix < width ? src[ix] : 0
+                            }
                         }
                     }
                 }
-            } }
+            }
         }
     }
 
@@ -83,28 +88,31 @@ struct ConvGeometry {
         let cols = (r1 - r0) * outW
         for c in 0..<inChannels {
             let plane = x + c * height * width
-            for ki in 0..<kernelH { for kj in 0..<kernelW {
-                let row = col + ((c * kernelH + ki) * kernelW + kj) * cols
-                for oy in r0..<r1 {
-                    let iy = oy * stride - padding + ki
-                    if iy < 0 || iy >= height { continue }
-                    let src = row + (oy - r0) * outW
-                    let dst = plane + iy * width
-                    if stride == 1 {
-                        // Contiguous, branch-free range (vectorises): 0 ≤ ox − padding + kj < width.
-                        let lo = max(0, padding - kj), hi = min(outW, width + padding - kj)
-                        if hi > lo {
-                            let shifted = dst + kj - padding
-                            for ox in lo..<hi { shifted[ox] += src[ox] }
-                        }
-                    } else {
-                        for ox in 0..<outW {
-                            let ix = ox * stride - padding + kj
-                            if ix >= 0 && ix < width { dst[ix] += src[ox] }
+            for ki in 0..<kernelH {
+                for kj in 0..<kernelW {
+                    let row = col + ((c * kernelH + ki) * kernelW + kj) * cols
+                    for oy in r0..<r1 {
+                        let iy = oy * stride - padding + ki
+                        if iy < 0 || iy >= height { continue }
+                        let src = row + (oy - r0) * outW
+                        let dst = plane + iy * width
+                        if stride == 1 {
+                            // Contiguous, branch-free range (vectorises): 0 ≤ ox − padding + kj < width.
+                            let lo = max(0, padding - kj)
+                            let hi = min(outW, width + padding - kj)
+                            if hi > lo {
+                                let shifted = dst + kj - padding
+                                for ox in lo..<hi { shifted[ox] += src[ox] }
+                            }
+                        } else {
+                            for ox in 0..<outW {
+                                let ix = ox * stride - padding + kj
+                                if ix >= 0 && ix < width { dst[ix] += src[ox] }
+                            }
                         }
                     }
                 }
-            } }
+            }
         }
     }
 }
@@ -115,37 +123,45 @@ extension Tensor {
 
     /// torch.nn.functional.conv2d on NCHW input with an OIHW weight.
     public func conv2d(_ weight: Tensor, _ bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
-        precondition(rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
-                     "conv2d: input \(shape) does not fit weight \(weight.shape)")
-        let geo = ConvGeometry(batch: shape[0], inChannels: shape[1], height: shape[2], width: shape[3],
-                               outChannels: weight.shape[0], kernelH: weight.shape[2], kernelW: weight.shape[3],
-                               stride: stride, padding: padding)
+        precondition(
+            rank == 4 && weight.rank == 4 && weight.shape[1] == shape[1],
+            "conv2d: input \(shape) does not fit weight \(weight.shape)")
+        let geo = ConvGeometry(
+            batch: shape[0], inChannels: shape[1], height: shape[2], width: shape[3],
+            outChannels: weight.shape[0], kernelH: weight.shape[2], kernelW: weight.shape[3],
+            stride: stride, padding: padding)
         let (outH, outW, cout, patch) = (geo.outH, geo.outW, geo.outChannels, geo.patch)
-        let planeOut = outH * outW, planeIn = geo.inChannels * geo.height * geo.width
+        let planeOut = outH * outW
+        let planeIn = geo.inChannels * geo.height * geo.width
         let band = geo.bandRows
         let (parallelRows, parallel) = geo.bands(workers: ProcessInfo.processInfo.activeProcessorCount)
         let out = makeArray(geo.batch * cout * planeOut) { o in
-            data.withPointer { x in weight.data.withPointer { w in
-                for n in 0..<geo.batch {
-                    let xn = x + n * planeIn, on = o + n * cout * planeOut
-                    if let bias {
-                        for c in 0..<cout { (on + c * planeOut).update(repeating: bias.data[c], count: planeOut) }
-                    }
-                    let beta: Float = bias == nil ? 0 : 1
-                    if geo.isPointwise {
-                        BLAS.gemm(transA: false, transB: false, m: cout, n: planeOut, k: patch, alpha: 1,
-                                  a: w, lda: patch, b: xn, ldb: planeOut, beta: beta, c: on, ldc: planeOut)
-                        continue
-                    }
-                    // Bands write disjoint columns of the output.
-                    geo.forEachBand(rows: parallelRows, parallel: parallel) { r0, r1, column in
-                        let cols = (r1 - r0) * outW
-                        geo.im2col(xn, rows: r0, r1, into: column)
-                        BLAS.gemm(transA: false, transB: false, m: cout, n: cols, k: patch, alpha: 1,
-                                  a: w, lda: patch, b: column, ldb: cols, beta: beta, c: on + r0 * outW, ldc: planeOut)
+            data.withPointer { x in
+                weight.data.withPointer { w in
+                    for n in 0..<geo.batch {
+                        let xn = x + n * planeIn
+                        let on = o + n * cout * planeOut
+                        if let bias {
+                            for c in 0..<cout { (on + c * planeOut).update(repeating: bias.data[c], count: planeOut) }
+                        }
+                        let beta: Float = bias == nil ? 0 : 1
+                        if geo.isPointwise {
+                            BLAS.gemm(
+                                transA: false, transB: false, m: cout, n: planeOut, k: patch, alpha: 1,
+                                a: w, lda: patch, b: xn, ldb: planeOut, beta: beta, c: on, ldc: planeOut)
+                            continue
+                        }
+                        // Bands write disjoint columns of the output.
+                        geo.forEachBand(rows: parallelRows, parallel: parallel) { r0, r1, column in
+                            let cols = (r1 - r0) * outW
+                            geo.im2col(xn, rows: r0, r1, into: column)
+                            BLAS.gemm(
+                                transA: false, transB: false, m: cout, n: cols, k: patch, alpha: 1,
+                                a: w, lda: patch, b: column, ldb: cols, beta: beta, c: on + r0 * outW, ldc: planeOut)
+                        }
                     }
                 }
-            } }
+            }
         }
         // The input's values are kept only for the weight's gradient (weights are constants in MUSE).
         let xSaved = saved(if: weight.requiresGrad) ?? Tensor.zeros([0])
@@ -156,51 +172,76 @@ extension Tensor {
             var dx = xNeeds ? [Float](repeating: 0, count: xCount) : []
             var dw = weight.requiresGrad ? [Float](repeating: 0, count: weight.count) : []
             var col = [Float](repeating: 0, count: geo.isPointwise || !weight.requiresGrad ? 0 : patch * band * outW)
-            g.data.withPointer { gp in x.data.withPointer { xp in weight.data.withPointer { w in
-            dx.withUnsafeMutableBufferPointer { dxb in dw.withUnsafeMutableBufferPointer { dwb in
-            col.withUnsafeMutableBufferPointer { colb in
-                for n in 0..<geo.batch {
-                    let gn = gp + n * cout * planeOut, xn = xp + n * planeIn
-                    if geo.isPointwise {
-                        if weight.requiresGrad {  // dW += G·Xᵀ
-                            BLAS.gemm(transA: false, transB: true, m: cout, n: patch, k: planeOut, alpha: 1,
-                                      a: gn, lda: planeOut, b: xn, ldb: planeOut, beta: 1, c: dwb.baseAddress!, ldc: patch)
-                        }
-                        if xNeeds {  // dX = Wᵀ·G
-                            BLAS.gemm(transA: true, transB: false, m: patch, n: planeOut, k: cout, alpha: 1,
-                                      a: w, lda: patch, b: gn, ldb: planeOut, beta: 0,
-                                      c: dxb.baseAddress! + n * planeIn, ldc: planeOut)
-                        }
-                        continue
-                    }
-                    if weight.requiresGrad {  // dW += G·colᵀ, band by band
-                        var r0 = 0
-                        while r0 < outH {
-                            let r1 = min(outH, r0 + band), cols = (r1 - r0) * outW
-                            geo.im2col(xn, rows: r0, r1, into: colb.baseAddress!)
-                            BLAS.gemm(transA: false, transB: true, m: cout, n: patch, k: cols, alpha: 1,
-                                      a: gn + r0 * outW, lda: planeOut, b: colb.baseAddress!, ldb: cols,
-                                      beta: 1, c: dwb.baseAddress!, ldc: patch)
-                            r0 = r1
-                        }
-                    }
-                    if xNeeds {  // dX = col2im(Wᵀ·G), bands sharing no input rows at a time
-                        let dxn = dxb.baseAddress! + n * planeIn
-                        geo.forEachBand(rows: parallelRows, parallel: parallel, disjointInputs: true) { r0, r1, column in
-                            let cols = (r1 - r0) * outW
-                            BLAS.gemm(transA: true, transB: false, m: patch, n: cols, k: cout, alpha: 1,
-                                      a: w, lda: patch, b: gn + r0 * outW, ldb: planeOut, beta: 0, c: column, ldc: cols)
-                            geo.col2im(column, rows: r0, r1, into: dxn)
+            g.data.withPointer { gp in
+                x.data.withPointer { xp in
+                    weight.data.withPointer { w in
+                        dx.withUnsafeMutableBufferPointer { dxb in
+                            dw.withUnsafeMutableBufferPointer { dwb in
+                                col.withUnsafeMutableBufferPointer { colb in
+                                    for n in 0..<geo.batch {
+                                        let gn = gp + n * cout * planeOut
+                                        let xn = xp + n * planeIn
+                                        if geo.isPointwise {
+                                            if weight.requiresGrad {  // dW += G·Xᵀ
+                                                BLAS.gemm(
+                                                    transA: false, transB: true, m: cout, n: patch, k: planeOut,
+                                                    alpha: 1,
+                                                    a: gn, lda: planeOut, b: xn, ldb: planeOut, beta: 1,
+                                                    c: dwb.baseAddress!, ldc: patch)
+                                            }
+                                            if xNeeds {  // dX = Wᵀ·G
+                                                BLAS.gemm(
+                                                    transA: true, transB: false, m: patch, n: planeOut, k: cout,
+                                                    alpha: 1,
+                                                    a: w, lda: patch, b: gn, ldb: planeOut, beta: 0,
+                                                    c: dxb.baseAddress! + n * planeIn, ldc: planeOut)
+                                            }
+                                            continue
+                                        }
+                                        if weight.requiresGrad {  // dW += G·colᵀ, band by band
+                                            var r0 = 0
+                                            while r0 < outH {
+                                                let r1 = min(outH, r0 + band)
+                                                let cols = (r1 - r0) * outW
+                                                geo.im2col(xn, rows: r0, r1, into: colb.baseAddress!)
+                                                BLAS.gemm(
+                                                    transA: false, transB: true, m: cout, n: patch, k: cols, alpha: 1,
+                                                    a: gn + r0 * outW, lda: planeOut, b: colb.baseAddress!, ldb: cols,
+                                                    beta: 1, c: dwb.baseAddress!, ldc: patch)
+                                                r0 = r1
+                                            }
+                                        }
+                                        if xNeeds {  // dX = col2im(Wᵀ·G), bands sharing no input rows at a time
+                                            let dxn = dxb.baseAddress! + n * planeIn
+                                            geo.forEachBand(
+                                                rows: parallelRows, parallel: parallel, disjointInputs: true
+                                            ) { r0, r1, column in
+                                                let cols = (r1 - r0) * outW
+                                                BLAS.gemm(
+                                                    transA: true, transB: false, m: patch, n: cols, k: cout, alpha: 1,
+                                                    a: w, lda: patch, b: gn + r0 * outW, ldb: planeOut, beta: 0,
+                                                    c: column, ldc: cols)
+                                                geo.col2im(column, rows: r0, r1, into: dxn)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
-            } } } } } }
-            var grads: [Tensor?] = [xNeeds ? Tensor(shape: xShape, data: dx) : nil,
-                                    weight.requiresGrad ? Tensor(shape: weight.shape, data: dw) : nil]
+            }
+            var grads: [Tensor?] = [
+                xNeeds ? Tensor(shape: xShape, data: dx) : nil,
+                weight.requiresGrad ? Tensor(shape: weight.shape, data: dw) : nil,
+            ]
             if let bias {
-                grads.append(bias.requiresGrad
-                    ? Tensor(shape: bias.shape, data: g.reshaped([geo.batch, cout, planeOut]).sum(axis: 2).sum(axis: 0).data)
-                    : nil)
+                grads.append(
+                    bias.requiresGrad
+                        ? Tensor(
+                            shape: bias.shape,
+                            data: g.reshaped([geo.batch, cout, planeOut]).sum(axis: 2).sum(axis: 0).data)
+                        : nil)
             }
             return grads
         }

@@ -50,18 +50,21 @@ func broadcastIndices(_ shape: [Int], to target: [Int]) -> [Int] {
 /// the size of the block each of its elements covers.
 func trailingBroadcastBlock(_ small: [Int], in full: [Int]) -> Int? {
     guard small.count == full.count, small != full,
-          let firstOne = small.indices.first(where: { small[$0] != full[$0] }),
-          small[firstOne...].allSatisfy({ $0 == 1 }),
-          small[..<firstOne] == full[..<firstOne] else { return nil }
+        let firstOne = small.indices.first(where: { small[$0] != full[$0] }),
+        small[firstOne...].allSatisfy({ $0 == 1 }),
+        small[..<firstOne] == full[..<firstOne]
+    else { return nil }
     return full[firstOne...].reduce(1, *)
 }
 
 @inline(__always)
 func binaryKernel(_ a: Tensor, _ b: Tensor, _ op: (Float, Float) -> Float) -> (shape: [Int], data: [Float]) {
     if a.shape == b.shape {
-        let data = a.data.withPointer { pa in b.data.withPointer { pb in
-            makeArray(a.count) { out in for i in 0..<a.count { out[i] = op(pa[i], pb[i]) } }
-        } }
+        let data = a.data.withPointer { pa in
+            b.data.withPointer { pb in
+                makeArray(a.count) { out in for i in 0..<a.count { out[i] = op(pa[i], pb[i]) } }
+            }
+        }
         return (a.shape, data)
     }
     let shape = broadcastShape(a.shape, b.shape)
@@ -69,34 +72,41 @@ func binaryKernel(_ a: Tensor, _ b: Tensor, _ op: (Float, Float) -> Float) -> (s
     // Fast path: b repeats along the leading dimensions of a (bias-like).
     if shape == a.shape, b.count > 0, Array(a.shape.suffix(b.rank)) == b.shape || b.count == 1 {
         let period = b.count
-        let data = a.data.withPointer { pa in b.data.withPointer { pb in
-            makeArray(total) { out in
-                var i = 0
-                while i < total {
-                    for j in 0..<period { out[i + j] = op(pa[i + j], pb[j]) }
-                    i += period
+        let data = a.data.withPointer { pa in
+            b.data.withPointer { pb in
+                makeArray(total) { out in
+                    var i = 0
+                    while i < total {
+                        for j in 0..<period { out[i + j] = op(pa[i + j], pb[j]) }
+                        i += period
+                    }
                 }
             }
-        } }
+        }
         return (shape, data)
     }
     // Fast path: b is a's leading dimensions followed by ones (per-channel terms on NCHW).
     if shape == a.shape, let inner = trailingBroadcastBlock(b.shape, in: a.shape) {
-        let data = a.data.withPointer { pa in b.data.withPointer { pb in
-            makeArray(total) { out in
-                for j in 0..<b.count {
-                    let v = pb[j], base = j * inner
-                    for i in 0..<inner { out[base + i] = op(pa[base + i], v) }
+        let data = a.data.withPointer { pa in
+            b.data.withPointer { pb in
+                makeArray(total) { out in
+                    for j in 0..<b.count {
+                        let v = pb[j]
+                        let base = j * inner
+                        for i in 0..<inner { out[base + i] = op(pa[base + i], v) }
+                    }
                 }
             }
-        } }
+        }
         return (shape, data)
     }
     let ia = broadcastIndices(a.shape, to: shape)
     let ib = broadcastIndices(b.shape, to: shape)
-    let data = a.data.withPointer { pa in b.data.withPointer { pb in
-        makeArray(total) { out in for i in 0..<total { out[i] = op(pa[ia[i]], pb[ib[i]]) } }
-    } }
+    let data = a.data.withPointer { pa in
+        b.data.withPointer { pb in
+            makeArray(total) { out in for i in 0..<total { out[i] = op(pa[ia[i]], pb[ib[i]]) } }
+        }
+    }
     return (shape, data)
 }
 
@@ -147,7 +157,8 @@ extension Tensor {
         let (shape, data) = binaryKernel(a, b, *)
         let (aShape, bShape) = (a.shape, b.shape)
         // Each input's gradient needs the other's values: keep only those that will be used.
-        let bForA = b.saved(if: a.requiresGrad), aForB = a.saved(if: b.requiresGrad)
+        let bForA = b.saved(if: a.requiresGrad)
+        let aForB = a.saved(if: b.requiresGrad)
         return .result(shape: shape, data: data, inputs: [a, b]) { g in
             [bForA.map { (g * $0).sum(toShape: aShape) }, aForB.map { (g * $0).sum(toShape: bShape) }]
         }
@@ -156,10 +167,13 @@ extension Tensor {
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         let (shape, data) = binaryKernel(a, b, /)
         let (aShape, bShape, aNeeds) = (a.shape, b.shape, a.requiresGrad)
-        let bSaved = b.detached(), aForB = a.saved(if: b.requiresGrad)
+        let bSaved = b.detached()
+        let aForB = a.saved(if: b.requiresGrad)
         return .result(shape: shape, data: data, inputs: [a, b]) { g in
-            [aNeeds ? (g / bSaved).sum(toShape: aShape) : nil,
-             aForB.map { (g * $0 / (bSaved * bSaved) * -1).sum(toShape: bShape) }]
+            [
+                aNeeds ? (g / bSaved).sum(toShape: aShape) : nil,
+                aForB.map { (g * $0 / (bSaved * bSaved) * -1).sum(toShape: bShape) },
+            ]
         }
     }
 
@@ -174,8 +188,10 @@ extension Tensor {
 
     /// Elementwise y = f(x) whose derivative dy/dx is `derivative` of x (`.input`), of y
     /// (`.output`), or a constant (`.nothing`, called with 0).
-    public func pointwise(_ f: (Float) -> Float, saving: PointwiseSaved,
-                          derivative: @escaping (Float) -> Float) -> Tensor {
+    public func pointwise(
+        _ f: (Float) -> Float, saving: PointwiseSaved,
+        derivative: @escaping (Float) -> Float
+    ) -> Tensor {
         let n = count
         let out = data.withPointer { p in makeArray(n) { o in for i in 0..<n { o[i] = f(p[i]) } } }
         let kept: [Float] = saving == .input ? data : saving == .output ? out : []

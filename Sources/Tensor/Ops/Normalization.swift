@@ -12,15 +12,17 @@ extension Tensor {
         }
         return .result(shape: shape, data: out, inputs: [self]) { g in
             // dx = y ⊙ (g − Σ g·y)
-            let dx = g.data.withPointer { gp in out.withPointer { y in
-                makeArray(rows * dim) { o in
-                    for r in 0..<rows {
-                        var dot: Float = 0
-                        for j in 0..<dim { dot += gp[r * dim + j] * y[r * dim + j] }
-                        for j in 0..<dim { o[r * dim + j] = y[r * dim + j] * (gp[r * dim + j] - dot) }
+            let dx = g.data.withPointer { gp in
+                out.withPointer { y in
+                    makeArray(rows * dim) { o in
+                        for r in 0..<rows {
+                            var dot: Float = 0
+                            for j in 0..<dim { dot += gp[r * dim + j] * y[r * dim + j] }
+                            for j in 0..<dim { o[r * dim + j] = y[r * dim + j] * (gp[r * dim + j] - dot) }
+                        }
                     }
                 }
-            } }
+            }
             return [Tensor(shape: g.shape, data: dx)]
         }
     }
@@ -44,15 +46,17 @@ extension Tensor {
         }
         return .result(shape: shape, data: out, inputs: [self]) { g in
             // dx = g − softmax·Σg
-            let dx = g.data.withPointer { gp in out.withPointer { y in
-                makeArray(rows * dim) { o in
-                    for r in 0..<rows {
-                        var s: Float = 0
-                        for j in 0..<dim { s += gp[r * dim + j] }
-                        for j in 0..<dim { o[r * dim + j] = gp[r * dim + j] - Foundation.exp(y[r * dim + j]) * s }
+            let dx = g.data.withPointer { gp in
+                out.withPointer { y in
+                    makeArray(rows * dim) { o in
+                        for r in 0..<rows {
+                            var s: Float = 0
+                            for j in 0..<dim { s += gp[r * dim + j] }
+                            for j in 0..<dim { o[r * dim + j] = gp[r * dim + j] - Foundation.exp(y[r * dim + j]) * s }
+                        }
                     }
                 }
-            } }
+            }
             return [Tensor(shape: g.shape, data: dx)]
         }
     }
@@ -60,17 +64,20 @@ extension Tensor {
     /// Layer norm over the last dimension, as torch.nn.LayerNorm.
     public func layerNorm(weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
         let dim = shape.last!
-        return normalize(NormLayout(groups: count / dim, groupsPerSample: 1, blocksPerGroup: dim, blockSize: 1),
-                         weight: weight, bias: bias, eps: eps)
+        return normalize(
+            NormLayout(groups: count / dim, groupsPerSample: 1, blocksPerGroup: dim, blockSize: 1),
+            weight: weight, bias: bias, eps: eps)
     }
 
     /// Group norm over NC… tensors, as torch.nn.GroupNorm: per-channel affine.
     public func groupNorm(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
         let channels = shape[1]
         precondition(channels % groups == 0, "group norm: \(channels) channels into \(groups) groups")
-        return normalize(NormLayout(groups: shape[0] * groups, groupsPerSample: groups,
-                                    blocksPerGroup: channels / groups, blockSize: shape[2...].reduce(1, *)),
-                         weight: weight, bias: bias, eps: eps)
+        return normalize(
+            NormLayout(
+                groups: shape[0] * groups, groupsPerSample: groups,
+                blocksPerGroup: channels / groups, blockSize: shape[2...].reduce(1, *)),
+            weight: weight, bias: bias, eps: eps)
     }
 
     /// Shared kernel: normalise each of `layout.groups` contiguous runs, then apply the affine.
@@ -90,69 +97,91 @@ extension Tensor {
                         for j in 0..<size { sum += Double(x[j]) }
                         let mean = sum / Double(size)
                         var squares = 0.0
-                        for j in 0..<size { let d = Double(x[j]) - mean; squares += d * d }
-                        let s = Float(1 / (squares / Double(size) + Double(eps)).squareRoot()), m = Float(mean)
+                        for j in 0..<size {
+                            let d = Double(x[j]) - mean
+                            squares += d * d
+                        }
+                        let s = Float(1 / (squares / Double(size) + Double(eps)).squareRoot())
+                        let m = Float(mean)
                         UnsafeMutablePointer<Float>(bitPattern: ia)![g] = s
                         for j in 0..<size { y[j] = (x[j] - m) * s }
                     }
                 }
             }
         }
-        let w = weight?.data, b = bias?.data
-        let out = w == nil && b == nil ? normalized : normalized.withPointer { xh in
-            makeArray(count) { o in
-                layout.forEachBlock { start, a in
-                    let scale = w?[a] ?? 1, shift = b?[a] ?? 0
-                    for j in start..<(start + layout.blockSize) { o[j] = xh[j] * scale + shift }
+        let w = weight?.data
+        let b = bias?.data
+        let out =
+            w == nil && b == nil
+            ? normalized
+            : normalized.withPointer { xh in
+                makeArray(count) { o in
+                    layout.forEachBlock { start, a in
+                        let scale = w?[a] ?? 1
+                        let shift = b?[a] ?? 0
+                        for j in start..<(start + layout.blockSize) { o[j] = xh[j] * scale + shift }
+                    }
                 }
             }
-        }
         var inputs = [self]
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
         let (xShape, xNeeds, xCount) = (shape, requiresGrad, count)
         return .result(shape: shape, data: out, inputs: inputs) { g in
             let affineCount = weight?.count ?? bias?.count ?? 0
-            var dw = [Float](repeating: 0, count: affineCount), db = dw
+            var dw = [Float](repeating: 0, count: affineCount)
+            var db = dw
             if affineCount > 0 {
-                g.data.withPointer { gp in normalized.withPointer { xh in
-                    layout.forEachBlock { start, a in
-                        var sw: Float = 0, sb: Float = 0
-                        for j in start..<(start + layout.blockSize) { sw += gp[j] * xh[j]; sb += gp[j] }
-                        dw[a] += sw
-                        db[a] += sb
+                g.data.withPointer { gp in
+                    normalized.withPointer { xh in
+                        layout.forEachBlock { start, a in
+                            var sw: Float = 0
+                            var sb: Float = 0
+                            for j in start..<(start + layout.blockSize) {
+                                sw += gp[j] * xh[j]
+                                sb += gp[j]
+                            }
+                            dw[a] += sw
+                            db[a] += sb
+                        }
                     }
-                } }
+                }
             }
             var results: [Tensor?] = [nil]
             if xNeeds {
                 // dx = inv · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·w, per group.
-                let dx = g.data.withPointer { gp in normalized.withPointer { xh in
-                    makeArray(xCount) { o in
-                        let (ga, xa, oa) = (Int(bitPattern: gp), Int(bitPattern: xh), Int(bitPattern: o))
-                        parallelFor(layout.groups, work: xCount) { group in
-                            let gp = UnsafePointer<Float>(bitPattern: ga)!, xh = UnsafePointer<Float>(bitPattern: xa)!
-                            let o = UnsafeMutablePointer<Float>(bitPattern: oa)!
-                            let base = group * size
-                            var sumG = 0.0, sumGX = 0.0
-                            layout.forEachBlock(inGroup: group) { start, a in
-                                let scale = w?[a] ?? 1
-                                var partG: Float = 0, partGX: Float = 0
-                                for j in start..<(start + layout.blockSize) {
-                                    let gh = gp[j] * scale
-                                    o[j] = gh
-                                    partG += gh
-                                    partGX += gh * xh[j]
+                let dx = g.data.withPointer { gp in
+                    normalized.withPointer { xh in
+                        makeArray(xCount) { o in
+                            let (ga, xa, oa) = (Int(bitPattern: gp), Int(bitPattern: xh), Int(bitPattern: o))
+                            parallelFor(layout.groups, work: xCount) { group in
+                                let gp = UnsafePointer<Float>(bitPattern: ga)!
+                                let xh = UnsafePointer<Float>(bitPattern: xa)!
+                                let o = UnsafeMutablePointer<Float>(bitPattern: oa)!
+                                let base = group * size
+                                var sumG = 0.0
+                                var sumGX = 0.0
+                                layout.forEachBlock(inGroup: group) { start, a in
+                                    let scale = w?[a] ?? 1
+                                    var partG: Float = 0
+                                    var partGX: Float = 0
+                                    for j in start..<(start + layout.blockSize) {
+                                        let gh = gp[j] * scale
+                                        o[j] = gh
+                                        partG += gh
+                                        partGX += gh * xh[j]
+                                    }
+                                    sumG += Double(partG)
+                                    sumGX += Double(partGX)
                                 }
-                                sumG += Double(partG)
-                                sumGX += Double(partGX)
+                                let inv = invStd[group]
+                                let mG = Float(sumG / Double(size))
+                                let mGX = Float(sumGX / Double(size))
+                                for j in base..<(base + size) { o[j] = inv * (o[j] - mG - xh[j] * mGX) }
                             }
-                            let inv = invStd[group]
-                            let mG = Float(sumG / Double(size)), mGX = Float(sumGX / Double(size))
-                            for j in base..<(base + size) { o[j] = inv * (o[j] - mG - xh[j] * mGX) }
                         }
                     }
-                } }
+                }
                 results[0] = Tensor(shape: xShape, data: dx)
             }
             if let weight { results.append(weight.requiresGrad ? Tensor(shape: weight.shape, data: dw) : nil) }

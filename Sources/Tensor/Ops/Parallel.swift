@@ -11,7 +11,10 @@ func forEachTask(_ count: Int, scratch: Int, _ body: (Int, UnsafeMutablePointer<
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
         defer { buffer.deallocate() }
         var index = worker
-        while index < count { body(index, buffer); index += stride }
+        while index < count {
+            body(index, buffer)
+            index += stride
+        }
     }
     if workers <= 1 || count * scratch < 1 << 14 {
         run(0, 1)
@@ -31,6 +34,9 @@ func parallelFor(_ count: Int, work: Int, _ body: (Int) -> Void) {
     }
     DispatchQueue.concurrentPerform(iterations: workers) { worker in
         var i = worker
-        while i < count { body(i); i += workers }
+        while i < count {
+            body(i)
+            i += workers
+        }
     }
 }

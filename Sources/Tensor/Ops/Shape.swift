@@ -36,8 +36,9 @@ extension Tensor {
 
     /// Elements [start, start+length) along `axis`.
     public func narrowed(axis: Int, start: Int, length: Int) -> Tensor {
-        precondition(start >= 0 && length >= 0 && start + length <= shape[axis],
-                     "narrow \(start)..<\(start + length) out of \(shape[axis]) on axis \(axis)")
+        precondition(
+            start >= 0 && length >= 0 && start + length <= shape[axis],
+            "narrow \(start)..<\(start + length) out of \(shape[axis]) on axis \(axis)")
         let outer = shape[..<axis].reduce(1, *)
         let inner = shape[(axis + 1)...].reduce(1, *)
         let dim = shape[axis]
@@ -76,8 +77,9 @@ extension Tensor {
         precondition(!tensors.isEmpty, "concat of nothing")
         let first = tensors[0].shape
         for t in tensors {
-            precondition(t.rank == first.count && (0..<first.count).allSatisfy { $0 == axis || t.shape[$0] == first[$0] },
-                         "concat shapes \(tensors.map(\.shape)) differ off axis \(axis)")
+            precondition(
+                t.rank == first.count && (0..<first.count).allSatisfy { $0 == axis || t.shape[$0] == first[$0] },
+                "concat shapes \(tensors.map(\.shape)) differ off axis \(axis)")
         }
         let outer = first[..<axis].reduce(1, *)
         let inner = first[(axis + 1)...].reduce(1, *)
@@ -91,7 +93,8 @@ extension Tensor {
             for (t, d) in zip(tensors, dims) {
                 t.data.withPointer { p in
                     for i in 0..<outer {
-                        (o.baseAddress! + (i * total + offset) * inner).update(from: p + i * d * inner, count: d * inner)
+                        (o.baseAddress! + (i * total + offset) * inner).update(
+                            from: p + i * d * inner, count: d * inner)
                     }
                 }
                 offset += d
@@ -114,7 +117,8 @@ extension Tensor {
         let out = table.data.withPointer { p in
             makeArray(ids.count * dim) { o in
                 for (row, id) in ids.enumerated() {
-                    precondition(id >= 0 && id < table.shape[0], "token id \(id) outside vocabulary of \(table.shape[0])")
+                    precondition(
+                        id >= 0 && id < table.shape[0], "token id \(id) outside vocabulary of \(table.shape[0])")
                     (o + row * dim).update(from: p + id * dim, count: dim)
                 }
             }
