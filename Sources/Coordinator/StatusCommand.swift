@@ -88,7 +88,7 @@ struct StatusCommand: ParsableCommand {
                 } else {
                     for r in rows {
                         print(
-                            "\(r.batch_id)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(r.finished ? "" : "  [in progress]")"
+                            "\(r.batchID)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(r.finished ? "" : "  [in progress]")"
                         )
                     }
                 }
@@ -102,24 +102,24 @@ struct StatusCommand: ParsableCommand {
                 print(String(decoding: try e.encode(s), as: UTF8.self))
                 return 0
             }
-            print("batch \(s.batch_id)\(s.name.map { " (\($0))" } ?? "")")
+            print("batch \(s.batchID)\(s.name.map { " (\($0))" } ?? "")")
             if let o = s.output { print("  output     \(o)") }
             print(
                 "  jobs       \(s.total) total: \(s.done) done, \(s.failed) failed, \(s.running) running, \(s.stalled) stalled, \(s.queued) queued\(s.finished ? " — finished" : "")"
             )
-            if let m = s.max_attempts, let l = s.lease_ms {
+            if let m = s.maxAttempts, let l = s.leaseMs {
                 print("  queue      max attempts \(m), lease \(Double(l) / 1000) s")
             }
             if s.workers.isEmpty { print("  workers    none seen") }
             for w in s.workers {
                 var line = "  worker     \(w.name): \(w.alive ? "alive" : "silent"), \(w.done) done"
                 if let j = w.job {
-                    line += ", on \(j.prefix(8))" + (w.step.map { " step \($0)/\(w.total_steps ?? 0)" } ?? "")
+                    line += ", on \(j.prefix(8))" + (w.step.map { " step \($0)/\(w.totalSteps ?? 0)" } ?? "")
                 }
                 print(line)
             }
             for f in s.failures.prefix(20) {
-                print("  failed     \(f.job_id.prefix(8)) after \(f.attempts) attempt(s): \(f.error)")
+                print("  failed     \(f.jobID.prefix(8)) after \(f.attempts) attempt(s): \(f.error)")
             }
             if s.failures.count > 20 { print("  ... \(s.failures.count - 20) more failures (--json lists all)") }
             return 0
