@@ -344,7 +344,7 @@ final class PipelineTests: XCTestCase {
             ("generation: {prompts: [a cat], emotions: [awe\n", "not valid YAML"),
             (
                 "generation: {prompts: [a cat], emotions: [awe, joy], seeds: [1]}\n",
-                "generation.emotions[1]: unknown emotion 'joy' (valid: amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"
+                "generation.emotions[1]: unknown emotion 'joy'; valid emotions: amusement, awe, contentment, excitement, anger, disgust, fear, sadness"
             ),
             (
                 "editing: {images: [images/missing.png], emotions: [awe]}\n",

@@ -164,7 +164,7 @@ final class SpecTests: XCTestCase {
                   emotions: [awe, sadness, joy]
                 """
             ).contains(
-                "generation.emotions[2]: unknown emotion 'joy' (valid: amusement, awe, contentment, excitement, anger, disgust, fear, sadness)"
+                "generation.emotions[2]: unknown emotion 'joy'; valid emotions: amusement, awe, contentment, excitement, anger, disgust, fear, sadness"
             ))
         let typo = try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  seedz: [1]\n")
         XCTAssertTrue(typo.contains("generation.seedz: unknown key"), typo)
@@ -184,7 +184,7 @@ final class SpecTests: XCTestCase {
         for expected in [
             "engine.steps: 0 is out of range 1...1000", "engine.method: unknown method 'magic'",
             "engine.muse.inner_iterations: expected a whole number, got 'two'",
-            "engine.muse.stop_fraction: must be in [0, 1]", "engine.muse.preview: unknown preview 'fancy'",
+            "engine.muse.stop_fraction: 1.5 must be in [0, 1]", "engine.muse.preview: unknown value 'fancy'",
             "engine.muse.bogus: unknown key", "generation.prompts: expected a list",
             "generation.seeds[1]: duplicate of generation.seeds[0]",
         ] {
@@ -195,7 +195,7 @@ final class SpecTests: XCTestCase {
                 .contains("give either seeds"))
         XCTAssertTrue(
             try problems("generation:\n  prompts: [a]\n  emotions: [awe]\n  width: 48\n")
-                .contains("generation.width: 48 is not a multiple of 32"))
+                .contains("generation.width: 48×64 does not fit this model: sides must be positive multiples of 32"))
         XCTAssertTrue(try problems("name: x\n").contains("neither a generation nor an editing section"))
         let yaml = try problems("generation:\n  prompts: [a\n  emotions: [awe]\n")
         XCTAssertTrue(yaml.contains("not valid YAML"), yaml)
@@ -230,10 +230,10 @@ final class SpecTests: XCTestCase {
         for expected in [
             "editing.images[0]: cannot read 'images/missing.png' (no such file",
             "editing.images[1]: 'images/corrupt.png' is not a readable PNG image",
-            "editing.images[2]: 'images/small.png' is 48×40; this model needs sides that are multiples of 32",
+            "editing.images[2]: 'images/small.png': 48×40 does not fit this model: sides must be positive multiples of 32",
             "editing.images[3]: '../secret.png' leaves its root folder",
             "editing.images[4]: '/etc/passwd' must be relative",
-            "editing.strength: must be in (0, 1]",
+            "editing.strength: must be in (0, 1.0]",
         ] {
             XCTAssertTrue(text.contains(expected), "missing '\(expected)' in:\n\(text)")
         }

@@ -1,0 +1,69 @@
+import Foundation
+import Imaging
+import Jobs
+import RedisQueue
+import Support
+import Vocabulary
+import XCTest
+
+@testable import CoordinatorCore
+
+final class CollectorTests: XCTestCase {
+    /// A published result becomes one PNG and one manifest line, exactly once, and a dead
+    /// letter a failure line; a second collector on the same folder adds nothing.
+    func testResultsAndDeadLettersBecomeOneLineEach() throws {
+        let redis = try RedisServer.temporary()
+        let q = try BatchQueue(client: try redis.client(), batchID: "collect")
+        try q.create(spec: Data("{}".utf8), maxAttempts: 1, leaseMs: 30_000)
+        let models = ModelFingerprints(model: "m", tower: "t", head: nil, text: "x")
+        var jobs: [PipelineJob] = []
+        for (i, emotion) in [Emotion.awe, .fear].enumerated() {
+            let synthesis = SynthesisJob(prompt: "p", emotion: emotion, seed: 1, settings: JobSettings(steps: 2))
+            let content = JobContent(kind: .generate, synthesis: synthesis, imageSHA256: nil, models: models)
+            let id = try content.jobID()
+            jobs.append(
+                PipelineJob(
+                    id: id, content: content, locations: models, checkpointEvery: 0, index: i,
+                    output: "\(emotion.rawValue)/\(id.prefix(8)).png", imagePath: nil, sheetRow: 0,
+                    sheetColumn: i))
+            XCTAssertTrue(try q.submit(jobID: id, payload: try jobs[i].encoded()))
+        }
+        let png = try PNGCodec.encode(
+            RGBImage(width: 2, height: 2, channels: 3, pixels: [UInt8](repeating: 200, count: 12)))
+        let done = try XCTUnwrap(try q.take(worker: "w"))
+        let metrics = JobMetrics(
+            engine: "fake", width: 2, height: 2, pngSHA256: Hashing.sha256Hex(png), probabilities: nil,
+            targetProbability: nil, topEmotion: nil,
+            timings: JobTimings(attemptSeconds: 1, engineSeconds: 1, modelLoadSeconds: 0, phases: nil),
+            resumedFromStep: nil, checkpointsWritten: 0, segments: [], trace: nil, worker: "w", epoch: done.epoch,
+            attempt: done.attempt)
+        XCTAssertEqual(
+            try q.publish(done, fields: [("png", png), ("metrics", try CanonicalJSON.encode(metrics))]), .published)
+        let failed = try XCTUnwrap(try q.take(worker: "w"))
+        XCTAssertEqual(try q.fail(failed, error: "boom", permanent: true), .deadLettered)
+
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("collect-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let collector = try Collector(queue: q, output: out, log: { _ in })
+        XCTAssertEqual(try collector.collectNew(), 2)
+        XCTAssertEqual(try collector.collectNew(), 0, "nothing twice")
+        let lines = try ManifestWriter.readEntries(collector.manifestURL, as: ManifestEntry.self)
+        XCTAssertEqual(lines.count, 2)
+        let doneLine = try XCTUnwrap(lines.first { $0.jobID == done.jobID })
+        XCTAssertEqual(doneLine.status, "done")
+        XCTAssertEqual(doneLine.settings, JobSettings(steps: 2), "the manifest carries the job's settings")
+        let written = try Data(contentsOf: out.appendingPathComponent(try XCTUnwrap(doneLine.output)))
+        XCTAssertEqual(written, png)
+        let failedLine = try XCTUnwrap(lines.first { $0.jobID == failed.jobID })
+        XCTAssertEqual(failedLine.status, "failed")
+        XCTAssertTrue(failedLine.error?.contains("boom") ?? false)
+        XCTAssertEqual(
+            try Collector(queue: q, output: out, log: { _ in }).collectNew(), 0, "a second collector adds nothing")
+    }
+
+    func testEmotionOutcomeSummary() {
+        XCTAssertNil(LocalBatchRun.emotionOutcome([]))
+        XCTAssertEqual(formatDuration(3725), "1:02:05")
+        XCTAssertEqual(formatDuration(.nan), "?")
+    }
+}
