@@ -62,6 +62,9 @@ public final class RedisServer: @unchecked Sendable {
         options.appendfsync = appendfsync
         options.removeDataOnStop = true
         options.readyTimeout = 15
+        // A test process that exits without deallocating its fixtures must not leave servers
+        // holding its output pipe open.
+        options.dieWithParent = true
         return try RedisServer(options)
     }
 

@@ -45,59 +45,22 @@ public final class WorkerLoop {
 
     /// Runs until stopped; returns the process exit code.
     public func run() -> Int32 {
-        let log = self.log
-        stop.install(
-            onFirst: { sig in
-                log(
-                    "\(sig == SIGINT ? "SIGINT" : "SIGTERM"): finishing the current step, then checkpointing and releasing the job"
-                )
-            },
-            onSecond: { _ in
-                log("second signal: exiting now (the job's lease will lapse and it resumes from its last checkpoint)")
-                exit(1)
-            })
+        installSignalHandlers()
         let beat = startHeartbeat()
         defer { beat.cancel() }
         var exitCode: Int32 = 0
-        while !stop.requested {
+        loop: while !stop.requested {
             if parentGone() {
                 stop.request("parent exited")
                 log("parent process exited: stopping")
                 break
             }
             do {
-                let active = try activeBatches()
-                if redisDown {
-                    log("Redis is reachable again")
-                    redisDown = false
+                switch try workOnce() {
+                case .worked: continue
+                case .idle: stop.sleep(1)
+                case .done: break loop
                 }
-                if state.batches != active {
-                    state.setBatches(active)
-                    seen.formUnion(active)
-                    beatNow()
-                }
-                if active.isEmpty {
-                    if exitWhenIdle {
-                        log("no batch has work left: exiting")
-                        break
-                    }
-                    stop.sleep(1)
-                    continue
-                }
-                var lease: (JobLease, BatchQueue)?
-                for id in active {
-                    let q = try queue(id)
-                    if let l = try q.take(worker: name, wait: 0) {
-                        lease = (l, q)
-                        break
-                    }
-                }
-                if lease == nil, let first = active.first {
-                    // Nothing anywhere: block briefly on the oldest batch (stays responsive to signals).
-                    let q = try queue(first)
-                    if let l = try q.take(worker: name, wait: 1) { lease = (l, q) }
-                }
-                if let taken = lease { try process(taken.0, taken.1) }
             } catch let e as RedisError where e.isConnectionError {
                 if !redisDown {
                     log("Redis unavailable (\(e)); retrying every second")
@@ -123,6 +86,64 @@ public final class WorkerLoop {
         for id in seen.sorted() { try? sideQueue(id).removeWorker(name) }
         log("stopped\(stop.why.map { " (\($0))" } ?? "")")
         return exitCode
+    }
+
+    private func installSignalHandlers() {
+        let log = self.log
+        stop.install(
+            onFirst: { sig in
+                let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
+                log("\(name): finishing the current step, then checkpointing and releasing the job")
+            },
+            onSecond: { _ in
+                log("second signal: exiting now (the job's lease will lapse and it resumes from its last checkpoint)")
+                exit(1)
+            })
+    }
+
+    enum Turn {
+        /// A job was taken and processed.
+        case worked
+        /// Nothing to do right now.
+        case idle
+        /// Nothing to do and told to exit when idle.
+        case done
+    }
+
+    /// One look for work: the unfinished batches, oldest first, then a job from the first
+    /// one that has any, which is run to its end.
+    func workOnce() throws -> Turn {
+        let active = try activeBatches()
+        if redisDown {
+            log("Redis is reachable again")
+            redisDown = false
+        }
+        if state.batches != active {
+            state.setBatches(active)
+            seen.formUnion(active)
+            beatNow()
+        }
+        if active.isEmpty {
+            if exitWhenIdle {
+                log("no batch has work left: exiting")
+                return .done
+            }
+            return .idle
+        }
+        for id in active {
+            let q = try queue(id)
+            if let lease = try q.take(worker: name, wait: 0) {
+                try process(lease, q)
+                return .worked
+            }
+        }
+        // Nothing anywhere: block briefly on the oldest batch (stays responsive to signals).
+        let q = try queue(active[0])
+        if let lease = try q.take(worker: name, wait: 1) {
+            try process(lease, q)
+            return .worked
+        }
+        return .worked
     }
 
     private func parentGone() -> Bool {
@@ -184,7 +205,6 @@ public final class WorkerLoop {
     // MARK: One job
 
     private func process(_ lease: JobLease, _ queue: BatchQueue) throws {
-        let began = Date()
         let short = String(lease.jobID.prefix(8))
         let job: PipelineJob
         do {
@@ -213,130 +233,10 @@ public final class WorkerLoop {
             c.kind == .edit
             ? "edit of \(job.imagePath ?? "?") to \(c.emotion)" : "\(c.emotion) '\(c.prompt)' seed \(c.seed)"
         log("took job \(short) (\(what); attempt \(lease.attempt), epoch \(lease.epoch))")
-
-        do {
-            let loadSeconds = try engine.prepare(job, log: log)
-            var session: EngineSession?
-            var resumedFrom: Int?
-            var segments: [JobSegment] = []
-            do {
-                if let stored = try held.storedCheckpoint() {
-                    let (header, payload) = stored
-                    let s = try engine.resume(job, from: payload)
-                    if let data = payload.blob("segments") {
-                        segments = (try? JSONDecoder().decode([JobSegment].self, from: data)) ?? []
-                    }
-                    session = s
-                    resumedFrom = s.step
-                    log(
-                        "job \(short): resuming from the checkpoint at step \(s.step)/\(s.totalSteps) (written under epoch \(header.epoch))"
-                    )
-                }
-            } catch {
-                log("job \(short): stored checkpoint unusable (\(error)); starting from scratch")
-            }
-            if session == nil {
-                var image: RGBImage?
-                if c.kind == .edit {
-                    guard let sha = c.imageSHA256 else {
-                        throw JobFailure("edit job without an image", permanent: true)
-                    }
-                    guard let bytes = try queue.blob(name: sha) else {
-                        throw JobFailure("source image blob \(sha) (\(job.imagePath ?? "?")) is missing from Redis")
-                    }
-                    do { image = try PNGCodec.decode(bytes) } catch {
-                        throw JobFailure(
-                            "source image \(job.imagePath ?? sha) cannot be decoded: \(error)", permanent: true)
-                    }
-                }
-                session = try engine.begin(job, image: image)
-            }
-            guard let session else { return }
-            let segmentStart = session.step
-            let segmentBegan = Date()
-            var sinceCheckpoint = 0
-            var checkpoints = 0
-            func saveCheckpoint() throws -> Bool {
-                var payload = try session.checkpoint()
-                let segs =
-                    segments + [
-                        JobSegment(
-                            worker: name, epoch: lease.epoch, fromStep: segmentStart, toStep: session.step,
-                            seconds: Date().timeIntervalSince(segmentBegan))
-                    ]
-                payload.blobs.append(.init(name: "segments", bytes: try JSONEncoder().encode(segs)))
-                do {
-                    guard let bytes = try held.writeCheckpoint(payload, step: session.step) else { return false }
-                    checkpoints += 1
-                    log("job \(short): checkpoint at step \(session.step)/\(session.totalSteps) (\(bytes) bytes)")
-                } catch let e as RedisError where e.isConnectionError {
-                    log("job \(short): checkpoint at step \(session.step) not saved (\(e)); continuing")
-                }
-                return true
-            }
-            while !session.isFinished {
-                if held.isLost {
-                    log("job \(short): no longer its owner (\(held.lostBecause ?? "lease lost")); dropping it")
-                    return
-                }
-                if stop.requested || parentGone() {
-                    stop.request(stop.why ?? "parent exited")
-                    _ = try saveCheckpoint()
-                    if try held.release() {
-                        log(
-                            "job \(short): released at step \(session.step)/\(session.totalSteps); the next worker resumes from there"
-                        )
-                    } else {
-                        log("job \(short): not released: no longer its owner")
-                    }
-                    return
-                }
-                try session.advance()
-                sinceCheckpoint += 1
-                try? queue.setProgress(jobID: job.id, worker: name, step: session.step, total: session.totalSteps)
-                if let line = session.lastStepSummary, ProcessInfo.processInfo.environment["MUSE_WORKER_VERBOSE"] != nil
-                {
-                    log("job \(short): \(line)")
-                }
-                if job.checkpointEvery > 0, sinceCheckpoint >= job.checkpointEvery, !session.isFinished {
-                    sinceCheckpoint = 0
-                    if try !saveCheckpoint() { continue }  // lost: reported at the top of the loop
-                }
-            }
-            let out = try session.finish()
-            let png = try PNGCodec.encode(RGBImage(width: out.width, height: out.height, channels: 3, pixels: out.rgb))
-            let pngSHA = Hashing.sha256Hex(png)
-            segments.append(
-                JobSegment(
-                    worker: name, epoch: lease.epoch, fromStep: segmentStart, toStep: session.step,
-                    seconds: Date().timeIntervalSince(segmentBegan)))
-            let top = out.probabilities?.max { $0.value < $1.value }?.key
-            let metrics = JobMetrics(
-                engine: engine.name, width: out.width, height: out.height, pngSHA256: pngSHA,
-                probabilities: out.probabilities,
-                targetProbability: out.probabilities?[c.emotion.rawValue], topEmotion: top,
-                timings: JobTimings(
-                    attemptSeconds: Date().timeIntervalSince(began), engineSeconds: out.engineSeconds,
-                    modelLoadSeconds: loadSeconds, phases: out.phases),
-                resumedFromStep: resumedFrom, checkpointsWritten: checkpoints, segments: segments, trace: out.trace,
-                worker: name, epoch: lease.epoch, attempt: lease.attempt)
-            let outcome = try publishPatiently(
-                held, fields: [("png", png), ("metrics", try CanonicalJSON.encode(metrics))], short: short)
-            switch outcome {
-            case .published, .alreadyPublished:
-                try? queue.recordDone(worker: name, seconds: Date().timeIntervalSince(began))
-                var summary = String(format: "job %@: done in %.1f s", short, Date().timeIntervalSince(began))
-                if let p = out.probabilities?[c.emotion.rawValue], let top {
-                    summary += String(format: ", p(%@) %.3f, top %@", c.emotion.rawValue, p, top)
-                }
-                if let r = resumedFrom { summary += ", resumed from step \(r)" }
-                log(summary)
-            case .stale:
-                log("job \(short): result refused: another worker owns the job now")
-            case nil:
-                log("job \(short): result not published (stopping while Redis is unreachable); the job will be redone")
-            }
-        } catch let failure as JobFailure {
+        let run = JobRun(job: job, held: held, engine: engine, worker: name, log: log, stop: stop) { [self] in
+            stop.requested || parentGone()
+        }
+        do { try run.run() } catch let failure as JobFailure {
             try report(held, failure.message, permanent: failure.permanent, short: short)
         } catch let e as RedisError where e.isConnectionError {
             log("job \(short): lost Redis (\(e)); the job resumes from its last checkpoint once its lease lapses")
@@ -354,23 +254,6 @@ public final class WorkerLoop {
                 "job \(short): failed for good\(permanent ? "" : " (attempt \(held.lease.attempt), the last allowed)"): \(message); dead-lettered"
             )
         case .stale: log("job \(short): failed (\(message)), but it belongs to another worker now")
-        }
-    }
-
-    /// A computed result is worth waiting for: retry through Redis outages (the publish is
-    /// fenced and idempotent) until it goes through or we are asked to stop.
-    private func publishPatiently(_ held: LeasedJob, fields: [(String, Data)], short: String) throws -> PublishOutcome?
-    {
-        var warned = Date.distantPast
-        while true {
-            do { return try held.publish(fields: fields) } catch let e as RedisError where e.isConnectionError {
-                if stop.requested { return nil }
-                if Date().timeIntervalSince(warned) > 10 {
-                    log("job \(short): cannot publish yet (\(e)); retrying")
-                    warned = Date()
-                }
-                stop.sleep(1)
-            }
         }
     }
 }
