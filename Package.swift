@@ -51,7 +51,9 @@ let package = Package(
         .target(
             name: "WorkerEngine",
             dependencies: ["WorkerCore", "MUSE", "Tensor", "Diffusion", "Jobs", "Checkpoints", "Imaging", "Support"]),
-        .target(name: "CoordinatorCore", dependencies: ["Jobs", "RedisQueue", "Imaging", "Support"]),
+        .target(
+            name: "CoordinatorCore",
+            dependencies: ["Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary"]),
 
         // Executables parse arguments and call in.
         .executableTarget(

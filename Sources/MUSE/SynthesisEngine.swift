@@ -167,19 +167,7 @@ public final class SynthesisEngine {
         let z = Tensor(shape: s.latentShape, data: s.latent)
         let w = job.settings.guidance
 
-        // Pre-pass without gradients: eps_u once for the step, eps_c with the current token.
-        let (epsU, eps0): (Tensor?, Tensor) = Autograd.noGrad {
-            let cond = conditioning(
-                s, token: s.token.isEmpty ? nil : Tensor(shape: [s.token.count], data: s.token), timings: &timings)
-            let u: Tensor? =
-                w == 1
-                ? nil
-                : timed(&timings.unet) {
-                    sd.unet(z, timestep: Float(t), context: unconditional(job.settings.negativePrompt))
-                }
-            let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
-            return (u, combine(u, c, w))
-        }
+        let (epsU, eps0) = unguidedEps(s, z: z, t: t, timings: &timings)
         var eps = eps0
         let previewStart = DispatchTime.now().uptimeNanoseconds
         let promptScore = Autograd.noGrad {
@@ -189,18 +177,8 @@ public final class SynthesisEngine {
         let guided = s.timing.observe(step: index, promptScore: promptScore)
 
         if s.timing.startsAt(index) {
-            // WHICH: the inherent emotion is the top non-target class of the unguided x̂0.
-            let p = Autograd.noGrad {
-                classify(sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z), &timings)
-            }
-            let inherent = Emotion.allCases.filter { $0 != job.emotion }.max { p[$0.index] < p[$1.index] }!
-            s.inherent = inherent
-            s.similar = job.settings.muse.similarEmotions.similar(to: job.emotion).filter { $0 != inherent }
-            s.trace.inherent = inherent
-            s.trace.similar = s.similar
-            s.trace.startStep = index
-            s.trace.startReason = s.timing.startReason
-            s.trace.startProbabilities = p
+            let x0 = sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z)
+            fixWhich(&s, unguidedX0: x0, startStep: index, timings: &timings)
         }
 
         var inner: [InnerIterationTrace] = []
@@ -235,6 +213,41 @@ public final class SynthesisEngine {
                 inner: inner, probabilities: stepProbabilities, seconds: elapsed,
                 previewSeconds: previewSeconds))
         return s
+    }
+
+    /// Pre-pass without gradients: eps_u once for the step, eps_c with the current token, and
+    /// their classifier-free combination.
+    func unguidedEps(_ s: SynthesisState, z: Tensor, t: Int, timings: inout PhaseTimings) -> (Tensor?, Tensor) {
+        let job = s.job
+        let w = job.settings.guidance
+        return Autograd.noGrad {
+            let cond = conditioning(
+                s, token: s.token.isEmpty ? nil : Tensor(shape: [s.token.count], data: s.token), timings: &timings)
+            let u: Tensor? =
+                w == 1
+                ? nil
+                : timed(&timings.unet) {
+                    sd.unet(z, timestep: Float(t), context: unconditional(job.settings.negativePrompt))
+                }
+            let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
+            return (u, combine(u, c, w))
+        }
+    }
+
+    /// WHICH, at the step guidance starts: the inherent emotion is the top non-target class
+    /// of the unguided x̂0; S is the target's similar emotions without it.
+    func fixWhich(_ s: inout SynthesisState, unguidedX0: Tensor, startStep: Int, timings: inout PhaseTimings) {
+        let job = s.job
+        let p = Autograd.noGrad { classify(unguidedX0, &timings) }
+        var inherent = job.emotion == .amusement ? Emotion.awe : Emotion.amusement
+        for e in Emotion.allCases where e != job.emotion && p[e.index] > p[inherent.index] { inherent = e }
+        s.inherent = inherent
+        s.similar = job.settings.muse.similarEmotions.similar(to: job.emotion).filter { $0 != inherent }
+        s.trace.inherent = inherent
+        s.trace.similar = s.similar
+        s.trace.startStep = startStep
+        s.trace.startReason = s.timing.startReason
+        s.trace.startProbabilities = p
     }
 
     /// HOW: K Adam iterations on v against L_emo of the decoded x̂0; the gradient flows

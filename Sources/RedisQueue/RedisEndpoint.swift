@@ -49,66 +49,78 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
     /// Parses a URL. A password inside it is refused unless `allowPassword`, because URLs
     /// given as arguments end up in `ps`, shell history and logs.
     public static func parse(_ url: String, allowPassword: Bool = false) throws -> RedisEndpoint {
-        func bad(_ why: String) -> RedisError { .invalidURL("invalid Redis URL: \(why)") }
-        if url.hasPrefix("unix://") {
-            var rest = String(url.dropFirst("unix://".count))
-            var db = 0
-            if let q = rest.firstIndex(of: "?") {
-                let query = rest[rest.index(after: q)...]
-                rest = String(rest[..<q])
-                for item in query.split(separator: "&") {
-                    let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
-                    guard kv.count == 2, kv[0] == "db", let n = Int(kv[1]), n >= 0 else {
-                        throw bad("unsupported query '\(item)' (only db=N)")
-                    }
-                    db = n
-                }
-            }
-            guard rest.hasPrefix("/") else { throw bad("unix socket path must be absolute (unix:///path/to.sock)") }
-            return RedisEndpoint(address: .unix(path: rest), db: db)
-        }
+        if url.hasPrefix("unix://") { return try parseUnix(String(url.dropFirst("unix://".count))) }
         guard url.hasPrefix("redis://") else {
-            throw bad("scheme must be redis:// or unix:// (TLS rediss:// is not supported)")
+            throw invalid("scheme must be redis:// or unix:// (TLS rediss:// is not supported)")
         }
         var rest = Substring(url.dropFirst("redis://".count))
         var username: String?
         var password: String?
         if let at = rest.lastIndex(of: "@") {
-            let userinfo = rest[..<at]
+            (username, password) = try credentials(rest[..<at], allowPassword: allowPassword)
             rest = rest[rest.index(after: at)...]
-            let parts = userinfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            let user = parts[0].removingPercentEncoding ?? String(parts[0])
-            if parts.count == 2 {
-                username = user.isEmpty ? nil : user
-                password = parts[1].removingPercentEncoding ?? String(parts[1])
-            } else {
-                password = user  // redis://secret@host: the whole userinfo is the password
-            }
-            if password != nil && !allowPassword {
-                throw RedisError.invalidURL(
-                    "a password inside a Redis URL is accepted only from the REDIS_URL environment variable; "
-                        + "use REDIS_PASSWORD or REDIS_PASSWORD_FILE instead")
-            }
         }
         var db = 0
         if let slash = rest.firstIndex(of: "/") {
             let dbText = rest[rest.index(after: slash)...]
             rest = rest[..<slash]
             if !dbText.isEmpty {
-                guard let n = Int(dbText), n >= 0 else { throw bad("database '\(dbText)' is not a number") }
+                guard let n = Int(dbText), n >= 0 else { throw invalid("database '\(dbText)' is not a number") }
                 db = n
             }
         }
+        let (host, port) = try hostAndPort(rest)
+        return RedisEndpoint(address: .tcp(host: host, port: port), db: db, username: username, password: password)
+    }
+
+    static func invalid(_ why: String) -> RedisError { .invalidURL("invalid Redis URL: \(why)") }
+
+    /// `/path/to.sock[?db=N]`
+    static func parseUnix(_ text: String) throws -> RedisEndpoint {
+        var rest = text
+        var db = 0
+        if let q = rest.firstIndex(of: "?") {
+            let query = rest[rest.index(after: q)...]
+            rest = String(rest[..<q])
+            for item in query.split(separator: "&") {
+                let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2, kv[0] == "db", let n = Int(kv[1]), n >= 0 else {
+                    throw invalid("unsupported query '\(item)' (only db=N)")
+                }
+                db = n
+            }
+        }
+        guard rest.hasPrefix("/") else { throw invalid("unix socket path must be absolute (unix:///path/to.sock)") }
+        return RedisEndpoint(address: .unix(path: rest), db: db)
+    }
+
+    /// `user:password` or `password` (the whole userinfo) from a URL.
+    static func credentials(_ userinfo: Substring, allowPassword: Bool) throws -> (String?, String?) {
+        let parts = userinfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        let user = parts[0].removingPercentEncoding ?? String(parts[0])
+        let username = parts.count == 2 && !user.isEmpty ? user : nil
+        // redis://secret@host: the whole userinfo is the password
+        let password = parts.count == 2 ? (parts[1].removingPercentEncoding ?? String(parts[1])) : user
+        if !allowPassword {
+            throw RedisError.invalidURL(
+                "a password inside a Redis URL is accepted only from the REDIS_URL environment variable; "
+                    + "use REDIS_PASSWORD or REDIS_PASSWORD_FILE instead")
+        }
+        return (username, password)
+    }
+
+    /// `host[:port]` or `[v6]:port`; loopback and 6379 when left out.
+    static func hostAndPort(_ rest: Substring) throws -> (String, Int) {
         var host: String
         var portText: Substring?
         if rest.hasPrefix("[") {  // IPv6 literal
-            guard let close = rest.firstIndex(of: "]") else { throw bad("unterminated IPv6 address") }
+            guard let close = rest.firstIndex(of: "]") else { throw invalid("unterminated IPv6 address") }
             host = String(rest[rest.index(after: rest.startIndex)..<close])
             let after = rest[rest.index(after: close)...]
             if after.hasPrefix(":") {
                 portText = after.dropFirst()
             } else if !after.isEmpty {
-                throw bad("junk after host")
+                throw invalid("junk after host")
             }
         } else if let colon = rest.lastIndex(of: ":") {
             host = String(rest[..<colon])
@@ -117,12 +129,9 @@ public struct RedisEndpoint: Equatable, Sendable, CustomStringConvertible {
             host = String(rest)
         }
         if host.isEmpty { host = "127.0.0.1" }
-        var port = 6379
-        if let p = portText {
-            guard let n = Int(p), (1...65535).contains(n) else { throw bad("port '\(p)' is not in 1...65535") }
-            port = n
-        }
-        return RedisEndpoint(address: .tcp(host: host, port: port), db: db, username: username, password: password)
+        guard let p = portText else { return (host, 6379) }
+        guard let n = Int(p), (1...65535).contains(n) else { throw invalid("port '\(p)' is not in 1...65535") }
+        return (host, n)
     }
 
     /// The policy hook for credentials:

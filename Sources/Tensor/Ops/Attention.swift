@@ -8,6 +8,8 @@ import Foundation
 // probabilities instead of storing them.
 
 extension Tensor {
+    // Long on purpose: the forward pass and its VJP closure share buffers, geometry and the
+    // threading plan; split apart, the hot path would be spread over helpers that only it uses.
     /// q: [B, Tq, H·D], k and v: [B, Tk, H·D] → [B, Tq, H·D].
     /// `causal` masks keys after each query's own position (CLIP's text encoder).
     public static func attention(

@@ -121,6 +121,8 @@ extension Tensor {
     /// Largest im2col buffer, in floats (64 MB by default); lowered by tests to exercise banding.
     nonisolated(unsafe) public static var convColumnBudget = 16 << 20
 
+    // Long on purpose: the forward pass and its VJP closure share buffers, geometry and the
+    // threading plan; split apart, the hot path would be spread over helpers that only it uses.
     /// torch.nn.functional.conv2d on NCHW input with an OIHW weight.
     public func conv2d(_ weight: Tensor, _ bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
         precondition(

@@ -59,6 +59,8 @@ extension Tensor {
         }
     }
 
+    // Long on purpose: the forward pass and its VJP closure share buffers, geometry and the
+    // threading plan; split apart, the hot path would be spread over helpers that only it uses.
     /// Batched product: [..., M, K]·[..., K, N]. `other` may also be a plain [K, N] matrix.
     public func matmul(_ other: Tensor) -> Tensor {
         precondition(rank >= 2 && other.rank >= 2, "matmul needs matrices, got \(shape) and \(other.shape)")

@@ -80,6 +80,8 @@ extension Tensor {
             weight: weight, bias: bias, eps: eps)
     }
 
+    // Long on purpose: the forward pass and its VJP closure share buffers, geometry and the
+    // threading plan; split apart, the hot path would be spread over helpers that only it uses.
     /// Shared kernel: normalise each of `layout.groups` contiguous runs, then apply the affine.
     func normalize(_ layout: NormLayout, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
         let size = layout.groupSize
