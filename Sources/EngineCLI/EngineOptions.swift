@@ -42,11 +42,17 @@ struct MUSEEngineOptions: ParsableArguments {
         name: .customLong("zero-shot"), help: "Use the zero-shot head built from --clip-text instead of a linear head.")
     var zeroShot = false
 
+    @Option(help: "Cores the engine uses (sets MUSE_THREADS; default: all).")
+    var threads: Int?
+
     @Option(help: "Seed of the initial noise.")
     var seed: UInt64 = 0
 
     @Option(help: "DDIM steps. Default: 20 on the bundled tiny model, 50 otherwise.")
     var steps: Int?
+
+    @Option(help: "Sampler: ddim, or dpmpp-2m (DPM-Solver++(2M); generation only).")
+    var scheduler = "ddim"
 
     @Option(help: "Classifier-free guidance scale.")
     var guidance: Float = 7.5
@@ -104,9 +110,12 @@ struct MUSEEngineOptions: ParsableArguments {
 
     /// The job's settings from the command line.
     func jobSettings(target: Emotion, tiny: Bool, strength: Float? = nil) throws -> JobSettings {
+        guard let kind = SchedulerKind(rawValue: scheduler) else {
+            throw EngineCLI.Failure("--scheduler must be one of \(SchedulerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         let settings = JobSettings(
             steps: defaultSteps(tiny: tiny), guidance: guidance, negativePrompt: negativePrompt,
-            strength: strength, muse: try museSettings(target: target))
+            strength: strength, scheduler: kind, muse: try museSettings(target: target))
         try settings.validate()
         return settings
     }
@@ -149,7 +158,15 @@ struct MUSEEngineOptions: ParsableArguments {
         return (model, tower, head, text, self.model == nil)
     }
 
+    /// Applies --threads before the engine first looks at its thread count.
+    func applyThreads() throws {
+        guard let threads else { return }
+        guard (1...1024).contains(threads) else { throw EngineCLI.Failure("--threads must be in 1...1024, got \(threads)") }
+        setenv("MUSE_THREADS", String(threads), 1)
+    }
+
     func loadEngine() throws -> (SynthesisEngine, tiny: Bool) {
+        try applyThreads()
         let p = try paths()
         let began = Date()
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")

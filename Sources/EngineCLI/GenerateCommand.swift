@@ -39,6 +39,7 @@ struct GenerateCommand: ParsableCommand {
     /// Plain DDIM text-to-image through StableDiffusion.denoise.
     func plain() throws {
         let p = try engine.paths()
+        try engine.applyThreads()
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let sd = try StableDiffusion(folder: p.model)
         let steps = engine.defaultSteps(tiny: p.tiny)

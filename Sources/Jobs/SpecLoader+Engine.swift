@@ -4,7 +4,9 @@ import Vocabulary
 /// The `engine:` section: method, the shared settings and `engine.muse`, all checked by the
 /// rules in Vocabulary (the same ones the engine applies), reported with their spec paths.
 extension SpecLoader {
-    static let engineKeys = ["method", "steps", "guidance", "negative_prompt", "checkpoint_every", "muse"]
+    static let engineKeys = [
+        "method", "scheduler", "steps", "guidance", "negative_prompt", "checkpoint_every", "muse",
+    ]
 
     struct EngineSection {
         var method = SynthesisMethod.muse
@@ -19,6 +21,14 @@ extension SpecLoader {
         guard let e = r.map(node, "engine", allowed: Self.engineKeys) else { return section }
         if let node = e["method"], let m = r.string(node, "engine.method", allowEmpty: false) {
             do { section.method = try SynthesisMethod.parse(m) } catch { r.issue("engine.method", "\(error)", node) }
+        }
+        if let node = e["scheduler"], let name = r.string(node, "engine.scheduler", allowEmpty: false) {
+            if let kind = SchedulerKind(rawValue: name) {
+                section.settings.scheduler = kind
+            } else {
+                let valid = SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")
+                r.issue("engine.scheduler", "unknown scheduler '\(name)' (valid: \(valid))", node)
+            }
         }
         let steps = JobSettings.stepsRange
         if let v = r.int(e["steps"], "engine.steps", range: Int64(steps.lowerBound)...Int64(steps.upperBound)) {

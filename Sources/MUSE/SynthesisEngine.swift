@@ -36,6 +36,8 @@ public final class SynthesisEngine {
     public let sizeRules: ImageSizeRules
 
     private var conditioningCache: [String: Tensor] = [:]
+    /// DPM-Solver++(2M) from the model's scheduler config, made on first use.
+    private var dpmSolver: DPMSolverMultistepScheduler?
 
     /// `timingText`: a CLIP text model with projection into the classifier tower's space,
     /// used to embed the prompt for s_t.
@@ -73,21 +75,7 @@ public final class SynthesisEngine {
     /// (source) prompt, guidance 1, fully or to the strength's intermediate step.
     public func start(_ job: SynthesisJob, image: Tensor? = nil) throws -> SynthesisState {
         try job.settings.validate()
-        guard job.settings.steps >= 1, job.settings.steps <= sd.scheduler.config.numTrainTimesteps else {
-            throw SynthesisError(
-                "steps must be in 1...\(sd.scheduler.config.numTrainTimesteps), got \(job.settings.steps)")
-        }
-        // 'leading' spacing with steps_offset can overshoot the last training step (e.g. 1000 steps).
-        if let last = sd.scheduler.timesteps(steps: job.settings.steps).max(),
-            last >= sd.scheduler.config.numTrainTimesteps
-        {
-            throw SynthesisError(
-                "\(job.settings.steps) steps put a timestep at \(last), beyond the model's \(sd.scheduler.config.numTrainTimesteps) training steps; use fewer steps"
-            )
-        }
-        guard job.settings.guidance.isFinite, job.settings.guidance >= 0 else {
-            throw SynthesisError("guidance scale must be ≥ 0")
-        }
+        try checkSchedule(job.settings)
         let began = DispatchTime.now().uptimeNanoseconds
         var timings = PhaseTimings()
         let latent: Tensor
@@ -137,6 +125,83 @@ public final class SynthesisEngine {
             token: token, timing: timing, trace: trace)
     }
 
+    /// Checks a saved state against this engine's models before it is continued: a state that
+    /// passes its own checksums can still belong to other models (latent shape, token size) or
+    /// name a schedule this model cannot run. Throws `SynthesisError` saying what disagrees.
+    public func checkResumable(_ state: SynthesisState) throws {
+        try state.job.settings.validate()
+        try checkSchedule(state.job.settings)
+        guard state.stepIndex < state.job.settings.steps else {
+            throw SynthesisError(
+                "the state is at step \(state.stepIndex) of \(state.job.settings.steps): nothing to resume")
+        }
+        let shape = state.latentShape
+        let f = sd.vae.downsampleFactor
+        guard shape.count == 4, shape.allSatisfy({ $0 > 0 && $0 <= 1 << 20 }),
+            shape == sd.latentShape(height: shape[2] * f, width: shape[3] * f),
+            sizeRules.problem(width: shape[3] * f, height: shape[2] * f) == nil
+        else {
+            throw SynthesisError(
+                "the state's latent \(shape) does not fit this model (\(sd.unet.inChannels) channels, factor \(f))")
+        }
+        if !state.job.isEdit {
+            let width = state.job.settings.width ?? sizeRules.nativeSide
+            let height = state.job.settings.height ?? sizeRules.nativeSide
+            guard shape == sd.latentShape(height: height, width: width) else {
+                throw SynthesisError("the state's latent \(shape) is not the job's \(width)×\(height) image")
+            }
+        }
+        let tokenSize = state.job.method.insertsToken ? sd.textEncoder.hiddenSize : 0
+        guard state.token.count == tokenSize else {
+            throw SynthesisError("the state's token has \(state.token.count) values; this model's has \(tokenSize)")
+        }
+        if let h = state.dpmHistory, h.index != state.stepIndex - 1 || h.steps != state.job.settings.steps {
+            throw SynthesisError(
+                "the DPM-Solver history is for step \(h.index) of \(h.steps), not \(state.stepIndex - 1)")
+        }
+    }
+
+    /// The step count must give the chosen sampler a valid schedule.
+    func checkSchedule(_ settings: JobSettings) throws {
+        let steps = settings.steps
+        let trainSteps = sd.scheduler.config.numTrainTimesteps
+        guard steps >= 1, steps <= trainSteps else {
+            throw SynthesisError("steps must be in 1...\(trainSteps), got \(steps)")
+        }
+        switch settings.scheduler {
+        case .ddim:
+            // 'leading' spacing with steps_offset can overshoot the last training step (e.g. 1000 steps).
+            if let last = sd.scheduler.timesteps(steps: steps).max(), last >= trainSteps {
+                throw SynthesisError(
+                    "\(steps) steps put a timestep at \(last), beyond the model's \(trainSteps) training steps; use fewer steps"
+                )
+            }
+        case .dpmpp2m:
+            let dpm = try dpmScheduler()
+            try dpm.validate(steps: steps)
+            guard dpm.timesteps(steps: steps).count == steps else {
+                throw SynthesisError(
+                    "DPM-Solver++ with this scheduler config makes a schedule of other than \(steps) steps")
+            }
+        }
+    }
+
+    func dpmScheduler() throws -> DPMSolverMultistepScheduler {
+        if let dpmSolver { return dpmSolver }
+        let made = try sd.dpmSolverScheduler()
+        dpmSolver = made
+        return made
+    }
+
+    /// The job's timesteps, in denoising order.
+    func timesteps(_ settings: JobSettings) -> [Int] {
+        switch settings.scheduler {
+        case .ddim: return sd.scheduler.timesteps(steps: settings.steps)
+        // checkSchedule (in start) made the scheduler; a state from elsewhere is checked on resume.
+        case .dpmpp2m: return (try? dpmScheduler().timesteps(steps: settings.steps)) ?? []
+        }
+    }
+
     func checkSize(width: Int, height: Int, what: String) throws {
         if let problem = sizeRules.problem(width: width, height: height) { throw SynthesisError("\(what): \(problem)") }
     }
@@ -163,7 +228,7 @@ public final class SynthesisEngine {
         let began = DispatchTime.now().uptimeNanoseconds
         var timings = s.trace.timings
         let index = s.stepIndex
-        let t = sd.scheduler.timesteps(steps: job.settings.steps)[index]
+        let t = timesteps(job.settings)[index]
         let z = Tensor(shape: s.latentShape, data: s.latent)
         let w = job.settings.guidance
 
@@ -199,8 +264,18 @@ public final class SynthesisEngine {
                 classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), &timings)
             }
         }
-        let next = Autograd.noGrad {
-            sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: job.settings.steps).prevSample
+        let next: Tensor = Autograd.noGrad {
+            switch job.settings.scheduler {
+            case .ddim:
+                return sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: job.settings.steps).prevSample
+            case .dpmpp2m:
+                // checkSchedule made the scheduler in start (or resume).
+                guard let dpm = dpmSolver else { preconditionFailure("DPM-Solver++ used before start checked it") }
+                let (prev, history) = dpm.step(
+                    modelOutput: eps, index: index, sample: z, steps: job.settings.steps, previous: s.dpmHistory)
+                s.dpmHistory = history
+                return prev
+            }
         }
         s.latent = next.data
         s.stepIndex += 1

@@ -1,3 +1,4 @@
+import Diffusion
 import Foundation
 import Vocabulary
 
@@ -5,7 +6,8 @@ import Vocabulary
 /// saved copy gives the same bytes as never stopping. No RNG state: randomness is used
 /// only to draw z_T in `start`.
 public struct SynthesisState: Codable, Equatable, Sendable {
-    public static let formatVersion = 1
+    /// 2: snake_case settings (one JobSettings type) and the DPM-Solver history.
+    public static let formatVersion = 2
     public var version = SynthesisState.formatVersion
     public var job: SynthesisJob
     /// The next schedule index to run; `job.settings.steps` when finished.
@@ -21,6 +23,8 @@ public struct SynthesisState: Codable, Equatable, Sendable {
     public var similar: [Emotion]
     public var timing: GuidanceTiming
     public var trace: SynthesisTrace
+    /// DPM-Solver++(2M)'s previous data prediction (nil for DDIM and before the first step).
+    public var dpmHistory: DPMSolverHistory?
 
     // MARK: checkpoint form: large float arrays apart from a small JSON blob
 
@@ -29,7 +33,9 @@ public struct SynthesisState: Codable, Equatable, Sendable {
     /// The state's float arrays by name, for a codec that compresses floats (byte shuffle +
     /// zstd). Together with `checkpointMetadata()` they are the whole state.
     public func checkpointArrays() -> [(String, [Float])] {
-        [("latent", latent), ("token", token), ("adam.m", adam.m), ("adam.v", adam.v)]
+        var arrays = [("latent", latent), ("token", token), ("adam.m", adam.m), ("adam.v", adam.v)]
+        if let history = dpmHistory { arrays.append(("dpm.x0", history.x0)) }
+        return arrays
     }
 
     /// The rest of the state as JSON (arrays emptied).
@@ -39,6 +45,7 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         copy.token = []
         copy.adam.m = []
         copy.adam.v = []
+        copy.dpmHistory?.x0 = []
         return try Self.encoder.encode(copy)
     }
 
@@ -55,6 +62,10 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         state.token = arrays["token"]!
         state.adam.m = arrays["adam.m"]!
         state.adam.v = arrays["adam.v"]!
+        if state.dpmHistory != nil {
+            guard let x0 = arrays["dpm.x0"] else { throw StateError("checkpoint lacks the array 'dpm.x0'") }
+            state.dpmHistory?.x0 = x0
+        }
         try state.validate()
         self = state
     }
@@ -77,6 +88,9 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         }
         guard adam.m.count == token.count, adam.v.count == token.count else {
             throw StateError("Adam moments (\(adam.m.count), \(adam.v.count)) do not match the token (\(token.count))")
+        }
+        if let h = dpmHistory, h.shape.reduce(1, *) != h.x0.count || h.shape != latentShape {
+            throw StateError("DPM-Solver history has \(h.x0.count) values for shape \(h.shape), latent \(latentShape)")
         }
         guard (0...job.settings.steps).contains(stepIndex) else {
             throw StateError("step \(stepIndex) outside 0...\(job.settings.steps)")

@@ -57,6 +57,8 @@ public enum BLAS {
         keepFreedMemoryInProcess()
         shortenThreadSpin()
         let loaded = currentCore()
+        // MUSE_THREADS sets OpenBLAS's threads too; otherwise OpenBLAS keeps its own setting.
+        if ProcessInfo.processInfo.environment["MUSE_THREADS"] != nil { openblas_set_num_threads(Int32(Threads.count)) }
         let threads = Int(openblas_get_num_threads())
         if let pinned = ProcessInfo.processInfo.environment["MUSE_BLAS_CORE"], !pinned.isEmpty {
             switchCore(to: pinned)

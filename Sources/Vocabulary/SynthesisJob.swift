@@ -1,5 +1,13 @@
 import Foundation
 
+/// The sampler a job denoises with. Edits always use DDIM: its inversion is what maps the
+/// source image to the starting latent.
+public enum SchedulerKind: String, Codable, Sendable, CaseIterable {
+    case ddim
+    /// DPM-Solver++(2M), diffusers' DPMSolverMultistepScheduler: fewer steps for the same image.
+    case dpmpp2m = "dpmpp-2m"
+}
+
 /// The settings of one synthesis besides what it is about (prompt, emotion, method, seed):
 /// the one settings type a spec, a queued job, a checkpoint and a manifest line all carry,
 /// with the same snake_case names everywhere.
@@ -20,11 +28,13 @@ public struct JobSettings: Codable, Equatable, Sendable {
     public var height: Int?
     /// Set for an edit: how far to invert, 1 = to the first timestep (full), 0.3 = 30 % of the schedule.
     public var strength: Float?
+    public var scheduler: SchedulerKind
     public var muse: MUSESettings
 
     public init(
         steps: Int = 50, guidance: Float = 7.5, negativePrompt: String = "", width: Int? = nil,
-        height: Int? = nil, strength: Float? = nil, muse: MUSESettings = MUSESettings()
+        height: Int? = nil, strength: Float? = nil, scheduler: SchedulerKind = .ddim,
+        muse: MUSESettings = MUSESettings()
     ) {
         self.steps = steps
         self.guidance = guidance
@@ -32,11 +42,12 @@ public struct JobSettings: Codable, Equatable, Sendable {
         self.width = width
         self.height = height
         self.strength = strength
+        self.scheduler = scheduler
         self.muse = muse
     }
 
     enum CodingKeys: String, CodingKey {
-        case steps, guidance, width, height, strength, muse
+        case steps, guidance, width, height, strength, scheduler, muse
         case negativePrompt = "negative_prompt"
     }
 
@@ -57,6 +68,9 @@ public struct JobSettings: Codable, Equatable, Sendable {
         }
         if let strength, let p = Self.strengthRule.problem(Double(strength)) {
             throw SettingsError(key: "strength", "\(strength) \(p)")
+        }
+        if strength != nil && scheduler != .ddim {
+            throw SettingsError(key: "scheduler", "edits use ddim (the source image is inverted with DDIM)")
         }
         try muse.validate()
     }

@@ -111,8 +111,8 @@ public final class MUSEPipelineEngine: PipelineEngine {
         guard state.job == sjob else {
             throw CheckpointMismatch(message: "the saved state is for different job settings")
         }
-        guard state.latentShape.count == 4, state.stepIndex < sjob.settings.steps else {
-            throw CheckpointMismatch(message: "the saved state is at step \(state.stepIndex) of \(sjob.settings.steps)")
+        do { try engine.checkResumable(state) } catch {
+            throw CheckpointMismatch(message: "\(error)")
         }
         return MUSESession(engine: engine, state: state)
     }

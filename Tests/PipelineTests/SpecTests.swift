@@ -270,6 +270,19 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(Slug.make("???"), "untitled")
     }
 
+    func testSchedulerChoice() throws {
+        let dpm = try JobSpec.load(path: try spec(generation + "\nengine: {scheduler: dpmpp-2m}"), environment: env)
+        XCTAssertTrue(dpm.jobs.allSatisfy { $0.content.settings.scheduler == .dpmpp2m })
+        let ddim = try JobSpec.load(path: try spec(generation), environment: env)
+        XCTAssertTrue(ddim.jobs.allSatisfy { $0.content.settings.scheduler == .ddim }, "ddim by default")
+        XCTAssertTrue(Set(dpm.jobs.map(\.id)).isDisjoint(with: Set(ddim.jobs.map(\.id))), "the sampler is content")
+        XCTAssertTrue(
+            try problems(generation + "\nengine: {scheduler: euler}").contains(
+                "engine.scheduler: unknown scheduler 'euler' (valid: ddim, dpmpp-2m)"))
+        let edit = "editing:\n  images: [images/sunset.png]\n  emotions: [awe]\n  source_prompt: a sunset\n"
+        XCTAssertTrue(try problems(edit + "engine: {scheduler: dpmpp-2m}").contains("engine.scheduler: edits use ddim"))
+    }
+
     /// Every spec key reaches the engine's settings.
     func testEveryMUSESettingReachesTheJob() throws {
         let loaded = try JobSpec.load(

@@ -136,7 +136,7 @@ extension Tensor {
         let planeOut = outH * outW
         let planeIn = geo.inChannels * geo.height * geo.width
         let band = geo.bandRows
-        let (parallelRows, parallel) = geo.bands(workers: ProcessInfo.processInfo.activeProcessorCount)
+        let (parallelRows, parallel) = geo.bands(workers: Threads.count)
         let out = makeArray(geo.batch * cout * planeOut) { o in
             data.withPointer { x in
                 weight.data.withPointer { w in
