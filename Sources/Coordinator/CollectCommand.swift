@@ -29,7 +29,19 @@ struct CollectCommand: ParsableCommand {
     @Option(help: "With --follow: seconds between polls.")
     var interval: Double = 1
 
+    @Flag(
+        help: ArgumentHelp(
+            "Collect into an output folder whose manifest already holds other batches "
+                + "(this batch's contact sheet is then contact-sheet-BATCH.png)."))
+    var allowMixed = false
+
     @OptionGroup var redisOptions: RedisOptions
+
+    func validate() throws {
+        guard (0.05...3600).contains(interval) else {
+            throw ValidationError("--interval must be in 0.05...3600 seconds")
+        }
+    }
 
     func run() throws {
         try guarded {
@@ -43,7 +55,13 @@ struct CollectCommand: ParsableCommand {
             else {
                 throw InputError("batch \(batch) was submitted without an output folder: pass --output DIR")
             }
-            let collector = try Collector(queue: q, output: folder, log: { coordinatorLog($0) })
+            // Holds the output folder's lock (as `run` does) until the contact sheet is written:
+            // a second collect on the same folder is refused instead of appending the same jobs.
+            let collector = try Collector(
+                queue: q, output: folder, allowMixed: allowMixed, log: { coordinatorLog($0) })
+            defer { withExtendedLifetime(collector) {} }
+            let others = try Collector.otherBatches(manifest: collector.manifestURL, than: q.batchID)
+            let mixed = !others.isEmpty
             let reporter = ProgressReporter()
             var outage = false
             var finished = false
@@ -71,7 +89,8 @@ struct CollectCommand: ParsableCommand {
             reporter.finish()
             let jobs = batchJobs(q, folder: folder)
             let sheet = try Collector.writeContactSheet(
-                output: folder, jobs: jobs, columns: max(1, info?.sheetColumns ?? 1))
+                output: folder, jobs: jobs, columns: max(1, info?.sheetColumns ?? 1),
+                name: Collector.sheetName(batchID: q.batchID, mixed: mixed))
             let st = try q.status()
             say(
                 "collected \(collector.written) new line(s) into \(collector.manifestURL.path) (\(collector.manifest.jobIDs.count) in total); batch: \(st.done) done, \(st.failed) failed of \(st.total)\(sheet.map { "; contact sheet \($0.path)" } ?? "")"

@@ -31,6 +31,12 @@ struct RunBatchCommand: ParsableCommand {
     @Flag(help: "Keep OUTPUT/.redis after a complete run (it is removed once everything is collected).")
     var keepRedis = false
 
+    @Flag(
+        help: ArgumentHelp(
+            "Add this batch to an output folder whose manifest already holds other batches "
+                + "(its contact sheet is then contact-sheet-BATCH.png)."))
+    var allowMixed = false
+
     @Option(help: ArgumentHelp("Worker engine (muse, or fake for pipeline tests).", visibility: .hidden))
     var workerEngine = "muse"
 
@@ -43,7 +49,7 @@ struct RunBatchCommand: ParsableCommand {
             try LocalBatchRun(
                 .init(
                     spec: spec, output: output, localWorkers: localWorkers, keepRedis: keepRedis,
-                    workerEngine: workerEngine)
+                    workerEngine: workerEngine, allowMixed: allowMixed)
             ).run()
         }
     }

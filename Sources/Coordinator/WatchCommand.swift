@@ -25,7 +25,12 @@ struct WatchCommand: ParsableCommand {
     @OptionGroup var redisOptions: RedisOptions
 
     func validate() throws {
-        guard interval > 0 else { throw ValidationError("--interval must be positive") }
+        guard (0.05...3600).contains(interval) else {
+            throw ValidationError("--interval must be in 0.05...3600 seconds")
+        }
+        if let timeout, !(timeout >= 0 && timeout.isFinite) {
+            throw ValidationError("--timeout must be a number of seconds ≥ 0")
+        }
     }
 
     func run() throws {

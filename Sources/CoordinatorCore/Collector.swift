@@ -23,14 +23,111 @@ public final class Collector {
     public static let manifestName = "manifest.jsonl"
     public static let sheetName = "contact-sheet.png"
 
-    public init(queue: BatchQueue, output: URL, log: @escaping (String) -> Void) throws {
+    /// The output folder's lock, held while this collector lives: two collectors (two
+    /// `collect`s, or `collect` beside `run`) on one folder would each append the same jobs.
+    public let lock: OutputLock
+
+    /// Takes the output folder's lock (or uses `lock`, which the caller already holds on
+    /// `output`), removes temporary files a killed collector left, and opens the manifest.
+    /// Unless `allowMixed`, a manifest that already holds other batches is refused.
+    public init(
+        queue: BatchQueue, output: URL, lock: OutputLock? = nil, allowMixed: Bool = false,
+        log: @escaping (String) -> Void
+    ) throws {
         self.queue = queue
         self.output = output
         self.log = log
         do { try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true) } catch {
             throw InputError("cannot create the output folder \(output.path): \(error.localizedDescription)")
         }
-        manifest = try ManifestWriter(url: output.appendingPathComponent(Self.manifestName))
+        if let lock {
+            precondition(lock.folder.standardizedFileURL == output.standardizedFileURL, "lock of another folder")
+            self.lock = lock
+        } else {
+            self.lock = try OutputLock(folder: output)
+        }
+        for name in Self.removeStaleTemporaries(in: output) { log("removed \(name), left by a killed collector") }
+        let manifestURL = output.appendingPathComponent(Self.manifestName)
+        if !allowMixed { try Self.refuseMixing(manifest: manifestURL, batchID: queue.batchID) }
+        manifest = try ManifestWriter(url: manifestURL)
+    }
+
+    // MARK: one batch per output folder
+
+    /// The batches other than `batchID` with lines in the manifest, and how many lines each.
+    public static func otherBatches(manifest url: URL, than batchID: String) throws -> [(batch: String, lines: Int)] {
+        struct BatchOnly: Decodable {
+            var batchID: String?
+            enum CodingKeys: String, CodingKey { case batchID = "batch_id" }
+        }
+        var counts: [String: Int] = [:]
+        for entry in try ManifestWriter.readEntries(url, as: BatchOnly.self) {
+            if let b = entry.batchID, b != batchID { counts[b, default: 0] += 1 }
+        }
+        return counts.sorted { $0.key < $1.key }.map { (batch: $0.key, lines: $0.value) }
+    }
+
+    /// Throws when the manifest holds another batch: one manifest and one contact sheet per
+    /// batch, unless the caller allows mixing (`--allow-mixed`).
+    public static func refuseMixing(manifest url: URL, batchID: String) throws {
+        let others = try otherBatches(manifest: url, than: batchID)
+        guard !others.isEmpty else { return }
+        let listed = others.prefix(3).map { "\($0.batch) (\($0.lines) jobs)" }.joined(separator: ", ")
+        let more = others.count > 3 ? " and \(others.count - 3) more" : ""
+        throw InputError(
+            "\(url.path) already holds batch \(listed)\(more), and this is batch \(batchID): "
+                + "use another output folder, or pass --allow-mixed to add this batch to the same manifest "
+                + "(its contact sheet is then \(sheetName(batchID: batchID, mixed: true)))")
+    }
+
+    /// contact-sheet.png, or contact-sheet-BATCH.png in a folder that holds several batches.
+    public static func sheetName(batchID: String, mixed: Bool) -> String {
+        mixed ? "contact-sheet-\(batchID).png" : sheetName
+    }
+
+    // MARK: temporary files
+
+    /// Removes `.NAME.tmp-PID` files (what `writeDurably` writes before its rename) in the
+    /// output folder and its subfolders whose process is gone: a collector killed mid-write
+    /// leaves them. Returns the removed paths, relative to `output`.
+    @discardableResult
+    public static func removeStaleTemporaries(in output: URL) -> [String] {
+        let fm = FileManager.default
+        var folders = [""]
+        for name in (try? fm.contentsOfDirectory(atPath: output.path)) ?? [] where !name.hasPrefix(".") {
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: output.appendingPathComponent(name).path, isDirectory: &isDir), isDir.boolValue {
+                folders.append(name)
+            }
+        }
+        var removed: [String] = []
+        for folder in folders {
+            let dir = folder.isEmpty ? output : output.appendingPathComponent(folder)
+            for name in (try? fm.contentsOfDirectory(atPath: dir.path)) ?? [] {
+                guard let pid = temporaryOwner(name), !processIsAlive(pid) else { continue }
+                if unlink(dir.appendingPathComponent(name).path) == 0 {
+                    removed.append(folder.isEmpty ? name : "\(folder)/\(name)")
+                }
+            }
+        }
+        return removed
+    }
+
+    /// The PID in a name `writeDurably` gives its temporary files (`.NAME.tmp-PID`), else nil.
+    static func temporaryOwner(_ name: String) -> pid_t? {
+        guard name.hasPrefix("."), let range = name.range(of: ".tmp-", options: .backwards),
+            range.lowerBound > name.index(after: name.startIndex)
+        else { return nil }
+        let digits = name[range.upperBound...]
+        guard !digits.isEmpty, digits.count <= 10, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+            let pid = pid_t(digits), pid > 0
+        else { return nil }
+        return pid
+    }
+
+    static func processIsAlive(_ pid: pid_t) -> Bool {
+        if pid == getpid() { return false }  // nothing of ours is being written yet
+        return kill(pid, 0) == 0 || errno == EPERM
     }
 
     public var manifestURL: URL { output.appendingPathComponent(Self.manifestName) }
@@ -184,7 +281,7 @@ public final class Collector {
     /// `jobs`: the jobs to show with their cells; lines come from the manifest.
     public static func writeContactSheet(
         output: URL, jobs: [(id: String, row: Int, column: Int, source: String?)], columns: Int,
-        maxRows: Int = 100
+        maxRows: Int = 100, name: String = sheetName
     ) throws -> URL? {
         guard !jobs.isEmpty else { return nil }
         let lines = try ManifestWriter.readEntries(output.appendingPathComponent(manifestName), as: ManifestEntry.self)
@@ -221,7 +318,7 @@ public final class Collector {
         let flat = images.flatMap { $0.map { $0 ?? blank } }
         let cell = max(128, min(256, side))
         let sheet = ContactSheet.make(flat, columns: columns, cellWidth: cell, cellHeight: cell, gap: 4)
-        let url = output.appendingPathComponent(sheetName)
+        let url = output.appendingPathComponent(name)
         try writeDurably(try PNGCodec.encode(sheet), to: url)
         return url
     }

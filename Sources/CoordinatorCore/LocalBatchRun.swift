@@ -14,13 +14,19 @@ public final class LocalBatchRun {
         public var localWorkers: Int
         public var keepRedis: Bool
         public var workerEngine: String
+        /// Add the batch to an output folder whose manifest holds other batches.
+        public var allowMixed: Bool
 
-        public init(spec: String, output: String?, localWorkers: Int, keepRedis: Bool, workerEngine: String) {
+        public init(
+            spec: String, output: String?, localWorkers: Int, keepRedis: Bool, workerEngine: String,
+            allowMixed: Bool = false
+        ) {
             self.spec = spec
             self.output = output
             self.localWorkers = localWorkers
             self.keepRedis = keepRedis
             self.workerEngine = workerEngine
+            self.allowMixed = allowMixed
         }
     }
 
@@ -31,6 +37,8 @@ public final class LocalBatchRun {
     private var manifestURL: URL { out.appendingPathComponent(Collector.manifestName) }
     private var redisDir: URL { out.appendingPathComponent(".redis") }
     private var logDir: URL { out.appendingPathComponent("logs") }
+    /// contact-sheet.png, or a per-batch name in a folder shared with other batches.
+    private var sheetName = Collector.sheetName
 
     /// Loads and validates the spec; nothing is started yet.
     public init(_ options: Options) throws {
@@ -58,6 +66,11 @@ public final class LocalBatchRun {
         }
         let lock = try OutputLock(folder: out)
         defer { withExtendedLifetime(lock) {} }
+        // One batch per folder unless asked: another spec's jobs would share this manifest and
+        // its contact sheet would replace the other batch's.
+        if !options.allowMixed { try Collector.refuseMixing(manifest: manifestURL, batchID: loaded.batchID) }
+        let others = try Collector.otherBatches(manifest: manifestURL, than: loaded.batchID)
+        sheetName = Collector.sheetName(batchID: loaded.batchID, mixed: !others.isEmpty)
         let existing = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
         let collected = Set(existing.map(\.jobID))
         if loaded.jobs.allSatisfy({ collected.contains($0.id) }) { return try reportNothingToDo(existing) }
@@ -86,7 +99,8 @@ public final class LocalBatchRun {
         let client = try redis.client(options: .init(connectTimeout: 5, commandTimeout: 30))
         let queue = try submit(client: client, collected: collected)
         pool = try startWorkers(binary: workerBinary, redis: redis)
-        let collector = try Collector(queue: queue, output: out, log: { [log] in log($0) })
+        let collector = try Collector(
+            queue: queue, output: out, lock: lock, allowMixed: options.allowMixed, log: { [log] in log($0) })
         let finished = try follow(queue: queue, collector: collector, pool: pool!, stop: stop)
         if !finished {
             pool?.stopAll(grace: 120)
@@ -100,14 +114,16 @@ public final class LocalBatchRun {
             return 128 + (stop.signalNumber ?? SIGINT)
         }
         pool?.stopAll(grace: 30)
-        let sheet = try Collector.writeContactSheet(output: out, jobs: cells, columns: loaded.info.sheetColumns)
+        let sheet = try Collector.writeContactSheet(
+            output: out, jobs: cells, columns: loaded.info.sheetColumns, name: sheetName)
         redis.shutdown()
         clean = true
         return try reportFinished(collector: collector, sheet: sheet)
     }
 
     private func reportNothingToDo(_ existing: [ManifestEntry]) throws -> Int32 {
-        let sheet = try Collector.writeContactSheet(output: out, jobs: cells, columns: loaded.info.sheetColumns)
+        let sheet = try Collector.writeContactSheet(
+            output: out, jobs: cells, columns: loaded.info.sheetColumns, name: sheetName)
         let ids = Set(loaded.jobs.map(\.id))
         let failed = existing.filter { ids.contains($0.jobID) && $0.status != "done" }.count
         say(

@@ -100,8 +100,10 @@ public final class LocalWorkers {
 /// An exclusive lock on an output folder (flock; released by the kernel if we die).
 public final class OutputLock {
     private let fd: Int32
+    public let folder: URL
 
     public init(folder: URL) throws {
+        self.folder = folder
         let path = folder.appendingPathComponent(".muse-run.lock").path
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw InputError("cannot create \(path): \(String(cString: strerror(errno)))") }

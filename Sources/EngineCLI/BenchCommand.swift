@@ -21,7 +21,9 @@ struct BenchCommand: ParsableCommand {
         let blas = BLAS.ensureConfigured()
         print("BLAS: \(blas)")
         let cpu = BLAS.cpuModelName()
-        print("CPU: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, engine threads \(Threads.count) (MUSE_THREADS)")
+        print(
+            "CPU: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, engine threads \(Threads.count) (MUSE_THREADS)"
+        )
 
         let n = quick ? 512 : 2048
         let a = Tensor.randomNormal([n, n], seed: 1)

@@ -22,39 +22,35 @@ struct EditCommand: ParsableCommand {
     @Option(name: .customLong("source-prompt"), help: "Prompt describing the input, used to invert and denoise it.")
     var sourcePrompt = ""
 
-    @Option(help: "How far to invert: 1 = the whole schedule (z_T), 0.5 = half of it (keeps more of the input).")
+    @Option(
+        help: "How far to invert, in (0, 1]: 1 = the whole schedule (z_T), 0.5 = half of it (keeps more of the input).")
     var strength: Float = 1
 
     @OptionGroup var engine: MUSEEngineOptions
 
     func run() throws {
-        guard let emotion = try engine.emotion() else {
-            throw EngineCLI.Failure("edit needs --emotion (\(Emotion.validNames))")
-        }
-        let method = try engine.method()
-        _ = try engine.museSettings(target: emotion)  // fail on bad settings before reading anything
-        guard (0...1).contains(strength) else {
-            throw EngineCLI.Failure("--strength must be in [0, 1], got \(strength)")
-        }
-        try engine.checkOutput()
+        if engine.emotionName == nil { throw EngineCLI.Failure("edit needs --emotion (\(Emotion.validNames))") }
+        let checked = try engine.check(strength: strength)
+        guard let emotion = checked.emotion else { return }
         // Read and decode the image before loading any model: a bad input fails fast.
-        guard let data = FileManager.default.contents(atPath: image) else {
-            throw EngineCLI.Failure("cannot read image \(image): no such file or not readable")
+        let data: Data
+        do { data = try RegularFile.read(image, limit: 128 << 20) } catch let e as FileReadError {
+            throw EngineCLI.Failure("cannot read image \(image): \(e.reason)")
         }
         let decoded: RGBImage
         do { decoded = try PNGCodec.decode(data).rgb() } catch {
             throw EngineCLI.Failure("cannot read image \(image): \(error)")
         }
         // Size rules come from the configs, so a wrong size fails before the weights load.
-        let rules = try ImageSizeRules(modelFolder: try engine.paths().model)
+        let rules = try ImageSizeRules(modelFolder: checked.paths.model)
         if let problem = rules.problem(width: decoded.width, height: decoded.height) {
             throw EngineCLI.Failure("image \(image): \(problem) — resize or crop it first")
         }
-        let (museEngine, tiny) = try engine.loadEngine()
+        let museEngine = try engine.loadEngine(checked.paths)
         let input = Tensor.fromRGBBytes(decoded.pixels, width: decoded.width, height: decoded.height)
         let job = SynthesisJob(
-            prompt: sourcePrompt, emotion: emotion, method: method, seed: engine.seed,
-            settings: try engine.jobSettings(target: emotion, tiny: tiny, strength: strength))
+            prompt: sourcePrompt, emotion: emotion, method: checked.method, seed: engine.seed,
+            settings: checked.settings)
         try EngineCLI.runJob(museEngine, job, image: input, options: engine)
     }
 }

@@ -68,15 +68,25 @@ enum EngineCLI {
     static func writePNG(_ rgb: [UInt8], width: Int, height: Int, to path: String) throws {
         let data = try PNGCodec.encode(RGBImage(width: width, height: height, channels: 3, pixels: rgb))
         do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw EngineCLI.Failure("cannot write \(path): \(error.localizedDescription)")
+            throw writeFailure(path, error)
         }
+    }
+
+    /// "cannot write PATH: Is a directory" rather than Foundation's "NSCocoaErrorDomain error 512".
+    static func writeFailure(_ path: String, _ error: Error) -> Failure {
+        let ns = error as NSError
+        let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError
+        let why =
+            [underlying, ns].compactMap { $0 }.first { $0.domain == NSPOSIXErrorDomain }
+            .map { String(cString: strerror(Int32($0.code))) } ?? ns.localizedDescription
+        return Failure("cannot write \(path): \(why)")
     }
 
     static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         do { try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw EngineCLI.Failure("cannot write \(path): \(error.localizedDescription)")
+            throw writeFailure(path, error)
         }
     }
 

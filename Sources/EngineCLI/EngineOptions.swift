@@ -42,9 +42,6 @@ struct MUSEEngineOptions: ParsableArguments {
         name: .customLong("zero-shot"), help: "Use the zero-shot head built from --clip-text instead of a linear head.")
     var zeroShot = false
 
-    @Option(help: "Cores the engine uses (sets MUSE_THREADS; default: all).")
-    var threads: Int?
-
     @Option(help: "Seed of the initial noise.")
     var seed: UInt64 = 0
 
@@ -53,6 +50,9 @@ struct MUSEEngineOptions: ParsableArguments {
 
     @Option(help: "Sampler: ddim, or dpmpp-2m (DPM-Solver++(2M); generation only).")
     var scheduler = "ddim"
+
+    @Option(help: "Cores the engine uses (sets MUSE_THREADS; default: all).")
+    var threads: Int?
 
     @Option(help: "Classifier-free guidance scale.")
     var guidance: Float = 7.5
@@ -79,6 +79,51 @@ struct MUSEEngineOptions: ParsableArguments {
     func emotion() throws -> Emotion? { try emotionName.map(Emotion.parse) }
     func method() throws -> SynthesisMethod { try SynthesisMethod.parse(methodName) }
 
+    /// Everything `generate` and `edit` take from the command line, checked.
+    struct Checked {
+        var emotion: Emotion?
+        var method: SynthesisMethod
+        var settings: JobSettings
+        var paths: (model: String, tower: String, head: String?, text: String, tiny: Bool)
+    }
+
+    /// The one place the command line is checked, before any model is loaded: the emotion
+    /// and method, the settings by the rules a job spec's are checked with (`JobSettings` and
+    /// `MUSESettings` validation, the model scheduler's `StepRules`), the model folders (only
+    /// regular files and folders), and the output paths. Errors name the option.
+    func check(strength: Float? = nil) throws -> Checked {
+        try applyThreads()
+        guard let schedulerKind = SchedulerKind(rawValue: scheduler) else {
+            let valid = SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")
+            throw EngineCLI.Failure("--scheduler: unknown scheduler '\(scheduler)' (valid: \(valid))")
+        }
+        let emotion = try emotion()
+        let method = try method()
+        if emotion == nil && methodName != "muse" { throw EngineCLI.Failure("--method needs --emotion") }
+        let muse = try emotion.map { try museSettings(target: $0) } ?? MUSESettings()
+        let paths = try paths()
+        let settings = JobSettings(
+            steps: defaultSteps(tiny: paths.tiny), guidance: guidance, negativePrompt: negativePrompt,
+            strength: strength, scheduler: schedulerKind, muse: muse)
+        do { try settings.validate() } catch let e as SettingsError {
+            let option = [
+                "steps": "--steps", "guidance": "--guidance", "strength": "--strength", "scheduler": "--scheduler",
+            ][
+                e.key ?? ""]
+            throw EngineCLI.Failure(option.map { "\($0): \(e.message)" } ?? "--settings: \(e)")
+        }
+        let rules: StepRules
+        do { rules = try StepRules(modelFolder: paths.model) } catch {
+            throw EngineCLI.Failure("model \(paths.model): \(error)")
+        }
+        // StepRules is DDIM's schedule; the engine checks DPM-Solver++'s at start.
+        if schedulerKind == .ddim, let problem = rules.problem(steps: settings.steps) {
+            throw EngineCLI.Failure("--steps: \(problem)\(steps == nil ? " (the default for this model)" : "")")
+        }
+        try checkOutput()
+        return Checked(emotion: emotion, method: method, settings: settings, paths: paths)
+    }
+
     /// Settings from --settings and --similar (validated before any model is loaded).
     func museSettings(target: Emotion) throws -> MUSESettings {
         var s = MUSESettings()
@@ -86,10 +131,9 @@ struct MUSEEngineOptions: ParsableArguments {
             let data: Data
             if text.hasPrefix("@") {
                 let path = String(text.dropFirst())
-                guard let d = FileManager.default.contents(atPath: path) else {
-                    throw EngineCLI.Failure("cannot read settings file \(path)")
+                do { data = try RegularFile.read(path, limit: 1 << 20) } catch let e as FileReadError {
+                    throw EngineCLI.Failure("--settings: cannot read the settings file \(path): \(e.reason)")
                 }
-                data = d
             } else {
                 data = Data(text.utf8)
             }
@@ -102,30 +146,45 @@ struct MUSEEngineOptions: ParsableArguments {
             let names = similar.split(separator: ",").map(String.init).filter {
                 !$0.trimmingCharacters(in: .whitespaces).isEmpty
             }
-            try s.similarEmotions.set(target, try names.map(Emotion.parse))
+            do { try s.similarEmotions.set(target, try names.map(Emotion.parse)) } catch {
+                throw EngineCLI.Failure("--similar: \(error)")
+            }
         }
-        try s.validate()
+        do { try s.validate() } catch { throw EngineCLI.Failure("--settings: \(error)") }
         return s
     }
 
-    /// The job's settings from the command line.
-    func jobSettings(target: Emotion, tiny: Bool, strength: Float? = nil) throws -> JobSettings {
-        guard let kind = SchedulerKind(rawValue: scheduler) else {
-            throw EngineCLI.Failure("--scheduler must be one of \(SchedulerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+    /// Applies --threads before the engine first looks at its thread count.
+    func applyThreads() throws {
+        guard let threads else { return }
+        guard (1...1024).contains(threads) else {
+            throw EngineCLI.Failure("--threads must be in 1...1024, got \(threads)")
         }
-        let settings = JobSettings(
-            steps: defaultSteps(tiny: tiny), guidance: guidance, negativePrompt: negativePrompt,
-            strength: strength, scheduler: kind, muse: try museSettings(target: target))
-        try settings.validate()
-        return settings
+        setenv("MUSE_THREADS", String(threads), 1)
     }
 
+    /// --out (and --trace) must name a file to write in an existing folder: not a folder,
+    /// FIFO or device, so nothing is computed only to fail at the end.
     func checkOutput() throws {
-        let dir = (out as NSString).deletingLastPathComponent
+        try Self.checkWritable(out, option: "--out", what: "PNG")
+        if let trace { try Self.checkWritable(trace, option: "--trace", what: "JSON") }
+    }
+
+    static func checkWritable(_ path: String, option: String, what: String) throws {
+        var st = stat()
+        if stat(path, &st) == 0, let kind = RegularFile.kindName(mode: st.st_mode) {
+            let example = st.st_mode & S_IFMT == S_IFDIR ? " (e.g. \(path)/out.\(what.lowercased()))" : ""
+            throw EngineCLI.Failure(
+                "\(option) \(path) is \(kind); give the path of the \(what) file to write\(example)")
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        let folder = dir.isEmpty ? "." : dir
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir, isDirectory: &isDir), isDir.boolValue
-        else {
-            throw EngineCLI.Failure("output folder \(dir) does not exist (for --out \(out))")
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
+            throw EngineCLI.Failure("output folder \(folder) does not exist (for \(option) \(path))")
+        }
+        guard access(folder, W_OK) == 0 else {
+            throw EngineCLI.Failure("\(option) \(path): cannot write into \(folder) (permission denied)")
         }
     }
 
@@ -152,22 +211,22 @@ struct MUSEEngineOptions: ParsableArguments {
         }
         for (what, path) in [("model folder", model), ("classifier tower", tower), ("CLIP text model", text)]
             + (head.map { [("classifier head", $0)] } ?? [])
-        where !FileManager.default.fileExists(atPath: path) {
-            throw EngineCLI.Failure("\(what) \(path) does not exist")
+        {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw EngineCLI.Failure("\(what) \(path) does not exist")
+            }
+            // A FIFO or device would block or never end when the weights are read.
+            if let bad = RegularFile.irregularEntries(under: path).first {
+                let name = bad.path == path ? path : "\(path)/\(bad.path)"
+                throw EngineCLI.Failure("\(what): \(name) is \(bad.kind), not a regular file")
+            }
         }
         return (model, tower, head, text, self.model == nil)
     }
 
-    /// Applies --threads before the engine first looks at its thread count.
-    func applyThreads() throws {
-        guard let threads else { return }
-        guard (1...1024).contains(threads) else { throw EngineCLI.Failure("--threads must be in 1...1024, got \(threads)") }
-        setenv("MUSE_THREADS", String(threads), 1)
-    }
-
-    func loadEngine() throws -> (SynthesisEngine, tiny: Bool) {
-        try applyThreads()
-        let p = try paths()
+    func loadEngine(_ p: (model: String, tower: String, head: String?, text: String, tiny: Bool)) throws
+        -> SynthesisEngine
+    {
         let began = Date()
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let engine = try SynthesisEngine.load(model: p.model, tower: p.tower, head: p.head, text: p.text)
@@ -175,7 +234,7 @@ struct MUSEEngineOptions: ParsableArguments {
             String(
                 format: "loaded %@ and the classifier (%@) in %.1f s", p.model, engine.classifier.headDescription,
                 Date().timeIntervalSince(began)))
-        return (engine, p.tiny)
+        return engine
     }
 
     func defaultSteps(tiny: Bool) -> Int { steps ?? (tiny ? 20 : 50) }

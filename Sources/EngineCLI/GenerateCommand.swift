@@ -20,30 +20,23 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var engine: MUSEEngineOptions
 
     func run() throws {
-        let emotion = try engine.emotion()
-        let method = try engine.method()
-        let settings = try emotion.map { try engine.museSettings(target: $0) }
-        try engine.checkOutput()
-        guard let emotion, let settings else {
-            if engine.methodName != "muse" { throw EngineCLI.Failure("--method needs --emotion") }
-            try plain()
+        let checked = try engine.check()
+        guard let emotion = checked.emotion else {
+            try plain(checked)
             return
         }
-        let (museEngine, tiny) = try engine.loadEngine()
+        let museEngine = try engine.loadEngine(checked.paths)
         let job = SynthesisJob(
-            prompt: prompt, emotion: emotion, method: method, seed: engine.seed,
-            settings: try engine.jobSettings(target: emotion, tiny: tiny))
+            prompt: prompt, emotion: emotion, method: checked.method, seed: engine.seed, settings: checked.settings)
         try EngineCLI.runJob(museEngine, job, image: nil, options: engine)
     }
 
     /// Plain DDIM text-to-image through StableDiffusion.denoise.
-    func plain() throws {
-        let p = try engine.paths()
-        try engine.applyThreads()
+    func plain(_ checked: MUSEEngineOptions.Checked) throws {
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
-        let sd = try StableDiffusion(folder: p.model)
-        let steps = engine.defaultSteps(tiny: p.tiny)
-        let unet = try ModelConfig(path: p.model + "/unet/config.json")
+        let sd = try StableDiffusion(folder: checked.paths.model)
+        let steps = checked.settings.steps
+        let unet = try ModelConfig(path: checked.paths.model + "/unet/config.json")
         let side = try unet.int("sample_size", default: 64) * sd.vae.downsampleFactor
         let began = Date()
         let z = Tensor.randomNormal(sd.latentShape(height: side, width: side), seed: engine.seed)

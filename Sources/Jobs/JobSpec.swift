@@ -54,6 +54,8 @@ public enum JobSpec {
         "name", "model", "classifier", "output", "images_root", "engine", "queue", "generation", "editing",
     ]
     public static let maxJobs = 100_000
+    /// Source images larger than this are refused unread (an uncompressed 4096² RGBA PNG is 64 MiB).
+    public static let maxImageBytes = 128 << 20
 
     /// Loads, validates and expands the spec at `path`. `outputOverride` (a command-line
     /// path, relative to the current folder) replaces the spec's `output`.
@@ -63,12 +65,10 @@ public enum JobSpec {
     ) throws -> LoadedSpec {
         let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
         let fileURL = PathConfinement.absolute(path, base: cwd)
-        guard let data = FileManager.default.contents(atPath: fileURL.path) else {
-            var isDir: ObjCBool = false
-            let why =
-                FileManager.default.fileExists(atPath: fileURL.path, isDirectory: &isDir)
-                ? (isDir.boolValue ? "it is a folder" : "permission denied") : "no such file"
-            throw SpecError(file: path, issues: [SpecIssue(path: "", message: "cannot read the spec: \(why)")])
+        // A regular file only (a FIFO would block, /dev/zero never end), of bounded size.
+        let data: Data
+        do { data = try RegularFile.read(fileURL.path, limit: SpecLimits.maxFileBytes) } catch let e as FileReadError {
+            throw SpecError(file: path, issues: [SpecIssue(path: "", message: "cannot read the spec: \(e.reason)")])
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw SpecError(file: path, issues: [SpecIssue(path: "", message: "the spec is not UTF-8 text")])

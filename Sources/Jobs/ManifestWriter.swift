@@ -31,12 +31,15 @@ public final class ManifestWriter: @unchecked Sendable {
     private let lock = NSLock()
 
     /// Opens (creating if needed) and loads the ids already present. A torn final line —
-    /// a crash mid-write — is cut off so the next append starts on a clean line.
+    /// a crash mid-write, which does not parse as JSON — is cut off so the next append starts
+    /// on a clean line; a complete final line that only lacks its newline (an editor, a copy)
+    /// is kept and its newline added: it may be the only record of a job whose result is
+    /// already gone from Redis.
     public init(url: URL, idKey: String = "job_id") throws {
         self.url = url
         self.idKey = idKey
         let existed = FileManager.default.fileExists(atPath: url.path)
-        let (lines, validLength, fileLength) = try Self.scan(url)
+        let (lines, validLength, fileLength, unterminated) = try Self.scan(url)
         var ids = Set<String>()
         for (n, line) in lines.enumerated() {
             guard let id = Self.extractID(line, key: idKey) else {
@@ -47,7 +50,14 @@ public final class ManifestWriter: @unchecked Sendable {
         self.ids = ids
         fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ManifestError.io("cannot open \(url.path): \(String(cString: strerror(errno)))") }
-        if validLength < fileLength {
+        if unterminated {
+            let newline: [UInt8] = [0x0A]
+            guard write(fd, newline, 1) == 1, fsync(fd) == 0 else {
+                let e = String(cString: strerror(errno))
+                Glibc.close(fd)
+                throw ManifestError.io("cannot end the last line of \(url.path): \(e)")
+            }
+        } else if validLength < fileLength {
             guard ftruncate(fd, off_t(validLength)) == 0, fsync(fd) == 0 else {
                 let e = String(cString: strerror(errno))
                 Glibc.close(fd)
@@ -116,7 +126,8 @@ public final class ManifestWriter: @unchecked Sendable {
         fd = -1
     }
 
-    /// The complete lines of a manifest (a torn last line is ignored), for reports and tools.
+    /// The complete lines of a manifest (a torn last line is ignored; a last line that parses
+    /// is complete even without its newline), for reports and tools.
     public static func readLines(_ url: URL) throws -> [Data] {
         try scan(url).lines
     }
@@ -126,8 +137,12 @@ public final class ManifestWriter: @unchecked Sendable {
         return try readLines(url).map { try decoder.decode(T.self, from: $0) }
     }
 
-    private static func scan(_ url: URL) throws -> (lines: [Data], validLength: Int, fileLength: Int) {
-        guard FileManager.default.fileExists(atPath: url.path) else { return ([], 0, 0) }
+    /// The lines, the length of the part that holds them, the file's length, and whether the
+    /// last line is complete but lacks its newline.
+    private static func scan(_ url: URL) throws -> (
+        lines: [Data], validLength: Int, fileLength: Int, unterminated: Bool
+    ) {
+        guard FileManager.default.fileExists(atPath: url.path) else { return ([], 0, 0, false) }
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw ManifestError.io("cannot read \(url.path): \(error)") }
         var lines: [Data] = []
@@ -139,7 +154,15 @@ public final class ManifestWriter: @unchecked Sendable {
             start = nl + 1
             validEnd = start
         }
-        return (lines, validEnd - data.startIndex, data.count)
+        // The rest has no newline: a torn write if it does not parse, else a whole line.
+        let tail = data[start...]
+        if !tail.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }),
+            (try? JSONSerialization.jsonObject(with: Data(tail))) != nil
+        {
+            lines.append(Data(tail))
+            return (lines, data.count, data.count, true)
+        }
+        return (lines, validEnd - data.startIndex, data.count, false)
     }
 
     private static func extractID(_ line: Data, key: String) -> String? {

@@ -78,36 +78,51 @@ public enum ModelFingerprint {
     static let wholeFileLimit = 64 << 20
 
     public static func compute(path: String) throws -> String {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw PathError("\(path) does not exist")
-        }
-        var lines: [String] = []
-        if isDir.boolValue {
-            guard let walker = FileManager.default.enumerator(atPath: path) else {
-                throw PathError("cannot list \(path)")
-            }
-            var files: [String] = []
-            while let rel = walker.nextObject() as? String {
-                let name = (rel as NSString).lastPathComponent
-                if name.hasPrefix(".") || name.hasSuffix(".md") { continue }
-                var d: ObjCBool = false
-                if FileManager.default.fileExists(atPath: path + "/" + rel, isDirectory: &d), !d.boolValue {
-                    files.append(rel)
-                }
-            }
-            if files.isEmpty { throw PathError("\(path) is an empty folder") }
-            for rel in files.sorted() { lines.append("\(rel)\t" + (try fileDigest(path + "/" + rel))) }
-        } else {
-            lines.append("\t" + (try fileDigest(path)))
-        }
+        let files = try files(path: path)
+        let lines =
+            files == [""]
+            ? ["\t" + (try fileDigest(path))] : try files.map { "\($0)\t" + (try fileDigest(path + "/" + $0)) }
         return String(Hashing.sha256Hex(lines.joined(separator: "\n")).prefix(32))
     }
 
+    /// The files a fingerprint covers, sorted, relative to `path` (`[""]` when `path` is a
+    /// file). Anything that is not a regular file or a folder (a FIFO, socket or device,
+    /// which would block or never end when read) is an error naming it; nothing is opened.
+    public static func files(path: String) throws -> [String] {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw PathError("\(path) does not exist") }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return [""]
+        case S_IFDIR: break
+        default:
+            throw PathError("\(path) is \(RegularFile.kindName(mode: st.st_mode) ?? "?"), not a regular file or folder")
+        }
+        guard let walker = FileManager.default.enumerator(atPath: path) else { throw PathError("cannot list \(path)") }
+        var files: [String] = []
+        while let rel = walker.nextObject() as? String {
+            let name = (rel as NSString).lastPathComponent
+            if name.hasPrefix(".") || name.hasSuffix(".md") { continue }
+            var entry = stat()
+            // Dangling symbolic links are skipped, as they always were.
+            guard stat(path + "/" + rel, &entry) == 0 else { continue }
+            switch entry.st_mode & S_IFMT {
+            case S_IFREG: files.append(rel)
+            case S_IFDIR: continue
+            default:
+                let kind = RegularFile.kindName(mode: entry.st_mode) ?? "?"
+                throw PathError(
+                    "\(path)/\(rel) is \(kind), not a regular file (a model folder may hold only files and folders)")
+            }
+        }
+        if files.isEmpty { throw PathError("\(path) is an empty folder") }
+        return files.sorted()
+    }
+
     static func fileDigest(_ path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw PathError("cannot read \(path)") }
+        let handle: FileHandle
+        let size: Int
+        do { (handle, size) = try RegularFile.open(path) } catch let e as FileReadError { throw PathError("\(e)") }
         defer { try? handle.close() }
-        let size = Int(try handle.seekToEnd())
         var h = Hashing.SHA256Stream()
         h.update(Array("\(size)\n".utf8))
         func read(at offset: Int, count: Int) throws {

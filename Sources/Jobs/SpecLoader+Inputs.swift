@@ -124,10 +124,13 @@ extension SpecLoader {
         var sources = SourceImages()
         for img in plan.images {
             let p = "editing.images[\(img.index)]"
-            guard let bytes = FileManager.default.contents(atPath: img.url.path) else {
-                let exists = FileManager.default.fileExists(atPath: img.url.path)
-                let why = exists ? "permission denied or a folder" : "no such file"
-                r.issue(p, "cannot read '\(img.path)' (\(why): \(img.url.path))", img.node)
+            let bytes: Data
+            do { bytes = try RegularFile.read(img.url.path, limit: JobSpec.maxImageBytes) } catch let e as FileReadError
+            {
+                r.issue(p, "cannot read '\(img.path)' (\(e.reason): \(img.url.path))", img.node)
+                continue
+            } catch {
+                r.issue(p, "cannot read '\(img.path)' (\(error))", img.node)
                 continue
             }
             let decoded: RGBImage

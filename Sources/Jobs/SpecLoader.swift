@@ -23,6 +23,7 @@ final class SpecLoader {
         var head: Location?
         var text: Location
         var sizeRules: ImageSizeRules
+        var stepRules: StepRules
     }
 
     let r = SpecReader()
@@ -52,6 +53,11 @@ final class SpecLoader {
         let output = outputOverride ?? readOutput(top["output"])
         let models = readModels(top)
         let engine = readEngine(top["engine"])
+        if let rules = models?.stepRules, let problem = rules.problem(steps: engine.settings.steps) {
+            var node: SpecNode?
+            if case .map(let pairs, _) = top["engine"] { node = pairs.first { $0.key == "steps" }?.value }
+            r.issue("engine.steps", problem, node ?? top["engine"])
+        }
         let queue = readQueue(top["queue"])
         let imagesRoot = readImagesRoot(top["images_root"])
         let generation =
@@ -125,8 +131,12 @@ final class SpecLoader {
     func readModels(_ top: [String: SpecNode]) -> Models? {
         let model = location(top["model"], "model", required: true)
         var sizeRules: ImageSizeRules?
+        var stepRules: StepRules?
         if let model {
-            do { sizeRules = try ImageSizeRules(modelFolder: model.path) } catch {
+            do {
+                sizeRules = try ImageSizeRules(modelFolder: model.path)
+                stepRules = try StepRules(modelFolder: model.path)
+            } catch {
                 r.issue("model", "\(error)", top["model"])
             }
         }
@@ -157,8 +167,8 @@ final class SpecLoader {
                         + "(used for MUSE's timing and the zero-shot head)")
             }
         }
-        guard let model, let tower, let text, let sizeRules else { return nil }
-        return Models(model: model, tower: tower, head: head, text: text, sizeRules: sizeRules)
+        guard let model, let tower, let text, let sizeRules, let stepRules else { return nil }
+        return Models(model: model, tower: tower, head: head, text: text, sizeRules: sizeRules, stepRules: stepRules)
     }
 
     func location(_ node: SpecNode?, _ path: String, required: Bool) -> Location? {
@@ -173,6 +183,9 @@ final class SpecLoader {
                 r.issue(path, "'\(text)' does not exist (\(resolved))", node)
                 return nil
             }
+            // Before any of its files is read: a FIFO or device in a model folder is refused
+            // by name here instead of blocking the configuration reads or the fingerprint.
+            _ = try ModelFingerprint.files(path: resolved)
             // Workers get bundled: names (resolved on each machine) or absolute paths.
             return Location(spec: ModelLocation.isBundled(text) ? text : resolved, path: resolved)
         } catch {

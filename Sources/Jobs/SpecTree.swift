@@ -1,3 +1,4 @@
+import CYaml
 import Foundation
 import Imaging
 import RedisQueue
@@ -29,17 +30,22 @@ public indirect enum SpecNode {
         }
     }
 
-    /// Parses YAML (and anything else not ending in .json) or JSON.
+    /// Parses YAML (and anything else not ending in .json) or JSON. Documents nested deeper
+    /// than `SpecLimits.maxDepth` or with more than `SpecLimits.maxNodes` values are refused
+    /// before they are parsed into a tree (`SpecShape`).
     public static func parse(_ text: String, json: Bool) throws -> SpecNode {
         if json {
+            if let issue = SpecShape.checkJSON(text) { throw issue }
             let value: JSONValue
             do { value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) } catch {
                 throw SpecIssue(path: "", message: "not valid JSON: \(Self.describeJSONError(error))")
             }
             return from(json: value)
         }
+        if let issue = SpecShape.checkYAML(text) { throw issue }
         let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch let e as YamlError {
+        // UTF-8 explicitly: the same bytes the shape check read, so the same events.
+        do { node = try Yams.compose(yaml: text, .default, .default, .utf8) } catch let e as YamlError {
             throw SpecIssue(
                 path: "", message: "not valid YAML: \(Self.describeYAMLError(e))", line: Self.yamlErrorLine(e))
         } catch {
@@ -75,7 +81,10 @@ public indirect enum SpecNode {
         case .mapping(let m):
             return .map(
                 m.map { pair -> (key: String, value: SpecNode) in
-                    let key = pair.key.scalar?.string ?? "\(pair.key)"
+                    // A list or mapping as a key is never valid; name its kind rather than
+                    // printing it (it may be large).
+                    let key =
+                        pair.key.scalar?.string ?? (pair.key.mapping != nil ? "(a mapping as key)" : "(a list as key)")
                     return (key: key, value: from(yaml: pair.value))
                 }, line: m.mark?.line)
         case .sequence(let seq):

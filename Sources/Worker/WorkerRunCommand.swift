@@ -39,8 +39,10 @@ struct WorkerRunCommand: ParsableCommand {
     @Flag(help: "Exit once no batch has work left instead of waiting for new batches.")
     var exitWhenIdle = false
 
-    @Option(help: "Seconds between heartbeats.")
+    @Option(help: "Seconds between heartbeats, \(Self.heartbeatRange.lowerBound)...\(Self.heartbeatRange.upperBound).")
     var heartbeat: Double = 5
+
+    static let heartbeatRange = 0.1...3600.0
 
     @Option(
         help: ArgumentHelp(
@@ -57,7 +59,15 @@ struct WorkerRunCommand: ParsableCommand {
 
     func validate() throws {
         guard ["muse", "fake"].contains(engine) else { throw ValidationError("--engine must be muse or fake") }
-        guard heartbeat > 0 else { throw ValidationError("--heartbeat must be positive") }
+        // The timer takes nanoseconds as Int64: 1e20 s or inf would trap, 1e-9 s would spin.
+        guard Self.heartbeatRange.contains(heartbeat) else {
+            throw ValidationError(
+                "--heartbeat must be in \(Self.heartbeatRange.lowerBound)...\(Self.heartbeatRange.upperBound) seconds, got \(heartbeat)"
+            )
+        }
+        guard (0...3_600_000).contains(fakeStepMs) else {
+            throw ValidationError("--fake-step-ms must be in 0...3600000")
+        }
         for b in batches where (try? BatchKeys(batchID: b)) == nil {
             throw ValidationError("--batch '\(b)' is not a batch id (1-128 characters of A-Z a-z 0-9 . _ : -)")
         }

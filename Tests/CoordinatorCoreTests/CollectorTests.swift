@@ -10,7 +10,7 @@ import XCTest
 
 final class CollectorTests: XCTestCase {
     /// A published result becomes one PNG and one manifest line, exactly once, and a dead
-    /// letter a failure line; a second collector on the same folder adds nothing.
+    /// letter a failure line; a later collector on the same folder adds nothing.
     func testResultsAndDeadLettersBecomeOneLineEach() throws {
         let redis = try RedisServer.temporary()
         let q = try BatchQueue(client: try redis.client(), batchID: "collect")
@@ -44,10 +44,12 @@ final class CollectorTests: XCTestCase {
 
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("collect-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out) }
-        let collector = try Collector(queue: q, output: out, log: { _ in })
-        XCTAssertEqual(try collector.collectNew(), 2)
-        XCTAssertEqual(try collector.collectNew(), 0, "nothing twice")
-        let lines = try ManifestWriter.readEntries(collector.manifestURL, as: ManifestEntry.self)
+        var collector: Collector? = try Collector(queue: q, output: out, log: { _ in })
+        XCTAssertEqual(try collector!.collectNew(), 2)
+        XCTAssertEqual(try collector!.collectNew(), 0, "nothing twice")
+        let manifestURL = collector!.manifestURL
+        collector = nil  // releases the output folder's lock
+        let lines = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
         XCTAssertEqual(lines.count, 2)
         let doneLine = try XCTUnwrap(lines.first { $0.jobID == done.jobID })
         XCTAssertEqual(doneLine.status, "done")

@@ -60,6 +60,26 @@ final class ManifestWriterTests: XCTestCase {
             try String(contentsOf: url, encoding: .utf8), #"{"job_id":"a"}"# + "\n" + #"{"job_id":"b"}"# + "\n")
     }
 
+    /// A last line that parses is a whole record, newline or not: it is kept (its result may
+    /// already be gone from Redis) and the newline is added before the next append.
+    func testCompleteLastLineWithoutNewlineIsKept() throws {
+        let url = dir.appendingPathComponent("m.jsonl")
+        try Data((#"{"job_id":"a"}"# + "\n" + #"{"job_id":"b"}"#).utf8).write(to: url)
+        XCTAssertEqual(try ManifestWriter.readLines(url).count, 2)
+        let w = try ManifestWriter(url: url)
+        XCTAssertEqual(w.jobIDs, ["a", "b"])
+        XCTAssertEqual(
+            try String(contentsOf: url, encoding: .utf8), #"{"job_id":"a"}"# + "\n" + #"{"job_id":"b"}"# + "\n")
+        XCTAssertFalse(try w.appendLine(Data(#"{"job_id":"b"}"#.utf8)), "b is collected")
+        XCTAssertTrue(try w.appendLine(Data(#"{"job_id":"c"}"#.utf8)))
+        XCTAssertEqual(try ManifestWriter.readLines(url).count, 3)
+        w.close()
+        // Whitespace alone after the last newline is nothing to keep.
+        try Data((#"{"job_id":"a"}"# + "\n  ").utf8).write(to: url)
+        XCTAssertEqual(try ManifestWriter(url: url).jobIDs, ["a"])
+        XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), #"{"job_id":"a"}"# + "\n")
+    }
+
     func testCorruptLineAndMissingIDAreErrors() throws {
         let url = dir.appendingPathComponent("bad.jsonl")
         try Data("{\"job_id\":\"a\"}\nnot json\n".utf8).write(to: url)
