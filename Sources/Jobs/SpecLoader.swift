@@ -73,7 +73,9 @@ final class SpecLoader {
             throw failure
         }
         if editing != nil && engine.settings.scheduler != .ddim {
-            r.issue("engine.scheduler", "edits use ddim (the source image is inverted with DDIM); run edits in their own spec")
+            r.issue(
+                "engine.scheduler",
+                "edits use ddim (the source image is inverted with DDIM); run edits in their own spec")
         }
         let sources = editing.map { readSourceImages($0, sizeRules: models?.sizeRules) } ?? SourceImages()
         guard r.issues.isEmpty, let models else { throw failure }
