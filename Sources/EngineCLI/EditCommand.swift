@@ -46,7 +46,7 @@ struct EditCommand: ParsableCommand {
         if let problem = rules.problem(width: decoded.width, height: decoded.height) {
             throw EngineCLI.Failure("image \(image): \(problem) — resize or crop it first")
         }
-        let museEngine = try engine.loadEngine(checked.paths)
+        let museEngine = try engine.loadEngine(checked)
         let input = Tensor.fromRGBBytes(decoded.pixels, width: decoded.width, height: decoded.height)
         let job = SynthesisJob(
             prompt: sourcePrompt, emotion: emotion, method: checked.method, seed: engine.seed,

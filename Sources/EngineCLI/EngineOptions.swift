@@ -48,6 +48,13 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(help: "DDIM steps. Default: 20 on the bundled tiny model, 50 otherwise.")
     var steps: Int?
 
+    @Option(
+        name: .customLong("tiny-decoder"),
+        help:
+            "AutoencoderTiny (TAESD) folder for guidance_decoder tiny. Default with the bundled model: models/tiny-taesd."
+    )
+    var tinyDecoder: String?
+
     @Option(help: "Sampler: ddim, or dpmpp-2m (DPM-Solver++(2M); generation only).")
     var scheduler = "ddim"
 
@@ -85,6 +92,8 @@ struct MUSEEngineOptions: ParsableArguments {
         var method: SynthesisMethod
         var settings: JobSettings
         var paths: (model: String, tower: String, head: String?, text: String, tiny: Bool)
+        /// Loaded only when guidance uses it.
+        var tinyDecoder: String?
     }
 
     /// The one place the command line is checked, before any model is loaded: the emotion
@@ -121,7 +130,16 @@ struct MUSEEngineOptions: ParsableArguments {
             throw EngineCLI.Failure("--steps: \(problem)\(steps == nil ? " (the default for this model)" : "")")
         }
         try checkOutput()
-        return Checked(emotion: emotion, method: method, settings: settings, paths: paths)
+        var tiny: String?
+        if settings.muse.guidanceDecoder == .tiny {
+            tiny = try tinyDecoder ?? (paths.tiny ? EngineCLI.BundledModels.root() + "/models/tiny-taesd" : nil)
+            guard let tiny, FileManager.default.fileExists(atPath: tiny + "/config.json") else {
+                throw EngineCLI.Failure(
+                    "--settings: guidance_decoder tiny needs --tiny-decoder (an AutoencoderTiny folder)"
+                        + (tiny.map { "; \($0) has no config.json" } ?? ""))
+            }
+        }
+        return Checked(emotion: emotion, method: method, settings: settings, paths: paths, tinyDecoder: tiny)
     }
 
     /// Settings from --settings and --similar (validated before any model is loaded).
@@ -224,12 +242,12 @@ struct MUSEEngineOptions: ParsableArguments {
         return (model, tower, head, text, self.model == nil)
     }
 
-    func loadEngine(_ p: (model: String, tower: String, head: String?, text: String, tiny: Bool)) throws
-        -> SynthesisEngine
-    {
+    func loadEngine(_ checked: Checked) throws -> SynthesisEngine {
+        let p = checked.paths
         let began = Date()
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
-        let engine = try SynthesisEngine.load(model: p.model, tower: p.tower, head: p.head, text: p.text)
+        let engine = try SynthesisEngine.load(
+            model: p.model, tower: p.tower, head: p.head, text: p.text, tinyDecoder: checked.tinyDecoder)
         EngineCLI.log(
             String(
                 format: "loaded %@ and the classifier (%@) in %.1f s", p.model, engine.classifier.headDescription,

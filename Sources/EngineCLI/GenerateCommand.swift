@@ -25,7 +25,7 @@ struct GenerateCommand: ParsableCommand {
             try plain(checked)
             return
         }
-        let museEngine = try engine.loadEngine(checked.paths)
+        let museEngine = try engine.loadEngine(checked)
         let job = SynthesisJob(
             prompt: prompt, emotion: emotion, method: checked.method, seed: engine.seed, settings: checked.settings)
         try EngineCLI.runJob(museEngine, job, image: nil, options: engine)

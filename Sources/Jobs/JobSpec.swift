@@ -51,7 +51,8 @@ public struct LoadedSpec: Sendable {
 /// confinement, model fingerprints and the expansion into content-addressed jobs.
 public enum JobSpec {
     public static let topKeys = [
-        "name", "model", "classifier", "output", "images_root", "engine", "queue", "generation", "editing",
+        "name", "model", "tiny_decoder", "classifier", "output", "images_root", "engine", "queue", "generation",
+        "editing",
     ]
     public static let maxJobs = 100_000
     /// Source images larger than this are refused unread (an uncompressed 4096² RGBA PNG is 64 MiB).

@@ -4,7 +4,7 @@ import RedisQueue
 import Support
 import Vocabulary
 
-/// A job's four model files, named the same way twice: as locations (where workers find
+/// A job's model files, named the same way twice: as locations (where workers find
 /// them: `bundled:NAME` or an absolute path, see `ModelLocation`; not part of the job's
 /// identity) and as fingerprints of their contents (part of it).
 public struct ModelSet: Codable, Equatable, Sendable, Hashable {
@@ -12,12 +12,20 @@ public struct ModelSet: Codable, Equatable, Sendable, Hashable {
     public var tower: String
     public var head: String?
     public var text: String
+    /// The AutoencoderTiny folder for `guidance_decoder: tiny` (nil: none).
+    public var tinyDecoder: String?
 
-    public init(model: String, tower: String, head: String?, text: String) {
+    public init(model: String, tower: String, head: String?, text: String, tinyDecoder: String? = nil) {
         self.model = model
         self.tower = tower
         self.head = head
         self.text = text
+        self.tinyDecoder = tinyDecoder
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, tower, head, text
+        case tinyDecoder = "tiny_decoder"
     }
 }
 

@@ -22,6 +22,7 @@ final class SpecLoader {
         var tower: Location
         var head: Location?
         var text: Location
+        var tinyDecoder: Location?
         var sizeRules: ImageSizeRules
         var stepRules: StepRules
     }
@@ -58,6 +59,12 @@ final class SpecLoader {
             if case .map(let pairs, _) = top["engine"] { node = pairs.first { $0.key == "steps" }?.value }
             r.issue("engine.steps", problem, node ?? top["engine"])
         }
+        if engine.settings.muse.guidanceDecoder == .tiny, top["tiny_decoder"] == nil {
+            r.issue(
+                "engine.muse.guidance_decoder",
+                "tiny needs tiny_decoder: a diffusers AutoencoderTiny folder (e.g. bundled:tiny-taesd for the tiny models)"
+            )
+        }
         let queue = readQueue(top["queue"])
         let imagesRoot = readImagesRoot(top["images_root"])
         let generation =
@@ -81,7 +88,8 @@ final class SpecLoader {
         guard r.issues.isEmpty, let models else { throw failure }
         let fingerprints = try fingerprint(models)
         let locations = ModelLocations(
-            model: models.model.spec, tower: models.tower.spec, head: models.head?.spec, text: models.text.spec)
+            model: models.model.spec, tower: models.tower.spec, head: models.head?.spec, text: models.text.spec,
+            tinyDecoder: models.tinyDecoder?.spec)
         let jobs = try plan.expand(
             engine: engine, sources: sources, locations: locations, fingerprints: fingerprints, reader: r, file: file)
         let batchHash = Hashing.sha256Hex(jobs.map(\.id).sorted().joined(separator: "\n"))
@@ -170,7 +178,16 @@ final class SpecLoader {
             }
         }
         guard let model, let tower, let text, let sizeRules, let stepRules else { return nil }
-        return Models(model: model, tower: tower, head: head, text: text, sizeRules: sizeRules, stepRules: stepRules)
+        var tinyDecoder = location(top["tiny_decoder"], "tiny_decoder", required: false)
+        if let tiny = tinyDecoder, !FileManager.default.fileExists(atPath: tiny.path + "/config.json") {
+            r.issue(
+                "tiny_decoder", "'\(tiny.spec)' is not an AutoencoderTiny folder (needs config.json and weights)",
+                top["tiny_decoder"])
+            tinyDecoder = nil
+        }
+        return Models(
+            model: model, tower: tower, head: head, text: text, tinyDecoder: tinyDecoder, sizeRules: sizeRules,
+            stepRules: stepRules)
     }
 
     func location(_ node: SpecNode?, _ path: String, required: Bool) -> Location? {
@@ -203,7 +220,8 @@ final class SpecLoader {
                 model: try ModelFingerprint.compute(path: m.model.path),
                 tower: try ModelFingerprint.compute(path: m.tower.path),
                 head: try m.head.map { try ModelFingerprint.compute(path: $0.path) },
-                text: try ModelFingerprint.compute(path: m.text.path))
+                text: try ModelFingerprint.compute(path: m.text.path),
+                tinyDecoder: try m.tinyDecoder.map { try ModelFingerprint.compute(path: $0.path) })
         } catch {
             r.issue("model", "cannot fingerprint the models: \(error)")
             throw failure

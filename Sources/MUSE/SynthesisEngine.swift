@@ -32,6 +32,8 @@ public final class SynthesisEngine {
     public let sd: StableDiffusion
     public let classifier: EmotionClassifier
     let promptScorer: PromptScorer
+    /// The cheaper decoder `guidance_decoder: tiny` guides with (nil: none loaded).
+    public let tinyDecoder: AutoencoderTiny?
     /// Native size and the multiple image sides must be of.
     public let sizeRules: ImageSizeRules
 
@@ -43,10 +45,18 @@ public final class SynthesisEngine {
     /// used to embed the prompt for s_t.
     public init(
         sd: StableDiffusion, classifier: EmotionClassifier, timingText: CLIPTextEncoder,
-        timingTokenizer: CLIPTokenizer
+        timingTokenizer: CLIPTokenizer, tinyDecoder: AutoencoderTiny? = nil
     ) throws {
         self.sd = sd
         self.classifier = classifier
+        if let tiny = tinyDecoder {
+            guard tiny.latentChannels == sd.unet.inChannels, tiny.downsampleFactor == sd.vae.downsampleFactor else {
+                throw SynthesisError(
+                    "the tiny decoder takes \(tiny.latentChannels)-channel latents at factor \(tiny.downsampleFactor); "
+                        + "this model's are \(sd.unet.inChannels) channels at factor \(sd.vae.downsampleFactor)")
+            }
+        }
+        self.tinyDecoder = tinyDecoder
         promptScorer = try PromptScorer(tower: classifier.tower, text: timingText, tokenizer: timingTokenizer)
         sizeRules = try ImageSizeRules(modelFolder: sd.folder)
     }
@@ -55,9 +65,9 @@ public final class SynthesisEngine {
     /// (CLIPVisionModelWithProjection or CLIPModel), a linear head file (nil: zero-shot head
     /// from `textFolder`) and a CLIP text model with projection (CLIPTextModelWithProjection
     /// or CLIPModel) for timing and the zero-shot head.
-    public static func load(model: String, tower towerFolder: String, head: String?, text textFolder: String) throws
-        -> SynthesisEngine
-    {
+    public static func load(
+        model: String, tower towerFolder: String, head: String?, text textFolder: String, tinyDecoder: String? = nil
+    ) throws -> SynthesisEngine {
         let sd = try StableDiffusion(folder: model)
         let tower = try CLIPVisionEncoder(folder: towerFolder)
         let classifier =
@@ -65,7 +75,8 @@ public final class SynthesisEngine {
             ?? EmotionClassifier.zeroShot(tower: tower, textFolder: textFolder)
         return try SynthesisEngine(
             sd: sd, classifier: classifier, timingText: try CLIPTextEncoder(folder: textFolder),
-            timingTokenizer: try CLIPTokenizer(folder: textFolder))
+            timingTokenizer: try CLIPTokenizer(folder: textFolder),
+            tinyDecoder: try tinyDecoder.map { try AutoencoderTiny(folder: $0) })
     }
 
     // MARK: start
@@ -76,6 +87,7 @@ public final class SynthesisEngine {
     public func start(_ job: SynthesisJob, image: Tensor? = nil) throws -> SynthesisState {
         try job.settings.validate()
         try checkSchedule(job.settings)
+        try checkDecoder(job.settings.muse)
         let began = DispatchTime.now().uptimeNanoseconds
         var timings = PhaseTimings()
         let latent: Tensor
@@ -131,6 +143,7 @@ public final class SynthesisEngine {
     public func checkResumable(_ state: SynthesisState) throws {
         try state.job.settings.validate()
         try checkSchedule(state.job.settings)
+        try checkDecoder(state.job.settings.muse)
         guard state.stepIndex < state.job.settings.steps else {
             throw SynthesisError(
                 "the state is at step \(state.stepIndex) of \(state.job.settings.steps): nothing to resume")
@@ -158,6 +171,14 @@ public final class SynthesisEngine {
         if let h = state.dpmHistory, h.index != state.stepIndex - 1 || h.steps != state.job.settings.steps {
             throw SynthesisError(
                 "the DPM-Solver history is for step \(h.index) of \(h.steps), not \(state.stepIndex - 1)")
+        }
+    }
+
+    func checkDecoder(_ settings: MUSESettings) throws {
+        if settings.guidanceDecoder == .tiny && tinyDecoder == nil {
+            throw SynthesisError(
+                "guidance_decoder tiny: no tiny decoder is loaded (tiny_decoder in the spec, --tiny-decoder on the command line)"
+            )
         }
     }
 
@@ -261,7 +282,7 @@ public final class SynthesisEngine {
         var stepProbabilities: [Float]? = nil
         if job.settings.muse.classifyEveryStep {
             stepProbabilities = Autograd.noGrad {
-                classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), &timings)
+                classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), job, &timings)
             }
         }
         let next: Tensor = Autograd.noGrad {
@@ -313,7 +334,7 @@ public final class SynthesisEngine {
     /// of the unguided x̂0; S is the target's similar emotions without it.
     func fixWhich(_ s: inout SynthesisState, unguidedX0: Tensor, startStep: Int, timings: inout PhaseTimings) {
         let job = s.job
-        let p = Autograd.noGrad { classify(unguidedX0, &timings) }
+        let p = Autograd.noGrad { classify(unguidedX0, job, &timings) }
         var inherent = job.emotion == .amusement ? Emotion.awe : Emotion.amusement
         for e in Emotion.allCases where e != job.emotion && p[e.index] > p[inherent.index] { inherent = e }
         s.inherent = inherent
@@ -341,7 +362,7 @@ public final class SynthesisEngine {
             let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
             let x0 = sd.scheduler.predictedOriginal(
                 eps: combine(epsU, c, job.settings.guidance), timestep: t, sample: z)
-            let image = timed(&timings.decode) { decodedImage(x0) }
+            let image = timed(&timings.decode) { decodedImage(x0, job.settings.muse.guidanceDecoder) }
             let logits = timed(&timings.classifier) { classifier.logits(images: image) }
             let (value, p) = loss(logits: logits)
             let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [v])[0] }
@@ -365,7 +386,7 @@ public final class SynthesisEngine {
         for _ in 0..<settings.universalIterations {
             let zv = z.asVariable()
             let x0 = sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: zv)
-            let image = timed(&timings.decode) { decodedImage(x0) }
+            let image = timed(&timings.decode) { decodedImage(x0, settings.guidanceDecoder) }
             let logits = timed(&timings.classifier) { classifier.logits(images: image) }
             let (value, p) = loss(logits: logits)
             let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [zv])[0] }
@@ -462,20 +483,25 @@ public final class SynthesisEngine {
             if job.settings.muse.preview == .latentRGB && x0.shape[1] == LatentPreview.sd15Factors.count {
                 return LatentPreview.rgb(x0)
             }
-            return decodedImage(x0)
+            return decodedImage(x0, job.settings.muse.guidanceDecoder)
         }
         return timed(&timings.promptScore) { promptScorer(preview, prompt: job.prompt) }
     }
 
     /// x̂0 (scaled latent) → the image it stands for, clamped to [-1, 1] as the output image
     /// will be: the loss sees what the user gets (saturated pixels pass no gradient).
-    func decodedImage(_ x0: Tensor) -> Tensor {
-        sd.vae.decode(x0 * (1 / sd.vae.scalingFactor)).clamp(-1...1)
+    /// `decoder` picks the full VAE or the tiny one (start checked that one is loaded).
+    func decodedImage(_ x0: Tensor, _ decoder: GuidanceDecoder) -> Tensor {
+        switch (decoder, tinyDecoder) {
+        case (.tiny, let tiny?): return tiny.decodeSDLatent(x0, sdScalingFactor: sd.vae.scalingFactor).clamp(-1...1)
+        case (.tiny, nil): preconditionFailure("guidance_decoder tiny without a tiny decoder (start checks this)")
+        case (.vae, _): return sd.vae.decode(x0 * (1 / sd.vae.scalingFactor)).clamp(-1...1)
+        }
     }
 
-    /// Class probabilities of a scaled latent's decoded image.
-    func classify(_ x0: Tensor, _ timings: inout PhaseTimings) -> [Float] {
-        let image = timed(&timings.decode) { decodedImage(x0) }
+    /// Class probabilities of a scaled latent's image, through the job's guidance decoder.
+    func classify(_ x0: Tensor, _ job: SynthesisJob, _ timings: inout PhaseTimings) -> [Float] {
+        let image = timed(&timings.decode) { decodedImage(x0, job.settings.muse.guidanceDecoder) }
         return timed(&timings.classifier) { classifier.probabilities(images: image).data }
     }
 }

@@ -9,6 +9,14 @@ public enum PreviewKind: String, Codable, Sendable, CaseIterable {
     case vaeDecode = "vae-decode"
 }
 
+/// Which decoder turns x̂0 into pixels inside guidance: the inner iterations, the WHICH
+/// read-out and the vae-decode preview. The final image always comes from the full VAE.
+public enum GuidanceDecoder: String, Codable, Sendable, CaseIterable {
+    case vae
+    /// diffusers' AutoencoderTiny (TAESD): a fraction of the full VAE's cost.
+    case tiny
+}
+
 /// Every MUSE hyperparameter, with the defaults used when a job leaves one out.
 /// Step positions are fractions of the schedule (rounded to a step index) so the same
 /// settings work for 20 or 50 steps. The defaults are meant for full SD 1.5 (DDIM 50,
@@ -63,6 +71,7 @@ public struct MUSESettings: Equatable, Sendable {
     /// muse-fixed-timing starts here instead of using the rule.
     public var fixedStartFraction: Float = 0
     public var preview = PreviewKind.latentRGB
+    public var guidanceDecoder = GuidanceDecoder.vae
 
     // universal-guidance baseline
     /// eps ← eps + scale·√(1−ᾱ_t)·∇_{z_t} L_emo, as classifier guidance does with −∇log p.
@@ -119,6 +128,7 @@ public struct MUSESettings: Equatable, Sendable {
         .float("stop_fraction", \.stopFraction, .fraction),
         .float("fixed_start_fraction", \.fixedStartFraction, .fraction),
         .choice("preview", \.preview),
+        .choice("guidance_decoder", \.guidanceDecoder),
         .float("universal_scale", \.universalScale, .nonNegative(max: 10_000)),
         .int("universal_iterations", \.universalIterations, 1...1000),
         .bool("classify_every_step", \.classifyEveryStep),

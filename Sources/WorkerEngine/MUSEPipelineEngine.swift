@@ -29,14 +29,16 @@ public final class MUSEPipelineEngine: PipelineEngine {
         let tower = try resolve(l.tower, "classifier tower")
         let head = try l.head.map { try resolve($0, "classifier head") }
         let text = try resolve(l.text, "CLIP text model")
+        let tiny = try l.tinyDecoder.map { try resolve($0, "tiny decoder") }
         let found = ModelFingerprints(
             model: try fingerprint(model), tower: try fingerprint(tower),
-            head: try head.map(fingerprint), text: try fingerprint(text))
+            head: try head.map(fingerprint), text: try fingerprint(text), tinyDecoder: try tiny.map(fingerprint))
         let expected = job.content.models
         for (what, path, have, want) in [
             ("model", model, found.model, expected.model), ("classifier tower", tower, found.tower, expected.tower),
             ("CLIP text model", text, found.text, expected.text),
             ("classifier head", head ?? "", found.head ?? "", expected.head ?? ""),
+            ("tiny decoder", tiny ?? "", found.tinyDecoder ?? "", expected.tinyDecoder ?? ""),
         ] where have != want {
             throw JobFailure(
                 "the \(what) at \(path) has fingerprint \(have), but the job was submitted with \(want): this worker has a different model there"
@@ -45,7 +47,8 @@ public final class MUSEPipelineEngine: PipelineEngine {
         if loaded == nil { log("BLAS: \(BLAS.ensureConfigured())") }
         loaded = nil  // free the previous models first
         do {
-            let engine = try SynthesisEngine.load(model: model, tower: tower, head: head, text: text)
+            let engine = try SynthesisEngine.load(
+                model: model, tower: tower, head: head, text: text, tinyDecoder: tiny)
             loaded = (l, found, engine)
         } catch {
             throw JobFailure("cannot load the models (\(model)): \(error)")

@@ -15,9 +15,12 @@ enum Tiny {
     static let tower = models + "/tiny-clip-vision"
     static let head = models + "/tiny-emotion-head.safetensors"
     static let text = models + "/tiny-clip-text"
+    static let taesd = models + "/tiny-taesd"
     static let fixtures = repo + "/Tests/Fixtures"
 
-    static let loaded = Result { try SynthesisEngine.load(model: sd, tower: tower, head: head, text: text) }
+    static let loaded = Result {
+        try SynthesisEngine.load(model: sd, tower: tower, head: head, text: text, tinyDecoder: taesd)
+    }
     static func engine() throws -> SynthesisEngine { try loaded.get() }
 
     /// Settings for quick tiny-model runs. Guidance from the first step: with random weights

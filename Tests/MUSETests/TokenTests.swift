@@ -59,7 +59,7 @@ final class TokenTests: XCTestCase {
         func loss(_ v: Tensor) -> Tensor {
             let c = sd.unet(z, timestep: 501, context: prompt.conditioning(sd.textEncoder, token: v))
             let x0 = sd.scheduler.predictedOriginal(eps: epsU + (c - epsU) * 7.5, timestep: 501, sample: z)
-            let logits = engine.classifier.logits(images: engine.decodedImage(x0))
+            let logits = engine.classifier.logits(images: engine.decodedImage(x0, .vae))
             return EmotionLoss(target: .awe, inherent: nil, similar: [], lambdaInherent: 0, lambdaSimilar: 0)(
                 logits: logits
             ).loss

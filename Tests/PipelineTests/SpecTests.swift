@@ -283,6 +283,19 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(try problems(edit + "engine: {scheduler: dpmpp-2m}").contains("engine.scheduler: edits use ddim"))
     }
 
+    func testTinyGuidanceDecoder() throws {
+        let muse = "\nengine: {muse: {guidance_decoder: tiny}}"
+        XCTAssertTrue(try problems(generation + muse).contains("engine.muse.guidance_decoder: tiny needs tiny_decoder"))
+        let loaded = try JobSpec.load(
+            path: try spec("tiny_decoder: bundled:tiny-taesd\n" + generation + muse), environment: env)
+        let job = try XCTUnwrap(loaded.jobs.first)
+        XCTAssertEqual(job.locations.tinyDecoder, "bundled:tiny-taesd")
+        XCTAssertEqual(job.content.models.tinyDecoder?.count, 32, "the tiny decoder's fingerprint is part of the job")
+        XCTAssertEqual(job.content.settings.muse.guidanceDecoder, .tiny)
+        let plain = try JobSpec.load(path: try spec(generation), environment: env)
+        XCTAssertNil(plain.jobs.first?.content.models.tinyDecoder)
+    }
+
     /// Every spec key reaches the engine's settings.
     func testEveryMUSESettingReachesTheJob() throws {
         let loaded = try JobSpec.load(
