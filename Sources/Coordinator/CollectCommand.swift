@@ -77,7 +77,7 @@ struct CollectCommand: ParsableCommand {
                         outage = false
                     }
                     if !follow || finished { break }
-                } catch let e as RedisError where e.isConnectionError && follow {
+                } catch let e as RedisError where e.isTransient && follow {
                     if !outage {
                         reporter.finish()
                         coordinatorLog("Redis unavailable (\(e)); waiting")

@@ -53,7 +53,7 @@ struct WatchCommand: ParsableCommand {
                         say("batch \(batch) finished: \(s.status.done) done, \(s.status.failed) failed")
                         return s.status.failed > 0 ? ExitCodes.failedJobs : 0
                     }
-                } catch let e as RedisError where e.isConnectionError {
+                } catch let e as RedisError where e.isTransient {
                     if !outage {
                         reporter.finish()
                         coordinatorLog("Redis unavailable (\(e)); still watching")

@@ -50,7 +50,9 @@ public final class RedisClient: @unchecked Sendable {
         self.options = options
         lock.lock()
         defer { lock.unlock() }
-        try connectLocked()
+        // Connect now so a wrong address or password is reported at once; a server that is
+        // up but still loading its data is no reason to fail: the first command reconnects.
+        do { try connectLocked() } catch let e as RedisError where e.serverCode != nil && e.isTransient {}
     }
 
     deinit {
@@ -107,7 +109,7 @@ public final class RedisClient: @unchecked Sendable {
         while true {
             do {
                 return try body()
-            } catch let error as RedisError where error.isConnectionError && attempt < options.retry.maxAttempts {
+            } catch let error as RedisError where error.isTransient && attempt < options.retry.maxAttempts {
                 attempt += 1
                 Thread.sleep(forTimeInterval: delay)
                 delay = min(delay * 2, options.retry.maxBackoff)

@@ -67,10 +67,18 @@ public enum RedisError: Error, Equatable, CustomStringConvertible, LocalizedErro
 
     public var errorDescription: String? { description }
 
-    /// Errors after which a fresh connection may succeed.
-    public var isConnectionError: Bool {
+    /// Error replies that mean "not now" rather than "no": the server is loading its data
+    /// set (LOADING), running a long script (BUSY), or has no master (MASTERDOWN, TRYAGAIN).
+    /// The command did not run, so it is safe to repeat.
+    public static let transientServerCodes: Set<String> = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"]
+
+    /// Errors after which waiting (and a fresh connection) may succeed: the server is
+    /// unreachable, the connection broke, or it answered one of `transientServerCodes`.
+    /// Everyone waits these out; none of them is a reason to fail a job.
+    public var isTransient: Bool {
         switch self {
         case .connectFailed, .connectionLost, .timeout: return true
+        case .server: return serverCode.map(Self.transientServerCodes.contains) ?? false
         default: return false
         }
     }

@@ -20,8 +20,10 @@ public final class RedisServer: @unchecked Sendable {
         public var removeDataOnStop = false
         /// SIGTERM the server if this process dies (see ChildProcess.spawn).
         public var dieWithParent = false
-        /// A big AOF takes a while to load.
+        /// How long to wait for the server to answer at all.
         public var readyTimeout: TimeInterval = 60
+        /// More redis-server arguments (tests: e.g. --key-load-delay to make loading slow).
+        public var extraArguments: [String] = []
 
         public init(dataDir: URL, password: String? = nil) {
             self.dataDir = dataDir
@@ -29,7 +31,8 @@ public final class RedisServer: @unchecked Sendable {
         }
     }
 
-    public let options: Options
+    /// Read when the server (re)starts.
+    public var options: Options
     /// Socket paths are limited to 107 bytes: the socket lives in a short temporary folder.
     public let socketDir: URL
     private var process: ChildProcess?
@@ -84,7 +87,8 @@ public final class RedisServer: @unchecked Sendable {
         throw RedisServerError("redis-server is not installed (run ops/setup, or apt-get install redis-server)")
     }
 
-    /// Starts the server (again) on the same data and socket.
+    /// Starts the server (again) on the same data and socket. Returns once it answers, which
+    /// may be while it still loads its AOF: clients wait out LOADING (RedisError.isTransient).
     public func start() throws {
         guard process == nil else { return }
         let d = options.dataDir
@@ -95,6 +99,7 @@ public final class RedisServer: @unchecked Sendable {
             "--logfile", d.appendingPathComponent("redis.log").path, "--daemonize", "no",
         ]
         if let password = options.password { args += ["--requirepass", password] }
+        args += options.extraArguments
         let p = try ChildProcess.spawn(
             try Self.findExecutable(), args, name: "redis-server", newProcessGroup: true,
             dieWithParent: options.dieWithParent)
@@ -107,17 +112,25 @@ public final class RedisServer: @unchecked Sendable {
                     "redis-server exited at start-up (\(status)); its log: \(d.appendingPathComponent("redis.log").path)\n"
                         + logTail())
             }
-            if let c = try? RedisClient(
-                endpoint: endpoint, options: .init(connectTimeout: 1, commandTimeout: 2, retry: .none)),
-                (try? c.command("PING")) == .status("PONG")
-            {
-                return
-            }
+            if answers() { return }
             usleep(20_000)
         }
         stop()
         throw RedisServerError(
             "redis-server did not become ready within \(Int(options.readyTimeout)) s; its log:\n\(logTail())")
+    }
+
+    /// PONG, or LOADING: the server is up (a big AOF may take a while to load).
+    private func answers() -> Bool {
+        do {
+            let c = try RedisClient(
+                endpoint: endpoint, options: .init(connectTimeout: 1, commandTimeout: 2, retry: .none))
+            return try c.command("PING") == .status("PONG")
+        } catch let e as RedisError {
+            return e.serverCode == "LOADING"
+        } catch {
+            return false
+        }
     }
 
     /// SIGTERM (Redis flushes its AOF and exits); SIGKILL if it has not within 10 s.

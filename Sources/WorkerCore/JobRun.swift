@@ -90,7 +90,10 @@ final class JobRun {
         var image: RGBImage?
         if c.kind == .edit {
             guard let sha = c.imageSHA256 else { throw JobFailure("edit job without an image", permanent: true) }
-            guard let bytes = try queue.blob(name: sha) else {
+            guard let fetched = try patiently("read the source image", { try queue.blob(name: sha) }) else {
+                throw Interrupted()
+            }
+            guard let bytes = fetched else {
                 throw JobFailure("source image blob \(sha) (\(job.imagePath ?? "?")) is missing from Redis")
             }
             do { image = try PNGCodec.decode(bytes) } catch {
@@ -152,7 +155,7 @@ final class JobRun {
             guard let bytes = try held.writeCheckpoint(payload, step: session.step) else { return false }
             checkpoints += 1
             log("job \(short): checkpoint at step \(session.step)/\(session.totalSteps) (\(bytes) bytes)")
-        } catch let e as RedisError where e.isConnectionError {
+        } catch let e as RedisError where e.isTransient {
             log("job \(short): checkpoint at step \(session.step) not saved (\(e)); continuing")
         }
         return true
@@ -197,12 +200,18 @@ final class JobRun {
     /// A computed result is worth waiting for: retry through Redis outages (the publish is
     /// fenced and idempotent) until it goes through or we are asked to stop.
     private func publishPatiently(fields: [(String, Data)]) throws -> PublishOutcome? {
+        try patiently("publish") { try held.publish(fields: fields) }
+    }
+
+    /// Runs a Redis call that is safe to repeat until it goes through, waiting out outages,
+    /// restarts and a server still loading its data; nil when a stop is requested first.
+    func patiently<T>(_ what: String, _ body: () throws -> T) throws -> T? {
         var warned = Date.distantPast
         while true {
-            do { return try held.publish(fields: fields) } catch let e as RedisError where e.isConnectionError {
+            do { return try body() } catch let e as RedisError where e.isTransient {
                 if stop.requested { return nil }
                 if Date().timeIntervalSince(warned) > 10 {
-                    log("job \(short): cannot publish yet (\(e)); retrying")
+                    log("job \(short): cannot \(what) yet (\(e)); retrying")
                     warned = Date()
                 }
                 stop.sleep(1)
@@ -210,3 +219,6 @@ final class JobRun {
         }
     }
 }
+
+/// A stop was requested while Redis was unreachable: the job is left to its lease.
+struct Interrupted: Error {}

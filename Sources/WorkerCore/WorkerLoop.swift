@@ -61,7 +61,7 @@ public final class WorkerLoop {
                 case .idle: stop.sleep(1)
                 case .done: break loop
                 }
-            } catch let e as RedisError where e.isConnectionError {
+            } catch let e as RedisError where e.isTransient {
                 if !redisDown {
                     log("Redis unavailable (\(e)); retrying every second")
                     redisDown = true
@@ -236,9 +236,11 @@ public final class WorkerLoop {
         let run = JobRun(job: job, held: held, engine: engine, worker: name, log: log, stop: stop) { [self] in
             stop.requested || parentGone()
         }
-        do { try run.run() } catch let failure as JobFailure {
+        do { try run.run() } catch is Interrupted {
+            log("job \(short): stopping while Redis is unreachable; the job resumes from its last checkpoint")
+        } catch let failure as JobFailure {
             try report(held, failure.message, permanent: failure.permanent, short: short)
-        } catch let e as RedisError where e.isConnectionError {
+        } catch let e as RedisError where e.isTransient {
             log("job \(short): lost Redis (\(e)); the job resumes from its last checkpoint once its lease lapses")
             throw e
         } catch {
@@ -246,8 +248,21 @@ public final class WorkerLoop {
         }
     }
 
+    /// A failure report is safe to repeat (fenced on the epoch): ride out an outage, so a
+    /// Redis restart never turns into a lost report.
+    private func failPatiently(_ held: LeasedJob, _ message: String, permanent: Bool) throws -> FailOutcome {
+        while true {
+            do { return try held.fail(error: message, permanent: permanent) } catch let e as RedisError
+                where e.isTransient
+            {
+                if stop.requested { throw e }
+                stop.sleep(1)
+            }
+        }
+    }
+
     private func report(_ held: LeasedJob, _ message: String, permanent: Bool, short: String) throws {
-        switch try held.fail(error: message, permanent: permanent) {
+        switch try failPatiently(held, message, permanent: permanent) {
         case .requeued: log("job \(short): failed (attempt \(held.lease.attempt)): \(message); re-queued")
         case .deadLettered:
             log(

@@ -51,7 +51,7 @@ final class RedisClientTests: XCTestCase {
         let opts = RedisClient.Options(connectTimeout: 2, commandTimeout: 2, retry: .none)
         XCTAssertThrowsError(try RedisClient(endpoint: .tcp("127.0.0.1", port: 1), options: opts)) { error in
             XCTAssertEqual("\(error)", "cannot connect to Redis at redis://127.0.0.1:1: connection refused")
-            XCTAssertEqual((error as? RedisError)?.isConnectionError, true)
+            XCTAssertEqual((error as? RedisError)?.isTransient, true)
         }
         XCTAssertThrowsError(try RedisClient(endpoint: .unix(server.dir.path + "/nope.sock"), options: opts)) { error in
             XCTAssertEqual(
@@ -94,7 +94,7 @@ final class RedisClientTests: XCTestCase {
         try c.command("SET", "persist", blob)
         server.stop()
         XCTAssertThrowsError(try c.command("GET", "persist")) { error in
-            XCTAssertEqual((error as? RedisError)?.isConnectionError, true, "\(error)")
+            XCTAssertEqual((error as? RedisError)?.isTransient, true, "\(error)")
         }
         // The server comes back while the caller is retrying.
         let restarted = expectation(description: "restarted")
