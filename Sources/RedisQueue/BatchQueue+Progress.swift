@@ -42,8 +42,15 @@ extension BatchQueue {
         return Counters(total: Int(total), done: Int(a[1].int ?? 0), failed: Int(a[2].int ?? 0))
     }
 
-    public func setProgress(jobID: String, worker: String, step: Int, total: Int) throws {
-        _ = try client.withRetry { try client.command(["HSET", progressKey, jobID, "\(worker)|\(step)|\(total)"]) }
+    /// Fenced on the lease's epoch: false when `lease` is no longer the job's current one.
+    @discardableResult
+    public func setProgress(_ lease: JobLease, step: Int, total: Int) throws -> Bool {
+        let r = try client.withRetry {
+            try client.eval(
+                QueueScripts.progress, keys: [keys.job(lease.jobID), progressKey],
+                args: [lease.jobID, lease.worker, lease.epoch, "\(lease.worker)|\(step)|\(total)"])
+        }
+        return r.int == 1
     }
 
     public func clearProgress(jobID: String) throws {

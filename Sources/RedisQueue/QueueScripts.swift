@@ -37,7 +37,14 @@ enum QueueScripts {
         local maxA = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '3')
         local attempts = tonumber(redis.call('HGET', KEYS[3], 'attempts') or '0')
         if attempts >= maxA then
-          local err = redis.call('HGET', KEYS[3], 'error') or ('abandoned: lease lapsed on all ' .. attempts .. ' attempts')
+          local seen = ''
+          local last = redis.call('HGET', KEYS[3], 'last_progress')
+          if last then
+            local w, st, tot = string.match(last, '^(.*)|(%d+)|(%d+)$')
+            if w then seen = '; last heard of on ' .. w .. ' at step ' .. st .. '/' .. tot end
+          end
+          local err = redis.call('HGET', KEYS[3], 'error')
+            or ('abandoned: lease lapsed on all ' .. attempts .. ' attempts' .. seen)
           redis.call('XADD', KEYS[5], '*', 'job', ARGV[1], 'error', err, 'attempts', attempts, 'worker', ARGV[3])
           redis.call('HSET', KEYS[3], 'state', 'dead', 'owner', '')
           drop_entry()
@@ -54,6 +61,18 @@ enum QueueScripts {
         redis.call('SADD', KEYS[6], ARGV[1])
         local ckpt = redis.call('GET', KEYS[7])
         return {'ok', epoch, attempts, redis.call('HGET', KEYS[3], 'payload'), ckpt}
+        """)
+
+    /// Fenced progress: only the current holder's write lands, so a stale owner can never show
+    /// a phantom step, and the job remembers its last progress for a dead letter's cause.
+    /// KEYS: job, progress  ARGV: jobID, owner, epoch, "<owner>|<step>|<total>"  → 1 written, 0 fenced off.
+    static let progress = RedisScript(
+        """
+        local cur = redis.call('HMGET', KEYS[1], 'epoch', 'state', 'owner')
+        if cur[1] ~= ARGV[3] or cur[2] ~= 'running' or cur[3] ~= ARGV[2] then return 0 end
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+        redis.call('HSET', KEYS[1], 'last_progress', ARGV[4])
+        return 1
         """)
 
     /// KEYS: meta, jobs, job, lease  ARGV: owner, epoch  → 1 renewed, 0 not the current holder.

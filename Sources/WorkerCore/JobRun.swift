@@ -25,6 +25,8 @@ final class JobRun {
     let stop: StopSignal
     /// True once this worker should stop taking work (a signal, or its parent exited).
     let shouldStop: () -> Bool
+    /// Reports a finished step (step, total); must not block.
+    let progress: (Int, Int) -> Void
     let began = Date()
     var short: String { String(job.id.prefix(8)) }
     var queue: BatchQueue { held.queue }
@@ -39,7 +41,7 @@ final class JobRun {
 
     init(
         job: PipelineJob, held: LeasedJob, engine: PipelineEngine, worker: String, log: Logger, stop: StopSignal,
-        shouldStop: @escaping () -> Bool
+        progress: @escaping (Int, Int) -> Void, shouldStop: @escaping () -> Bool
     ) {
         self.job = job
         self.held = held
@@ -48,6 +50,7 @@ final class JobRun {
         self.log = log
         self.stop = stop
         self.shouldStop = shouldStop
+        self.progress = progress
     }
 
     /// The whole attempt. Throws `JobFailure` for job-level errors and Redis connection
@@ -116,7 +119,7 @@ final class JobRun {
             if shouldStop() { return try releaseForStop(session) }
             try session.advance()
             sinceCheckpoint += 1
-            try? queue.setProgress(jobID: job.id, worker: worker, step: session.step, total: session.totalSteps)
+            progress(session.step, session.totalSteps)
             if verbose, let line = session.lastStepSummary { log("job \(short): \(line)") }
             if job.checkpointEvery > 0, sinceCheckpoint >= job.checkpointEvery, !session.isFinished {
                 sinceCheckpoint = 0

@@ -220,8 +220,10 @@ public final class WorkerLoop {
         let log = self.log
         held.onEvent = { log("job \(short): \($0)") }
         held.startRenewing()
+        let poster = ProgressPoster(queue: try BatchQueue(client: side, batchID: lease.batchID), lease: lease)
         defer {
             held.stopRenewing()
+            poster.drain()
             if !held.isLost { try? queue.clearProgress(jobID: lease.jobID) }
             state.setJob(nil)
             beatNow()
@@ -233,7 +235,10 @@ public final class WorkerLoop {
             c.kind == .edit
             ? "edit of \(job.imagePath ?? "?") to \(c.emotion)" : "\(c.emotion) '\(c.prompt)' seed \(c.seed)"
         log("took job \(short) (\(what); attempt \(lease.attempt), epoch \(lease.epoch))")
-        let run = JobRun(job: job, held: held, engine: engine, worker: name, log: log, stop: stop) { [self] in
+        let run = JobRun(
+            job: job, held: held, engine: engine, worker: name, log: log, stop: stop,
+            progress: { poster.post(step: $0, total: $1) }
+        ) { [self] in
             stop.requested || parentGone()
         }
         do { try run.run() } catch is Interrupted {

@@ -1,0 +1,42 @@
+import Foundation
+import RedisQueue
+
+/// Per-step progress for `watch`, written off the compute thread: the engine hands over its
+/// latest step and goes on; a background queue writes whatever is newest, fenced on the
+/// lease. A Redis outage delays the display, never a step.
+final class ProgressPoster: @unchecked Sendable {
+    private let queue: BatchQueue
+    private let lease: JobLease
+    private let lock = NSLock()
+    private var latest: (step: Int, total: Int)?
+    private var scheduled = false
+    private let writer = DispatchQueue(label: "muse.progress")
+
+    /// `queue` should use a connection of its own (the worker's side connection).
+    init(queue: BatchQueue, lease: JobLease) {
+        self.queue = queue
+        self.lease = lease
+    }
+
+    func post(step: Int, total: Int) {
+        lock.lock()
+        latest = (step, total)
+        let schedule = !scheduled
+        scheduled = true
+        lock.unlock()
+        if schedule { writer.async { self.flush() } }
+    }
+
+    /// Waits until what was posted has been written (or failed to be).
+    func drain() { writer.sync {} }
+
+    private func flush() {
+        lock.lock()
+        let value = latest
+        latest = nil
+        scheduled = false
+        lock.unlock()
+        guard let value else { return }
+        _ = try? queue.setProgress(lease, step: value.step, total: value.total)
+    }
+}
