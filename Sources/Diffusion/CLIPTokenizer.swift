@@ -195,12 +195,18 @@ public struct CLIPTokenizer: @unchecked Sendable {
         self.padToken = config.pad
     }
 
+    /// Tokenizer files larger than this are refused (CLIP's tokenizer.json is 3.5 MB).
+    static let maxFileBytes = 256 << 20
+
+    /// The bytes of a tokenizer file, which must be a regular file (a FIFO or a device is
+    /// refused before it is opened).
     static func readFile(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let exists = FileManager.default.fileExists(atPath: path)
-            throw CLIPTokenizerError(path: path, reason: exists ? "cannot be read" : "file does not exist")
+        guard ModelFile.exists(path) else { throw CLIPTokenizerError(path: path, reason: "file does not exist") }
+        do {
+            return try ModelFile.contents(path, limit: maxFileBytes)
+        } catch let failure as ModelFile.Failure {
+            throw CLIPTokenizerError(path: path, reason: failure.reason)
         }
-        return [UInt8](data)
     }
 
     // MARK: - Encoding

@@ -57,8 +57,9 @@ public struct DPMSolverConfig: Equatable, Sendable {
     /// non-standard `-Infinity`/`NaN` that diffusers' save_config writes. Options this port
     /// cannot honour are errors naming the key.
     public init(path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { throw DPMSolverError("missing config file \(path)") }
-        let text = try String(contentsOfFile: path, encoding: .utf8)
+        guard ModelFile.exists(path) else { throw DPMSolverError("missing config file \(path)") }
+        let text = String(
+            decoding: try ModelFile.contents(path, limit: ModelConfig.maxFileBytes, errorPrefix: path), as: UTF8.self)
         guard
             let values = (try? JSONSerialization.jsonObject(with: Data(Self.quotingNonFinite(text).utf8)))
                 as? [String: Any]

@@ -25,15 +25,15 @@ public final class ModelWeights: @unchecked Sendable {
     /// The safetensors weights in `folder` (model.safetensors or diffusion_pytorch_model.safetensors,
     /// or the shards an index names).
     public convenience init(folder: String) throws {
-        let fm = FileManager.default
         let candidates = ["diffusion_pytorch_model.safetensors", "model.safetensors"]
-        for name in candidates where fm.fileExists(atPath: folder + "/" + name) {
+        for name in candidates where ModelFile.exists(folder + "/" + name) {
             self.init(files: [try SafeTensorsFile(path: folder + "/" + name)], owner: folder)
             return
         }
         for index in ["diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json"]
-        where fm.fileExists(atPath: folder + "/" + index) {
-            let data = try Data(contentsOf: URL(fileURLWithPath: folder + "/" + index))
+        where ModelFile.exists(folder + "/" + index) {
+            let path = folder + "/" + index
+            let data = Data(try ModelFile.contents(path, limit: ModelConfig.maxFileBytes, errorPrefix: path))
             guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
                 let map = json["weight_map"] as? [String: String]
             else { throw ModelLoadError("\(folder)/\(index): no weight_map") }
@@ -86,9 +86,14 @@ public struct ModelConfig {
     public let path: String
     public let values: [String: Any]
 
+    /// Config files larger than this are refused: real ones are a few kilobytes.
+    public static let maxFileBytes = 16 << 20
+
+    /// Reads and parses `path`, which must be a regular file (a FIFO or a device is refused
+    /// before it is opened).
     public init(path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { throw ModelLoadError("missing config file \(path)") }
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard ModelFile.exists(path) else { throw ModelLoadError("missing config file \(path)") }
+        let data = Data(try ModelFile.contents(path, limit: Self.maxFileBytes, errorPrefix: path))
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw ModelLoadError("\(path): not a JSON object")
         }
