@@ -32,45 +32,48 @@ public final class AutoencoderKL {
     /// shape-checked against the config; a missing or misshapen one throws an error naming it.
     public init(folder: String) throws {
         let config = try ModelConfig(path: folder + "/config.json")
-        let weights = try ModelWeights(folder: folder)
-        let channels = try config.ints("block_out_channels")
-        guard !channels.isEmpty else { throw ModelLoadError("\(config.path): 'block_out_channels' is empty") }
-        for key in ["down_block_types", "up_block_types"] where config.values[key] != nil {
+        // Range-checked before any layer is built; at most 8 levels keeps the factor ≤ 128.
+        let channels = try config.ints("block_out_channels", count: 1...8, in: 1...8192)
+        for key in ["down_block_types", "up_block_types"] where config.has(key) {
             let types = try config.strings(key)
             let expected = key == "down_block_types" ? "DownEncoderBlock2D" : "UpDecoderBlock2D"
             guard types.count == channels.count, types.allSatisfy({ $0 == expected }) else {
-                throw ModelLoadError("\(config.path): '\(key)' must be \(channels.count)× \(expected), got \(types)")
+                throw config.fail(key, "must be \(channels.count)× \(expected), got \(types)")
             }
         }
         let act = try config.string("act_fn", default: "silu")
-        guard act == "silu" || act == "swish" else {
-            throw ModelLoadError("\(config.path): act_fn '\(act)' unsupported (silu only)")
-        }
+        guard act == "silu" || act == "swish" else { throw config.fail("act_fn", "= '\(act)' unsupported (silu only)") }
 
         let spec = VAESpec(
             channels: channels,
-            layersPerBlock: try config.int("layers_per_block", default: 1),
-            groups: try config.int("norm_num_groups", default: 32),
-            midAttention: config.bool("mid_block_add_attention", default: true))
-        for c in channels where c % spec.groups != 0 {
-            throw ModelLoadError("\(config.path): block channels \(c) not divisible by norm_num_groups \(spec.groups)")
+            layersPerBlock: try config.int("layers_per_block", default: 1, in: 1...64),
+            groups: try config.int("norm_num_groups", default: 32, in: 1...8192),
+            midAttention: try config.bool("mid_block_add_attention", default: true))
+        guard channels.allSatisfy({ $0 % spec.groups == 0 }) else {
+            throw config.fail(
+                "norm_num_groups", "= \(spec.groups): block_out_channels \(channels) must each be divisible by it")
         }
-        inChannels = try config.int("in_channels", default: 3)
-        outChannels = try config.int("out_channels", default: 3)
-        latentChannels = try config.int("latent_channels", default: 4)
-        scalingFactor = try config.float("scaling_factor", default: 0.18215)
+        inChannels = try config.int("in_channels", default: 3, in: 1...1024)
+        outChannels = try config.int("out_channels", default: 3, in: 1...1024)
+        latentChannels = try config.int("latent_channels", default: 4, in: 1...1024)
+        scalingFactor = try config.float("scaling_factor", default: 0.18215, "a finite number > 0") {
+            $0.isFinite && $0 > 0
+        }
+        let useQuantConv = try config.bool("use_quant_conv", default: true)
+        let usePostQuantConv = try config.bool("use_post_quant_conv", default: true)
         blockCount = channels.count
 
+        let weights = try ModelWeights(folder: folder)
         encoder = try VAEEncoder(
             weights.scoped("encoder"), spec, inChannels: inChannels, latentChannels: latentChannels)
         decoder = try VAEDecoder(
             weights.scoped("decoder"), spec, latentChannels: latentChannels, outChannels: outChannels)
         let l = latentChannels
         quantConv =
-            config.bool("use_quant_conv", default: true)
+            useQuantConv
             ? try Conv2d(weights, "quant_conv", in: 2 * l, out: 2 * l, kernel: 1) : nil
         postQuantConv =
-            config.bool("use_post_quant_conv", default: true)
+            usePostQuantConv
             ? try Conv2d(weights, "post_quant_conv", in: l, out: l, kernel: 1) : nil
     }
 

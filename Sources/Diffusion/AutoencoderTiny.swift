@@ -58,11 +58,11 @@ public final class AutoencoderTiny {
     /// Every config value is type- and range-checked and every tensor shape-checked; a bad one
     /// throws a `ModelLoadError` naming the file and the key or tensor.
     public init(folder: String) throws {
-        let config = try ModelConfig(path: folder + "/config.json")
-        let r = TinyConfigReader(config: config)
-        if let name = config.values["_class_name"], !(name is NSNull) {
-            guard let s = name as? String, s == "AutoencoderTiny" else {
-                throw r.fail("_class_name", "is \(name), expected AutoencoderTiny")
+        let r = try ModelConfig(path: folder + "/config.json")
+        if r.has("_class_name") {
+            guard let s = r.values["_class_name"] as? String, s == "AutoencoderTiny" else {
+                throw r.fail(
+                    "_class_name", "is \(ModelConfig.describe(r.values["_class_name"]!)), expected AutoencoderTiny")
             }
         }
         let channelRange = 1...8192
@@ -70,13 +70,11 @@ public final class AutoencoderTiny {
         outChannels = try r.int("out_channels", default: 3, in: 1...1024)
         latentChannels = try r.int("latent_channels", default: 4, in: 1...1024)
         let encoderChannels = try r.ints(
-            "encoder_block_out_channels", default: [64, 64, 64, 64],
-            count: 1...8, each: channelRange)
+            "encoder_block_out_channels", count: 1...8, in: channelRange, default: [64, 64, 64, 64])
         let decoderChannels = try r.ints(
-            "decoder_block_out_channels", default: [64, 64, 64, 64],
-            count: 1...8, each: channelRange)
-        let encoderBlocks = try r.ints("num_encoder_blocks", default: [1, 3, 3, 3], count: 1...8, each: 0...64)
-        let decoderBlocks = try r.ints("num_decoder_blocks", default: [3, 3, 3, 1], count: 1...8, each: 0...64)
+            "decoder_block_out_channels", count: 1...8, in: channelRange, default: [64, 64, 64, 64])
+        let encoderBlocks = try r.ints("num_encoder_blocks", count: 1...8, in: 0...64, default: [1, 3, 3, 3])
+        let decoderBlocks = try r.ints("num_decoder_blocks", count: 1...8, in: 0...64, default: [3, 3, 3, 1])
         // diffusers raises ValueError for these two.
         guard encoderChannels.count == encoderBlocks.count else {
             throw r.fail(
@@ -363,76 +361,5 @@ private struct TinyDecoder {
             h = stage.conv(h)
         }
         return h * 2 - 1  // TAESD's [0, 1] → diffusers' [-1, 1] (x.mul(2).sub(1))
-    }
-}
-
-// MARK: - Config reading
-
-/// Strict, range-checked reads of config.json values; errors name the file and the key.
-/// Missing or null keys take the given default (diffusers' from_config does the same).
-private struct TinyConfigReader {
-    let config: ModelConfig
-
-    func fail(_ key: String, _ why: String) -> ModelLoadError {
-        ModelLoadError("\(config.path): '\(key)' \(why)")
-    }
-
-    private func present(_ key: String) -> Any? {
-        guard let raw = config.values[key], !(raw is NSNull) else { return nil }
-        return raw
-    }
-
-    /// A JSON number (not a boolean) as a Double.
-    private func number(_ raw: Any) -> Double? {
-        guard let n = raw as? NSNumber, String(cString: n.objCType) != "c" else { return nil }
-        return n.doubleValue
-    }
-
-    private func integer(_ raw: Any, in range: ClosedRange<Int>) -> Int? {
-        guard let d = number(raw), d.rounded() == d, d >= Double(range.lowerBound), d <= Double(range.upperBound)
-        else { return nil }
-        return Int(d)
-    }
-
-    func int(_ key: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
-        guard let raw = present(key) else { return value }
-        guard let n = integer(raw, in: range) else { throw fail(key, "must be an integer in \(range), got \(raw)") }
-        return n
-    }
-
-    func ints(_ key: String, default value: [Int], count: ClosedRange<Int>, each: ClosedRange<Int>) throws -> [Int] {
-        guard let raw = present(key) else { return value }
-        guard let list = raw as? [Any] else { throw fail(key, "must be a list of integers, got \(raw)") }
-        guard count.contains(list.count) else {
-            throw fail(key, "must have \(count.lowerBound)…\(count.upperBound) entries, got \(list.count)")
-        }
-        return try list.map {
-            guard let n = integer($0, in: each) else {
-                throw fail(key, "entries must be integers in \(each), got \(list)")
-            }
-            return n
-        }
-    }
-
-    func float(_ key: String, default value: Float, _ requirement: String, valid: (Double) -> Bool) throws -> Float {
-        guard let raw = present(key) else { return value }
-        guard let d = number(raw), valid(d), valid(Double(Float(d))) else {
-            throw fail(key, "must be \(requirement), got \(raw)")
-        }
-        return Float(d)
-    }
-
-    func string(_ key: String, default value: String) throws -> String {
-        guard let raw = present(key) else { return value }
-        guard let s = raw as? String else { throw fail(key, "must be a string, got \(raw)") }
-        return s
-    }
-
-    func bool(_ key: String, default value: Bool) throws -> Bool {
-        guard let raw = present(key) else { return value }
-        guard let n = raw as? NSNumber, String(cString: n.objCType) == "c" else {
-            throw fail(key, "must be true or false, got \(raw)")
-        }
-        return n.boolValue
     }
 }

@@ -28,14 +28,14 @@ struct CLIPEncoderShape {
     let activation: CLIPActivation
 
     init(_ c: ModelConfig, defaults: (hidden: Int, intermediate: Int, layers: Int, heads: Int)) throws {
-        hidden = try c.int("hidden_size", default: defaults.hidden)
-        intermediate = try c.int("intermediate_size", default: defaults.intermediate)
-        layers = try c.int("num_hidden_layers", default: defaults.layers)
-        heads = try c.int("num_attention_heads", default: defaults.heads)
-        eps = try c.float("layer_norm_eps", default: 1e-5)
+        hidden = try c.int("hidden_size", default: defaults.hidden, in: 1...8192)
+        intermediate = try c.int("intermediate_size", default: defaults.intermediate, in: 1...32768)
+        layers = try c.int("num_hidden_layers", default: defaults.layers, in: 1...64)
+        heads = try c.int("num_attention_heads", default: defaults.heads, in: 1...128)
+        eps = try c.float("layer_norm_eps", default: 1e-5, in: 0...1)
         activation = try CLIPActivation(c)
-        guard hidden > 0, heads > 0, hidden % heads == 0 else {
-            throw ModelLoadError("\(c.path): hidden_size \(hidden) is not divisible by num_attention_heads \(heads)")
+        guard hidden % heads == 0 else {
+            throw c.fail("hidden_size", "= \(hidden) is not divisible by 'num_attention_heads' = \(heads)")
         }
     }
 }
@@ -74,16 +74,11 @@ struct CLIPEncoderLayer {
 }
 
 extension ModelConfig {
-    fileprivate init(clipPath path: String, values: [String: Any]) {
-        self.path = path
-        self.values = values
-    }
-
     /// A full CLIPModel config nests the towers' settings under text_config/vision_config;
     /// a single-tower config (CLIPTextModel, CLIPVisionModelWithProjection) is flat.
     func clipTower(_ key: String) -> ModelConfig {
         guard let nested = values[key] as? [String: Any] else { return self }
-        return ModelConfig(clipPath: "\(path) [\(key)]", values: nested)
+        return ModelConfig(path: "\(path) [\(key)]", values: nested)
     }
 }
 
@@ -103,10 +98,13 @@ public final class CLIPTextEncoder {
         let top = try ModelConfig(path: folder + "/config.json")
         let c = top.clipTower("text_config")
         let shape = try CLIPEncoderShape(c, defaults: (512, 2048, 12, 8))
-        let vocab = try c.int("vocab_size", default: 49408)
+        let vocab = try c.int("vocab_size", default: 49408, in: 1...1_000_000)
         hiddenSize = shape.hidden
-        maxPositions = try c.int("max_position_embeddings", default: 77)
-        eosTokenID = try c.int("eos_token_id", default: 49407)
+        // At least bos and eos: the tokenizer frames every prompt to this length.
+        maxPositions = try c.int("max_position_embeddings", default: 77, in: 2...4096)
+        eosTokenID = try c.int("eos_token_id", default: 49407, in: 0...Int(Int32.max))
+        // CLIPModel keeps projection_dim at the top level, single-tower configs in their own.
+        let projectionDim = try top.int("projection_dim", default: 512, in: 1...8192)
 
         let all = try ModelWeights(folder: folder)
         let w = all.towerScope("text_model", probe: "embeddings.token_embedding.weight")
@@ -114,10 +112,8 @@ public final class CLIPTextEncoder {
         positionEmbedding = try w.tensor("embeddings.position_embedding.weight", shape: [maxPositions, hiddenSize])
         layers = try CLIPEncoderLayer.stack(w, shape)
         finalLayerNorm = try LayerNorm(w, "final_layer_norm", dim: hiddenSize, eps: shape.eps)
-        // CLIPModel keeps projection_dim at the top level, single-tower configs in their own.
         if all.contains("text_projection.weight") {
-            let dim = try top.int("projection_dim", default: 512)
-            textProjection = try Linear(all, "text_projection", in: hiddenSize, out: dim, bias: false)
+            textProjection = try Linear(all, "text_projection", in: hiddenSize, out: projectionDim, bias: false)
         } else {
             textProjection = nil
         }

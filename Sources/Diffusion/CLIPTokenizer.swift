@@ -46,6 +46,8 @@ public struct CLIPTokenizer: @unchecked Sendable {
     private let byteEndIDs: [Int32]  // byte -> id of its symbol + "</w>"
     private let rawSpecials: [Special]  // matched on raw text
     private let normalizedSpecials: [Special]  // matched on normalised text
+    /// No special token (raw or normalised) contains a space: `tokenize` may then stop at one.
+    private let specialsLackSpaces: Bool
     private let cache = WordCache()
 
     private struct Merge {
@@ -186,6 +188,7 @@ public struct CLIPTokenizer: @unchecked Sendable {
         self.byteEndIDs = byteEndIDs
         self.rawSpecials = raw.filter { !$0.bytes.isEmpty }
         self.normalizedSpecials = normalized.filter { !$0.bytes.isEmpty }
+        self.specialsLackSpaces = (raw + normalized).allSatisfy { !$0.bytes.contains(0x20) }
         self.unkID = unkID
         self.bosID = bosID
         self.eosID = eosID
@@ -195,12 +198,18 @@ public struct CLIPTokenizer: @unchecked Sendable {
         self.padToken = config.pad
     }
 
+    /// Tokenizer files larger than this are refused (CLIP's tokenizer.json is 3.5 MB).
+    static let maxFileBytes = 256 << 20
+
+    /// The bytes of a tokenizer file, which must be a regular file (a FIFO or a device is
+    /// refused before it is opened).
     static func readFile(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let exists = FileManager.default.fileExists(atPath: path)
-            throw CLIPTokenizerError(path: path, reason: exists ? "cannot be read" : "file does not exist")
+        guard ModelFile.exists(path) else { throw CLIPTokenizerError(path: path, reason: "file does not exist") }
+        do {
+            return try ModelFile.contents(path, limit: maxFileBytes)
+        } catch let failure as ModelFile.Failure {
+            throw CLIPTokenizerError(path: path, reason: failure.reason)
         }
-        return [UInt8](data)
     }
 
     // MARK: - Encoding
@@ -218,17 +227,25 @@ public struct CLIPTokenizer: @unchecked Sendable {
 
     /// BPE ids of `text`, without bos/eos.
     public func encode(_ text: String) -> [Int] {
+        encode(Array(text.utf8)[...], limit: .max)
+    }
+
+    /// The first ids of `bytes`' encoding: all of them, or at least `limit` (a prefix of the
+    /// whole encoding either way; the text after the piece that reaches `limit` is not looked at).
+    private func encode(_ bytes: ArraySlice<UInt8>, limit: Int) -> [Int] {
         var ids: [Int] = []
-        let bytes = Array(text.utf8)
-        Self.splitOnSpecials(bytes[...], rawSpecials) { piece in
+        guard limit > 0 else { return ids }
+        Self.splitOnSpecials(bytes, rawSpecials) { piece in
+            guard ids.count < limit else { return }
             switch piece {
             case .special(let id): ids.append(id)
             case .text(let segment):
                 let normalized = Array(Self.normalize(String(decoding: segment, as: UTF8.self)).utf8)
                 Self.splitOnSpecials(normalized[...], normalizedSpecials) { inner in
+                    guard ids.count < limit else { return }
                     switch inner {
                     case .special(let id): ids.append(id)
-                    case .text(let t): encodeNormalized(String(decoding: t, as: UTF8.self), into: &ids)
+                    case .text(let t): encodeNormalized(String(decoding: t, as: UTF8.self), limit: limit, into: &ids)
                     }
                 }
             }
@@ -237,13 +254,41 @@ public struct CLIPTokenizer: @unchecked Sendable {
     }
 
     /// `bos + encode(text) (truncated to length - 2) + eos`, padded to `length` with `padID`.
+    /// Only the start of the text that can reach the kept tokens is encoded (see
+    /// `relevantLength`), so a huge prompt costs no more than its first words.
     public func tokenize(_ text: String, length: Int = 77) -> [Int] {
         precondition(length >= 2, "a token sequence needs room for bos and eos")
+        let keep = length - 2
+        let bytes = Array(text.utf8)
         var ids = [bosID]
-        ids += encode(text).prefix(length - 2)
+        if keep > 0 { ids += encode(bytes[..<relevantLength(bytes, tokens: keep)], limit: keep).prefix(keep) }
         ids.append(eosID)
         ids += [Int](repeating: padID, count: length - ids.count)
         return ids
+    }
+
+    /// How many leading bytes of `bytes` decide its first `tokens` ids: up to the ASCII space
+    /// that ends the `tokens`-th space-delimited chunk holding a non-whitespace ASCII byte, or
+    /// all of them. Why that is exact: every such chunk yields at least one id of its own (its
+    /// ASCII character lands in a special token or a pre-token, and neither spans a space), so
+    /// `tokens` chunks fill the ids that are kept; and nothing before an ASCII space depends on
+    /// what follows it — special tokens are matched whole and contain no space (checked at
+    /// load, else nothing is cut), NFC neither composes nor reorders across U+0020 (a starter
+    /// that composes with nothing), lower-casing is per character, and pre-tokens end at spaces.
+    func relevantLength(_ bytes: [UInt8], tokens: Int) -> Int {
+        guard specialsLackSpaces, tokens > 0 else { return bytes.count }
+        var chunks = 0
+        var counted = false
+        for (offset, b) in bytes.enumerated() {
+            if b == 0x20 {
+                if chunks >= tokens { return offset }
+                counted = false
+            } else if !counted && b < 0x80 && !(0x09...0x0D).contains(b) {
+                counted = true
+                chunks += 1
+            }
+        }
+        return bytes.count
     }
 
     /// Readable text from ids (specials kept, `</w>` as word breaks); for diagnostics.
@@ -385,12 +430,12 @@ public struct CLIPTokenizer: @unchecked Sendable {
 
     /// The CLIP pre-tokeniser pattern over normalised text, then the byte-level (GPT-2)
     /// pattern within each piece; BPE on each resulting word.
-    private func encodeNormalized(_ text: String, into ids: inout [Int]) {
+    private func encodeNormalized(_ text: String, limit: Int = .max, into ids: inout [Int]) {
         let s = Array(text.unicodeScalars)
         let classes = s.map(Self.charClass)
         var i = 0
         let n = s.count
-        while i < n {
+        while i < n && ids.count < limit {
             if classes[i] == .space {
                 i += 1
                 continue
@@ -449,37 +494,90 @@ public struct CLIPTokenizer: @unchecked Sendable {
     }
 
     /// BPE of one pre-token (its UTF-8 bytes through the byte table, `</w>` at the end).
-    /// Cached by bytes: Swift String equality is canonical equivalence, which would merge
-    /// differently ordered combining marks.
+    /// Cached by bytes (short words only): Swift String equality is canonical equivalence,
+    /// which would merge differently ordered combining marks.
     private func bpe(_ bytes: [UInt8], into ids: inout [Int]) {
         guard !bytes.isEmpty else { return }
-        if let cached = cache.get(bytes) {
+        let cacheable = bytes.count <= Self.maxCachedWordBytes
+        if cacheable, let cached = cache.get(bytes) {
             ids += cached
             return
         }
+        let result = mergeSymbols(initialSymbols(bytes)).map(Int.init)
+        if cacheable { cache.set(bytes, result) }
+        ids += result
+    }
+
+    /// Words longer than this are not cached (each would pin its ids in memory).
+    static let maxCachedWordBytes = 256
+
+    /// One symbol per byte: the byte's id, the last one's with `</w>`.
+    func initialSymbols(_ bytes: [UInt8]) -> [Int32] {
         var symbols = [Int32](repeating: 0, count: bytes.count)
         for (k, b) in bytes.enumerated() {
             symbols[k] = k == bytes.count - 1 ? byteEndIDs[Int(b)] : byteIDs[Int(b)]
         }
-        while symbols.count > 1 {
-            var bestRank = Int32.max
-            var bestIndex = -1
-            var bestID: Int32 = 0
-            for k in 0..<(symbols.count - 1) {
-                let key = UInt64(UInt32(symbols[k])) << 32 | UInt64(UInt32(symbols[k + 1]))
-                if let m = merges[key], m.rank < bestRank {
-                    bestRank = m.rank
-                    bestIndex = k
-                    bestID = m.id
+        return symbols
+    }
+
+    /// The merge of two adjacent symbols, if merges.txt has one: its rank and the merged id.
+    @inline(__always)
+    func merge(_ left: Int32, _ right: Int32) -> (rank: Int32, id: Int32)? {
+        merges[UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))].map { ($0.rank, $0.id) }
+    }
+
+    /// Applies merges lowest rank first, leftmost on ties, until none applies — the result of
+    /// the textbook loop (scan all pairs, merge the best, repeat), in O(n log n) instead of
+    /// O(n²): the symbols form a doubly linked list, and every adjacent pair with a merge has
+    /// an entry (rank, index of its left symbol) in a min-heap; symbol order never changes, so
+    /// the smallest index is the leftmost pair. A popped entry is acted on only if the pair now
+    /// at its index still has its rank (then it is that pair: a rank names one pair); otherwise
+    /// it is stale and dropped. Each merge pushes the two pairs it creates.
+    func mergeSymbols(_ initial: [Int32]) -> [Int32] {
+        let n = initial.count
+        guard n > 1 else { return initial }
+        // One node per symbol, its links beside it: a merge touches a few nodes at random
+        // places of a long word, and each costs one cache miss instead of three.
+        struct Node {
+            var id: Int32  // -1 once merged into its left neighbour
+            var next: Int32  // n: none
+            var previous: Int32  // -1: none
+        }
+        var nodes = [Node](repeating: Node(id: 0, next: 0, previous: 0), count: n)
+        var heap = MinHeap()
+        heap.reserve(n)
+        for k in 0..<n {
+            nodes[k] = Node(id: initial[k], next: Int32(k + 1), previous: Int32(k - 1))
+            if k + 1 < n, let m = merge(initial[k], initial[k + 1]) { heap.append(MinHeap.key(rank: m.rank, index: k)) }
+        }
+        heap.heapify()
+        nodes.withUnsafeMutableBufferPointer { nodes in
+            while let key = heap.popMin() {
+                let (rank, k) = MinHeap.split(key)
+                let left = nodes[k]
+                let r = Int(left.next)
+                guard left.id >= 0, r < n, let m = merge(left.id, nodes[r].id), m.rank == rank else { continue }
+                let after = Int(nodes[r].next)
+                nodes[r].id = -1
+                nodes[k].id = m.id
+                nodes[k].next = Int32(after)
+                if after < n {
+                    nodes[after].previous = Int32(k)
+                    if let right = merge(m.id, nodes[after].id) { heap.push(MinHeap.key(rank: right.rank, index: k)) }
+                }
+                let before = Int(left.previous)
+                if before >= 0, let pair = merge(nodes[before].id, m.id) {
+                    heap.push(MinHeap.key(rank: pair.rank, index: before))
                 }
             }
-            if bestIndex < 0 { break }
-            symbols[bestIndex] = bestID
-            symbols.remove(at: bestIndex + 1)
         }
-        let result = symbols.map(Int.init)
-        cache.set(bytes, result)
-        ids += result
+        var result: [Int32] = []
+        var k = 0
+        while k < n {
+            result.append(nodes[k].id)
+            k = Int(nodes[k].next)
+        }
+        return result
     }
 
     // MARK: - Byte table
@@ -522,6 +620,76 @@ private final class WordCache: @unchecked Sendable {
         defer { lock.unlock() }
         if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
         entries[word] = ids
+    }
+}
+
+/// A min-heap of candidate merges, each one UInt64: rank << 32 | index of the left symbol,
+/// so one comparison orders by rank, then position. 8-ary: a node's children share a cache
+/// line or two, and a million entries are 7 levels deep instead of 20.
+private struct MinHeap {
+    private var items: [UInt64] = []
+    private static let arity = 8
+
+    static func key(rank: Int32, index: Int) -> UInt64 { UInt64(UInt32(rank)) << 32 | UInt64(UInt32(index)) }
+    static func split(_ key: UInt64) -> (rank: Int32, index: Int) {
+        (Int32(truncatingIfNeeded: key >> 32), Int(key & 0xFFFF_FFFF))
+    }
+
+    mutating func reserve(_ count: Int) { items.reserveCapacity(count) }
+
+    /// Adds without ordering; call `heapify` before the first `popMin`.
+    mutating func append(_ key: UInt64) { items.append(key) }
+
+    mutating func heapify() {
+        guard items.count > 1 else { return }
+        var i = (items.count - 2) / Self.arity + 1
+        while i > 0 {
+            i -= 1
+            siftDown(i)
+        }
+    }
+
+    mutating func push(_ key: UInt64) {
+        items.append(key)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / Self.arity
+            guard key < items[parent] else { break }
+            items[i] = items[parent]
+            i = parent
+        }
+        items[i] = key
+    }
+
+    mutating func popMin() -> UInt64? {
+        guard let last = items.popLast() else { return nil }
+        guard !items.isEmpty else { return last }
+        let top = items[0]
+        items[0] = last
+        siftDown(0)
+        return top
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        let count = items.count
+        items.withUnsafeMutableBufferPointer { h in
+            let moving = h[start]
+            var i = start
+            while true {
+                let first = Self.arity * i + 1
+                guard first < count else { break }
+                var m = first
+                var smallest = h[first]
+                for c in (first + 1)..<min(first + Self.arity, count) where h[c] < smallest {
+                    m = c
+                    smallest = h[c]
+                }
+                guard smallest < moving else { break }
+                h[i] = smallest
+                i = m
+            }
+            h[i] = moving
+        }
     }
 }
 

@@ -25,13 +25,13 @@ public final class CLIPVisionEncoder {
         let c = top.clipTower("vision_config")
         let shape = try CLIPEncoderShape(c, defaults: (768, 3072, 12, 12))
         hiddenSize = shape.hidden
-        imageSize = try c.int("image_size", default: 224)
-        patchSize = try c.int("patch_size", default: 32)
-        let channels = try c.int("num_channels", default: 3)
+        imageSize = try c.int("image_size", default: 224, in: 1...4096)
+        patchSize = try c.int("patch_size", default: 32, in: 1...4096)
+        let channels = try c.int("num_channels", default: 3, in: 1...64)
         // CLIPModel keeps projection_dim at the top level, single-tower configs in their own.
-        projectionDim = try top.int("projection_dim", default: 512)
-        guard patchSize > 0, imageSize % patchSize == 0 else {
-            throw ModelLoadError("\(c.path): image_size \(imageSize) is not a multiple of patch_size \(patchSize)")
+        projectionDim = try top.int("projection_dim", default: 512, in: 1...8192)
+        guard imageSize % patchSize == 0 else {
+            throw c.fail("patch_size", "= \(patchSize): 'image_size' = \(imageSize) must be a multiple of it")
         }
         let positions = (imageSize / patchSize) * (imageSize / patchSize) + 1
 
@@ -55,10 +55,10 @@ public final class CLIPVisionEncoder {
         var mean: [Float] = [0.48145466, 0.4578275, 0.40821073]
         var std: [Float] = [0.26862954, 0.26130258, 0.27577711]
         let path = folder + "/preprocessor_config.json"
-        if FileManager.default.fileExists(atPath: path) {
+        if ModelFile.exists(path) {
             let p = try ModelConfig(path: path)
-            if p.values["image_mean"] != nil { mean = try p.clipNumbers("image_mean") }
-            if p.values["image_std"] != nil { std = try p.clipNumbers("image_std") }
+            mean = try p.floats("image_mean", count: channels...channels, in: -1000...1000, default: mean)
+            std = try p.floats("image_std", count: channels...channels, in: 1e-6...1000, default: std)
         }
         guard mean.count == channels, std.count == channels, std.allSatisfy({ $0 > 0 }) else {
             throw ModelLoadError("\(path): image_mean \(mean) / image_std \(std) do not fit \(channels) channels")
@@ -104,14 +104,5 @@ public final class CLIPVisionEncoder {
         let mean = Tensor(shape: [1, channels, 1, 1], data: imageMean)
         let std = Tensor(shape: [1, channels, 1, 1], data: imageStd)
         return (x - mean) / std
-    }
-}
-
-extension ModelConfig {
-    fileprivate func clipNumbers(_ key: String) throws -> [Float] {
-        guard let list = values[key] as? [NSNumber] else {
-            throw ModelLoadError("\(path): '\(key)' missing or not a list of numbers")
-        }
-        return list.map(\.floatValue)
     }
 }

@@ -1,6 +1,14 @@
 import Foundation
 import Tensor
 
+/// A step count the DDIM schedule cannot run.
+public struct DDIMError: Error, CustomStringConvertible, LocalizedError, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+    public var errorDescription: String? { message }
+}
+
 /// The fields of diffusers' scheduler_config.json that DDIM uses. Defaults are diffusers'
 /// DDIMScheduler defaults (not SD 1.5's: use `stableDiffusion` or read the model's config).
 public struct DDIMConfig: Equatable, Sendable {
@@ -42,40 +50,69 @@ public struct DDIMConfig: Equatable, Sendable {
         return c
     }
 
-    /// Reads a diffusers scheduler_config.json; options this port cannot honour are errors.
+    /// Reads a diffusers scheduler_config.json; options this port cannot honour and values
+    /// out of range are errors naming the key.
     public init(path: String) throws {
-        let c = try ModelConfig(path: path)
+        try self.init(ModelConfig(path: path), defaultSpacing: .leading)
+    }
+
+    /// Training steps a config may have: real ones have 1000; fewer than 100 leave too few
+    /// timesteps for a usual step count, more than 100,000 are absurd.
+    public static let trainTimestepRange = 100...100_000
+    /// The range betas (configured or trained) must lie in: below 1, so every ᾱ_t is positive.
+    public static let betaRange = 0...0.999
+
+    /// The schedule keys of `c`, as DDIMScheduler reads them (and DPMSolverMultistepScheduler,
+    /// with its own default spacing): absent keys take diffusers' defaults, every value is
+    /// type- and range-checked.
+    init(_ c: ModelConfig, defaultSpacing: Spacing) throws {
         func choice<T: RawRepresentable>(_ key: String, _ fallback: T) throws -> T where T.RawValue == String {
             let raw = try c.string(key, default: fallback.rawValue)
-            guard let v = T(rawValue: raw) else {
-                throw ModelLoadError("\(path): '\(key)' = '\(raw)' is not supported")
-            }
+            guard let v = T(rawValue: raw) else { throw c.fail(key, "= '\(raw)' is not supported") }
             return v
         }
-        func double(_ key: String, _ fallback: Double) throws -> Double {
-            if let n = c.values[key] as? NSNumber { return n.doubleValue }
-            if c.values[key] == nil || c.values[key] is NSNull { return fallback }
-            throw ModelLoadError("\(path): '\(key)' is not a number")
-        }
         self.init()
-        numTrainTimesteps = try c.int("num_train_timesteps", default: 1000)
-        betaStart = try double("beta_start", 0.0001)
-        betaEnd = try double("beta_end", 0.02)
+        numTrainTimesteps = try c.int("num_train_timesteps", default: 1000, in: Self.trainTimestepRange)
+        betaStart = try c.double("beta_start", default: 0.0001, in: Self.betaRange)
+        betaEnd = try c.double("beta_end", default: 0.02, in: Self.betaRange)
         betaSchedule = try choice("beta_schedule", BetaSchedule.linear)
-        if let list = c.values["trained_betas"] as? [NSNumber] { trainedBetas = list.map(\.floatValue) }
-        setAlphaToOne = c.bool("set_alpha_to_one", default: true)
-        stepsOffset = try c.int("steps_offset", default: 0)
+        if c.has("trained_betas") {
+            let range = Float(Self.betaRange.lowerBound)...Float(Self.betaRange.upperBound)
+            trainedBetas = try c.floats("trained_betas", count: numTrainTimesteps...numTrainTimesteps, in: range)
+        }
+        setAlphaToOne = try c.bool("set_alpha_to_one", default: true)
+        // Timestep `steps_offset` is the first one "leading" spacing gives: it must exist.
+        stepsOffset = try c.int("steps_offset", default: 0, in: 0...(numTrainTimesteps - 1))
         predictionType = try choice("prediction_type", Prediction.epsilon)
-        timestepSpacing = try choice("timestep_spacing", Spacing.leading)
-        clipSample = c.bool("clip_sample", default: true)
-        clipSampleRange = try c.float("clip_sample_range", default: 1)
-        for key in ["thresholding", "rescale_betas_zero_snr"] where c.bool(key, default: false) {
-            throw ModelLoadError("\(path): '\(key)' = true is not supported")
+        timestepSpacing = try choice("timestep_spacing", defaultSpacing)
+        clipSample = try c.bool("clip_sample", default: true)
+        clipSampleRange = try c.float("clip_sample_range", default: 1, "a finite number > 0") { $0.isFinite && $0 > 0 }
+        for key in ["thresholding", "rescale_betas_zero_snr"] where try c.bool(key, default: false) {
+            throw c.fail(key, "= true is not supported")
         }
-        guard numTrainTimesteps > 0 else { throw ModelLoadError("\(path): 'num_train_timesteps' must be positive") }
-        if let t = trainedBetas, t.count != numTrainTimesteps {
-            throw ModelLoadError("\(path): 'trained_betas' has \(t.count) values, expected \(numTrainTimesteps)")
+    }
+
+    /// The first value out of range in a config built in code, as (key, problem); nil when
+    /// all are in the ranges `init(path:)` enforces.
+    public func problem() -> (key: String, why: String)? {
+        let t = numTrainTimesteps
+        if !Self.trainTimestepRange.contains(t) {
+            return ("num_train_timesteps", "= \(t) is not in \(Self.trainTimestepRange)")
         }
+        for (key, value) in [("beta_start", betaStart), ("beta_end", betaEnd)] where !Self.betaRange.contains(value) {
+            return (key, "= \(value) is not in \(ModelConfig.text(Self.betaRange))")
+        }
+        if let betas = trainedBetas {
+            guard betas.count == t else { return ("trained_betas", "has \(betas.count) values, expected \(t)") }
+            if let bad = betas.first(where: { !Self.betaRange.contains(Double($0)) }) {
+                return ("trained_betas", "holds \(bad), not in \(ModelConfig.text(Self.betaRange))")
+            }
+        }
+        if !(0..<t).contains(stepsOffset) { return ("steps_offset", "= \(stepsOffset) is not in 0...\(t - 1)") }
+        if !(clipSampleRange.isFinite && clipSampleRange > 0) {
+            return ("clip_sample_range", "= \(clipSampleRange) is not a finite number > 0")
+        }
+        return nil
     }
 }
 
@@ -128,6 +165,22 @@ public struct DDIMScheduler: Sendable {
         let step = (end - start) / Float(n - 1)
         return (0..<n).map { i in
             i < n / 2 ? start.addingProduct(step, Float(i)) : end.addingProduct(-step, Float(n - 1 - i))
+        }
+    }
+
+    /// Throws unless `steps` is in 1...num_train_timesteps and every timestep it gives is a
+    /// training step ("leading" spacing adds steps_offset, which can push the first one past
+    /// the end: SD 1.5's offset 1 with 1000 steps gives timestep 1000). `timesteps`, `step`
+    /// and `invertStep` stop on a precondition for counts this refuses.
+    public func validate(steps: Int) throws {
+        let trainSteps = config.numTrainTimesteps
+        guard (1...trainSteps).contains(steps) else {
+            throw DDIMError("DDIM steps must be in 1...\(trainSteps), got \(steps)")
+        }
+        if let bad = timesteps(steps: steps).first(where: { !(0..<trainSteps).contains($0) }) {
+            throw DDIMError(
+                "DDIM: \(steps) steps with '\(config.timestepSpacing.rawValue)' spacing and steps_offset "
+                    + "\(config.stepsOffset) give timestep \(bad), outside 0...\(trainSteps - 1); use fewer steps")
         }
     }
 

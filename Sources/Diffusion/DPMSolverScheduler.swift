@@ -54,99 +54,55 @@ public struct DPMSolverConfig: Equatable, Sendable {
     /// wrote it (diffusers' from_config drops the keys the source scheduler filled with its own
     /// defaults). So a file without timestep_spacing — SD 1.5's PNDMScheduler config — gives
     /// "linspace" here, while DDIMConfig(path:) gives DDIM's "leading". Accepts the
-    /// non-standard `-Infinity`/`NaN` that diffusers' save_config writes. Options this port
-    /// cannot honour are errors naming the key.
+    /// non-standard `-Infinity`/`NaN` that diffusers' save_config writes (ModelConfig reads
+    /// them). Options this port cannot honour and values out of range are errors naming the key.
     public init(path: String) throws {
-        guard FileManager.default.fileExists(atPath: path) else { throw DPMSolverError("missing config file \(path)") }
-        let text = try String(contentsOfFile: path, encoding: .utf8)
-        guard
-            let values = (try? JSONSerialization.jsonObject(with: Data(Self.quotingNonFinite(text).utf8)))
-                as? [String: Any]
-        else {
-            throw DPMSolverError("\(path): not a JSON object")
-        }
-        try self.init(values: values, source: path)
+        try self.init(ModelConfig(path: path))
     }
 
     /// The same from an already parsed config dictionary (`source` names it in errors).
     public init(values: [String: Any], source: String = "scheduler config") throws {
-        func fail(_ key: String, _ why: String) -> DPMSolverError { DPMSolverError("\(source): '\(key)' \(why)") }
-        func present(_ key: String) -> Bool { !(values[key] == nil || values[key] is NSNull) }
-        func string(_ key: String, _ fallback: String) throws -> String {
-            guard present(key) else { return fallback }
-            guard let s = values[key] as? String else { throw fail(key, "is not a string") }
-            return s
-        }
+        try self.init(ModelConfig(path: source, values: values))
+    }
+
+    init(_ c: ModelConfig) throws {
         func choice<T: RawRepresentable>(_ key: String, _ fallback: T, aliases: [String: T] = [:]) throws -> T
         where T.RawValue == String {
-            let raw = try string(key, fallback.rawValue)
+            let raw = try c.string(key, default: fallback.rawValue)
             if let v = T(rawValue: raw) ?? aliases[raw] { return v }
-            throw fail(key, "= '\(raw)' is not supported")
-        }
-        func double(_ key: String, _ fallback: Double) throws -> Double {
-            guard present(key) else { return fallback }
-            if let s = values[key] as? String, let v = Self.nonFinite[s] { return v }
-            guard let n = values[key] as? NSNumber else { throw fail(key, "is not a number") }
-            return n.doubleValue
-        }
-        func int(_ key: String, _ fallback: Int) throws -> Int {
-            guard present(key) else { return fallback }
-            guard let n = values[key] as? NSNumber, n.doubleValue == n.doubleValue.rounded(),
-                abs(n.doubleValue) < 1e15
-            else { throw fail(key, "is not an integer") }
-            return n.intValue
-        }
-        func bool(_ key: String, _ fallback: Bool) throws -> Bool {
-            guard present(key) else { return fallback }
-            guard let b = values[key] as? Bool else { throw fail(key, "is not a boolean") }
-            return b
+            throw c.fail(key, "= '\(raw)' is not supported")
         }
 
         // The noise schedule: the keys DDIMConfig(path:) reads, with DPMSolverMultistepScheduler's defaults.
-        var s = DDIMConfig()
-        s.numTrainTimesteps = try int("num_train_timesteps", 1000)
-        s.betaStart = try double("beta_start", 0.0001)
-        s.betaEnd = try double("beta_end", 0.02)
-        s.betaSchedule = try choice("beta_schedule", DDIMConfig.BetaSchedule.linear)
-        if present("trained_betas") {
-            guard let list = values["trained_betas"] as? [NSNumber] else {
-                throw fail("trained_betas", "is not a list of numbers")
-            }
-            s.trainedBetas = list.map(\.floatValue)
-        }
-        s.setAlphaToOne = try bool("set_alpha_to_one", true)
-        s.stepsOffset = try int("steps_offset", 0)
-        s.predictionType = try choice("prediction_type", DDIMConfig.Prediction.epsilon)
-        s.timestepSpacing = try choice("timestep_spacing", DDIMConfig.Spacing.linspace)
-        s.clipSample = try bool("clip_sample", true)
-        s.clipSampleRange = Float(try double("clip_sample_range", 1))
-
-        var c = DPMSolverConfig(schedule: s)
+        var result = DPMSolverConfig(schedule: try DDIMConfig(c, defaultSpacing: .linspace))
         // diffusers itself maps "deis" to dpmsolver++, and logrho/bh1/bh2 (UniPC/DEIS names) to midpoint.
-        let algorithm = try string("algorithm_type", "dpmsolver++")
+        let algorithm = try c.string("algorithm_type", default: "dpmsolver++")
         guard algorithm == "dpmsolver++" || algorithm == "deis" else {
-            throw fail("algorithm_type", "= '\(algorithm)' is not supported (only 'dpmsolver++')")
+            throw c.fail("algorithm_type", "= '\(algorithm)' is not supported (only 'dpmsolver++')")
         }
-        c.solverOrder = try int("solver_order", 2)
-        c.solverType = try choice(
+        result.solverOrder = try c.int("solver_order", default: 2, in: 1...2)
+        result.solverType = try choice(
             "solver_type", SolverType.midpoint,
             aliases: ["logrho": .midpoint, "bh1": .midpoint, "bh2": .midpoint])
-        c.lowerOrderFinal = try bool("lower_order_final", true)
-        c.eulerAtFinal = try bool("euler_at_final", false)
-        c.finalSigmasType = try choice("final_sigmas_type", FinalSigmas.zero)
-        c.lambdaMinClipped = try double("lambda_min_clipped", -.infinity)
+        result.lowerOrderFinal = try c.bool("lower_order_final", default: true)
+        result.eulerAtFinal = try c.bool("euler_at_final", default: false)
+        result.finalSigmasType = try choice("final_sigmas_type", FinalSigmas.zero)
+        result.lambdaMinClipped = try c.double("lambda_min_clipped", default: -.infinity, "a number or -Infinity") {
+            !$0.isNaN
+        }
         for key in [
             "thresholding", "rescale_betas_zero_snr", "use_karras_sigmas", "use_exponential_sigmas",
             "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas", "use_dynamic_shifting",
         ]
-        where try bool(key, false) {
-            throw fail(key, "= true is not supported")
+        where try c.bool(key, default: false) {
+            throw c.fail(key, "= true is not supported")
         }
-        if present("variance_type") {
-            throw fail("variance_type", "= \(values["variance_type"]!) is not supported (only null)")
+        if c.has("variance_type") {
+            throw c.fail(
+                "variance_type", "= \(ModelConfig.describe(c.values["variance_type"]!)) is not supported (only null)")
         }
-        try c.check(source: source)
-        self = c
+        try result.check(source: c.path)
+        self = result
     }
 
     /// Values a config built in code can still get wrong.
@@ -155,59 +111,8 @@ public struct DPMSolverConfig: Equatable, Sendable {
         guard (1...2).contains(solverOrder) else {
             throw fail("solver_order", "= \(solverOrder) is not supported (1 or 2)")
         }
-        guard schedule.numTrainTimesteps > 0 else { throw fail("num_train_timesteps", "must be positive") }
-        if let t = schedule.trainedBetas, t.count != schedule.numTrainTimesteps {
-            throw fail("trained_betas", "has \(t.count) values, expected \(schedule.numTrainTimesteps)")
-        }
+        if let (key, why) = schedule.problem() { throw fail(key, why) }
         guard !lambdaMinClipped.isNaN else { throw fail("lambda_min_clipped", "is NaN") }
-    }
-
-    static let nonFinite: [String: Double] = [
-        "\u{1}-Infinity": -.infinity, "\u{1}Infinity": .infinity, "\u{1}NaN": .nan,
-    ]
-
-    /// Python's json writes ±Infinity and NaN as bare tokens; JSONSerialization rejects them.
-    /// Outside strings they become marker strings that `double` maps back.
-    static func quotingNonFinite(_ text: String) -> String {
-        let scalars = Array(text.unicodeScalars)
-        var out = String.UnicodeScalarView()
-        var i = 0
-        var inString = false
-        while i < scalars.count {
-            let c = scalars[i]
-            if inString {
-                out.append(c)
-                if c == "\\", i + 1 < scalars.count {
-                    out.append(scalars[i + 1])
-                    i += 2
-                    continue
-                }
-                if c == "\"" { inString = false }
-                i += 1
-                continue
-            }
-            if c == "\"" {
-                inString = true
-                out.append(c)
-                i += 1
-                continue
-            }
-            var matched = false
-            for token in ["-Infinity", "Infinity", "NaN"] {
-                let t = Array(token.unicodeScalars)
-                if i + t.count <= scalars.count, Array(scalars[i..<(i + t.count)]) == t {
-                    out.append(contentsOf: "\"\\u0001\(token)\"".unicodeScalars)
-                    i += t.count
-                    matched = true
-                    break
-                }
-            }
-            if !matched {
-                out.append(c)
-                i += 1
-            }
-        }
-        return String(out)
     }
 }
 

@@ -384,6 +384,7 @@ public struct SafeTensorsFile: @unchecked Sendable {
     ) throws -> SafeTensorsFile {
         for name in candidates {
             let p = (folder as NSString).appendingPathComponent(name)
+            // Anything else in the way (a FIFO, a device) is refused by name, not skipped.
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: p, isDirectory: &isDirectory), !isDirectory.boolValue {
                 return try SafeTensorsFile(path: p)
@@ -482,17 +483,14 @@ final class MappedFile: @unchecked Sendable {
     private let mapped: UnsafeMutableRawPointer?
 
     init(path: String) throws {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else {
-            throw Failure(message: "cannot open: \(String(cString: strerror(errno)))")
+        let fd: Int32
+        let size: Int
+        do {
+            (fd, size) = try ModelFile.openRegular(path)
+        } catch let failure as ModelFile.Failure {
+            throw Failure(message: failure.reason)
         }
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            throw Failure(message: "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Failure(message: "not a regular file") }
-        let size = Int(st.st_size)
         count = size
         if size == 0 {
             mapped = nil

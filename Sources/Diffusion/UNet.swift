@@ -60,6 +60,8 @@ struct UNetLevel {
 public final class UNet2DConditionModel {
     public let inChannels: Int
     public let contextDim: Int
+    /// config `sample_size`: the latent side the model was trained at (64 for SD 1.x), in 1...1024.
+    public let sampleSize: Int
     let timeChannels: Int
     let flipSinToCos: Bool
     let freqShift: Float
@@ -73,36 +75,53 @@ public final class UNet2DConditionModel {
 
     public init(folder: String) throws {
         let config = try ModelConfig(path: folder + "/config.json")
-        let w = try ModelWeights(folder: folder)
-        let channels = try config.ints("block_out_channels")
+        // Every value is range-checked before any layer is built; the bounds hold SD 1.x/2.x and
+        // SDXL-sized models and keep all size arithmetic far from overflow.
+        let channels = try config.ints("block_out_channels", count: 1...8, in: 1...8192)
+        let levelCount = channels.count
         let downTypes = try config.strings("down_block_types")
         let upTypes = try config.strings("up_block_types")
-        guard downTypes.count == channels.count, upTypes.count == channels.count else {
-            throw ModelLoadError(
-                "\(config.path): block_out_channels, down_block_types and up_block_types differ in length")
+        guard downTypes.count == levelCount, upTypes.count == levelCount else {
+            throw config.fail(
+                "block_out_channels",
+                "has \(levelCount) entries but 'down_block_types' has \(downTypes.count) and 'up_block_types' \(upTypes.count)"
+            )
         }
-        let layers = try config.intOrList("layers_per_block", count: channels.count)
-        let groups = try config.int("norm_num_groups", default: 32)
-        let eps = try config.float("norm_eps", default: 1e-5)
-        let contextDim = try config.int("cross_attention_dim")
+        guard channels[0] % 2 == 0 else {
+            throw config.fail(
+                "block_out_channels", "= \(channels): the first must be even (the timestep embedding width)")
+        }
+        let layers = try config.intOrList("layers_per_block", count: levelCount, in: 1...64)
+        let groups = try config.int("norm_num_groups", default: 32, in: 1...8192)
+        guard channels.allSatisfy({ $0 % groups == 0 }) else {
+            throw config.fail(
+                "norm_num_groups", "= \(groups): block_out_channels \(channels) must each be divisible by it")
+        }
+        let eps = try config.float("norm_eps", default: 1e-5, in: 0...1)
+        let contextDim = try config.int("cross_attention_dim", in: 1...8192)
         self.contextDim = contextDim
-        inChannels = try config.int("in_channels", default: 4)
-        let outChannels = try config.int("out_channels", default: 4)
+        inChannels = try config.int("in_channels", default: 4, in: 1...1024)
+        let outChannels = try config.int("out_channels", default: 4, in: 1...1024)
+        sampleSize = try config.int("sample_size", default: 64, in: 1...1024)
         // diffusers' historical naming: attention_head_dim is the head count unless num_attention_heads is set.
-        let heads =
-            config.values["num_attention_heads"].map { !($0 is NSNull) } == true
-            ? try config.intOrList("num_attention_heads", count: channels.count)
-            : try config.intOrList("attention_head_dim", count: channels.count, default: 8)
-        let transformerLayers = try config.intOrList("transformer_layers_per_block", count: channels.count, default: 1)
+        let headsKey = config.has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim"
+        let heads = try config.intOrList(headsKey, count: levelCount, default: 8, in: 1...128)
+        guard zip(channels, heads).allSatisfy({ $0 % $1 == 0 }) else {
+            throw config.fail(
+                headsKey, "= \(heads): block_out_channels \(channels) must each be divisible by its level's head count")
+        }
+        let transformerLayers = try config.intOrList(
+            "transformer_layers_per_block", count: levelCount, default: 1, in: 1...64)
         for (key, expected) in [("time_embedding_type", "positional"), ("resnet_time_scale_shift", "default")] {
             let value = try config.string(key, default: expected)
-            guard value == expected else { throw ModelLoadError("\(config.path): \(key) '\(value)' is not supported") }
+            guard value == expected else { throw config.fail(key, "= '\(value)' is not supported") }
         }
         timeChannels = channels[0]
-        flipSinToCos = config.bool("flip_sin_to_cos", default: true)
-        freqShift = try config.float("freq_shift", default: 0)
+        flipSinToCos = try config.bool("flip_sin_to_cos", default: true)
+        freqShift = try config.float("freq_shift", default: 0, in: -1000...1000)
         let timeDim = channels[0] * 4
 
+        let w = try ModelWeights(folder: folder)
         convIn = try Conv2d(w, "conv_in", in: inChannels, out: channels[0], kernel: 3, padding: 1)
         timeLinear1 = try Linear(w, "time_embedding.linear_1", in: channels[0], out: timeDim)
         timeLinear2 = try Linear(w, "time_embedding.linear_2", in: timeDim, out: timeDim)
