@@ -53,6 +53,8 @@ public final class AutoencoderTiny {
     private let encoder: TinyEncoder
     private let decoder: TinyDecoder
 
+    // Long on purpose: reads and checks the file's fields in order, each check beside the
+    // field it guards; split up, the list of fields would only move elsewhere.
     /// Loads `folder` (diffusers layout: config.json + diffusion_pytorch_model.safetensors,
     /// F32/F16/BF16). Missing config keys take diffusers' defaults (TAESD's real config).
     /// Every config value is type- and range-checked and every tensor shape-checked; a bad one

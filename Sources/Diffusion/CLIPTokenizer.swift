@@ -85,6 +85,8 @@ public struct CLIPTokenizer: @unchecked Sendable {
         try self.init(vocabPath: vocabPath, mergesPath: mergesPath, specials: SpecialTokenConfig())
     }
 
+    // Long on purpose: reads and checks the file's fields in order, each check beside the
+    // field it guards; split up, the list of fields would only move elsewhere.
     private init(vocabPath: String, mergesPath: String, specials config: SpecialTokenConfig) throws {
         // vocab.json, keyed by exact bytes (Swift String equality is canonical equivalence).
         let vocabBytes = try Self.readFile(vocabPath)

@@ -75,6 +75,8 @@ enum ReferenceNFC {
     static let lCount: UInt32 = 19, vCount: UInt32 = 21, tCount: UInt32 = 28
     static let nCount = vCount * tCount, sCount = lCount * vCount * tCount
 
+    // Long on purpose: one pass of the reference algorithm, kept in its published order so
+    // it can be read against the reference side by side.
     static func normalize(_ text: String) -> String {
         let tables = Self.tables
         // Decompose.

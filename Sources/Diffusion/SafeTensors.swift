@@ -65,6 +65,8 @@ public struct SafeTensorsFile: @unchecked Sendable {
     /// Headers larger than this are refused as absurd.
     public static let maxHeaderBytes = 100_000_000
 
+    // Long on purpose: reads and checks the file's fields in order, each check beside the
+    // field it guards; split up, the list of fields would only move elsewhere.
     public init(path: String) throws {
         self.path = path
         let mapping: MappedFile
@@ -162,6 +164,8 @@ public struct SafeTensorsFile: @unchecked Sendable {
         self.metadata = metadata
     }
 
+    // Long on purpose: reads and checks the file's fields in order, each check beside the
+    // field it guards; split up, the list of fields would only move elsewhere.
     private static func parseEntry(name: String, value: JSONValue, dataLength: Int, path: String) throws -> Entry {
         func fail(_ reason: String) -> SafeTensorsError {
             SafeTensorsError(path: path, tensor: name, reason: reason)

@@ -26,6 +26,8 @@ struct SpecialTokenConfig {
 
     init() {}
 
+    // Long on purpose: reads and checks the file's fields in order, each check beside the
+    // field it guards; split up, the list of fields would only move elsewhere.
     init(folder: URL) throws {
         var values: [String: Token] = [
             "bos_token": Token(content: bos, normalized: false),

@@ -73,6 +73,8 @@ public final class UNet2DConditionModel {
     let up: [UNetLevel]
     let normOut: GroupNorm
 
+    // Long on purpose: reads and checks the file's fields in order, each check beside the
+    // field it guards; split up, the list of fields would only move elsewhere.
     public init(folder: String) throws {
         let config = try ModelConfig(path: folder + "/config.json")
         // Every value is range-checked before any layer is built; the bounds hold SD 1.x/2.x and

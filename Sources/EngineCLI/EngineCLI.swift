@@ -22,7 +22,7 @@ enum EngineCLI {
                     state.trace.timings.inversion))
         }
         while !engine.isFinished(state) {
-            state = engine.advance(state)
+            state = try engine.advance(state)
             let step = state.trace.stepTraces.last!
             var line = String(
                 format: "step %d/%d t=%d s_t=%.4f", step.index + 1, job.settings.steps, step.timestep, step.promptScore)

@@ -164,6 +164,9 @@ public final class SynthesisEngine {
                 throw SynthesisError("the state's latent \(shape) is not the job's \(width)×\(height) image")
             }
         }
+        guard state.latent.allSatisfy(\.isFinite), state.token.allSatisfy(\.isFinite) else {
+            throw SynthesisError("the state holds values that are not finite (NaN or ∞)")
+        }
         let tokenSize = state.job.method.insertsToken ? sd.textEncoder.hiddenSize : 0
         guard state.token.count == tokenSize else {
             throw SynthesisError("the state's token has \(state.token.count) values; this model's has \(tokenSize)")
@@ -242,7 +245,9 @@ public final class SynthesisEngine {
 
     /// Runs schedule step `state.stepIndex`: s_t and the timing decision, WHICH at the start
     /// step, the inner iterations on guided steps, then the DDIM step with the updated token.
-    public func advance(_ state: SynthesisState) -> SynthesisState {
+    /// Throws when the numbers leave the finite range (settings that push the latent or the
+    /// loss to NaN or ∞), naming the step and the settings involved.
+    public func advance(_ state: SynthesisState) throws -> SynthesisState {
         precondition(!isFinished(state), "advance on a finished synthesis")
         var s = state
         let job = s.job
@@ -269,14 +274,14 @@ public final class SynthesisEngine {
 
         var inner: [InnerIterationTrace] = []
         if guided && job.method.optimizesToken {
-            inner = optimizeToken(&s, z: z, t: t, epsU: epsU, timings: &timings)
+            inner = try optimizeToken(&s, z: z, t: t, epsU: epsU, timings: &timings)
             let cond = Autograd.noGrad {
                 conditioning(s, token: Tensor(shape: [s.token.count], data: s.token), timings: &timings)
             }
             let c = Autograd.noGrad { timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) } }
             eps = combine(epsU, c, w)
         } else if guided && job.method == .universalGuidance {
-            (eps, inner) = universalGuidance(s, z: z, t: t, eps: eps0, timings: &timings)
+            (eps, inner) = try universalGuidance(s, z: z, t: t, eps: eps0, timings: &timings)
         }
 
         var stepProbabilities: [Float]? = nil
@@ -285,19 +290,8 @@ public final class SynthesisEngine {
                 classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), job, &timings)
             }
         }
-        let next: Tensor = Autograd.noGrad {
-            switch job.settings.scheduler {
-            case .ddim:
-                return sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: job.settings.steps).prevSample
-            case .dpmpp2m:
-                // checkSchedule made the scheduler in start (or resume).
-                guard let dpm = dpmSolver else { preconditionFailure("DPM-Solver++ used before start checked it") }
-                let (prev, history) = dpm.step(
-                    modelOutput: eps, index: index, sample: z, steps: job.settings.steps, previous: s.dpmHistory)
-                s.dpmHistory = history
-                return prev
-            }
-        }
+        let next = schedulerStep(&s, eps: eps, t: t, z: z)
+        guard next.data.allSatisfy(\.isFinite) else { throw nonFinite("the latent", step: index, job) }
         s.latent = next.data
         s.stepIndex += 1
         let elapsed = seconds(since: began)
@@ -309,6 +303,24 @@ public final class SynthesisEngine {
                 inner: inner, probabilities: stepProbabilities, seconds: elapsed,
                 previewSeconds: previewSeconds))
         return s
+    }
+
+    /// The sampler's step from z_t with the final eps (DPM-Solver++ keeps its history in `s`).
+    func schedulerStep(_ s: inout SynthesisState, eps: Tensor, t: Int, z: Tensor) -> Tensor {
+        let steps = s.job.settings.steps
+        return Autograd.noGrad {
+            switch s.job.settings.scheduler {
+            case .ddim:
+                return sd.scheduler.step(eps: eps, timestep: t, sample: z, steps: steps).prevSample
+            case .dpmpp2m:
+                // checkSchedule made the scheduler in start (or resume).
+                guard let dpm = dpmSolver else { preconditionFailure("DPM-Solver++ used before start checked it") }
+                let (prev, history) = dpm.step(
+                    modelOutput: eps, index: s.stepIndex, sample: z, steps: steps, previous: s.dpmHistory)
+                s.dpmHistory = history
+                return prev
+            }
+        }
     }
 
     /// Pre-pass without gradients: eps_u once for the step, eps_c with the current token, and
@@ -346,13 +358,23 @@ public final class SynthesisEngine {
         s.trace.startProbabilities = p
     }
 
+    /// The error for numbers that left the finite range at `step` (0-based), with the
+    /// settings that scale them.
+    func nonFinite(_ what: String, step: Int, _ job: SynthesisJob) -> SynthesisError {
+        var settings = "guidance \(job.settings.guidance)"
+        if job.method.optimizesToken { settings += ", learning_rate \(job.settings.muse.learningRate)" }
+        if job.method == .universalGuidance { settings += ", universal_scale \(job.settings.muse.universalScale)" }
+        return SynthesisError(
+            "step \(step + 1) of \(job.settings.steps): \(what) is not finite (NaN or ∞); lower \(settings)")
+    }
+
     /// HOW: K Adam iterations on v against L_emo of the decoded x̂0; the gradient flows
     /// through the classifier, decoder, x̂0 formula, the UNet's conditional branch and the
     /// text encoder into v (eps_u is a constant).
     func optimizeToken(
         _ s: inout SynthesisState, z: Tensor, t: Int, epsU: Tensor?,
         timings: inout PhaseTimings
-    ) -> [InnerIterationTrace] {
+    ) throws -> [InnerIterationTrace] {
         let job = s.job
         let loss = lossFunction(s)
         var records: [InnerIterationTrace] = []
@@ -366,6 +388,9 @@ public final class SynthesisEngine {
             let logits = timed(&timings.classifier) { classifier.logits(images: image) }
             let (value, p) = loss(logits: logits)
             let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [v])[0] }
+            guard value.scalar.isFinite, grad.data.allSatisfy(\.isFinite) else {
+                throw nonFinite("the loss or its gradient", step: s.stepIndex, job)
+            }
             records.append(InnerIterationTrace(loss: value.scalar, probabilities: p.data))
             s.adam.update(&s.token, gradient: grad.data, settings: job.settings.muse)
         }
@@ -377,7 +402,7 @@ public final class SynthesisEngine {
     func universalGuidance(
         _ s: SynthesisState, z: Tensor, t: Int, eps start: Tensor,
         timings: inout PhaseTimings
-    ) -> (Tensor, [InnerIterationTrace]) {
+    ) throws -> (Tensor, [InnerIterationTrace]) {
         let settings = s.job.settings.muse
         let loss = lossFunction(s)
         let factor = settings.universalScale * (1 - sd.scheduler.alphaCumprod(t)).squareRoot()
@@ -390,6 +415,9 @@ public final class SynthesisEngine {
             let logits = timed(&timings.classifier) { classifier.logits(images: image) }
             let (value, p) = loss(logits: logits)
             let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [zv])[0] }
+            guard value.scalar.isFinite, grad.data.allSatisfy(\.isFinite) else {
+                throw nonFinite("the loss or its gradient", step: s.stepIndex, s.job)
+            }
             records.append(InnerIterationTrace(loss: value.scalar, probabilities: p.data))
             eps = Autograd.noGrad { eps + grad * factor }
         }
@@ -440,7 +468,7 @@ public final class SynthesisEngine {
     {
         var state = try start(job, image: image)
         while !isFinished(state) {
-            state = advance(state)
+            state = try advance(state)
             progress?(state)
         }
         return finish(state)

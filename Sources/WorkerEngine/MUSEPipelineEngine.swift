@@ -134,7 +134,13 @@ final class MUSESession: EngineSession {
     var totalSteps: Int { state.job.settings.steps }
     var isFinished: Bool { engine.isFinished(state) }
 
-    func advance() throws { state = engine.advance(state) }
+    /// A synthesis that leaves the finite range fails for good: the same settings would
+    /// do the same on any worker.
+    func advance() throws {
+        do { state = try engine.advance(state) } catch let e as SynthesisError {
+            throw JobFailure("\(e)", permanent: true)
+        }
+    }
 
     var lastStepSummary: String? {
         guard let s = state.trace.stepTraces.last else { return nil }

@@ -24,7 +24,7 @@ final class SchedulerChoiceTests: XCTestCase {
         var state = try engine.start(job(.dpmpp2m))
         var saved: [SynthesisState] = [state]
         while !engine.isFinished(state) {
-            state = engine.advance(state)
+            state = try engine.advance(state)
             saved.append(state)
         }
         XCTAssertEqual(saved[1].dpmHistory?.index, 0, "each step leaves its data prediction for the next")
@@ -37,7 +37,7 @@ final class SchedulerChoiceTests: XCTestCase {
             XCTAssertNotNil(arrays["dpm.x0"])
             var resumed = try SynthesisState(metadata: try saved[point].checkpointMetadata(), arrays: arrays)
             XCTAssertNoThrow(try engine.checkResumable(resumed))
-            while !engine.isFinished(resumed) { resumed = engine.advance(resumed) }
+            while !engine.isFinished(resumed) { resumed = try engine.advance(resumed) }
             XCTAssertEqual(engine.finish(resumed).rgb, reference.rgb, "resumed at \(point)")
         }
     }
@@ -52,7 +52,7 @@ final class SchedulerChoiceTests: XCTestCase {
     func testStatesThatDoNotFitTheModelsAreRefused() throws {
         let engine = try Tiny.engine()
         var state = try engine.start(job(.ddim))
-        state = engine.advance(state)
+        state = try engine.advance(state)
         XCTAssertNoThrow(try engine.checkResumable(state))
         var shortToken = state
         shortToken.token = Array(state.token.prefix(5))
@@ -66,6 +66,11 @@ final class SchedulerChoiceTests: XCTestCase {
         badChannels.latentShape = [1, 3, 8, 8]
         badChannels.latent = [Float](repeating: 0, count: 3 * 8 * 8)
         assertThrows(try engine.checkResumable(badChannels), containing: ["does not fit this model"])
+        var poisoned = state
+        poisoned.latent[3] = .nan
+        assertThrows(try engine.checkResumable(poisoned), containing: ["not finite"])
+        // Advanced anyway, the NaN is caught at the step, with the step and the settings named.
+        assertThrows(try engine.advance(poisoned), containing: ["step 2 of 8", "not finite", "lower guidance 7.5"])
         var finished = state
         finished.stepIndex = finished.job.settings.steps
         assertThrows(try engine.checkResumable(finished), containing: ["nothing to resume"])

@@ -142,7 +142,7 @@ final class SynthesisTests: XCTestCase {
             var state = try engine.start(j)
             var saved: [Data] = [try state.jsonData()]
             while !engine.isFinished(state) {
-                state = engine.advance(state)
+                state = try engine.advance(state)
                 saved.append(try state.jsonData())
             }
             let reference = engine.finish(state)
@@ -154,7 +154,7 @@ final class SynthesisTests: XCTestCase {
                     resumed = try SynthesisState(metadata: try resumed.checkpointMetadata(), arrays: arrays)
                 }
                 XCTAssertEqual(resumed.stepIndex, point)
-                while !engine.isFinished(resumed) { resumed = engine.advance(resumed) }
+                while !engine.isFinished(resumed) { resumed = try engine.advance(resumed) }
                 XCTAssertEqual(resumed.latent, state.latent, "\(method) resumed at \(point)")
                 XCTAssertEqual(resumed.token, state.token)
                 let result = engine.finish(resumed)
@@ -167,7 +167,7 @@ final class SynthesisTests: XCTestCase {
     func testCheckpointArraysRoundTrip() throws {
         let engine = try Tiny.engine()
         var state = try engine.start(job(.awe, .muse, seed: 3, steps: 6))
-        for _ in 0..<3 { state = engine.advance(state) }
+        for _ in 0..<3 { state = try engine.advance(state) }
         XCTAssertGreaterThan(state.adam.step, 0)
         let arrays = state.checkpointArrays()
         XCTAssertEqual(arrays.map(\.0), ["latent", "token", "adam.m", "adam.v"])
@@ -207,7 +207,7 @@ final class SynthesisTests: XCTestCase {
                 settings: JobSettings(steps: steps, guidance: 1, strength: strength))
             var state = try engine.start(j, image: image)
             XCTAssertEqual(state.stepIndex, steps - Int((Float(steps) * strength).rounded()))
-            while !engine.isFinished(state) { state = engine.advance(state) }
+            while !engine.isFinished(state) { state = try engine.advance(state) }
             let z = Tensor(shape: state.latentShape, data: state.latent)
             return (relativeL2(z, z0), meanAbs(engine.finish(state).image, vaeOnly))
         }
