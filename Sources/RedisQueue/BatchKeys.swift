@@ -43,12 +43,15 @@ public struct BatchKeys: Sendable {
 public enum QueueError: Error, Equatable, CustomStringConvertible, LocalizedError {
     case invalidID(String)
     case noSuchBatch(String)
+    /// A batch whose own records are damaged (non-numeric settings): skipped, others go on.
+    case damagedBatch(String, String)
     case unexpected(String)
 
     public var description: String {
         switch self {
         case .invalidID(let m): return m
         case .noSuchBatch(let id): return "batch '\(id)' does not exist in Redis (submit it first)"
+        case .damagedBatch(let id, let why): return "batch '\(id)' is damaged in Redis: \(why)"
         case .unexpected(let m): return "queue protocol error: \(m)"
         }
     }

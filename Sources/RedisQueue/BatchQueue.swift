@@ -85,7 +85,10 @@ public final class BatchQueue: @unchecked Sendable {
     public func take(worker: String, wait: TimeInterval = 0) throws -> JobLease? {
         precondition(!worker.isEmpty, "worker name must not be empty")
         let leaseReply = try client.withRetry { try client.command(["HGET", keys.meta, "lease_ms"]) }
-        guard let leaseMs = leaseReply.int else { throw QueueError.noSuchBatch(batchID) }
+        if leaseReply == .null { throw QueueError.noSuchBatch(batchID) }
+        guard let leaseMs = leaseReply.int, leaseMs > 0 else {
+            throw QueueError.damagedBatch(batchID, "lease_ms is \(leaseReply), not a positive number of milliseconds")
+        }
         if let lease = try reclaim(worker: worker, minIdleMs: Int(leaseMs)) { return lease }
         let deadline = Date().addingTimeInterval(wait)
         // Entries of finished or superseded jobs are acked and skipped by the take script.
@@ -135,6 +138,7 @@ public final class BatchQueue: @unchecked Sendable {
                 args: [jobID, entry.id, worker])
         }
         guard let a = r.array, let tag = a.first?.string else { throw QueueError.unexpected("take reply \(r)") }
+        if tag == "badbatch" { throw QueueError.damagedBatch(batchID, a.count > 1 ? a[1].string ?? "" : "") }
         guard tag == "ok" else { return nil }
         guard a.count >= 4, let epoch = a[1].int, let attempts = a[2].int, let payload = a[3].data else {
             throw QueueError.unexpected("take reply \(r)")

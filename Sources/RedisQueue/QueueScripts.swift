@@ -34,8 +34,21 @@ enum QueueScripts {
           local holder = string.match(lease, '^(.*)|%d+$')
           if holder ~= ARGV[3] then return {'busy', holder or lease} end
         end
-        local maxA = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '3')
-        local attempts = tonumber(redis.call('HGET', KEYS[3], 'attempts') or '0')
+        -- Every number is checked before anything is written: a damaged record fails whole.
+        local rawMax = redis.call('HGET', KEYS[1], 'max_attempts') or '3'
+        local rawLease = redis.call('HGET', KEYS[1], 'lease_ms') or '60000'
+        local maxA, leaseNum = tonumber(rawMax), tonumber(rawLease)
+        if not maxA or maxA < 1 or not leaseNum or leaseNum < 1 then
+          return {'badbatch', 'max_attempts ' .. rawMax .. ', lease_ms ' .. rawLease}
+        end
+        local rawAttempts = redis.call('HGET', KEYS[3], 'attempts') or '0'
+        local rawEpoch = redis.call('HGET', KEYS[3], 'epoch') or '0'
+        local attempts = tonumber(rawAttempts)
+        local damaged = nil
+        if not attempts or not tonumber(rawEpoch) then
+          damaged = 'damaged job record: attempts ' .. rawAttempts .. ', epoch ' .. rawEpoch
+          attempts = maxA
+        end
         if attempts >= maxA then
           local seen = ''
           local last = redis.call('HGET', KEYS[3], 'last_progress')
@@ -43,7 +56,7 @@ enum QueueScripts {
             local w, st, tot = string.match(last, '^(.*)|(%d+)|(%d+)$')
             if w then seen = '; last heard of on ' .. w .. ' at step ' .. st .. '/' .. tot end
           end
-          local err = redis.call('HGET', KEYS[3], 'error')
+          local err = damaged or redis.call('HGET', KEYS[3], 'error')
             or ('abandoned: lease lapsed on all ' .. attempts .. ' attempts' .. seen)
           redis.call('XADD', KEYS[5], '*', 'job', ARGV[1], 'error', err, 'attempts', attempts, 'worker', ARGV[3])
           redis.call('HSET', KEYS[3], 'state', 'dead', 'owner', '')
@@ -55,8 +68,7 @@ enum QueueScripts {
         end
         attempts = redis.call('HINCRBY', KEYS[3], 'attempts', 1)
         local epoch = redis.call('HINCRBY', KEYS[3], 'epoch', 1)
-        local leaseMs = redis.call('HGET', KEYS[1], 'lease_ms') or '60000'
-        redis.call('SET', KEYS[4], ARGV[3] .. '|' .. epoch, 'PX', leaseMs)
+        redis.call('SET', KEYS[4], ARGV[3] .. '|' .. epoch, 'PX', math.floor(leaseNum))
         redis.call('HSET', KEYS[3], 'state', 'running', 'owner', ARGV[3])
         redis.call('SADD', KEYS[6], ARGV[1])
         local ckpt = redis.call('GET', KEYS[7])

@@ -77,6 +77,9 @@ public final class WorkerLoop {
                 stop.sleep(1)
             } catch let QueueError.noSuchBatch(id) {
                 finished.insert(id)  // destroyed while we looked at it
+            } catch let QueueError.damagedBatch(id, why) {
+                log("skipping batch \(id): its records in Redis are damaged (\(why)); other batches go on")
+                finished.insert(id)
             } catch {
                 log("error: \(error); retrying in a second")
                 stop.sleep(1)
@@ -170,6 +173,12 @@ public final class WorkerLoop {
         let ids = onlyBatches.isEmpty ? try BatchQueue.list(client: client) : onlyBatches
         var out: [String] = []
         for id in ids where !finished.contains(id) {
+            // A damaged entry in the batch index must not stop work on the others.
+            guard (try? BatchKeys(batchID: id)) != nil else {
+                log("skipping '\(id)' in the batch index: not a valid batch id")
+                finished.insert(id)
+                continue
+            }
             guard let c = try queue(id).counters() else { continue }  // not created (yet)
             if c.finished { finished.insert(id) } else { out.append(id) }
         }

@@ -95,6 +95,21 @@ final class WorkerLoopTests: XCTestCase {
         XCTAssertEqual(entry.fields["png"], png)
     }
 
+    func testJunkInTheBatchIndexDoesNotStopTheWorker() throws {
+        let client = try redis.client()
+        try client.command(["ZADD", BatchKeys.index, 0, "../not a batch"])
+        try submit(seed: 3)
+        let worker = WorkerLoop(
+            name: "w", client: client, side: try redis.client(), engine: FakePipelineEngine(stepDelay: 0), batches: [],
+            exitWhenIdle: true, heartbeatInterval: 1, parentPID: nil, log: Log.logger("test"))
+        var turns = 0
+        while try worker.workOnce() != .done {
+            turns += 1
+            XCTAssertLessThan(turns, 5)
+        }
+        XCTAssertEqual(try queue.results().count, 1)
+    }
+
     func testUnreadablePayloadIsDeadLetteredAndTheLoopGoesOn() throws {
         XCTAssertTrue(try queue.submit(jobID: "broken", payload: Data("not json".utf8)))
         try submit(seed: 5)
