@@ -173,13 +173,20 @@ public final class Collector {
             log("result \(e.id) names job \(id), which this batch does not have; skipped")
             return
         }
-        let attempts = try queue.job(id)?.attempts ?? 0
-        var line = ManifestEntry(job: job, batchID: queue.batchID, status: "done", attempts: attempts)
+        let record = try queue.job(id)
+        var line = ManifestEntry(job: job, batchID: queue.batchID, status: "done", attempts: record?.attempts ?? 0)
         line.worker = e.string("worker")
         line.epoch = e.string("epoch").flatMap { UInt64($0) }
         guard let png = e.fields["png"], let raw = e.fields["metrics"],
             let metrics = try? JSONDecoder().decode(JobMetrics.self, from: raw)
         else {
+            // Only a published job's own result may end it: an unreadable entry for a job that
+            // is still running is not its result (the real one is still to come). Drop it.
+            if record?.state != "done" || line.epoch.map({ $0 != record?.epoch }) == true {
+                log("result \(e.id) for job \(id) is unreadable and not the job's published result; dropped")
+                try queue.deleteResult(id: e.id)
+                return
+            }
             line.status = "failed"
             line.error = "the worker's result has no readable png/metrics fields"
             try append(line)

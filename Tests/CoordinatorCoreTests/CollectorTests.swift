@@ -31,6 +31,14 @@ final class CollectorTests: XCTestCase {
         let png = try PNGCodec.encode(
             RGBImage(width: 2, height: 2, channels: 3, pixels: [UInt8](repeating: 200, count: 12)))
         let done = try XCTUnwrap(try q.take(worker: "w"))
+        // A damaged entry naming a job that is still running is not its result: dropped, and
+        // the real result that follows is collected.
+        try redis.client().command(["XADD", q.keys.results, "*", "job", done.jobID, "png", "garbage"])
+        let early = try Collector(
+            queue: q, output: FileManager.default.temporaryDirectory.appendingPathComponent("early-\(UUID())"),
+            log: { _ in })
+        XCTAssertEqual(try early.collectNew(), 0)
+        XCTAssertTrue(try q.results().isEmpty, "the damaged entry is gone")
         let metrics = JobMetrics(
             engine: "fake", width: 2, height: 2, pngSHA256: Hashing.sha256Hex(png), probabilities: nil,
             targetProbability: nil, topEmotion: nil,
