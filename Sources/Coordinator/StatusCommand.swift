@@ -112,7 +112,8 @@ struct StatusCommand: ParsableCommand {
             }
             if s.workers.isEmpty { print("  workers    none seen") }
             for w in s.workers {
-                var line = "  worker     \(w.name): \(w.alive ? "alive" : "silent"), \(w.done) done"
+                var line =
+                    "  worker     \(w.name): \(w.alive ? "alive" : "dead (no heartbeat for \(formatDuration(Double(w.lastSeenMsAgo) / 1000)))"), \(w.done) done"
                 if let j = w.job {
                     line += ", on \(j.prefix(8))" + (w.step.map { " step \($0)/\(w.totalSteps ?? 0)" } ?? "")
                 }

@@ -30,7 +30,7 @@ public struct BatchSnapshot {
             } else if let w, w.alive {
                 line += w.jobID.map { ", on \($0.prefix(8))" } ?? ", idle"
             } else {
-                line += w == nil ? ", no heartbeat" : ", silent for \(formatDuration(Double(w!.lastSeenMsAgo) / 1000))"
+                line += w == nil ? ", no heartbeat" : ", dead (no heartbeat for \(formatDuration(Double(w!.lastSeenMsAgo) / 1000)))"
             }
             return line
         }

@@ -229,9 +229,14 @@ public final class BatchQueue: @unchecked Sendable {
 
     /// Records that `worker` is alive (and what it holds). The hash expires `ttlMs` after the
     /// last heartbeat of any worker; status() treats entries older than `ttlMs` as dead.
+    /// A worker silent this long (dead: killed, host gone) is dropped from the worker list.
+    public static let workerRetentionMs = 600_000
+
     public func heartbeat(worker: String, jobID: String?, ttlMs: Int = 30_000) throws {
         _ = try client.withRetry {
-            try evalMapped(QueueScripts.heartbeat, keys: [keys.workers], args: [worker, jobID ?? "", ttlMs])
+            try evalMapped(
+                QueueScripts.heartbeat, keys: [keys.workers],
+                args: [worker, jobID ?? "", max(ttlMs, Self.workerRetentionMs), Self.workerRetentionMs])
         }
     }
 

@@ -182,6 +182,12 @@ enum QueueScripts {
         local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', ms) .. '|' .. ARGV[2])
         redis.call('PEXPIRE', KEYS[1], ARGV[3])
+        -- Workers not heard of for the retention period are dropped from the list.
+        local all = redis.call('HGETALL', KEYS[1])
+        for i = 1, #all, 2 do
+          local seen = tonumber(string.match(all[i + 1], '^(%d+)|') or '')
+          if not seen or ms - seen > tonumber(ARGV[4]) then redis.call('HDEL', KEYS[1], all[i]) end
+        end
         return ms
         """)
 }

@@ -41,4 +41,17 @@ final class ProgressFencingTests: XCTestCase {
         XCTAssertEqual(
             dead.string("error"), "abandoned: lease lapsed on all 1 attempts; last heard of on w1 at step 7/20")
     }
+
+    func testDeadWorkersAreMarkedThenDropped() throws {
+        let client = try server.client()
+        let q = try BatchQueue(client: client, batchID: "live")
+        try q.create(spec: Data("{}".utf8))
+        let time = try XCTUnwrap(client.command("TIME").array)
+        let nowMs = (time[0].int ?? 0) * 1000 + (time[1].int ?? 0) / 1000
+        try client.command(["HSET", q.keys.workers, "killed", "\(nowMs - 40_000)|", "gone", "\(nowMs - 700_000)|"])
+        try q.heartbeat(worker: "alive", jobID: nil)
+        let workers = try q.status().workers
+        XCTAssertEqual(workers.map(\.name), ["alive", "killed"], "a worker silent past the retention is dropped")
+        XCTAssertEqual(workers.map(\.alive), [true, false], "one silent past the heartbeat timeout is dead")
+    }
 }
