@@ -13,6 +13,10 @@ public final class LocalWorkers {
         var name: String
     }
 
+    /// Names (and so log files) unique to this run: a worker left over from an earlier run
+    /// that was killed can never share a name, a lease owner or a log with this run's.
+    static let runTag = "local\(getpid())"
+
     public let binary: String
     public let baseArguments: [String]
     public let logDir: URL
@@ -29,7 +33,7 @@ public final class LocalWorkers {
         self.logDir = logDir
         self.environment = environment
         self.maxRestarts = maxRestarts
-        slots = (1...count).map { Slot(index: $0, name: "local-\($0)") }
+        slots = (1...count).map { Slot(index: $0, name: "\(Self.runTag)-\($0)") }
     }
 
     public static func findWorkerBinary() throws -> String {
@@ -52,7 +56,8 @@ public final class LocalWorkers {
 
     private func start(_ i: Int) throws {
         let name =
-            slots[i].generation == 0 ? "local-\(slots[i].index)" : "local-\(slots[i].index).\(slots[i].generation)"
+            slots[i].generation == 0
+            ? "\(Self.runTag)-\(slots[i].index)" : "\(Self.runTag)-\(slots[i].index).\(slots[i].generation)"
         slots[i].name = name
         let args = baseArguments + ["--name", name, "--parent-pid", String(getpid())]
         slots[i].process = try ChildProcess.spawn(
