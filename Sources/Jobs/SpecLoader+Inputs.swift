@@ -60,9 +60,11 @@ extension SpecLoader {
         if let sizeRules, plan.width != nil || plan.height != nil {
             let width = plan.width ?? sizeRules.nativeSide
             let height = plan.height ?? sizeRules.nativeSide
+            let key = plan.width == nil ? "generation.height" : "generation.width"
             if let problem = sizeRules.problem(width: width, height: height) {
-                r.issue(
-                    plan.width == nil ? "generation.height" : "generation.width", problem, g["width"] ?? g["height"])
+                r.issue(key, problem, g["width"] ?? g["height"])
+            } else if let problem = sizeRules.memoryProblem(width: width, height: height, environment: environment) {
+                r.issue(key, problem, g["width"] ?? g["height"])
             }
         }
         return plan
@@ -140,6 +142,13 @@ extension SpecLoader {
             }
             if let sizeRules, let problem = sizeRules.problem(width: decoded.width, height: decoded.height) {
                 r.issue(p, "'\(img.path)': \(problem): resize or crop it first", img.node)
+                continue
+            }
+            if let sizeRules,
+                let problem = sizeRules.memoryProblem(
+                    width: decoded.width, height: decoded.height, environment: environment)
+            {
+                r.issue(p, "'\(img.path)': \(problem): use a smaller image", img.node)
                 continue
             }
             let sha = Hashing.sha256Hex(bytes)

@@ -228,6 +228,9 @@ public final class SynthesisEngine {
 
     func checkSize(width: Int, height: Int, what: String) throws {
         if let problem = sizeRules.problem(width: width, height: height) { throw SynthesisError("\(what): \(problem)") }
+        if let problem = sizeRules.memoryProblem(width: width, height: height) {
+            throw SynthesisError("\(what): \(problem)")
+        }
     }
 
     func previewDescription(_ kind: PreviewKind) -> String {

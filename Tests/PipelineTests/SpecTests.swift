@@ -270,6 +270,24 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(Slug.make("???"), "untitled")
     }
 
+    func testJobsThatCannotFitInMemoryAreRefusedWithTheEstimate() throws {
+        var small = env
+        small["MUSE_MAX_MEMORY_GB"] = "0.5"
+        let big = generation + "\n  width: 4096\n  height: 4096"
+        do {
+            _ = try JobSpec.load(path: try spec(big), environment: small)
+            XCTFail("a 4096² job on a 0.5 GB budget was accepted")
+        } catch let e as SpecError {
+            XCTAssertTrue(e.description.contains("generation.width: 4096×4096 would need about"), e.description)
+            XCTAssertTrue(e.description.contains("over the limit of 0.5 GB"), e.description)
+        }
+        var roomy = env
+        roomy["MUSE_MAX_MEMORY_GB"] = "1000"
+        XCTAssertNoThrow(try JobSpec.load(path: try spec(big), environment: roomy))
+        // The estimate grows with the pixels: the tiny model's own size fits anywhere.
+        XCTAssertNoThrow(try JobSpec.load(path: try spec(generation), environment: small))
+    }
+
     func testSchedulerChoice() throws {
         let dpm = try JobSpec.load(path: try spec(generation + "\nengine: {scheduler: dpmpp-2m}"), environment: env)
         XCTAssertTrue(dpm.jobs.allSatisfy { $0.content.settings.scheduler == .dpmpp2m })
