@@ -29,8 +29,10 @@ public struct BatchSnapshot {
                 line += ", on \(job.prefix(8)) step \(p.step)/\(p.total)"
             } else if let w, w.alive {
                 line += w.jobID.map { ", on \($0.prefix(8))" } ?? ", idle"
+            } else if let w {
+                line += ", dead (no heartbeat for \(formatDuration(Double(w.lastSeenMsAgo) / 1000)))"
             } else {
-                line += w == nil ? ", no heartbeat" : ", dead (no heartbeat for \(formatDuration(Double(w!.lastSeenMsAgo) / 1000)))"
+                line += ", no heartbeat"
             }
             return line
         }
