@@ -107,6 +107,12 @@ struct MUSEEngineOptions: ParsableArguments {
             throw EngineCLI.Failure("--scheduler: unknown scheduler '\(scheduler)' (valid: \(valid))")
         }
         let emotion = try emotion()
+        if emotion != nil && model != nil && tower == nil {
+            throw EngineCLI.Failure(
+                "--model \(model ?? "") needs its classifier too: --classifier-tower (and --classifier-head, or "
+                    + "--zero-shot with --clip-text); the bundled tiny classifier belongs to the bundled tiny model only"
+            )
+        }
         let method = try method()
         if emotion == nil && methodName != "muse" { throw EngineCLI.Failure("--method needs --emotion") }
         let muse = try emotion.map { try museSettings(target: $0) } ?? MUSESettings()

@@ -270,7 +270,8 @@ public final class SynthesisEngine {
         let previewSeconds = seconds(since: previewStart)
         let guided = s.timing.observe(step: index, promptScore: promptScore)
 
-        if s.timing.startsAt(index) {
+        // WHICH only matters to methods that guide; the others skip its decode and classifier.
+        if s.timing.startsAt(index) && job.method.guides {
             let x0 = sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z)
             fixWhich(&s, unguidedX0: x0, startStep: index, timings: &timings)
         }

@@ -23,6 +23,8 @@ final class GuidanceDecoderTests: XCTestCase {
         let vae = try Tiny.run(job(.none, .vae))
         let tiny = try Tiny.run(job(.none, .tiny))
         XCTAssertEqual(tiny.rgb, vae.rgb)
+        XCTAssertNil(vae.trace.inherent, "without guidance nothing is decoded or classified for WHICH")
+        XCTAssertNil(vae.trace.startProbabilities)
     }
 
     func testGuidanceReadsTheTinyDecodersImage() throws {
