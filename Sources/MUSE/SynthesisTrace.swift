@@ -34,8 +34,8 @@ public struct StepTrace: Codable, Equatable, Sendable {
     /// Inside the guidance window (the method's guidance ran here, if it has any).
     public var guided: Bool
     public var inner: [InnerIterationTrace]
-    /// Class probabilities of the x̂0 the step finally used: on guided steps, and on every
-    /// step when `classifyEveryStep` is set; nil otherwise.
+    /// Class probabilities of the x̂0 the step finally used, when `classify_every_step` is
+    /// set; nil otherwise (a guided step's probabilities per inner iteration are in `inner`).
     public var probabilities: [Float]?
     public var seconds: Double
     /// Of which the preview and its CLIP scoring.
