@@ -313,7 +313,9 @@ def main():
     n_plain, n_guided = window(args.steps)
     d_plain, d_guided = window(args.dpm_steps)
     print("estimate = plain steps x plain step + first guided step + (guided steps - 1) x guided step + finish; "
-          f"guidance assumed to start at the latest start ({LATEST_START}) and stop at {STOP}")
+          f"guidance assumed to start at the latest start ({LATEST_START}: the shortest window, fewest guided steps) "
+          f"and stop at {STOP}")
+    print("DPM-Solver++ estimate uses the guided steps measured with DDIM (the inner loop is the same)")
     print(f"DDIM {args.steps}: {n_plain} plain + {n_guided} guided; DPM {args.dpm_steps}: {d_plain} + {d_guided}")
     line(f"image 512x512, DDIM {args.steps}, K={K}, full VAE decoder",
          estimate(args.steps, plain, first, guided, finish) / 60, "min")
