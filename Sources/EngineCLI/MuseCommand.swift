@@ -8,7 +8,10 @@ struct MuseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "muse",
         abstract: "MUSE engine: generate or edit one image with an emotion, or measure the engine.",
-        subcommands: [GenerateCommand.self, EditCommand.self, BenchCommand.self, BenchEngineCommand.self])
+        subcommands: [
+            GenerateCommand.self, EditCommand.self, BenchCommand.self, BenchEngineCommand.self,
+            BenchMuseCommand.self,
+        ])
 
     static func main() {
         Log.bootstrap()

@@ -538,6 +538,22 @@ public final class SynthesisEngine {
     }
 }
 
+// MARK: benchmark hooks
+
+extension SynthesisEngine {
+    /// The text encoder's forward of one inner iteration: the job's prompt with `token` ([D], may
+    /// require gradients) in its slot → conditioning [1, T, D]. For `muse bench-muse`, which times
+    /// the inner iteration's phases one by one; the engine itself goes through `conditioning`.
+    public func tokenConditioning(_ job: SynthesisJob, token: Tensor) -> Tensor {
+        TokenPrompt(prompt: job.prompt, tokenizer: sd.tokenizer, length: sd.textEncoder.maxPositions)
+            .conditioning(sd.textEncoder, token: token)
+    }
+
+    /// x̂0 (scaled latent) → the clamped image the classifier sees, through `decoder`, exactly as
+    /// the inner iterations decode it (for `muse bench-muse`).
+    public func guidanceImage(_ x0: Tensor, decoder: GuidanceDecoder) -> Tensor { decodedImage(x0, decoder) }
+}
+
 @inline(__always)
 func seconds(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
 
