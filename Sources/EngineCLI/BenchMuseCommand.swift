@@ -111,7 +111,8 @@ struct BenchMuseCommand: ParsableCommand {
         print(
             "estimate = plain steps x plain step + first guided step + (guided steps - 1) x guided step + finish; "
                 + "guidance assumed to start at the latest start (latest_start_fraction "
-                + "\(MUSESettings().latestStartFraction), conservative) and stop at stop_fraction "
+                + "\(MUSESettings().latestStartFraction): the shortest window, fewest guided steps) "
+                + "and stop at stop_fraction "
                 + "\(MUSESettings().stopFraction)")
         print(
             "DDIM \(steps): \(ddim.plain) plain + \(ddim.guided) guided; DPM \(dpmSteps): \(dpm.plain) + \(dpm.guided)")
