@@ -65,7 +65,7 @@ struct BenchMuseCommand: ParsableCommand {
             var times: [Double] = []
             for _ in 0..<2 {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                state = engine.advance(state)
+                state = try engine.advance(state)
                 times.append(BenchLine.seconds(since: t0))
             }
             return (times[0], times[1], state)
