@@ -203,7 +203,16 @@ public final class Collector {
         }
         let url = try PathConfinement.resolve(job.output, under: output)
         try Self.writeDurably(png, to: url)
-        if let source = job.content.imageSHA256 { try ensureSource(source) }
+        if let source = job.content.imageSHA256 { line.sourceOutput = try ensureSource(source) }
+        if case .object(var document)? = metrics.traceDocument {
+            document["job_id"] = .string(job.id)
+            let path = "traces/" + (job.output as NSString).deletingPathExtension + ".json"
+            try Self.writeDurably(
+                try CanonicalJSON.encode(JSONValue.object(document)),
+                to: try PathConfinement.resolve(path, under: output))
+            line.traceFile = path
+        }
+        line.evaluation = metrics.evaluation
         line.output = job.output
         line.sha256 = sha
         line.width = metrics.width
@@ -242,11 +251,15 @@ public final class Collector {
         if try manifest.append(line) { written += 1 }
     }
 
-    /// Source images of edits, kept next to the results for the contact sheet.
-    private func ensureSource(_ sha: String) throws {
-        let url = output.appendingPathComponent("sources/\(sha.prefix(16)).png")
-        guard !FileManager.default.fileExists(atPath: url.path), let bytes = try queue.blob(name: sha) else { return }
+    /// Source images of edits, kept next to the results for the contact sheet and the
+    /// report; returns the path relative to the output folder (nil: the blob is gone).
+    private func ensureSource(_ sha: String) throws -> String? {
+        let path = "sources/\(sha.prefix(16)).png"
+        let url = output.appendingPathComponent(path)
+        if FileManager.default.fileExists(atPath: url.path) { return path }
+        guard let bytes = try queue.blob(name: sha) else { return nil }
         try Self.writeDurably(bytes, to: url)
+        return path
     }
 
     /// Write to a temporary file, fsync, rename over the target, fsync the folder: the

@@ -32,6 +32,12 @@ struct EditCommand: ParsableCommand {
         if engine.emotionName == nil { throw EngineCLI.Failure("edit needs --emotion (\(Emotion.validNames))") }
         let checked = try engine.check(strength: strength)
         guard let emotion = checked.emotion else { return }
+        let job = SynthesisJob(
+            prompt: sourcePrompt, emotion: emotion, method: checked.method, seed: engine.seed,
+            settings: checked.settings)
+        do { try job.validate() } catch let e as SettingsError where e.key == "source_prompt" {
+            throw EngineCLI.Failure("--source-prompt: \(e.message)")
+        }
         // Read and decode the image before loading any model: a bad input fails fast.
         let data: Data
         do { data = try RegularFile.read(image, limit: 128 << 20) } catch let e as FileReadError {
@@ -48,9 +54,6 @@ struct EditCommand: ParsableCommand {
         }
         let museEngine = try engine.loadEngine(checked)
         let input = Tensor.fromRGBBytes(decoded.pixels, width: decoded.width, height: decoded.height)
-        let job = SynthesisJob(
-            prompt: sourcePrompt, emotion: emotion, method: checked.method, seed: engine.seed,
-            settings: checked.settings)
         try EngineCLI.runJob(museEngine, job, image: input, options: engine)
     }
 }

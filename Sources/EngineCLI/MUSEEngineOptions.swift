@@ -127,6 +127,9 @@ struct MUSEEngineOptions: ParsableArguments {
                 e.key ?? ""]
             throw EngineCLI.Failure(option.map { "\($0): \(e.message)" } ?? "--settings: \(e)")
         }
+        if emotion != nil, let problem = GuidanceWindow(settings: settings, method: method).problem {
+            throw EngineCLI.Failure("--method \(method.rawValue): \(problem)")
+        }
         let rules: StepRules
         do { rules = try StepRules(modelFolder: paths.model) } catch {
             throw EngineCLI.Failure("model \(paths.model): \(error)")

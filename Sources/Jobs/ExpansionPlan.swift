@@ -7,6 +7,8 @@ import Vocabulary
 struct ExpansionPlan {
     var generation: SpecLoader.GenerationPlan?
     var editing: SpecLoader.EditPlan?
+    /// Every job runs under each method.
+    var methods = 1
 
     /// How many jobs `expand` makes, computed without making them.
     var jobCount: Int {
@@ -20,7 +22,8 @@ struct ExpansionPlan {
             let (c, o) = e.images.count.multipliedReportingOverflow(by: e.emotions.count)
             n = o ? Int.max : n.addingReportingOverflow(c).overflow ? Int.max : n + c
         }
-        return n
+        let (all, o) = n.multipliedReportingOverflow(by: max(methods, 1))
+        return o ? Int.max : all
     }
 
     var sheetColumns: Int {
@@ -43,20 +46,27 @@ struct ExpansionPlan {
                     index: jobs.count, output: output, imagePath: imagePath, sheetRow: row, sheetColumn: column))
         }
         do {
+            // Several methods: one sheet row per method, and the method in the file name.
+            let tagged = engine.methods.count > 1
+            func tag(_ m: SynthesisMethod) -> String { tagged ? "-\(m.rawValue)" : "" }
             if let g = generation {
                 var settings = engine.settings
                 settings.width = g.width
                 settings.height = g.height
                 for prompt in g.prompts {
                     for seed in seeds(g, prompt: prompt) {
-                        for (column, emotion) in g.emotions.enumerated() {
-                            let job = SynthesisJob(
-                                prompt: prompt, emotion: emotion, method: engine.method, seed: seed, settings: settings)
-                            let content = JobContent(
-                                kind: .generate, synthesis: job, imageSHA256: nil, models: fingerprints)
-                            try add(content, imagePath: nil, column: column) { "\(Slug.make(prompt))-\(seed)-\($0)" }
+                        for method in engine.methods {
+                            for (column, emotion) in g.emotions.enumerated() {
+                                let job = SynthesisJob(
+                                    prompt: prompt, emotion: emotion, method: method, seed: seed, settings: settings)
+                                let content = JobContent(
+                                    kind: .generate, synthesis: job, imageSHA256: nil, models: fingerprints)
+                                try add(content, imagePath: nil, column: column) {
+                                    "\(Slug.make(prompt))-\(seed)\(tag(method))-\($0)"
+                                }
+                            }
+                            row += 1
                         }
-                        row += 1
                     }
                 }
             }
@@ -65,15 +75,20 @@ struct ExpansionPlan {
                 settings.strength = e.strength
                 for img in e.images {
                     let stem = Slug.make(((img.path as NSString).lastPathComponent as NSString).deletingPathExtension)
-                    for (column, emotion) in e.emotions.enumerated() {
-                        let job = SynthesisJob(
-                            prompt: e.sourcePrompt, emotion: emotion, method: engine.method, seed: 0, settings: settings
-                        )
-                        let content = JobContent(
-                            kind: .edit, synthesis: job, imageSHA256: sources.hashes[img.path], models: fingerprints)
-                        try add(content, imagePath: img.path, column: column + 1) { "edit-\(stem)-\($0)" }
+                    for method in engine.methods {
+                        for (column, emotion) in e.emotions.enumerated() {
+                            let job = SynthesisJob(
+                                prompt: img.sourcePrompt ?? e.sourcePrompt, emotion: emotion, method: method, seed: 0,
+                                settings: settings)
+                            let content = JobContent(
+                                kind: .edit, synthesis: job, imageSHA256: sources.hashes[img.path],
+                                models: fingerprints)
+                            try add(content, imagePath: img.path, column: column + 1) {
+                                "edit-\(stem)\(tag(method))-\($0)"
+                            }
+                        }
+                        row += 1
                     }
-                    row += 1
                 }
             }
         } catch {

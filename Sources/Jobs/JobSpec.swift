@@ -51,7 +51,8 @@ public struct LoadedSpec: Sendable {
 /// confinement, model fingerprints and the expansion into content-addressed jobs.
 public enum JobSpec {
     public static let topKeys = [
-        "name", "model", "tiny_decoder", "classifier", "output", "images_root", "engine", "queue", "generation",
+        "name", "model", "tiny_decoder", "classifier", "evaluation", "output", "images_root", "engine", "queue",
+        "generation",
         "editing",
     ]
     public static let maxJobs = 100_000

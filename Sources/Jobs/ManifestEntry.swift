@@ -72,11 +72,16 @@ public struct JobMetrics: Codable, Equatable, Sendable {
     public var worker: String
     public var epoch: UInt64
     public var attempt: Int
+    /// The evaluator's and CLIP's scores of the finished image (manifest `evaluation`).
+    public var evaluation: JSONValue?
+    /// The whole trace, written by the collector to the job's trace file.
+    public var traceDocument: JSONValue?
 
     public init(
         engine: String, width: Int, height: Int, pngSHA256: String, probabilities: [String: Double]?,
         targetProbability: Double?, topEmotion: String?, timings: JobTimings, resumedFromStep: Int?,
-        checkpointsWritten: Int, segments: [JobSegment], trace: JSONValue?, worker: String, epoch: UInt64, attempt: Int
+        checkpointsWritten: Int, segments: [JobSegment], trace: JSONValue?, worker: String, epoch: UInt64, attempt: Int,
+        evaluation: JSONValue? = nil, traceDocument: JSONValue? = nil
     ) {
         self.engine = engine
         self.width = width
@@ -93,10 +98,13 @@ public struct JobMetrics: Codable, Equatable, Sendable {
         self.worker = worker
         self.epoch = epoch
         self.attempt = attempt
+        self.evaluation = evaluation
+        self.traceDocument = traceDocument
     }
 
     enum CodingKeys: String, CodingKey {
-        case engine, width, height, probabilities, timings, segments, trace, worker, epoch, attempt
+        case engine, width, height, probabilities, timings, segments, trace, worker, epoch, attempt, evaluation
+        case traceDocument = "trace_document"
         case pngSHA256 = "png_sha256"
         case targetProbability = "target_probability"
         case topEmotion = "top_emotion"
@@ -152,6 +160,12 @@ public struct ManifestEntry: Codable, Equatable, Sendable {
     public var resumedFromStep: Int?
     public var segments: [JobSegment]?
     public var trace: JSONValue?
+    /// The evaluator's probabilities and CLIP scores of the image (see manifests/SPEC.md).
+    public var evaluation: JSONValue?
+    /// The job's whole trace (JSON), relative to the manifest's folder.
+    public var traceFile: String?
+    /// Edits: the source image, relative to the manifest's folder.
+    public var sourceOutput: String?
     /// Failed jobs: the last error.
     public var error: String?
     public var sheet: Cell
@@ -159,8 +173,10 @@ public struct ManifestEntry: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case status, index, kind, prompt, emotion, seed, method, image, settings, models, output, sha256, width, height
-        case probabilities, timings, worker, attempts, epoch, segments, trace, error, sheet
+        case probabilities, timings, worker, attempts, epoch, segments, trace, error, sheet, evaluation
         case jobID = "job_id"
+        case traceFile = "trace_file"
+        case sourceOutput = "source_output"
         case checkpointEvery = "checkpoint_every"
         case batchID = "batch_id"
         case targetProbability = "target_probability"

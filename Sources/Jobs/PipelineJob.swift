@@ -14,18 +14,32 @@ public struct ModelSet: Codable, Equatable, Sendable, Hashable {
     public var text: String
     /// The AutoencoderTiny folder for `guidance_decoder: tiny` (nil: none).
     public var tinyDecoder: String?
+    /// The spec's `evaluation:` classifier, which only scores finished images: a CLIP vision
+    /// tower with a linear head, or zero-shot with a CLIP text model (nil: no evaluator).
+    public var evaluatorTower: String?
+    public var evaluatorHead: String?
+    public var evaluatorText: String?
 
-    public init(model: String, tower: String, head: String?, text: String, tinyDecoder: String? = nil) {
+    public init(
+        model: String, tower: String, head: String?, text: String, tinyDecoder: String? = nil,
+        evaluatorTower: String? = nil, evaluatorHead: String? = nil, evaluatorText: String? = nil
+    ) {
         self.model = model
         self.tower = tower
         self.head = head
         self.text = text
         self.tinyDecoder = tinyDecoder
+        self.evaluatorTower = evaluatorTower
+        self.evaluatorHead = evaluatorHead
+        self.evaluatorText = evaluatorText
     }
 
     enum CodingKeys: String, CodingKey {
         case model, tower, head, text
         case tinyDecoder = "tiny_decoder"
+        case evaluatorTower = "evaluator_tower"
+        case evaluatorHead = "evaluator_head"
+        case evaluatorText = "evaluator_text"
     }
 }
 

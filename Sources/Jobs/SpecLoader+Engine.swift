@@ -5,11 +5,12 @@ import Vocabulary
 /// rules in Vocabulary (the same ones the engine applies), reported with their spec paths.
 extension SpecLoader {
     static let engineKeys = [
-        "method", "scheduler", "steps", "guidance", "negative_prompt", "checkpoint_every", "muse",
+        "method", "methods", "scheduler", "steps", "guidance", "negative_prompt", "checkpoint_every", "muse",
     ]
 
     struct EngineSection {
-        var method = SynthesisMethod.muse
+        /// Every job runs under each of these (one method, or `methods:` for a comparison batch).
+        var methods: [SynthesisMethod] = [.muse]
         /// Steps, guidance, negative prompt and MUSE settings; sizes and strength come from
         /// the generation and editing sections.
         var settings = JobSettings()
@@ -19,9 +20,13 @@ extension SpecLoader {
     func readEngine(_ node: SpecNode?) -> EngineSection {
         var section = EngineSection()
         guard let e = r.map(node, "engine", allowed: Self.engineKeys) else { return section }
-        if let node = e["method"], let m = r.string(node, "engine.method", allowEmpty: false) {
-            do { section.method = try SynthesisMethod.parse(m) } catch { r.issue("engine.method", "\(error)", node) }
+        if e["method"] != nil && e["methods"] != nil {
+            r.issue("engine.methods", "give either method (one) or methods (a list), not both", e["methods"])
         }
+        if let node = e["method"], let m = r.string(node, "engine.method", allowEmpty: false) {
+            do { section.methods = [try SynthesisMethod.parse(m)] } catch { r.issue("engine.method", "\(error)", node) }
+        }
+        if let node = e["methods"] { section.methods = readMethods(node) }
         if let node = e["scheduler"], let name = r.string(node, "engine.scheduler", allowEmpty: false) {
             if let kind = SchedulerKind(rawValue: name) {
                 section.settings.scheduler = kind
@@ -45,6 +50,57 @@ extension SpecLoader {
         }
         if let node = e["muse"] { section.settings.muse = readMUSE(node) }
         return section
+    }
+
+    /// `engine.methods`: a non-empty list of distinct method names.
+    func readMethods(_ node: SpecNode) -> [SynthesisMethod] {
+        guard let items = r.list(node, "engine.methods") else { return [] }
+        if items.isEmpty { r.issue("engine.methods", "must list at least one method", node) }
+        var methods: [SynthesisMethod] = []
+        for (i, item) in items.enumerated() {
+            let path = "engine.methods[\(i)]"
+            guard let name = r.string(item, path, allowEmpty: false) else { continue }
+            do {
+                let m = try SynthesisMethod.parse(name)
+                if let j = methods.firstIndex(of: m) {
+                    r.issue(path, "duplicate of engine.methods[\(j)]", item)
+                } else {
+                    methods.append(m)
+                }
+            } catch {
+                r.issue(path, "\(error)", item)
+            }
+        }
+        return methods
+    }
+
+    /// Each method's guidance window against the generation and editing schedules, and the
+    /// source prompts MUSE edits need (`SynthesisJob.validate`, the engine's own check).
+    func checkJobs(_ engine: EngineSection, generation: GenerationPlan?, editing: EditPlan?) {
+        for method in engine.methods {
+            if generation != nil {
+                let job = SynthesisJob(prompt: "", emotion: .awe, method: method, settings: engine.settings)
+                if let problem = GuidanceWindow(settings: job.settings, method: method).problem {
+                    r.issue("engine.muse", "\(method.rawValue): \(problem)")
+                }
+            }
+            guard let editing else { continue }
+            var settings = engine.settings
+            settings.strength = editing.strength
+            if let problem = GuidanceWindow(settings: settings, method: method).problem {
+                r.issue("editing.strength", "\(method.rawValue): \(problem)")
+            }
+            for img in editing.images {
+                let job = SynthesisJob(
+                    prompt: img.sourcePrompt ?? editing.sourcePrompt, emotion: .awe, method: method, settings: settings)
+                do { try job.validate() } catch let e as SettingsError where e.key == "source_prompt" {
+                    r.issue(
+                        "editing.images[\(img.index)]",
+                        "'\(img.path)': \(e.message); give editing.source_prompt or this image's source_prompt",
+                        img.node)
+                } catch {}
+            }
+        }
     }
 
     /// `engine.muse`: every key is a field of `MUSESettings.fields`; values are read by kind

@@ -26,6 +26,8 @@ extension SpecLoader {
             var url: URL
             var node: SpecNode
             var index: Int
+            /// This image's caption, overriding `editing.source_prompt`.
+            var sourcePrompt: String?
         }
         var images: [Source] = []
         var emotions: [Emotion] = []
@@ -99,7 +101,7 @@ extension SpecLoader {
             var seen: [String: Int] = [:]
             for (i, item) in items.enumerated() {
                 let p = "editing.images[\(i)]"
-                guard let path = r.string(item, p, allowEmpty: false) else { continue }
+                guard let (path, caption) = editImage(item, p) else { continue }
                 if let j = seen[path] {
                     r.issue(p, "duplicate of editing.images[\(j)]", item)
                     continue
@@ -107,7 +109,8 @@ extension SpecLoader {
                 seen[path] = i
                 do {
                     let url = try PathConfinement.resolve(path, under: imagesRoot)
-                    plan.images.append(EditPlan.Source(path: path, url: url, node: item, index: i))
+                    plan.images.append(
+                        EditPlan.Source(path: path, url: url, node: item, index: i, sourcePrompt: caption))
                 } catch {
                     r.issue(p, "\(error)", item)
                 }
@@ -119,6 +122,18 @@ extension SpecLoader {
             plan.strength = Float(v)
         }
         return plan
+    }
+
+    /// An `editing.images` entry: a path, or {path, source_prompt} giving the image its own caption.
+    func editImage(_ item: SpecNode, _ p: String) -> (path: String, caption: String?)? {
+        guard case .map = item else { return r.string(item, p, allowEmpty: false).map { ($0, nil) } }
+        guard let m = r.map(item, p, allowed: ["path", "source_prompt"]) else { return nil }
+        guard let pathNode = m["path"] else {
+            r.issue("\(p).path", "required (the PNG's path relative to images_root)", item)
+            return nil
+        }
+        guard let path = r.string(pathNode, "\(p).path", allowEmpty: false) else { return nil }
+        return (path, m["source_prompt"].flatMap { r.string($0, "\(p).source_prompt") })
     }
 
     /// Reads, decodes and size-checks every source image.

@@ -8,6 +8,7 @@ import Vocabulary
 /// them together once all sections are read.
 final class SpecLoader {
     static let classifierKeys = ["tower", "head", "text"]
+    static let evaluationKeys = ["tower", "head", "text"]
     static let queueKeys = ["max_attempts", "lease_seconds"]
 
     /// A model as the spec named it (what workers get: `bundled:` names or absolute paths)
@@ -23,8 +24,16 @@ final class SpecLoader {
         var head: Location?
         var text: Location
         var tinyDecoder: Location?
+        var evaluator: Evaluator?
         var sizeRules: ImageSizeRules
         var stepRules: StepRules
+    }
+
+    /// The `evaluation:` classifier: a tower with a head, or zero-shot with a text model.
+    struct Evaluator {
+        var tower: Location
+        var head: Location?
+        var text: Location?
     }
 
     let r = SpecReader()
@@ -73,12 +82,13 @@ final class SpecLoader {
         if top["generation"] == nil && top["editing"] == nil {
             r.issue("", "the spec has neither a generation nor an editing section: nothing to do")
         }
-        let plan = ExpansionPlan(generation: generation, editing: editing)
+        let plan = ExpansionPlan(generation: generation, editing: editing, methods: engine.methods.count)
         // Counted before anything is expanded, so a huge spec is refused at once.
         if plan.jobCount > JobSpec.maxJobs {
             r.issue("", "the spec expands to \(plan.jobCount) jobs; split it (at most \(JobSpec.maxJobs) per batch)")
             throw failure
         }
+        checkJobs(engine, generation: generation, editing: editing)
         if editing != nil && engine.settings.scheduler != .ddim {
             r.issue(
                 "engine.scheduler",
@@ -89,7 +99,8 @@ final class SpecLoader {
         let fingerprints = try fingerprint(models)
         let locations = ModelLocations(
             model: models.model.spec, tower: models.tower.spec, head: models.head?.spec, text: models.text.spec,
-            tinyDecoder: models.tinyDecoder?.spec)
+            tinyDecoder: models.tinyDecoder?.spec, evaluatorTower: models.evaluator?.tower.spec,
+            evaluatorHead: models.evaluator?.head?.spec, evaluatorText: models.evaluator?.text?.spec)
         let jobs = try plan.expand(
             engine: engine, sources: sources, locations: locations, fingerprints: fingerprints, reader: r, file: file)
         let batchHash = Hashing.sha256Hex(jobs.map(\.id).sorted().joined(separator: "\n"))
@@ -186,8 +197,31 @@ final class SpecLoader {
             tinyDecoder = nil
         }
         return Models(
-            model: model, tower: tower, head: head, text: text, tinyDecoder: tinyDecoder, sizeRules: sizeRules,
-            stepRules: stepRules)
+            model: model, tower: tower, head: head, text: text, tinyDecoder: tinyDecoder,
+            evaluator: readEvaluator(top["evaluation"]), sizeRules: sizeRules, stepRules: stepRules)
+    }
+
+    /// `evaluation:` {tower, head} or {tower, text} (zero-shot; text may be omitted when the
+    /// tower folder is a whole CLIPModel). Optional: without it, reports fall back to the guide.
+    func readEvaluator(_ node: SpecNode?) -> Evaluator? {
+        guard node != nil, let e = r.map(node, "evaluation", allowed: Self.evaluationKeys) else { return nil }
+        guard let tower = location(e["tower"], "evaluation.tower", required: true) else { return nil }
+        guard FileManager.default.fileExists(atPath: tower.path + "/config.json") else {
+            r.issue("evaluation.tower", "'\(tower.spec)' is not a CLIP model folder (needs config.json)", e["tower"])
+            return nil
+        }
+        let head = location(e["head"], "evaluation.head", required: false)
+        var text = location(e["text"], "evaluation.text", required: false)
+        if head == nil && text == nil {
+            guard e["head"] == nil, e["text"] == nil else { return nil }
+            guard JobSpec.isFullCLIP(tower.path) else {
+                r.issue(
+                    "evaluation.head", "required: give a head (.safetensors) or a CLIP text model for zero-shot (text)")
+                return nil
+            }
+            text = tower
+        }
+        return Evaluator(tower: tower, head: head, text: head == nil ? text : nil)
     }
 
     func location(_ node: SpecNode?, _ path: String, required: Bool) -> Location? {
@@ -221,7 +255,10 @@ final class SpecLoader {
                 tower: try ModelFingerprint.compute(path: m.tower.path),
                 head: try m.head.map { try ModelFingerprint.compute(path: $0.path) },
                 text: try ModelFingerprint.compute(path: m.text.path),
-                tinyDecoder: try m.tinyDecoder.map { try ModelFingerprint.compute(path: $0.path) })
+                tinyDecoder: try m.tinyDecoder.map { try ModelFingerprint.compute(path: $0.path) },
+                evaluatorTower: try m.evaluator.map { try ModelFingerprint.compute(path: $0.tower.path) },
+                evaluatorHead: try m.evaluator?.head.map { try ModelFingerprint.compute(path: $0.path) },
+                evaluatorText: try m.evaluator?.text.map { try ModelFingerprint.compute(path: $0.path) })
         } catch {
             r.issue("model", "cannot fingerprint the models: \(error)")
             throw failure

@@ -12,7 +12,7 @@ public struct GuidanceTiming: Codable, Equatable, Sendable {
         case settled
         /// Reached the latest start step without settling.
         case latest
-        /// muse-fixed-timing: the configured step.
+        /// muse-fixed-timing or universal guidance: the configured step.
         case fixed
     }
 
@@ -30,13 +30,16 @@ public struct GuidanceTiming: Codable, Equatable, Sendable {
     public private(set) var startStep: Int?
     public private(set) var startReason: StartReason?
 
-    public init(settings s: MUSESettings, steps: Int, adaptive: Bool) {
-        minStart = MUSESettings.stepIndex(s.minStartFraction, steps: steps)
-        latestStart = MUSESettings.stepIndex(s.latestStartFraction, steps: steps)
-        stop = MUSESettings.stepIndex(s.stopFraction, steps: steps)
-        fixedStart = adaptive ? nil : MUSESettings.stepIndex(s.fixedStartFraction, steps: steps)
-        delta = s.settleDelta
-        settleSteps = s.settleSteps
+    /// The window's indices are relative to the part of the schedule the job denoises
+    /// (`GuidanceWindow`).
+    public init(job: SynthesisJob) {
+        let window = GuidanceWindow(settings: job.settings, method: job.method)
+        minStart = window.minStart
+        latestStart = window.latestStart
+        stop = window.stop
+        fixedStart = window.fixedStart
+        delta = job.settings.muse.settleDelta
+        settleSteps = job.settings.muse.settleSteps
     }
 
     /// Feed step `index`'s s_t; returns whether this step is guided.

@@ -34,6 +34,8 @@ public final class SynthesisEngine {
     let promptScorer: PromptScorer
     /// The cheaper decoder `guidance_decoder: tiny` guides with (nil: none loaded).
     public let tinyDecoder: AutoencoderTiny?
+    /// An independent classifier that only scores finished images (nil: none).
+    public let evaluator: EmotionClassifier?
     /// Native size and the multiple image sides must be of.
     public let sizeRules: ImageSizeRules
 
@@ -45,10 +47,11 @@ public final class SynthesisEngine {
     /// used to embed the prompt for s_t.
     public init(
         sd: StableDiffusion, classifier: EmotionClassifier, timingText: CLIPTextEncoder,
-        timingTokenizer: CLIPTokenizer, tinyDecoder: AutoencoderTiny? = nil
+        timingTokenizer: CLIPTokenizer, tinyDecoder: AutoencoderTiny? = nil, evaluator: EmotionClassifier? = nil
     ) throws {
         self.sd = sd
         self.classifier = classifier
+        self.evaluator = evaluator
         if let tiny = tinyDecoder {
             guard tiny.latentChannels == sd.unet.inChannels, tiny.downsampleFactor == sd.vae.downsampleFactor else {
                 throw SynthesisError(
@@ -64,9 +67,11 @@ public final class SynthesisEngine {
     /// Loads everything from folders: an SD 1.x diffusers folder, a CLIP vision tower
     /// (CLIPVisionModelWithProjection or CLIPModel), a linear head file (nil: zero-shot head
     /// from `textFolder`) and a CLIP text model with projection (CLIPTextModelWithProjection
-    /// or CLIPModel) for timing and the zero-shot head.
+    /// or CLIPModel) for timing and the zero-shot head; optionally the tiny decoder and an
+    /// evaluator classifier.
     public static func load(
-        model: String, tower towerFolder: String, head: String?, text textFolder: String, tinyDecoder: String? = nil
+        model: String, tower towerFolder: String, head: String?, text textFolder: String, tinyDecoder: String? = nil,
+        evaluator: EvaluatorFiles? = nil
     ) throws -> SynthesisEngine {
         let sd = try StableDiffusion(folder: model)
         let tower = try CLIPVisionEncoder(folder: towerFolder)
@@ -76,7 +81,7 @@ public final class SynthesisEngine {
         return try SynthesisEngine(
             sd: sd, classifier: classifier, timingText: try CLIPTextEncoder(folder: textFolder),
             timingTokenizer: try CLIPTokenizer(folder: textFolder),
-            tinyDecoder: try tinyDecoder.map { try AutoencoderTiny(folder: $0) })
+            tinyDecoder: try tinyDecoder.map { try AutoencoderTiny(folder: $0) }, evaluator: try evaluator?.load())
     }
 
     // MARK: start
@@ -85,13 +90,14 @@ public final class SynthesisEngine {
     /// `image` [1, 3, H, W] in [-1, 1] is VAE-encoded and DDIM-inverted with the job's
     /// (source) prompt, guidance 1, fully or to the strength's intermediate step.
     public func start(_ job: SynthesisJob, image: Tensor? = nil) throws -> SynthesisState {
-        try job.settings.validate()
+        try job.validate()
         try checkSchedule(job.settings)
         try checkDecoder(job.settings.muse)
         let began = DispatchTime.now().uptimeNanoseconds
         var timings = PhaseTimings()
         let latent: Tensor
         var firstStep = 0
+        var sourceEmbedding: [Float]?
         if let strength = job.settings.strength {
             guard let image else { throw SynthesisError("an edit job needs an input image") }
             guard (0...1).contains(strength) else {
@@ -109,7 +115,10 @@ public final class SynthesisEngine {
             }
             timings.inversion = seconds(since: t0)
             latent = trajectory.last ?? z0
+            sourceEmbedding = clipImageEmbedding(image.clamp(-1...1))
             firstStep = job.settings.steps - trajectory.count
+            // GuidanceWindow places WHEN inside the denoised part from the same count.
+            precondition(firstStep == job.settings.firstStep, "inversion ran \(trajectory.count) steps")
         } else {
             guard image == nil else {
                 throw SynthesisError("an image was given but the job is not an edit (set its strength)")
@@ -124,12 +133,13 @@ public final class SynthesisEngine {
         let token =
             job.method.insertsToken
             ? EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder) : []
-        let timing = GuidanceTiming(
-            settings: job.settings.muse, steps: job.settings.steps, adaptive: job.method.adaptiveTiming)
+        let timing = GuidanceTiming(job: job)
         var trace = SynthesisTrace(
             method: job.method, emotion: job.emotion, prompt: job.prompt, seed: job.seed,
             steps: job.settings.steps, firstStep: firstStep, preview: previewDescription(job.settings.muse.preview),
             classifier: classifier.headDescription, stopStep: timing.stop)
+        if job.method.optimizesToken { trace.tokenNorm = euclideanNorm(token) }
+        trace.sourceEmbedding = sourceEmbedding
         timings.total = seconds(since: began)
         trace.timings = timings
         return SynthesisState(
@@ -141,7 +151,7 @@ public final class SynthesisEngine {
     /// passes its own checksums can still belong to other models (latent shape, token size) or
     /// name a schedule this model cannot run. Throws `SynthesisError` saying what disagrees.
     public func checkResumable(_ state: SynthesisState) throws {
-        try state.job.settings.validate()
+        try state.job.validate()
         try checkSchedule(state.job.settings)
         try checkDecoder(state.job.settings.muse)
         guard state.stepIndex < state.job.settings.steps else {
@@ -270,13 +280,16 @@ public final class SynthesisEngine {
         let previewSeconds = seconds(since: previewStart)
         let guided = s.timing.observe(step: index, promptScore: promptScore)
 
-        // WHICH only matters to methods that guide; the others skip its decode and classifier.
+        // WHICH only matters to the token methods (universal guidance's loss is the target's
+        // alone); the others skip its decodes and classifier.
         if s.timing.startsAt(index) && job.method.guides {
-            let x0 = sd.scheduler.predictedOriginal(eps: eps0, timestep: t, sample: z)
-            fixWhich(&s, unguidedX0: x0, startStep: index, timings: &timings)
+            s.trace.startStep = index
+            s.trace.startReason = s.timing.startReason
+            if job.method.optimizesToken { fixWhich(&s, z: z, t: t, epsU: epsU, eps: eps0, timings: &timings) }
         }
 
         var inner: [InnerIterationTrace] = []
+        var next: Tensor? = nil
         if guided && job.method.optimizesToken {
             inner = try optimizeToken(&s, z: z, t: t, epsU: epsU, timings: &timings)
             let cond = Autograd.noGrad {
@@ -285,7 +298,7 @@ public final class SynthesisEngine {
             let c = Autograd.noGrad { timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) } }
             eps = combine(epsU, c, w)
         } else if guided && job.method == .universalGuidance {
-            (eps, inner) = try universalGuidance(s, z: z, t: t, eps: eps0, timings: &timings)
+            (next, eps, inner) = try universalGuidance(s, z: z, t: t, timings: &timings)
         }
 
         var stepProbabilities: [Float]? = nil
@@ -294,9 +307,9 @@ public final class SynthesisEngine {
                 classify(sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z), job, &timings)
             }
         }
-        let next = schedulerStep(&s, eps: eps, t: t, z: z)
-        guard next.data.allSatisfy(\.isFinite) else { throw nonFinite("the latent", step: index, job) }
-        s.latent = next.data
+        let latent = next ?? schedulerStep(&s, eps: eps, t: t, z: z)
+        guard latent.data.allSatisfy(\.isFinite) else { throw nonFinite("the latent", step: index, job) }
+        s.latent = latent.data
         s.stepIndex += 1
         let elapsed = seconds(since: began)
         timings.total += elapsed
@@ -305,7 +318,7 @@ public final class SynthesisEngine {
             StepTrace(
                 index: index, timestep: t, promptScore: promptScore, guided: guided,
                 inner: inner, probabilities: stepProbabilities, seconds: elapsed,
-                previewSeconds: previewSeconds))
+                previewSeconds: previewSeconds, tokenDrift: tokenDrift(s)))
         return s
     }
 
@@ -347,19 +360,37 @@ public final class SynthesisEngine {
     }
 
     /// WHICH, at the step guidance starts: the inherent emotion is the top non-target class
-    /// of the unguided x̂0; S is the target's similar emotions without it.
-    func fixWhich(_ s: inout SynthesisState, unguidedX0: Tensor, startStep: Int, timings: inout PhaseTimings) {
+    /// of the image the prompt alone predicts (x̂0 from the prompt without the token: one
+    /// more conditional UNet call), so the token's pull toward the target does not hide it;
+    /// S is the target's similar emotions without it. The trace keeps both read-outs.
+    func fixWhich(
+        _ s: inout SynthesisState, z: Tensor, t: Int, epsU: Tensor?, eps: Tensor, timings: inout PhaseTimings
+    ) {
         let job = s.job
-        let p = Autograd.noGrad { classify(unguidedX0, job, &timings) }
+        let (promptOnly, withToken) = Autograd.noGrad {
+            let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: plainConditioning(job.prompt)) }
+            let x0 = sd.scheduler.predictedOriginal(
+                eps: combine(epsU, c, job.settings.guidance), timestep: t, sample: z)
+            let x0Token = sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: z)
+            return (classify(x0, job, &timings), classify(x0Token, job, &timings))
+        }
         var inherent = job.emotion == .amusement ? Emotion.awe : Emotion.amusement
-        for e in Emotion.allCases where e != job.emotion && p[e.index] > p[inherent.index] { inherent = e }
+        for e in Emotion.allCases where e != job.emotion && promptOnly[e.index] > promptOnly[inherent.index] {
+            inherent = e
+        }
         s.inherent = inherent
         s.similar = job.settings.muse.similarEmotions.similar(to: job.emotion).filter { $0 != inherent }
         s.trace.inherent = inherent
         s.trace.similar = s.similar
-        s.trace.startStep = startStep
-        s.trace.startReason = s.timing.startReason
-        s.trace.startProbabilities = p
+        s.trace.inherentProbabilities = promptOnly
+        s.trace.startProbabilities = withToken
+    }
+
+    /// ‖v − v₀‖ after a step, for methods that optimise the token (nil otherwise).
+    func tokenDrift(_ s: SynthesisState) -> Float? {
+        guard s.job.method.optimizesToken else { return nil }
+        let v0 = EmotionToken.initial(word: s.job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder)
+        return euclideanNorm(zip(s.token, v0).map { $0 - $1 })
     }
 
     /// The error for numbers that left the finite range at `step` (0-based), with the
@@ -401,31 +432,70 @@ public final class SynthesisEngine {
         return records
     }
 
-    /// The universal-guidance baseline: eps ← eps + scale·√(1−ᾱ_t)·∇_{z_t} L_emo, the
-    /// gradient taken through the x̂0 formula and the decoder with eps held fixed.
+    /// Universal guidance's forward guidance with self-recurrence (Bansal et al. 2023, Alg. 1),
+    /// taken `universal_recurrence` (k) times: ε̂ = ε(z_t) + s·√(1−ᾱ_t)·∇_{z_t} ℓ with
+    /// ℓ = −log p(target) and the gradient through the UNet (both CFG branches), the x̂0
+    /// formula and the decoder; z_{t−1} = DDIM(z_t, ε̂); between takes z_t is re-noised from
+    /// z_{t−1} as √(ᾱ_t/ᾱ_{t−1})·z_{t−1} + √(1−ᾱ_t/ᾱ_{t−1})·ε′. ε′ is drawn from a seed
+    /// made of the job's seed, the step and the take, so a resumed job draws the same noise.
+    /// Returns z_{t−1} of the last take and its ε̂.
     func universalGuidance(
-        _ s: SynthesisState, z: Tensor, t: Int, eps start: Tensor,
-        timings: inout PhaseTimings
-    ) throws -> (Tensor, [InnerIterationTrace]) {
-        let settings = s.job.settings.muse
-        let loss = lossFunction(s)
-        let factor = settings.universalScale * (1 - sd.scheduler.alphaCumprod(t)).squareRoot()
-        var eps = start
+        _ s: SynthesisState, z: Tensor, t: Int, timings: inout PhaseTimings
+    ) throws -> (next: Tensor, eps: Tensor, records: [InnerIterationTrace]) {
+        let job = s.job
+        let settings = job.settings.muse
+        let loss = EmotionLoss(target: job.emotion, inherent: nil, similar: [], lambdaInherent: 0, lambdaSimilar: 0)
+        let alpha = sd.scheduler.alphaCumprod(t)
+        let alphaPrev = sd.scheduler.alphaCumprod(sd.scheduler.previousTimestep(t, steps: job.settings.steps))
+        let factor = settings.universalScale * (1 - alpha).squareRoot()
+        var zt = z
         var records: [InnerIterationTrace] = []
-        for _ in 0..<settings.universalIterations {
-            let zv = z.asVariable()
-            let x0 = sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: zv)
-            let image = timed(&timings.decode) { decodedImage(x0, settings.guidanceDecoder) }
-            let logits = timed(&timings.classifier) { classifier.logits(images: image) }
-            let (value, p) = loss(logits: logits)
-            let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [zv])[0] }
+        for take in 0..<settings.universalRecurrence {
+            let (value, p, eps, grad) = guidanceGradient(z: zt, t: t, job: job, timings: &timings) {
+                loss(logits: classifier.logits(images: $0))
+            }
             guard value.scalar.isFinite, grad.data.allSatisfy(\.isFinite) else {
-                throw nonFinite("the loss or its gradient", step: s.stepIndex, s.job)
+                throw nonFinite("the loss or its gradient", step: s.stepIndex, job)
             }
             records.append(InnerIterationTrace(loss: value.scalar, probabilities: p.data))
-            eps = Autograd.noGrad { eps + grad * factor }
+            let guidedEps = Autograd.noGrad { eps + grad * factor }
+            let prev = Autograd.noGrad {
+                sd.scheduler.step(eps: guidedEps, timestep: t, sample: zt, steps: job.settings.steps).prevSample
+            }
+            if take == settings.universalRecurrence - 1 { return (prev, guidedEps, records) }
+            let noise = Tensor.randomNormal(zt.shape, seed: recurrenceSeed(job.seed, step: s.stepIndex, take: take))
+            zt = Autograd.noGrad {
+                prev * (alpha / alphaPrev).squareRoot() + noise * (1 - alpha / alphaPrev).squareRoot()
+            }
         }
-        return (eps, records)
+        preconditionFailure("universal_recurrence is at least 1 (validated)")
+    }
+
+    /// ∇_{z_t} of `loss(image)` through universal guidance's whole denoiser: both classifier-free
+    /// branches of the UNet, the x̂0 formula and the guidance decoder (clamped image). Returns
+    /// the loss, what `loss` returned beside it, eps at z_t (a constant) and the gradient.
+    /// `loss` (the classifier and its loss) is timed as the classifier.
+    func guidanceGradient<Extra>(
+        z: Tensor, t: Int, job: SynthesisJob, timings: inout PhaseTimings, loss: (Tensor) -> (Tensor, Extra)
+    ) -> (value: Tensor, extra: Extra, eps: Tensor, gradient: Tensor) {
+        let cond = plainConditioning(job.prompt)
+        let uncond = job.settings.guidance == 1 ? nil : unconditional(job.settings.negativePrompt)
+        let zv = z.asVariable()
+        let eps = timed(&timings.unet) {
+            combine(
+                uncond.map { sd.unet(zv, timestep: Float(t), context: $0) },
+                sd.unet(zv, timestep: Float(t), context: cond), job.settings.guidance)
+        }
+        let x0 = sd.scheduler.predictedOriginal(eps: eps, timestep: t, sample: zv)
+        let image = timed(&timings.decode) { decodedImage(x0, job.settings.muse.guidanceDecoder) }
+        let (value, extra) = timed(&timings.classifier) { loss(image) }
+        let grad = timed(&timings.backward) { Autograd.gradients(of: value, withRespectTo: [zv])[0] }
+        return (value, extra, Tensor(shape: eps.shape, data: eps.data), grad)
+    }
+
+    /// The seed of self-recurrence noise: distinct per job, step and take.
+    func recurrenceSeed(_ seed: UInt64, step: Int, take: Int) -> UInt64 {
+        seed ^ (UInt64(step + 1) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(take + 1) &* 0xBF58_476D_1CE4_E5B9)
     }
 
     func lossFunction(_ s: SynthesisState) -> EmotionLoss {
@@ -448,12 +518,14 @@ public final class SynthesisEngine {
         let z = Tensor(shape: state.latentShape, data: state.latent)
         let image = Autograd.noGrad { timed(&trace.timings.decode) { sd.decodeToImage(z) } }
         let (width, height, bytes) = image.rgbBytes()
+        let final8Bit = Tensor.fromRGBBytes(bytes, width: width, height: height)
         let p = Autograd.noGrad {
-            timed(&trace.timings.classifier) {
-                classifier.probabilities(images: Tensor.fromRGBBytes(bytes, width: width, height: height)).data
-            }
+            timed(&trace.timings.classifier) { classifier.probabilities(images: final8Bit).data }
         }
         trace.finalProbabilities = p
+        trace.evaluation = timed(&trace.timings.evaluation) {
+            evaluate(final8Bit, prompt: state.job.prompt, sourceEmbedding: trace.sourceEmbedding)
+        }
         trace.timings.total += seconds(since: began)
         let plain = trace.stepTraces.filter { !$0.guided }
         func ratio(_ steps: [StepTrace]) -> Double? {
@@ -495,12 +567,13 @@ public final class SynthesisEngine {
     }
 
     /// The job's conditional text embedding: with v in its slot for token methods, with the
-    /// emotion word appended for prompt-only, the bare prompt otherwise.
+    /// emotion described in words for prompt-only (`Emotion.descriptivePrompt`), the bare
+    /// prompt otherwise.
     func conditioning(_ s: SynthesisState, token: Tensor?, timings: inout PhaseTimings) -> Tensor {
         let job = s.job
         switch job.method {
         case .promptOnly:
-            return plainConditioning(job.prompt.isEmpty ? job.emotion.word : job.prompt + " " + job.emotion.word)
+            return plainConditioning(job.emotion.descriptivePrompt(job.prompt))
         case .universalGuidance, .none:
             return plainConditioning(job.prompt)
         default:
@@ -553,6 +626,8 @@ extension SynthesisEngine {
     /// the inner iterations decode it (for `muse bench-muse`).
     public func guidanceImage(_ x0: Tensor, decoder: GuidanceDecoder) -> Tensor { decodedImage(x0, decoder) }
 }
+
+func euclideanNorm(_ values: [Float]) -> Float { values.reduce(0) { $0 + $1 * $1 }.squareRoot() }
 
 @inline(__always)
 func seconds(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }

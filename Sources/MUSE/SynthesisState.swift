@@ -6,8 +6,8 @@ import Vocabulary
 /// saved copy gives the same bytes as never stopping. No RNG state: randomness is used
 /// only to draw z_T in `start`.
 public struct SynthesisState: Codable, Equatable, Sendable {
-    /// 2: snake_case settings (one JobSettings type) and the DPM-Solver history.
-    public static let formatVersion = 2
+    /// 3: guidance windows relative to the denoised part, WHICH from the prompt alone, evaluation.
+    public static let formatVersion = 3
     public var version = SynthesisState.formatVersion
     public var job: SynthesisJob
     /// The next schedule index to run; `job.settings.steps` when finished.

@@ -14,6 +14,8 @@ public struct PhaseTimings: Codable, Equatable, Sendable {
     public var preview = 0.0
     public var promptScore = 0.0
     public var inversion = 0.0
+    /// Scoring the finished image (evaluator, CLIP embeddings).
+    public var evaluation = 0.0
     public var total = 0.0
     public init() {}
 }
@@ -40,6 +42,8 @@ public struct StepTrace: Codable, Equatable, Sendable {
     public var seconds: Double
     /// Of which the preview and its CLIP scoring.
     public var previewSeconds: Double
+    /// ‖v − v₀‖ after the step (token-optimising methods).
+    public var tokenDrift: Float? = nil
 }
 
 /// Everything recorded about one job, JSON-encodable (DESIGN §3 traces).
@@ -61,9 +65,18 @@ public struct SynthesisTrace: Codable, Equatable, Sendable {
     public var stopStep: Int
     public var inherent: Emotion?
     public var similar: [Emotion] = []
-    /// Class probabilities of the unguided x̂0 at the start step (what chose e_inh).
+    /// Class probabilities at the start step of the x̂0 the prompt alone predicts (no token):
+    /// what chose e_inh.
+    public var inherentProbabilities: [Float]?
+    /// The same with the token at its start value in the prompt (before any update).
     public var startProbabilities: [Float]?
+    /// ‖v₀‖, the scale `StepTrace.tokenDrift` compares with.
+    public var tokenNorm: Float?
     public var finalProbabilities: [Float]?
+    /// Edits: the source's CLIP image embedding, taken at start (for CLIP-I).
+    public var sourceEmbedding: [Float]?
+    /// The finished image scored apart from the guidance.
+    public var evaluation: ImageEvaluation?
     public var timings = PhaseTimings()
     /// (preview + its CLIP scoring) / the rest of the time of unguided steps: what WHEN
     /// adds to a plain diffusion step. nil until finished or without unguided steps.

@@ -30,8 +30,26 @@ public enum Emotion: String, CaseIterable, Codable, Sendable, Comparable {
 
     public var polarity: Polarity { index < 4 ? .positive : .negative }
 
-    /// The word used in prompts and to initialise the emotion token.
+    /// The word used to initialise the emotion token.
     public var word: String { rawValue }
+
+    /// The prompt-only baseline's prompt: the emotion described in words after the prompt, as
+    /// text-to-image emotion baselines do (EmoGen's comparisons), naming the feeling and the
+    /// look that evokes it. manifests/SPEC.md lists these templates.
+    public func descriptivePrompt(_ prompt: String) -> String {
+        let description: String
+        switch self {
+        case .amusement: description = "amusing, playful and funny, bright cheerful colours"
+        case .awe: description = "awe-inspiring, vast and majestic, a wide bright sky"
+        case .contentment: description = "content, calm and peaceful, warm soft light"
+        case .excitement: description = "exciting, thrilling and energetic, vivid colours"
+        case .anger: description = "angry, furious and violent, harsh red light"
+        case .disgust: description = "disgusting, filthy and repulsive, murky sickly colours"
+        case .fear: description = "frightening, scary and ominous, dark shadows"
+        case .sadness: description = "sad, gloomy and melancholic, cold muted colours"
+        }
+        return prompt.isEmpty ? description : "\(prompt), \(description)"
+    }
 
     public static func < (a: Emotion, b: Emotion) -> Bool { a.index < b.index }
 

@@ -18,8 +18,9 @@ public enum GuidanceDecoder: String, Codable, Sendable, CaseIterable {
 }
 
 /// Every MUSE hyperparameter, with the defaults used when a job leaves one out.
-/// Step positions are fractions of the schedule (rounded to a step index) so the same
-/// settings work for 20 or 50 steps. The defaults are meant for full SD 1.5 (DDIM 50,
+/// Step positions are fractions of the part of the schedule a job denoises (rounded to a
+/// step index; `GuidanceWindow`): all of it for generation, the last `strength` of it for an
+/// edit, so the same settings work for 20 or 50 steps and for any strength. The defaults are meant for full SD 1.5 (DDIM 50,
 /// w 7.5); the tiny random-weight models cannot validate them (see MUSE.swift).
 ///
 /// - K = 3, Adam lr 0.01: v starts as a word embedding with per-element scale ~0.015
@@ -35,8 +36,8 @@ public enum GuidanceDecoder: String, Codable, Sendable, CaseIterable {
 ///   the layout forms and by thousandths once it is fixed; the latest start guarantees a
 ///   guided window when s_t never settles.
 /// - stop at 80 %: the last steps refine detail; guided steps cost ~10× a plain one.
-/// - universal guidance: scale 20, 3 gradient evaluations per guided step (tuned on the
-///   tiny models, where it moves p(awe) 0.07 → 0.6; tune it for a real classifier).
+/// - universal guidance: scale 20, k = 3 self-recurrence, every step guided (the paper's
+///   forward guidance; tune the scale for a real classifier).
 ///
 /// Every setting is described once, in `fields`: its snake_case name (the same in specs,
 /// jobs, checkpoints and manifests), its kind and range. Coding and validation read that
@@ -73,11 +74,16 @@ public struct MUSESettings: Equatable, Sendable {
     public var preview = PreviewKind.latentRGB
     public var guidanceDecoder = GuidanceDecoder.vae
 
-    // universal-guidance baseline
-    /// eps ← eps + scale·√(1−ᾱ_t)·∇_{z_t} L_emo, as classifier guidance does with −∇log p.
+    // universal-guidance baseline (Bansal et al. 2023, forward guidance with self-recurrence)
+    /// s in ε̂ = ε + s·√(1−ᾱ_t)·∇_{z_t} ℓ, ℓ = −log p(target), the gradient taken through the
+    /// UNet, the x̂0 formula and the decoder.
     public var universalScale: Float = 20
-    /// Gradient evaluations per guided step (eps updated between them; the UNet is not re-run).
-    public var universalIterations = 3
+    /// k: each guided step is taken k times, re-noising z_{t−1} back to z_t between takes.
+    public var universalRecurrence = 3
+    /// UG's own window: it guides from this fraction of the denoised schedule ...
+    public var universalStartFraction: Float = 0
+    /// ... to this one (exclusive); the paper guides every step.
+    public var universalStopFraction: Float = 1
 
     // traces
     /// Also decode and classify every step's x̂0 (costs a decode per step; off for full-size models).
@@ -102,6 +108,11 @@ public struct MUSESettings: Equatable, Sendable {
             throw SettingsError(
                 key: "min_start_fraction",
                 "\(minStartFraction) exceeds latest_start_fraction \(latestStartFraction)")
+        }
+        guard universalStartFraction < universalStopFraction else {
+            throw SettingsError(
+                key: "universal_start_fraction",
+                "\(universalStartFraction) is not before universal_stop_fraction \(universalStopFraction)")
         }
     }
 
@@ -130,7 +141,9 @@ public struct MUSESettings: Equatable, Sendable {
         .choice("preview", \.preview),
         .choice("guidance_decoder", \.guidanceDecoder),
         .float("universal_scale", \.universalScale, .nonNegative(max: 10_000)),
-        .int("universal_iterations", \.universalIterations, 1...1000),
+        .int("universal_recurrence", \.universalRecurrence, 1...100),
+        .float("universal_start_fraction", \.universalStartFraction, .fraction),
+        .float("universal_stop_fraction", \.universalStopFraction, .fraction),
         .bool("classify_every_step", \.classifyEveryStep),
     ]
 }

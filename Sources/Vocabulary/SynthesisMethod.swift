@@ -4,10 +4,10 @@ import Foundation
 public enum SynthesisMethod: String, CaseIterable, Codable, Sendable {
     /// Full MUSE: emotion token optimized at test time, CLIP-timed, L_emo with inherent and similar terms.
     case muse
-    /// The emotion word appended to the prompt; no optimization.
+    /// The emotion described in words after the prompt (`Emotion.descriptivePrompt`); no optimization.
     case promptOnly = "prompt-only"
-    /// Universal-guidance style: the classifier loss's gradient w.r.t. z_t (through the
-    /// x0 formula and the decoder, eps held fixed) added to eps; no token.
+    /// Universal guidance (Bansal et al. 2023): forward guidance with self-recurrence, the
+    /// target's −log p differentiated w.r.t. z_t through the UNet, x̂0 and the decoder; no token.
     case universalGuidance = "universal-guidance"
     /// MUSE without the inherent-emotion term (λ_inh = 0).
     case museNoInh = "muse-no-inh"
@@ -37,7 +37,8 @@ public enum SynthesisMethod: String, CaseIterable, Codable, Sendable {
     public var guides: Bool { optimizesToken || self == .universalGuidance }
     public var usesInherent: Bool { self != .museNoInh }
     public var usesSimilar: Bool { self != .museNoSim }
-    public var adaptiveTiming: Bool { self != .museFixedTiming }
+    /// Guidance starts when s_t settles (WHEN); the others start at a configured step.
+    public var adaptiveTiming: Bool { optimizesToken && self != .museFixedTiming }
 }
 
 public enum MethodError: Error, Equatable, CustomStringConvertible {

@@ -197,7 +197,8 @@ final class JobRun {
                 attemptSeconds: Date().timeIntervalSince(began), engineSeconds: out.engineSeconds,
                 modelLoadSeconds: loadSeconds, phases: out.phases),
             resumedFromStep: resumedFrom, checkpointsWritten: checkpoints, segments: segments, trace: out.trace,
-            worker: worker, epoch: lease.epoch, attempt: lease.attempt)
+            worker: worker, epoch: lease.epoch, attempt: lease.attempt, evaluation: out.evaluation,
+            traceDocument: out.traceDocument)
     }
 
     /// A computed result is worth waiting for: retry through Redis outages (the publish is

@@ -39,10 +39,15 @@ public struct EngineOutput {
     public var engineSeconds: Double
     public var phases: [String: Double]?
     public var trace: JSONValue?
+    /// The finished image scored apart from the guidance (manifest `evaluation`).
+    public var evaluation: JSONValue?
+    /// The whole trace (per-step s_t, per-iteration probabilities, embeddings): the collector
+    /// writes it to the trace file a manifest line points to.
+    public var traceDocument: JSONValue?
 
     public init(
         rgb: [UInt8], width: Int, height: Int, probabilities: [String: Double]?, engineSeconds: Double,
-        phases: [String: Double]?, trace: JSONValue?
+        phases: [String: Double]?, trace: JSONValue?, evaluation: JSONValue? = nil, traceDocument: JSONValue? = nil
     ) {
         self.rgb = rgb
         self.width = width
@@ -51,6 +56,8 @@ public struct EngineOutput {
         self.engineSeconds = engineSeconds
         self.phases = phases
         self.trace = trace
+        self.evaluation = evaluation
+        self.traceDocument = traceDocument
     }
 }
 

@@ -30,15 +30,23 @@ public final class MUSEPipelineEngine: PipelineEngine {
         let head = try l.head.map { try resolve($0, "classifier head") }
         let text = try resolve(l.text, "CLIP text model")
         let tiny = try l.tinyDecoder.map { try resolve($0, "tiny decoder") }
+        let evalTower = try l.evaluatorTower.map { try resolve($0, "evaluator tower") }
+        let evalHead = try l.evaluatorHead.map { try resolve($0, "evaluator head") }
+        let evalText = try l.evaluatorText.map { try resolve($0, "evaluator text model") }
         let found = ModelFingerprints(
             model: try fingerprint(model), tower: try fingerprint(tower),
-            head: try head.map(fingerprint), text: try fingerprint(text), tinyDecoder: try tiny.map(fingerprint))
+            head: try head.map(fingerprint), text: try fingerprint(text), tinyDecoder: try tiny.map(fingerprint),
+            evaluatorTower: try evalTower.map(fingerprint), evaluatorHead: try evalHead.map(fingerprint),
+            evaluatorText: try evalText.map(fingerprint))
         let expected = job.content.models
         for (what, path, have, want) in [
             ("model", model, found.model, expected.model), ("classifier tower", tower, found.tower, expected.tower),
             ("CLIP text model", text, found.text, expected.text),
             ("classifier head", head ?? "", found.head ?? "", expected.head ?? ""),
             ("tiny decoder", tiny ?? "", found.tinyDecoder ?? "", expected.tinyDecoder ?? ""),
+            ("evaluator tower", evalTower ?? "", found.evaluatorTower ?? "", expected.evaluatorTower ?? ""),
+            ("evaluator head", evalHead ?? "", found.evaluatorHead ?? "", expected.evaluatorHead ?? ""),
+            ("evaluator text model", evalText ?? "", found.evaluatorText ?? "", expected.evaluatorText ?? ""),
         ] where have != want {
             throw JobFailure(
                 "the \(what) at \(path) has fingerprint \(have), but the job was submitted with \(want): this worker has a different model there"
@@ -47,8 +55,16 @@ public final class MUSEPipelineEngine: PipelineEngine {
         if loaded == nil { log("BLAS: \(BLAS.ensureConfigured())") }
         loaded = nil  // free the previous models first
         do {
+            var evaluator: EvaluatorFiles?
+            if let evalTower {
+                if let evalHead {
+                    evaluator = .linear(tower: evalTower, head: evalHead)
+                } else {
+                    evaluator = .zeroShot(tower: evalTower, text: evalText ?? evalTower)
+                }
+            }
             let engine = try SynthesisEngine.load(
-                model: model, tower: tower, head: head, text: text, tinyDecoder: tiny)
+                model: model, tower: tower, head: head, text: text, tinyDecoder: tiny, evaluator: evaluator)
             loaded = (l, found, engine)
         } catch {
             throw JobFailure("cannot load the models (\(model)): \(error)")
@@ -75,7 +91,7 @@ public final class MUSEPipelineEngine: PipelineEngine {
     /// The engine's job description; bad values are permanent failures (a retry cannot fix them).
     static func synthesisJob(_ job: PipelineJob) throws -> SynthesisJob {
         let synthesis = job.content.synthesis
-        do { try synthesis.settings.validate() } catch {
+        do { try synthesis.validate() } catch {
             throw JobFailure("invalid job settings: \(error)", permanent: true)
         }
         guard synthesis.isEdit == (job.content.kind == .edit) else {
@@ -171,7 +187,9 @@ final class MUSESession: EngineSession {
         }
         return EngineOutput(
             rgb: result.rgb, width: result.width, height: result.height, probabilities: probabilities,
-            engineSeconds: result.trace.timings.total, phases: phases, trace: Self.summary(result.trace))
+            engineSeconds: result.trace.timings.total, phases: phases, trace: Self.summary(result.trace),
+            evaluation: result.trace.evaluation.map { TraceDocument.evaluation($0, target: state.job.emotion) },
+            traceDocument: TraceDocument.make(result.trace))
     }
 
     /// The trace without per-iteration detail: what a manifest reader wants per job.
@@ -185,7 +203,6 @@ final class MUSESession: EngineSession {
             "stop_step": .int(Int64(t.stopStep)),
             "guided_steps": .int(Int64(t.stepTraces.filter(\.guided).count)),
             "similar": .array(t.similar.map { .string($0.rawValue) }),
-            "s_t": .array(t.promptScores.map { .double(Double($0)) }),
         ]
         if let s = t.startStep { o["start_step"] = .int(Int64(s)) }
         if let r = t.startReason { o["start_reason"] = .string(r.rawValue) }

@@ -337,7 +337,7 @@ final class SpecTests: XCTestCase {
                     fixed_start_fraction: 0.3
                     preview: vae-decode
                     universal_scale: 10
-                    universal_iterations: 2
+                    universal_recurrence: 2
                     classify_every_step: true
                 """ + "\n" + generation), environment: env)
         let s = loaded.jobs[0].content.settings.muse
@@ -360,7 +360,7 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(s.fixedStartFraction, 0.3)
         XCTAssertEqual(s.preview, .vaeDecode)
         XCTAssertEqual(s.universalScale, 10)
-        XCTAssertEqual(s.universalIterations, 2)
+        XCTAssertEqual(s.universalRecurrence, 2)
         XCTAssertTrue(s.classifyEveryStep)
     }
 }

@@ -1,0 +1,61 @@
+import Diffusion
+import Foundation
+import Tensor
+import Vocabulary
+
+/// How a finished image scores, measured apart from the guidance: an independent
+/// evaluator's class probabilities (the guide classifier flatters the methods optimised
+/// against it), and CLIP measurements in the timing CLIP's space — the image embedding (for
+/// Sem-D), CLIP score against the prompt, and for edits CLIP-I against the source.
+public struct ImageEvaluation: Codable, Equatable, Sendable {
+    /// The evaluator's description; nil when the job had none.
+    public var evaluator: String?
+    /// The evaluator's probabilities on the 8-bit image, EmoSet order.
+    public var probabilities: [Float]?
+    /// 100 · max(cos(CLIP image, CLIP text of the prompt), 0).
+    public var clipScore: Float
+    /// Edits: cos(CLIP image of the source, CLIP image of the edit).
+    public var clipI: Float?
+    /// L2-normalised CLIP image embedding of the result.
+    public var imageEmbedding: [Float]
+    /// Edits: the source's, taken when the job started.
+    public var sourceEmbedding: [Float]?
+}
+
+/// An evaluator classifier: a tower with a linear head, or zero-shot from a CLIP text model.
+public enum EvaluatorFiles: Equatable, Sendable {
+    case linear(tower: String, head: String)
+    case zeroShot(tower: String, text: String)
+
+    func load() throws -> EmotionClassifier {
+        switch self {
+        case .linear(let towerFolder, let head):
+            let c = try EmotionClassifier(tower: CLIPVisionEncoder(folder: towerFolder), headFile: head)
+            return EmotionClassifier(tower: c.tower, head: c.head, description: "evaluator: \(c.headDescription)")
+        case .zeroShot(let towerFolder, let text):
+            let c = try EmotionClassifier.zeroShot(tower: CLIPVisionEncoder(folder: towerFolder), textFolder: text)
+            return EmotionClassifier(tower: c.tower, head: c.head, description: "evaluator: \(c.headDescription)")
+        }
+    }
+}
+
+extension SynthesisEngine {
+    /// L2-normalised CLIP image embedding of an image [1, 3, H, W] in [-1, 1].
+    func clipImageEmbedding(_ image: Tensor) -> [Float] {
+        Autograd.noGrad {
+            l2Normalized(promptScorer.tower.imageEmbeds(pixelValues: promptScorer.tower.preprocess(image))).data
+        }
+    }
+
+    /// Scores the final 8-bit image (`image` is it as a tensor).
+    func evaluate(_ image: Tensor, prompt: String, sourceEmbedding: [Float]?) -> ImageEvaluation {
+        let embedding = clipImageEmbedding(image)
+        let text = Autograd.noGrad { promptScorer.textEmbedding(prompt).data }
+        let cosine = zip(embedding, text).reduce(0) { $0 + $1.0 * $1.1 }
+        let clipI = sourceEmbedding.map { s in zip(embedding, s).reduce(0) { $0 + $1.0 * $1.1 } }
+        let p = evaluator.map { e in Autograd.noGrad { e.probabilities(images: image).data } }
+        return ImageEvaluation(
+            evaluator: evaluator?.headDescription, probabilities: p, clipScore: 100 * max(cosine, 0), clipI: clipI,
+            imageEmbedding: embedding, sourceEmbedding: sourceEmbedding)
+    }
+}
