@@ -192,8 +192,12 @@ public enum Report {
         note(edits.filter { $0.clipI == nil }.count, of: edits.count, "(edits) have no CLIP-I")
         var reasons: [String: Int] = [:]
         for e in edits { if let why = e.fidelityNote { reasons[why, default: 0] += 1 } }
-        for (why, n) in reasons.sorted(by: { $0.key < $1.key }) {
-            notes.append("PSNR/SSIM not computed for \(n) edit(s): \(why)")
+        let sorted = reasons.sorted { $0.key < $1.key }
+        for (why, n) in sorted.prefix(8) { notes.append("PSNR/SSIM not computed for \(n) edit(s): \(why)") }
+        if sorted.count > 8 {
+            let rest = sorted.dropFirst(8).map(\.value).reduce(0, +)
+            notes.append(
+                "PSNR/SSIM not computed for \(rest) more edit(s), for other reasons (see jobs[].fidelity_note)")
         }
         return notes
     }

@@ -195,6 +195,13 @@ struct ReportHTML {
     private func contactSheet(_ k: KindSection) -> String {
         let jobs = summary.jobs.filter { ($0.kind == "generate") == (k.name == "generation") }
         var s = "<h2>Contact sheet: \(k.name)</h2>"
+        let by =
+            switch summary.evaluation.source {
+            case "guide": "the guide classifier (no evaluator result)"
+            case "mixed": "the evaluator; ᵍ: the guide classifier, where a job has no evaluator result"
+            default: "the evaluator"
+            }
+        s += #"<p class="muted">Each cell: p(target) · top-1 emotion (green: the target), by \#(by).</p>"#
         for m in k.methods {
             if k.methods.count > 1 { s += "<h3>\(HTML.escape(m.method))</h3>" }
             let mine = jobs.filter { $0.method == m.method }
@@ -219,7 +226,7 @@ struct ReportHTML {
                         #"<th class="row">\#(HTML.escape(first.prompt))<br><span class="muted">seed \#(first.seed ?? 0)</span></th>"#
                 } else if let src = first.source {
                     s += #"<td><img src="\#(HTML.link(src, prefix: ""))" alt="source" loading="lazy">"#
-                    s += #"<div class="cap">\#(HTML.escape(first.prompt))</div></td>"#
+                    s += #"<div class="cap">\#(HTML.escape(first.sourceImage ?? src))</div></td>"#
                 } else {
                     s += #"<td class="absent">no source</td>"#
                 }
@@ -249,18 +256,22 @@ struct ReportHTML {
         let hit = top == j.emotion
         var cap = "p " + (p.map { String(format: "%.2f", $0) } ?? "—")
         cap += #" · <span class="\#(hit ? "hit" : "miss")">\#(HTML.escape(top ?? "—"))</span>"#
-        if !fromEvaluator { cap += " (guide)" }
+        // Only worth a mark when some cells are the evaluator's: otherwise the sheet's caption says it.
+        if !fromEvaluator && summary.evaluation.source != "guide" { cap += " ᵍ" }
         return #"<td><a href="\#(link)"><img src="\#(HTML.link(out, prefix: ""))" alt="\#(HTML.escape(j.emotion))" "#
             + #"loading="lazy"></a><div class="cap">\#(cap)</div></td>"#
     }
 
     private func jobIndex() -> String {
         var s = #"<table class="jobs"><tr><th>job</th><th>kind</th><th>method</th><th>emotion</th><th>prompt</th>"#
-        s += "<th>status</th></tr>"
+        s += "<th>status</th><th>p(target) · top-1</th></tr>"
         for j in summary.jobs {
             s += #"<tr><td><a href="\#(jobLink(j, prefix: ""))">\#(j.jobID.prefix(12))</a></td><td>\#(j.kind)</td>"#
             s += "<td>\(HTML.escape(j.method))</td><td>\(HTML.escape(j.emotion))</td><td>\(HTML.escape(j.prompt))</td>"
-            s += "<td>\(HTML.escape(j.status))</td></tr>"
+            let p = j.evaluatorTop != nil ? j.evaluatorTargetProbability : j.guideTargetProbability
+            let top = j.evaluatorTop ?? j.guideTop
+            let result = j.isDone ? "\(p.map { String(format: "%.2f", $0) } ?? "—") · \(top ?? "—")" : ""
+            s += "<td>\(HTML.escape(j.status))</td><td>\(HTML.escape(result))</td></tr>"
         }
         return s + "</table>"
     }
@@ -338,13 +349,14 @@ struct ReportHTML {
         let every = max(1, Int((Double(guided.count) / 10).rounded(.up)))
         for (n, step) in guided.enumerated() {
             markers.append(
-                .init(x: Double(rows.count), label: n % every == 0 ? "t\(step.index)" : "", color: "#bbb"))
+                .init(x: Double(rows.count), label: n % every == 0 ? "\(step.index)" : "", color: "#bbb"))
             for inner in step.inner ?? [] { if let p = inner.probabilities { rows.append((Double(rows.count), p)) } }
         }
         if !rows.isEmpty {
             out.append(
                 SVGChart(
-                    title: "class probabilities per inner iteration (guided steps)", xLabel: "inner iteration",
+                    title: "class probabilities per inner iteration (guided steps)",
+                    xLabel: "inner iteration (dashed: a new step, labelled by its index)",
                     yLabel: "probability", series: series(rows), markers: markers, yRange: 0...1
                 ).render())
         } else {
@@ -356,7 +368,8 @@ struct ReportHTML {
                         series: series(perStep), yRange: 0...1
                     ).render())
             } else {
-                out.append(#"<p class="nochart">no per-iteration probabilities (no trace file, or no guided step)</p>"#)
+                out.append(
+                    #"<p class="nochart muted">no per-iteration probabilities (no trace file, or no guided step)</p>"#)
             }
         }
         // s_t per step: from the trace file, else from the manifest's summary.

@@ -14,8 +14,9 @@ public struct ReportJob: Encodable {
     public var seed: UInt64?
     public var status: String
     public var output: String?
-    /// Edits: the source PNG, relative to the output folder.
+    /// Edits: the source PNG, relative to the output folder, and the image the spec named.
     public var source: String?
+    public var sourceImage: String?
     public var error: String?
     public var evaluatorTop: String?
     public var evaluatorTargetProbability: Double?
@@ -53,6 +54,7 @@ public struct ReportJob: Encodable {
         case clipScore = "clip_score"
         case clipI = "clip_i"
         case clipIFrom = "clip_i_from"
+        case sourceImage = "source_image"
         case psnrIdentical = "psnr_identical"
         case fidelityNote = "fidelity_note"
         case traceFile = "trace_file"
@@ -95,6 +97,7 @@ public struct ReportJob: Encodable {
         similar = trace?.similar ?? Self.strings(line.trace?["similar"])
         guard kind == "edit" else { return }
         source = line.sourceOutput ?? line.image?.sha256.map { "sources/\($0.prefix(16)).png" }
+        sourceImage = line.image?.path
         if let c = ev?.clipI {
             clipI = c
             clipIFrom = "manifest"

@@ -62,14 +62,15 @@ struct SVGChart {
         }
         s +=
             #"<rect x="\#(f(left))" y="\#(f(top))" width="\#(f(plotW))" height="\#(f(plotH))" fill="none" stroke='#999'/>"#
+        let yStep = Self.tickStep(yr, count: 5)
         for t in Self.ticks(yr, count: 5) {
             s += #"<line x1="\#(f(left - 4))" x2="\#(f(left))" y1="\#(f(py(t)))" y2="\#(f(py(t)))" stroke='#999'/>"#
-            s += #"<text x="\#(f(left - 6))" y="\#(f(py(t) + 3))" class="yt">\#(Self.label(t))</text>"#
+            s += #"<text x="\#(f(left - 6))" y="\#(f(py(t) + 3))" class="yt">\#(Self.label(t, step: yStep))</text>"#
         }
         for t in Self.ticks(xr, count: 8, integers: true) {
             s +=
                 #"<line x1="\#(f(px(t)))" x2="\#(f(px(t)))" y1="\#(f(top + plotH))" y2="\#(f(top + plotH + 4))" stroke='#999'/>"#
-            s += #"<text x="\#(f(px(t)))" y="\#(f(top + plotH + 15))" class="xt">\#(Self.label(t))</text>"#
+            s += #"<text x="\#(f(px(t)))" y="\#(f(top + plotH + 15))" class="xt">\#(Self.label(t, step: 1))</text>"#
         }
         s += #"<text x="\#(f(left + plotW / 2))" y="\#(f(height - 4))" class="xt">\#(HTML.escape(xLabel))</text>"#
         s += #"<text x="12" y="\#(f(top + plotH / 2))" class="xt" transform="rotate(-90 12 \#(f(top + plotH / 2)))">"#
@@ -109,24 +110,29 @@ struct SVGChart {
 
     /// Round tick positions inside `r`: steps of 1, 2 or 5 × 10^k.
     static func ticks(_ r: ClosedRange<Double>, count: Int, integers: Bool = false) -> [Double] {
-        let span = r.upperBound - r.lowerBound
-        guard span > 0, span.isFinite else { return [r.lowerBound] }
-        let raw = span / Double(count)
-        let mag = pow(10, floor(log10(raw)))
-        var step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? raw
-        if integers { step = max(1, step.rounded()) }
+        let step = tickStep(r, count: count, integers: integers)
         var t = (r.lowerBound / step).rounded(.up) * step
         var out: [Double] = []
         while t <= r.upperBound + step * 1e-9 && out.count < 50 {
-            out.append(t)
+            out.append(abs(t) < step * 1e-9 ? 0 : t)
             t += step
         }
         return out
     }
 
-    static func label(_ v: Double) -> String {
-        if v == v.rounded() && abs(v) < 1e6 { return String(Int(v)) }
-        return String(format: abs(v) < 0.1 ? "%.3g" : "%.2f", v)
+    static func tickStep(_ r: ClosedRange<Double>, count: Int, integers: Bool = false) -> Double {
+        let span = r.upperBound - r.lowerBound
+        guard span > 0, span.isFinite else { return 1 }
+        let raw = span / Double(count)
+        let mag = pow(10, floor(log10(raw)))
+        let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? raw
+        return integers ? max(1, step.rounded()) : step
+    }
+
+    /// A tick label with as many decimals as the tick step needs (so neighbours differ).
+    static func label(_ v: Double, step: Double) -> String {
+        let digits = max(0, Int(-floor(log10(step) + 1e-9)))
+        return String(format: "%.\(min(digits, 8))f", v)
     }
 
     private func f(_ v: Double) -> String { String(format: "%.1f", v) }
