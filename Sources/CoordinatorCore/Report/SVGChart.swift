@@ -30,7 +30,7 @@ struct SVGChart {
     var height = 250.0
     var legend = true
 
-    private let left = 48.0
+    private let left = 58.0
     private let top = 28.0
     private let bottom = 36.0
     private var right: Double { legend ? 118 : 16 }
@@ -73,7 +73,7 @@ struct SVGChart {
             s += #"<text x="\#(f(px(t)))" y="\#(f(top + plotH + 15))" class="xt">\#(Self.label(t, step: 1))</text>"#
         }
         s += #"<text x="\#(f(left + plotW / 2))" y="\#(f(height - 4))" class="xt">\#(HTML.escape(xLabel))</text>"#
-        s += #"<text x="12" y="\#(f(top + plotH / 2))" class="xt" transform="rotate(-90 12 \#(f(top + plotH / 2)))">"#
+        s += #"<text x="11" y="\#(f(top + plotH / 2))" class="xt" transform="rotate(-90 11 \#(f(top + plotH / 2)))">"#
         s += "\(HTML.escape(yLabel))</text>"
         for m in markers {
             let dash = m.dashed ? #" stroke-dasharray="3 3""# : ""
