@@ -25,7 +25,7 @@ struct CoordinatorCommand: ParsableCommand {
             """,
         subcommands: [
             RunBatchCommand.self, SubmitCommand.self, WatchCommand.self, StatusCommand.self, CollectCommand.self,
-            BenchQueueCommand.self, BenchHashCommand.self,
+            ReportCommand.self, BenchQueueCommand.self, BenchHashCommand.self,
         ])
 }
 
