@@ -9,8 +9,10 @@ public final class CLIPVisionEncoder {
     public let patchSize: Int
     public let hiddenSize: Int
     public let projectionDim: Int
-    public let imageMean: [Float]
-    public let imageStd: [Float]
+    /// CLIPImageProcessor's steps (preprocessor_config.json, else CLIP's defaults at imageSize).
+    public let preprocessor: CLIPImagePreprocessor
+    public var imageMean: [Float] { preprocessor.mean }
+    public var imageStd: [Float] { preprocessor.std }
     let classEmbedding: Tensor  // [hidden]
     let patchEmbedding: Conv2d  // stride = kernel = patch, no bias
     let positionEmbedding: Tensor  // [patches + 1, hidden]
@@ -47,23 +49,10 @@ public final class CLIPVisionEncoder {
         postLayerNorm = try LayerNorm(w, "post_layernorm", dim: hiddenSize, eps: shape.eps)
         visualProjection = try Linear(all, "visual_projection", in: hiddenSize, out: projectionDim, bias: false)
 
-        (imageMean, imageStd) = try Self.normalization(folder: folder, channels: channels)
-    }
-
-    /// image_mean/image_std from preprocessor_config.json, else OpenAI CLIP's.
-    static func normalization(folder: String, channels: Int) throws -> ([Float], [Float]) {
-        var mean: [Float] = [0.48145466, 0.4578275, 0.40821073]
-        var std: [Float] = [0.26862954, 0.26130258, 0.27577711]
         let path = folder + "/preprocessor_config.json"
-        if ModelFile.exists(path) {
-            let p = try ModelConfig(path: path)
-            mean = try p.floats("image_mean", count: channels...channels, in: -1000...1000, default: mean)
-            std = try p.floats("image_std", count: channels...channels, in: 1e-6...1000, default: std)
-        }
-        guard mean.count == channels, std.count == channels, std.allSatisfy({ $0 > 0 }) else {
-            throw ModelLoadError("\(path): image_mean \(mean) / image_std \(std) do not fit \(channels) channels")
-        }
-        return (mean, std)
+        preprocessor = try CLIPImagePreprocessor(
+            config: ModelFile.exists(path) ? try ModelConfig(path: path) : nil, imageSize: imageSize,
+            channels: channels)
     }
 
     /// The encoder's output before post_layernorm: [B, patches + 1, hidden] (CLS first).
@@ -87,22 +76,9 @@ public final class CLIPVisionEncoder {
         return visualProjection(postLayerNorm(cls))
     }
 
-    /// Images [B, 3, H, W] in [-1, 1] (the VAE's range) → normalized pixel values
-    /// [B, 3, S, S], differentiably. Non-square images are centre-cropped to a square first,
-    /// like CLIPImageProcessor's shortest-edge resize + centre crop. Unlike that processor
-    /// (PIL bicubic with antialiasing) this resizes bilinearly without antialiasing.
-    public func preprocess(_ images: Tensor) -> Tensor {
-        precondition(
-            images.rank == 4 && images.shape[1] == imageMean.count,
-            "CLIP preprocess: images \(images.shape), want [B, \(imageMean.count), H, W]")
-        var x = images * 0.5 + 0.5
-        let (h, w) = (x.shape[2], x.shape[3])
-        if h > w { x = x.narrowed(axis: 2, start: (h - w) / 2, length: w) }
-        if w > h { x = x.narrowed(axis: 3, start: (w - h) / 2, length: h) }
-        if x.shape[2] != imageSize { x = x.resizeBilinear(height: imageSize, width: imageSize) }
-        let channels = imageMean.count
-        let mean = Tensor(shape: [1, channels, 1, 1], data: imageMean)
-        let std = Tensor(shape: [1, channels, 1, 1], data: imageStd)
-        return (x - mean) / std
-    }
+    /// Images [B, C, H, W] in [-1, 1] (the VAE's range) → normalized pixel values [B, C, S, S],
+    /// differentiably, as CLIPImageProcessor would give them for the same pixels as uint8
+    /// (antialiased bicubic resize of the shortest edge, centre crop, normalisation; see
+    /// CLIPImagePreprocessor for what differs: PIL's rounding to uint8 only).
+    public func preprocess(_ images: Tensor) -> Tensor { preprocessor(images) }
 }

@@ -13,7 +13,7 @@
 // One guided step (method muse):
 //   1. eps_u = UNet(z_t, ∅) once, eps_c = UNet(z_t, prompt ⊕ v), eps = eps_u + w·(eps_c − eps_u)
 //   2. WHEN: s_t = cos(CLIP_img(preview(x̂0)), CLIP_txt(prompt)); the preview is the SD 1.5
-//      latent→RGB linear map at latent resolution (no decoder), bilinear to the tower size.
+//      latent→RGB linear map at latent resolution (no decoder), CLIP-preprocessed to the tower size.
 //      Measured on the tiny models: preview + CLIP scoring ≈ 1–3 % of a plain step. At full
 //      size the CLIP ViT-L/14 forward (0.73 s) against a plain step's two UNet forwards
 //      (8.4 s, DESIGN §6) makes it ≈ 9 %.

@@ -247,8 +247,8 @@ public final class SynthesisEngine {
         let size = classifier.tower.imageSize
         switch kind {
         case .latentRGB:
-            return "latent-rgb: SD 1.5 latent→RGB factors at latent resolution, bilinear to \(size)×\(size) for CLIP"
-        case .vaeDecode: return "vae-decode: full VAE decode, bilinear to \(size)×\(size) for CLIP"
+            return "latent-rgb: SD 1.5 latent→RGB factors at latent resolution, CLIP preprocessing to \(size)×\(size)"
+        case .vaeDecode: return "vae-decode: full VAE decode, CLIP preprocessing to \(size)×\(size)"
         }
     }
 

@@ -193,6 +193,19 @@ final class ForwardTests: XCTestCase {
         XCTAssertEqual(x.upsampleNearest2x().data, [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3])
     }
 
+    func testAntialiasedBicubicWorkedExample() {
+        // 4 → 2 (Pillow's BICUBIC / F.interpolate(mode="bicubic", antialias=True)): output 0 is
+        // centred on input coordinate 1.0 with support 4, so its taps are the a = −0.5 cubic at
+        // (−0.25, 0.25, 0.75, 1.25) = (0.8671875, 0.8671875, 0.2265625, −0.0703125) / 1.890625.
+        let x = Tensor(shape: [1, 1, 1, 4], data: [1, 2, 3, 4])
+        assertClose(x.resizeBicubicAntialiased(height: 1, width: 2).data, [3 / 1.890625, 5 - 3 / 1.890625])
+        // Weights sum to one (constants stay), an axis of the same size is untouched.
+        let c = Tensor(shape: [1, 2, 5, 7], data: [Float](repeating: 0.3, count: 70))
+        assertClose(c.resizeBicubicAntialiased(height: 3, width: 11).data, [Float](repeating: 0.3, count: 66))
+        let r = random([1, 1, 3, 4], seed: 36)
+        XCTAssertEqual(r.resizeBicubicAntialiased(height: 3, width: 4).data, r.data)
+    }
+
     func testMatmulAndLinearAgreeWithLoops() {
         let a = random([3, 4, 5], seed: 9)
         let b = random([5, 2], seed: 10)

@@ -114,6 +114,9 @@ final class GradientTests: XCTestCase {
         checkGradients([x]) { $0[0].padded(left: 1, right: 2, top: 0, bottom: 1) }
         checkGradients([x]) { $0[0].resizeBilinear(height: 7, width: 5) }
         checkGradients([x]) { $0[0].resizeBilinear(height: 2, width: 3) }
+        checkGradients([x]) { $0[0].resizeBicubicAntialiased(height: 7, width: 2) }
+        checkGradients([random([2, 1, 9, 10], seed: 35)]) { $0[0].resizeBicubicAntialiased(height: 4, width: 13) }
+        checkGradients([random([2, 3, 5], seed: 35)]) { $0[0].resampledBicubic(axis: 1, size: 2) }
     }
 
     func testGraphKeepsNoIntermediateTensorsAlive() {
