@@ -76,3 +76,113 @@ void muse_softmax_row(const float *x, float *y, long n) {
     float m = max_of(x, n);
     scale_by(y, n, 1.0f / muse_exp_shift_sum(x, y, n, m));
 }
+
+// Winograd F(2×2,3×3) transforms for stride-1, padding-1 3×3 convolution (Lavin & Gray):
+// each 2×2 output tile is Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A, summed over input channels, for its 4×4
+// input patch d. The channel sum is 16 sgemms (one per transform element e = 4i + j), 2.25×
+// fewer multiplies than im2col's. Only 0, ±1 and ½ appear in the matrices, so it is nearly
+// as exact as direct summation. The transforms run a row of tiles at a time, vertical step
+// on whole rows first (contiguous, so it vectorises to full width) then the horizontal step;
+// the Swift compiler targets baseline SSE, these get AVX-512/AVX2 clones.
+
+#define WINO_CHUNK 64  // tiles per pass through a row: row buffers stay in L1
+
+static inline long min_l(long a, long b) { return a < b ? a : b; }
+static inline long max_l(long a, long b) { return a > b ? a : b; }
+
+// Input columns x0 … x0+count−1 of row iy, zero outside the image.
+static void padded_row(const float *plane, long height, long width, long iy, long x0, long count, float *dst) {
+    if (iy < 0 || iy >= height) {
+        memset(dst, 0, sizeof(float) * count);
+        return;
+    }
+    const float *src = plane + iy * width;
+    long lo = min_l(count, max_l(0, -x0)), hi = max_l(lo, min_l(count, width - x0));
+    memset(dst, 0, sizeof(float) * lo);
+    memcpy(dst + lo, src + x0 + lo, sizeof(float) * (hi - lo));
+    memset(dst + hi, 0, sizeof(float) * (count - hi));
+}
+
+CLONES void muse_wino_input_row(
+    const float *plane, long height, long width, long ty, long tiles_w, float *v, long e_stride) {
+    float rows[4][2 * WINO_CHUNK + 2], t[4][2 * WINO_CHUNK + 2];
+    for (long tx0 = 0; tx0 < tiles_w; tx0 += WINO_CHUNK) {
+        long n = min_l(WINO_CHUNK, tiles_w - tx0), cols = 2 * n + 2;
+        for (int r = 0; r < 4; r++) padded_row(plane, height, width, 2 * ty - 1 + r, 2 * tx0 - 1, cols, rows[r]);
+        for (long k = 0; k < cols; k++) {  // Bᵀ d
+            t[0][k] = rows[0][k] - rows[2][k];
+            t[1][k] = rows[1][k] + rows[2][k];
+            t[2][k] = rows[2][k] - rows[1][k];
+            t[3][k] = rows[1][k] - rows[3][k];
+        }
+        for (int i = 0; i < 4; i++) {  // (Bᵀ d) B
+            float *o = v + 4 * i * e_stride + tx0;
+            const float *s = t[i];
+            for (long x = 0; x < n; x++) {
+                float a = s[2 * x], b = s[2 * x + 1], c = s[2 * x + 2], d = s[2 * x + 3];
+                o[x] = a - c;
+                o[e_stride + x] = b + c;
+                o[2 * e_stride + x] = c - b;
+                o[3 * e_stride + x] = b - d;
+            }
+        }
+    }
+}
+
+CLONES void muse_wino_output_row(
+    const float *m, long e_stride, long tiles_w, float bias, float *plane, long height, long width, long ty) {
+    float s[2][4][WINO_CHUNK], row[2 * WINO_CHUNK];
+    for (long tx0 = 0; tx0 < tiles_w; tx0 += WINO_CHUNK) {
+        long n = min_l(WINO_CHUNK, tiles_w - tx0);
+        for (int j = 0; j < 4; j++) {  // Aᵀ M
+            const float *m0 = m + j * e_stride + tx0, *m1 = m0 + 4 * e_stride;
+            const float *m2 = m1 + 4 * e_stride, *m3 = m2 + 4 * e_stride;
+            for (long x = 0; x < n; x++) {
+                s[0][j][x] = m0[x] + m1[x] + m2[x];
+                s[1][j][x] = m1[x] - m2[x] - m3[x];
+            }
+        }
+        for (int r = 0; r < 2 && 2 * ty + r < height; r++) {  // (Aᵀ M) A, odd edges cut off
+            for (long x = 0; x < n; x++) {
+                row[2 * x] = s[r][0][x] + s[r][1][x] + s[r][2][x] + bias;
+                row[2 * x + 1] = s[r][1][x] - s[r][2][x] - s[r][3][x] + bias;
+            }
+            memcpy(plane + (2 * ty + r) * width + 2 * tx0, row, sizeof(float) * min_l(2 * n, width - 2 * tx0));
+        }
+    }
+}
+
+// Kernels are transformed 64 at a time into a local block, then each element's row is
+// copied out whole: writing the 16 outputs of each kernel straight to u touches 16 addresses
+// a multiple of 4 KB apart, which share one L1 set and evict each other (measured 8× slower).
+CLONES void muse_wino_weights(const float *w, long count, long stride, float *u) {
+    float block[16][WINO_CHUNK];
+    for (long k0 = 0; k0 < count; k0 += WINO_CHUNK) {
+        long n = min_l(WINO_CHUNK, count - k0);
+        for (long k = 0; k < n; k++) {
+            const float *g = w + 9 * (k0 + k);
+            float t[4][3];  // G g
+            for (int c = 0; c < 3; c++) {
+                t[0][c] = g[c];
+                t[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
+                t[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
+                t[3][c] = g[6 + c];
+            }
+            for (int i = 0; i < 4; i++) {  // (G g) Gᵀ
+                block[4 * i][k] = t[i][0];
+                block[4 * i + 1][k] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+                block[4 * i + 2][k] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+                block[4 * i + 3][k] = t[i][2];
+            }
+        }
+        for (int e = 0; e < 16; e++) memcpy(u + e * stride + k0, block[e], sizeof(float) * n);
+    }
+}
+
+// Which clone target_clones dispatches to on this CPU (same tests as its resolver).
+const char *muse_kernel_set(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512f";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+    return "baseline";
+}

@@ -24,6 +24,7 @@ struct BenchCommand: ParsableCommand {
         print(
             "CPU: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, engine threads \(Threads.count) (MUSE_THREADS)"
         )
+        print("C kernels: \(Tensor.cKernelSet) clones; conv 3×3: \(Tensor.convAlgorithm.rawValue) (MUSE_CONV)")
 
         let n = quick ? 512 : 2048
         let a = Tensor.randomNormal([n, n], seed: 1)
@@ -35,9 +36,7 @@ struct BenchCommand: ParsableCommand {
         let x = Tensor.randomNormal([1, channels, side, side], seed: 3)
         let w = Tensor.randomNormal([channels, channels, 3, 3], seed: 4) * 0.02
         let convFlops = 2 * Double(channels * channels * 9 * side * side)
-        report(
-            "conv2d 3×3 \(channels)→\(channels) at \(side)×\(side) forward", flops: convFlops,
-            seconds: best { _ = x.conv2d(w, padding: 1) })
+        benchConvForward(channels: channels, side: side)
         let xv = x.asVariable()
         report(
             "conv2d 3×3 \(channels)→\(channels) at \(side)×\(side) forward+backward (input and weight)",
@@ -46,6 +45,13 @@ struct BenchCommand: ParsableCommand {
                 let wv = w.asVariable()
                 _ = Autograd.gradients(of: xv.conv2d(wv, padding: 1).sum(), withRespectTo: [xv, wv])
             })
+        benchConvInputGradient(channels: channels, side: side)
+        if !quick {
+            // The UNet's other levels and the VAE decoder's largest layers.
+            for (channels, side) in [(640, 32), (1280, 16), (1280, 8), (128, 256), (128, 512)] {
+                benchConvForward(channels: channels, side: side)
+            }
+        }
 
         let tokens = quick ? 1024 : 4096
         let heads = 8
@@ -63,6 +69,42 @@ struct BenchCommand: ParsableCommand {
                     of: Tensor.attention(query: qv, key: qv, value: qv, heads: heads).sum(),
                     withRespectTo: [qv])
             })
+    }
+
+    /// Stride-1 3×3 forward on the automatic path, then on im2col (the A/B: the label gains
+    /// ", im2col"; ops/bench compares both with PyTorch's same-named line).
+    func benchConvForward(channels: Int, side: Int) {
+        let x = Tensor.randomNormal([1, channels, side, side], seed: 3)
+        let w = Tensor.randomNormal([channels, channels, 3, 3], seed: 4) * 0.02
+        let flops = 2 * Double(channels * channels * 9 * side * side)
+        let name = "conv2d 3×3 \(channels)→\(channels) at \(side)×\(side) forward"
+        _ = x.conv2d(w, padding: 1)  // weight transform cached before timing, as in a model
+        report(name, flops: flops, seconds: best { _ = x.conv2d(w, padding: 1) })
+        withConvAlgorithm(.im2col) {
+            report(name + ", im2col", flops: flops, seconds: best { _ = x.conv2d(w, padding: 1) })
+        }
+        // Weights that require gradients are not cached: the Winograd transform runs each call.
+        let wv = w.asVariable()
+        report(name + ", weights transformed per call", flops: flops, seconds: best { _ = x.conv2d(wv, padding: 1) })
+    }
+
+    /// Forward and input gradient with constant weights: what MUSE's backward pass does.
+    func benchConvInputGradient(channels: Int, side: Int) {
+        let xv = Tensor.randomNormal([1, channels, side, side], seed: 3).asVariable()
+        let w = Tensor.randomNormal([channels, channels, 3, 3], seed: 4) * 0.02
+        let flops = 4 * Double(channels * channels * 9 * side * side)
+        let name = "conv2d 3×3 \(channels)→\(channels) at \(side)×\(side) forward+backward (input)"
+        let run = { _ = Autograd.gradients(of: xv.conv2d(w, padding: 1).sum(), withRespectTo: [xv]) }
+        run()
+        report(name, flops: flops, seconds: best(run))
+        withConvAlgorithm(.im2col) { report(name + ", im2col", flops: flops, seconds: best(run)) }
+    }
+
+    func withConvAlgorithm(_ algorithm: ConvAlgorithm, _ body: () -> Void) {
+        let saved = Tensor.convAlgorithm
+        Tensor.convAlgorithm = algorithm
+        defer { Tensor.convAlgorithm = saved }
+        body()
     }
 
     func best(_ body: () -> Void) -> Double {

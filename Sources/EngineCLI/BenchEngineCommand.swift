@@ -20,8 +20,12 @@ struct BenchEngineCommand: ParsableCommand {
     @Option(help: "Timed runs of each operation; the best is reported (the first run also pays for growing the heap).")
     var repeats = 2
 
+    @Flag(help: "Time the UNet forward only (inputs from bench_engine.py --unet-only).")
+    var unetOnly = false
+
     func run() throws {
         print("BLAS: \(BLAS.ensureConfigured())")
+        print("C kernels: \(Tensor.cKernelSet) clones; conv 3×3: \(Tensor.convAlgorithm.rawValue) (MUSE_CONV)")
         let f = try SafeTensorsFile(path: root + "/engine_parity.safetensors")
         let unet = try UNet2DConditionModel(folder: root + "/unet")
         let sample = try f.tensor("sample")
@@ -29,6 +33,20 @@ struct BenchEngineCommand: ParsableCommand {
         let timestep = try f.tensor("timestep").data[0]
         var (seconds, eps) = timed(repeats) { unet(sample, timestep: timestep, context: context) }
         report("UNet forward, 64×64 latent, batch 1", seconds, eps, try f.tensor("eps"))
+        if unetOnly {
+            // The A/B on a shared machine: the two paths alternate, so both see the same load.
+            var (current, old) = (seconds, Double.infinity)
+            for _ in 0..<repeats {
+                let saved = Tensor.convAlgorithm
+                Tensor.convAlgorithm = .im2col
+                old = min(old, timed(1) { unet(sample, timestep: timestep, context: context) }.0)
+                Tensor.convAlgorithm = saved
+                current = min(current, timed(1) { unet(sample, timestep: timestep, context: context) }.0)
+            }
+            print(String(format: "UNet forward: %.2f s, im2col %.2f s (alternating, best of each)", current, old))
+            print(String(format: "Winograd weight cache after the UNet: %.0f MB", cacheMB()))
+            return
+        }
         let contextVar = context.asVariable()
         var grad: Tensor
         (seconds, grad) = timed(repeats) {
@@ -47,7 +65,10 @@ struct BenchEngineCommand: ParsableCommand {
             Autograd.gradients(of: vae.decode(latentVar).sum(), withRespectTo: [latentVar])[0]
         }
         report("VAE decode forward+backward to the latent", seconds, grad, try f.tensor("grad_latent"))
+        print(String(format: "Winograd weight cache after UNet and VAE: %.0f MB", cacheMB()))
     }
+
+    func cacheMB() -> Double { Double(Tensor.winogradCacheFloats * MemoryLayout<Float>.size) / 1e6 }
 
     func timed<T>(_ repeats: Int, _ body: () -> T) -> (Double, T) {
         var best = Double.infinity

@@ -41,6 +41,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--root", default="/tmp/sd15-random")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--unet-only", action="store_true", help="time the UNet forward only (as muse bench-engine --unet-only)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -65,6 +66,10 @@ def main():
     with torch.no_grad():
         s, eps = timed(lambda: unet(sample, t, encoder_hidden_states=context).sample, args.repeats)
     report("UNet forward, 64×64 latent, batch 1", s)
+    if args.unet_only:
+        save_file({"sample": sample, "encoder_hidden_states": context, "timestep": torch.tensor([501.0]), "eps": eps},
+                  os.path.join(args.root, "engine_parity.safetensors"))
+        return
 
     def unet_backward():
         c = context.clone().requires_grad_(True)

@@ -29,7 +29,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, "
+          f"oneDNN {torch.backends.mkldnn.is_available()}")
 
     n = 512 if args.quick else 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -48,6 +49,21 @@ def main():
         F.conv2d(xv, wv, padding=1).sum().backward()
     report(f"conv2d 3×3 {ch}→{ch} at {side}×{side} forward+backward (input and weight)", 3 * flops,
            best(conv_fb, args.repeats))
+
+    def input_grad():
+        xv = x.clone().requires_grad_()
+        F.conv2d(xv, w, padding=1).sum().backward()
+    report(f"conv2d 3×3 {ch}→{ch} at {side}×{side} forward+backward (input)", 2 * flops,
+           best(input_grad, args.repeats))
+    if not args.quick:
+        # The UNet's other levels and the VAE decoder's largest layers (as muse bench).
+        for ch, side in [(640, 32), (1280, 16), (1280, 8), (128, 256), (128, 512)]:
+            x = torch.randn(1, ch, side, side)
+            w = torch.randn(ch, ch, 3, 3) * 0.02
+            with torch.no_grad():
+                F.conv2d(x, w, padding=1)
+                report(f"conv2d 3×3 {ch}→{ch} at {side}×{side} forward", 2 * ch * ch * 9 * side * side,
+                       best(lambda: F.conv2d(x, w, padding=1), args.repeats))
 
     tokens, heads, dim = (1024 if args.quick else 4096), 8, 40
     q = torch.randn(1, heads, tokens, dim)

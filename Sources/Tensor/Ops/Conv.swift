@@ -1,7 +1,9 @@
 import Foundation
 
 // 2-D convolution as im2col + sgemm, over bands of output rows so the column buffer stays
-// bounded (a 512² VAE layer would otherwise need a 1.2 GB buffer).
+// bounded (a 512² VAE layer would otherwise need a 1.2 GB buffer). Stride-1 3×3 layers with
+// enough channels take the Winograd path instead (Winograd.swift), forward and input gradient;
+// the weight gradient, never needed when weights are constants, stays on im2col.
 
 struct ConvGeometry {
     let batch, inChannels, height, width: Int
@@ -137,7 +139,14 @@ extension Tensor {
         let planeIn = geo.inChannels * geo.height * geo.width
         let band = geo.bandRows
         let (parallelRows, parallel) = geo.bands(workers: Threads.count)
+        let winograd = geo.usesWinograd
         let out = makeArray(geo.batch * cout * planeOut) { o in
+            if winograd {
+                data.withPointer {
+                    WinogradConv(geometry: geo, adjoint: false).run($0, .of(weight), bias: bias?.data, into: o)
+                }
+                return
+            }
             data.withPointer { x in
                 weight.data.withPointer { w in
                     for n in 0..<geo.batch {
@@ -180,6 +189,10 @@ extension Tensor {
                         dx.withUnsafeMutableBufferPointer { dxb in
                             dw.withUnsafeMutableBufferPointer { dwb in
                                 col.withUnsafeMutableBufferPointer { colb in
+                                    if xNeeds && winograd {  // dX = conv(G, flipped Wᵀ), all images at once
+                                        WinogradConv(geometry: geo, adjoint: true).run(
+                                            gp, .of(weight), bias: nil, into: dxb.baseAddress!)
+                                    }
                                     for n in 0..<geo.batch {
                                         let gn = gp + n * cout * planeOut
                                         let xn = xp + n * planeIn
@@ -213,7 +226,8 @@ extension Tensor {
                                                 r0 = r1
                                             }
                                         }
-                                        if xNeeds {  // dX = col2im(Wᵀ·G), bands sharing no input rows at a time
+                                        // dX = col2im(Wᵀ·G), bands sharing no input rows at a time
+                                        if xNeeds && !winograd {
                                             let dxn = dxb.baseAddress! + n * planeIn
                                             geo.forEachBand(
                                                 rows: parallelRows, parallel: parallel, disjointInputs: true
