@@ -79,7 +79,7 @@ final class InputHardeningTests: XCTestCase {
         let shared = try load(
             """
             generation: {prompts: [a lake], emotions: &mine [awe, fear], seeds: [1]}
-            editing: {images: [images/house.png], emotions: *mine}
+            editing: {images: [images/house.png], emotions: *mine, source_prompt: a house}
             """)
         XCTAssertEqual(shared, "accepted")
     }
@@ -154,7 +154,8 @@ final class InputHardeningTests: XCTestCase {
         // The engine's command line: an input image and a model folder.
         let out = dir.appendingPathComponent("out.png").path
         let edit = try runTool(
-            "muse", ["edit", "--image", specFIFO, "--emotion", "awe", "--out", out], dir: dir, timeout: 60)
+            "muse", ["edit", "--image", specFIFO, "--emotion", "awe", "--source-prompt", "a photo", "--out", out],
+            dir: dir, timeout: 60)
         XCTAssertEqual(edit.code, 1, edit.stderr)
         XCTAssertTrue(
             edit.stderr.contains("cannot read image \(specFIFO): it is a FIFO (named pipe), not a regular file"),

@@ -100,6 +100,12 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(line.segments?.map(\.worker), ["w1", "w2"])
         XCTAssertEqual(line.segments?.first?.toStep, resumedAt)
         XCTAssertTrue(w2.stderr.contains("resuming from the checkpoint at step \(resumedAt)/30"), w2.stderr)
+        // The whole trace went to its file; the manifest holds the scores of the finished image.
+        let traceFile = try XCTUnwrap(line.traceFile)
+        let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent(traceFile)))
+        let steps = try XCTUnwrap((trace as? [String: Any])?["steps_trace"] as? [Any])
+        XCTAssertEqual(steps.count, 30, "the resumed job's trace covers every step")
+        XCTAssertNotNil(line.evaluation?["clip_score"])
 
         // The same job, never interrupted, on a fresh server: the same bytes.
         let fresh = try TestRedis()
@@ -216,7 +222,7 @@ final class PipelineTests: XCTestCase {
                 engine: {steps: 12, checkpoint_every: 2, muse: {inner_iterations: 2}}
                 queue: {lease_seconds: 3}
                 generation: {prompts: [a red barn, a glass tower], emotions: [awe, fear, contentment, anger, excitement, disgust], seeds: [5]}
-                editing: {images: [images/sunset.png], emotions: [awe, sadness], strength: 0.5}
+                editing: {images: [images/sunset.png], emotions: [awe, sadness], strength: 0.5, source_prompt: a sunset}
                 """, in: dir)
         let total = 14
         let out = dir.appendingPathComponent("out")
@@ -297,7 +303,7 @@ final class PipelineTests: XCTestCase {
                 engine: {steps: 6, muse: {inner_iterations: 1}}
                 queue: {lease_seconds: 5, max_attempts: 2}
                 generation: {prompts: [a mountain lake], emotions: [awe, excitement], seeds: [3]}
-                editing: {images: [images/house.png], emotions: [sadness]}
+                editing: {images: [images/house.png], emotions: [sadness], source_prompt: a house}
                 """, in: dir)
         let redis = try TestRedis()
         let batch = try submit(spec, redis)

@@ -155,6 +155,55 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(loaded.jobs[0].output, "fear/edit-sunset-\(loaded.jobs[0].id.prefix(8)).png")
     }
 
+    /// `methods:` runs every job under each method (one sheet row per method); images may
+    /// carry their own source prompt; `evaluation:` names a classifier that becomes part of
+    /// every job's models.
+    func testMethodsListPerImageCaptionsAndEvaluator() throws {
+        let loaded = try JobSpec.load(
+            path: try spec(
+                """
+                evaluation: {tower: bundled:tiny-clip-vision, head: bundled:tiny-emotion-head.safetensors}
+                engine: {methods: [muse, prompt-only, universal-guidance], steps: 10}
+                generation: {prompts: [a lake], emotions: [awe, fear], seeds: [1]}
+                editing:
+                  images: [images/sunset.png, {path: images/house.png, source_prompt: a red house}]
+                  emotions: [fear]
+                  source_prompt: a photo
+                  strength: 0.5
+                """), environment: env)
+        XCTAssertEqual(loaded.jobs.count, 3 * 2 + 3 * 2)
+        let generated = loaded.jobs.filter { $0.content.kind == .generate }
+        XCTAssertEqual(generated.map(\.content.synthesis.method.rawValue).filter { $0 == "prompt-only" }.count, 2)
+        XCTAssertEqual(Set(generated.map(\.sheetRow)), [0, 1, 2], "one row per method")
+        XCTAssertTrue(generated[0].output.contains("-muse-"), generated[0].output)
+        let captions = loaded.jobs.filter { $0.content.kind == .edit }.map(\.content.prompt)
+        XCTAssertEqual(Set(captions), ["a photo", "a red house"])
+        XCTAssertEqual(loaded.jobs[0].locations.evaluatorTower, "bundled:tiny-clip-vision")
+        XCTAssertNotNil(loaded.jobs[0].content.models.evaluatorHead)
+        XCTAssertNil(loaded.jobs[0].content.models.evaluatorText)
+    }
+
+    /// MUSE edits need a caption; settings that leave no step guided are refused with the field.
+    func testEditsWithoutCaptionOrGuidedStepAreRefused() throws {
+        let noCaption = try problems(
+            """
+            editing: {images: [images/sunset.png], emotions: [fear], strength: 0.5}
+            """)
+        XCTAssertTrue(noCaption.contains("editing.images[0]: 'images/sunset.png': a muse edit needs a source prompt"))
+        let noWindow = try problems(
+            """
+            engine: {steps: 10}
+            editing: {images: [images/sunset.png], emotions: [fear], strength: 0.1, source_prompt: a photo}
+            """)
+        XCTAssertTrue(noWindow.contains("editing.strength: muse: guidance might never start"), noWindow)
+        let both = try problems(
+            """
+            engine: {method: muse, methods: [muse]}
+            generation: {prompts: [a lake], emotions: [awe]}
+            """)
+        XCTAssertTrue(both.contains("engine.methods: give either method (one) or methods (a list), not both"), both)
+    }
+
     func testErrorsNameTheField() throws {
         XCTAssertTrue(
             try problems(
