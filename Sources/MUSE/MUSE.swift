@@ -12,16 +12,23 @@
 //
 // One guided step (method muse):
 //   1. eps_u = UNet(z_t, ∅) once, eps_c = UNet(z_t, prompt ⊕ v), eps = eps_u + w·(eps_c − eps_u)
-//   2. WHEN: s_t = cos(CLIP_img(preview(x̂0)), CLIP_txt(prompt)); the preview is the SD 1.5
+//   2. WHEN: s_t = cos(CLIP_img(preview(x̂0)), CLIP_txt(prompt)); guidance starts once s_t has
+//      settled, inside a window given as fractions of the part of the schedule the job
+//      denoises (an edit's last `strength` of it; GuidanceWindow). The preview is the SD 1.5
 //      latent→RGB linear map at latent resolution (no decoder), CLIP-preprocessed to the tower size.
 //      Measured on the tiny models: preview + CLIP scoring ≈ 1–3 % of a plain step. At full
 //      size the CLIP ViT-L/14 forward (0.73 s) against a plain step's two UNet forwards
 //      (8.4 s, DESIGN §6) makes it ≈ 9 %.
-//   3. At the start step (WHICH): e_inh = top non-target class of the unguided x̂0;
-//      S = the similar_emotions entry for e* minus e_inh.
+//   3. At the start step (WHICH): e_inh = top non-target class of the x̂0 the prompt alone
+//      predicts (one more conditional UNet call, without the token); S = the
+//      similar_emotions entry for e* minus e_inh.
 //   4. HOW: K × { v ← Adam(v, ∇_v L_emo(classifier(decode(x̂0(eps(v)))))) } through the
 //      decoder, the x̂0 formula, the UNet's conditional branch and the text encoder.
 //   5. eps with the updated v, DDIM step (eta 0).
 //
+// Universal guidance (the baseline) is Bansal et al.'s forward guidance with self-recurrence:
+// SynthesisEngine.universalGuidance. Finished images are scored apart from the guidance
+// (ImageEvaluation: an evaluator classifier, CLIP score, CLIP-I).
+//
 // Behaviour on the bundled tiny random-weight models: Tests/MUSETests/SynthesisTests.swift
-// measures it and states the figures beside its assertions (README, "MUSE", quotes them).
+// and FidelityTests.swift measure it and state the figures beside their assertions.
