@@ -23,6 +23,7 @@ struct CoordinatorCommand: ParsableCommand {
             Exit codes: 0 success; 1 runtime error (Redis, files); 2 invalid spec or input; \
             3 the batch finished with failed jobs; 130/143 interrupted (run resumes when started again).
             """,
+        version: MUSEVersion.current,
         subcommands: [
             RunBatchCommand.self, SubmitCommand.self, WatchCommand.self, StatusCommand.self, CollectCommand.self,
             ReportCommand.self, BenchQueueCommand.self, BenchHashCommand.self,

@@ -8,6 +8,7 @@ struct MuseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "muse",
         abstract: "MUSE engine: generate or edit one image with an emotion, or measure the engine.",
+        version: MUSEVersion.current,
         subcommands: [
             GenerateCommand.self, EditCommand.self, BenchCommand.self, BenchEngineCommand.self,
             BenchMuseCommand.self,

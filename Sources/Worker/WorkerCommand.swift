@@ -8,6 +8,7 @@ struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "muse-worker",
         abstract: "MUSE worker: runs emotion synthesis jobs from Redis.",
+        version: MUSEVersion.current,
         subcommands: [WorkerRunCommand.self],
         defaultSubcommand: WorkerRunCommand.self)
 

@@ -84,6 +84,14 @@ final class InputHardeningTests: XCTestCase {
         XCTAssertEqual(shared, "accepted")
     }
 
+    func testEveryExecutableReportsItsVersion() throws {
+        for tool in ["muse", "muse-worker", "muse-coordinator"] {
+            let r = try runTool(tool, ["--version"], dir: dir, timeout: 30)
+            XCTAssertEqual(r.code, 0, r.stderr)
+            XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), MUSEVersion.current, tool)
+        }
+    }
+
     func testOversizedSpecFileIsRefusedUnread() throws {
         let line = "# " + String(repeating: "x", count: 1021) + "\n"
         let text = String(repeating: line, count: 16 * 1024) + "name: big\n"
