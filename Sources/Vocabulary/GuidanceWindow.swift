@@ -85,11 +85,12 @@ extension SynthesisJob {
         if let problem = GuidanceWindow(settings: settings, method: method).problem {
             throw SettingsError(problem)
         }
-        if isEdit && method.adaptiveTiming && prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        // `none` edits are plain inversion + reconstruction and may go without a caption.
+        if isEdit && method != .none && prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw SettingsError(
                 key: "source_prompt",
-                "a \(method.rawValue) edit needs a source prompt (a caption of the source image): s_t, which decides "
-                    + "when guidance starts, compares the image with it, and the inversion is conditioned on it")
+                "a \(method.rawValue) edit needs a source prompt (a caption of the source image): the inversion "
+                    + "is conditioned on it, and s_t, which decides when MUSE's guidance starts, compares the image with it")
         }
         if method == .universalGuidance && settings.scheduler != .ddim {
             throw SettingsError(

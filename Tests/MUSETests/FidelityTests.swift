@@ -57,10 +57,13 @@ final class FidelityTests: XCTestCase {
         XCTAssertNoThrow(try plain.validate())
     }
 
-    func testMUSEEditsNeedASourcePrompt() throws {
+    func testEditsNeedASourcePrompt() throws {
         var job = edit(strength: 0.6, steps: 10)
         job.prompt = " "
         assertThrows(try job.validate(), containing: ["source_prompt", "needs a source prompt"])
+        job.method = .universalGuidance
+        assertThrows(try job.validate(), containing: ["a universal-guidance edit needs a source prompt"])
+        // A plain reconstruction may go without one.
         job.method = .none
         XCTAssertNoThrow(try job.validate())
     }
