@@ -90,7 +90,8 @@ extension SynthesisJob {
             throw SettingsError(
                 key: "source_prompt",
                 "a \(method.rawValue) edit needs a source prompt (a caption of the source image): the inversion "
-                    + "is conditioned on it, and s_t, which decides when MUSE's guidance starts, compares the image with it")
+                    + "is conditioned on it, and s_t, which decides when MUSE's guidance starts, compares the image with it"
+            )
         }
         if method == .universalGuidance && settings.scheduler != .ddim {
             throw SettingsError(
