@@ -332,7 +332,8 @@ def finetune_decoder(data, vae, lat, args, rng):
     params = [p for m in dec for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=args.dec_lr, weight_decay=0.0)
     log(f"decoder: fine-tuning {sum(p.numel() for p in params)} decoder params on the frozen encoder's latents, "
-        f"batch {args.vae_batch}, lr {args.dec_lr}, L1 + MSE, until {args.dec_max_min} min")
+        f"batch {args.vae_batch}, {4 * args.dec_crop}×{4 * args.dec_crop} pixel crops, lr {args.dec_lr}, L1 + MSE, "
+        f"until {args.dec_max_min} min")
     for m in dec:
         m.train()
     step = -1
@@ -344,9 +345,10 @@ def finetune_decoder(data, vae, lat, args, rng):
         set_lr(opt, lr_at(step, p, args.dec_lr, warmup=50))
         idx = rng.choice(data.train_idx, args.vae_batch, replace=False)
         x = data.batch_images(idx) * 2 - 1
-        offs = rng.integers(0, 9, size=(len(idx), 2))
-        xs = torch.stack([x[i, :, 4 * oy:4 * oy + 32, 4 * ox:4 * ox + 32] for i, (oy, ox) in enumerate(offs.tolist())])
-        zs = torch.stack([lat[idx[i], :, oy:oy + 8, ox:ox + 8] for i, (oy, ox) in enumerate(offs.tolist())])
+        c = args.dec_crop  # latent crop side (16 = whole images: GroupNorm then sees full-image statistics)
+        offs = rng.integers(0, 16 - c + 1, size=(len(idx), 2))
+        xs = torch.stack([x[i, :, 4 * oy:4 * oy + 4 * c, 4 * ox:4 * ox + 4 * c] for i, (oy, ox) in enumerate(offs.tolist())])
+        zs = torch.stack([lat[idx[i], :, oy:oy + c, ox:ox + c] for i, (oy, ox) in enumerate(offs.tolist())])
         rec = vae.decode(zs).sample
         l1 = (rec - xs).abs().mean()
         mse = ((rec - xs) ** 2).mean()
@@ -406,21 +408,27 @@ def text_states(data, text_f16_roundtrip):
     return hs
 
 
-def train_unet(data, lat, scale, hs, args, rng):
+def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, warmup=200):
+    """init: a state dict to continue from (the 'unet2' phase: more minutes at a lower lr)."""
     from diffusers import DDPMScheduler
 
     t0 = time.time()
-    torch.manual_seed(args.seed + 4)
+    torch.manual_seed(args.seed + 4 + (0 if init is None else 1))
     unet = unet_model(tuple(args.unet_channels))
+    if init is not None:
+        unet.load_state_dict(init)
+    lr = lr or args.unet_lr
+    cap = cap or args.unet_max_min
     ema = unet_model(tuple(args.unet_channels))
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                           prediction_type="epsilon")
     acp = sched.alphas_cumprod
-    opt = torch.optim.AdamW(unet.parameters(), lr=args.unet_lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     log(f"unet: {nparams(unet)} params, channels {args.unet_channels}; {args.unet_steps} steps of batch "
-        f"{args.unet_batch}, lr {args.unet_lr}, EMA {args.ema}; epsilon objective, scaled_linear 0.00085–0.012")
+        f"{args.unet_batch}, lr {lr}, EMA {args.ema}, until {cap} min{'' if init is None else ', continuing'}; "
+        f"epsilon objective, scaled_linear 0.00085–0.012")
     unet.train()
     z_all = lat * scale
     gen = torch.Generator().manual_seed(args.seed + 5)
@@ -428,10 +436,10 @@ def train_unet(data, lat, scale, hs, args, rng):
     step = -1
     while True:
         step += 1
-        p = progress(step, args.unet_steps, t0, args.unet_max_min)
+        p = progress(step, args.unet_steps, t0, cap)
         if p >= 1:
             break
-        set_lr(opt, lr_at(step, p, args.unet_lr, warmup=200))
+        set_lr(opt, lr_at(step, p, lr, warmup=warmup))
         idx = torch.from_numpy(rng.choice(data.train_idx, args.unet_batch, replace=False))
         z0 = z_all[idx]
         flip = torch.rand(len(idx), generator=gen) < 0.5  # the latent of a flipped image ≈ the flipped latent
@@ -448,7 +456,7 @@ def train_unet(data, lat, scale, hs, args, rng):
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
-            d = min(args.ema, (1 + step) / (10 + step))
+            d = min(args.ema, (1 + step) / (10 + step)) if init is None else args.ema
             for pe, p in zip(ema.parameters(), unet.parameters()):
                 pe.mul_(d).add_(p.detach(), alpha=1 - d)
         run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
@@ -631,12 +639,16 @@ def main():
     ap.add_argument("--vae-preview", type=float, default=0.5)
     ap.add_argument("--dec-lr", type=float, default=3e-4)
     ap.add_argument("--dec-max-min", type=float, default=30)
+    ap.add_argument("--dec-crop", type=int, default=8, help="latent crop side for the decoder fine-tune (16: whole)")
+    ap.add_argument("--dec-init", default="vae.pt", help="checkpoint the decoder phase starts from")
     ap.add_argument("--unet-steps", type=int, default=6000)
     ap.add_argument("--unet-batch", type=int, default=48)
     ap.add_argument("--unet-lr", type=float, default=1e-3)
     ap.add_argument("--unet-channels", type=int, nargs=3, default=[32, 64, 64])
     ap.add_argument("--unet-max-min", type=float, default=32)
     ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--unet2-lr", type=float, default=2e-4)
+    ap.add_argument("--unet2-max-min", type=float, default=14)
     ap.add_argument("--eval-steps", type=int, default=1500)
     ap.add_argument("--eval-batch", type=int, default=128)
     ap.add_argument("--eval-lr", type=float, default=1e-3)
@@ -699,12 +711,29 @@ def main():
         torch.save(unet.state_dict(), W("unet.tmp"))
         os.replace(W("unet.tmp"), W("unet.pt"))
         times["unet"] = time.time() - t
+    if "unet2" in phases:  # continue the unet phase (its EMA weights) for --unet2-max-min at --unet2-lr
+        rng = np.random.default_rng(args.seed + 61)
+        t = time.time()
+        ck = torch.load(W("clip.pt"))
+        text = CLIPTextModelWithProjection(text_config())
+        text.load_state_dict(ck["text"])
+        hs = text_states(data, sd_text_encoder(text).to(torch.float16).float())
+        vk = torch.load(W("vae.pt"))
+        init = torch.load(W("unet.pt"))
+        shutil.copy(W("unet.pt"), W("unet_phase1.pt"))
+        unet = train_unet(data, vk["lat"], vk["scale"], hs, args, rng, init=init, lr=args.unet2_lr,
+                          cap=args.unet2_max_min, warmup=20)
+        torch.save(unet.state_dict(), W("unet.tmp"))
+        os.replace(W("unet.tmp"), W("unet.pt"))
+        times["unet2"] = time.time() - t
     if "decoder" in phases:  # can run beside unet (it only needs vae.pt)
         wait_for(W("vae.pt"), "the vae phase")
         t = time.time()
-        vk = torch.load(W("vae.pt"))
+        vk = torch.load(W(args.dec_init))
+        log(f"decoder: starting from {args.dec_init}")
         vae = vae_model()
         vae.load_state_dict(vk["vae"])
+        reconstruction_report(data, vae, vk["lat"], "decoder (before)")
         vae = finetune_decoder(data, vae, vk["lat"], args, np.random.default_rng(args.seed + 70))
         vae = vae.to(torch.float16).float()
         reconstruction_report(data, vae, vk["lat"], "decoder (fine-tuned, f16)")
