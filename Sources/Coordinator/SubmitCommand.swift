@@ -23,11 +23,18 @@ struct SubmitCommand: ParsableCommand {
     @Option(help: "Output folder recorded with the batch (default for collect), overriding the spec's output.")
     var output: String?
 
+    @Flag(help: "Validate the spec and print its jobs and estimated Redis memory; touch nothing.")
+    var dryRun = false
+
     @OptionGroup var redisOptions: RedisOptions
 
     func run() throws {
         try guarded {
             let loaded = try JobSpec.load(path: spec, outputOverride: output)
+            if dryRun {
+                print(try SubmitEstimate(loaded).report)
+                return 0
+            }
             let client = try redisOptions.connect()
             let r = try submitSpec(loaded, client: client)
             let note = r.existing > 0 ? ", \(r.existing) already submitted" : ""

@@ -152,6 +152,7 @@ public final class Collector {
                 deadCursor = entry.id
             }
         }
+        if written > before { try DatasetFiles.write(output: output, batchID: queue.batchID) }
         return written - before
     }
 

@@ -1,0 +1,59 @@
+import Foundation
+import Jobs
+
+/// What `submit --dry-run` prints: the batch a spec expands to and the Redis memory it needs,
+/// computed without a server from the bytes `submitSpec` would send.
+public struct SubmitEstimate: Equatable, Sendable {
+    /// Per job beyond its payload, a stated allowance rather than a measurement: the job hash's
+    /// key and small fields (state, attempts, epoch, entry), its entry in the jobs stream, and
+    /// Redis's per-key and encoding overhead. Results (PNGs) are not counted: they are
+    /// deleted from Redis once collected.
+    public static let perJobOverheadBytes = 512
+
+    public var batchID: String
+    public var jobs: Int
+    public var byKind: [String: Int]
+    public var byMethod: [String: Int]
+    public var blobs: Int
+    public var blobBytes: Int
+    /// The jobs' payloads, each the PipelineJob's canonical JSON as the queue stores it.
+    public var payloadBytes: Int
+
+    public var overheadBytes: Int { jobs * Self.perJobOverheadBytes }
+    public var redisBytes: Int { payloadBytes + blobBytes + overheadBytes }
+
+    public init(_ spec: LoadedSpec) throws {
+        batchID = spec.batchID
+        jobs = spec.jobs.count
+        byKind = [:]
+        byMethod = [:]
+        payloadBytes = 0
+        var shas = Set<String>()
+        for job in spec.jobs {
+            byKind[job.content.kind.rawValue, default: 0] += 1
+            byMethod[job.content.synthesis.method.rawValue, default: 0] += 1
+            payloadBytes += try job.encoded().count
+            if let sha = job.content.imageSHA256 { shas.insert(sha) }
+        }
+        blobs = shas.count
+        blobBytes = shas.reduce(0) { $0 + (spec.blobs[$1]?.count ?? 0) }
+    }
+
+    /// One "name: value" line per figure, for people and for tests that read them.
+    public var report: String {
+        func list(_ counts: [String: Int]) -> String {
+            counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        }
+        let mib = String(format: "%.2f", Double(redisBytes) / 1_048_576)
+        return """
+            batch: \(batchID)
+            jobs: \(jobs)
+            by kind: \(list(byKind))
+            by method: \(list(byMethod))
+            source images: \(blobs) blobs, \(blobBytes) bytes
+            job payloads: \(payloadBytes) bytes
+            per-job overhead: \(Self.perJobOverheadBytes) bytes × \(jobs) = \(overheadBytes) bytes
+            redis estimate: \(redisBytes) bytes (\(mib) MiB) = payloads + source images + overhead
+            """
+    }
+}
