@@ -118,7 +118,11 @@ public final class SynthesisEngine {
             sourceEmbedding = clipImageEmbedding(image.clamp(-1...1))
             firstStep = job.settings.steps - trajectory.count
             // GuidanceWindow places WHEN inside the denoised part from the same count.
-            precondition(firstStep == job.settings.firstStep, "inversion ran \(trajectory.count) steps")
+            guard firstStep == job.settings.firstStep else {
+                throw SynthesisError(
+                    "the inversion ran \(trajectory.count) steps, not the \(job.settings.steps - job.settings.firstStep) "
+                        + "strength \(strength) asks for (this scheduler config cannot invert that far)")
+            }
         } else {
             guard image == nil else {
                 throw SynthesisError("an image was given but the job is not an edit (set its strength)")
