@@ -211,6 +211,12 @@ final class SpecLoader {
             return nil
         }
         let head = location(e["head"], "evaluation.head", required: false)
+        if let head, JobSpec.isDirectory(head.path) {
+            r.issue(
+                "evaluation.head",
+                "'\(head.spec)' is a folder; expected a .safetensors file with weight [8, D] and bias [8]", e["head"])
+            return nil
+        }
         var text = location(e["text"], "evaluation.text", required: false)
         if head == nil && text == nil {
             guard e["head"] == nil, e["text"] == nil else { return nil }

@@ -202,6 +202,12 @@ final class SpecTests: XCTestCase {
             generation: {prompts: [a lake], emotions: [awe]}
             """)
         XCTAssertTrue(both.contains("engine.methods: give either method (one) or methods (a list), not both"), both)
+        let folderHead = try problems(
+            """
+            evaluation: {tower: bundled:tiny-clip-vision, head: bundled:tiny-clip-vision}
+            generation: {prompts: [a lake], emotions: [awe]}
+            """)
+        XCTAssertTrue(folderHead.contains("evaluation.head: 'bundled:tiny-clip-vision' is a folder"), folderHead)
     }
 
     func testErrorsNameTheField() throws {
