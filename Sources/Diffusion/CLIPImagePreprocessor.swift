@@ -93,8 +93,9 @@ public struct CLIPImagePreprocessor: Sendable {
         switch (crop, resize) {
         case (let c?, _): fits = c == [imageSize, imageSize]
         case (nil, .exact(let h, let w)): fits = h == imageSize && w == imageSize
-        case (nil, .shortestEdge(let edge)): fits = edge == imageSize  // square images only
-        case (nil, .none): fits = true
+        // Without a crop, only an exact resize guarantees the tower's square: a shortest-edge
+        // resize of a 512×768 edit, or no resize at all, would reach the tower at another size.
+        case (nil, .shortestEdge), (nil, .none): fits = false
         }
         guard fits else {
             throw ModelLoadError(

@@ -213,6 +213,10 @@ final class CLIPPreprocessTests: XCTestCase {
         XCTAssertEqual(defaults.mean, CLIPImagePreprocessor.openAIMean)
         XCTAssertEqual(try make(#"{"do_rescale": false}"#).rescale, 255)
         XCTAssertThrowsError(try make(#"{"crop_size": 256}"#)) { XCTAssertTrue("\($0)".contains("224×224"), "\($0)") }
+        // Configs that would hand the tower another size than its own are refused at load.
+        for json in [#"{"do_center_crop": false}"#, #"{"do_resize": false, "do_center_crop": false}"#] {
+            XCTAssertThrowsError(try make(json), json) { XCTAssertTrue("\($0)".contains("224×224"), "\($0)") }
+        }
         XCTAssertThrowsError(try make(#"{"resample": 2}"#)) { XCTAssertTrue("\($0)".contains("'resample'"), "\($0)") }
         XCTAssertThrowsError(try make(#"{"size": {"longest_edge": 224}}"#)) {
             XCTAssertTrue("\($0)".contains("'size'"), "\($0)")
