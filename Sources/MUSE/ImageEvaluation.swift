@@ -42,9 +42,7 @@ public enum EvaluatorFiles: Equatable, Sendable {
 extension SynthesisEngine {
     /// L2-normalised CLIP image embedding of an image [1, 3, H, W] in [-1, 1].
     func clipImageEmbedding(_ image: Tensor) -> [Float] {
-        Autograd.noGrad {
-            l2Normalized(promptScorer.tower.imageEmbeds(pixelValues: promptScorer.tower.preprocess(image))).data
-        }
+        Autograd.noGrad { promptScorer.imageEmbedding(image).data }
     }
 
     /// Scores the final 8-bit image (`image` is it as a tensor).

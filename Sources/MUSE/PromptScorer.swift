@@ -55,9 +55,13 @@ final class PromptScorer {
         return e
     }
 
+    /// image [B, 3, H, W] in [-1, 1] → L2-normalised CLIP image embeddings [B, D].
+    func imageEmbedding(_ image: Tensor) -> Tensor {
+        l2Normalized(tower.imageEmbeds(pixelValues: tower.preprocess(image)))
+    }
+
     /// image [1, 3, H, W] in [-1, 1] → cosine similarity with `prompt`.
     func callAsFunction(_ image: Tensor, prompt: String) -> Float {
-        let imageEmbedding = l2Normalized(tower.imageEmbeds(pixelValues: tower.preprocess(image)))
-        return (imageEmbedding * textEmbedding(prompt)).sum().scalar
+        (imageEmbedding(image) * textEmbedding(prompt)).sum().scalar
     }
 }
