@@ -164,7 +164,7 @@ final class SpecLoader {
         if top["classifier"] == nil { r.issue("classifier", "required (tower, head, text)") }
         guard let c = r.map(top["classifier"], "classifier", allowed: Self.classifierKeys) else { return nil }
         let tower = location(c["tower"], "classifier.tower", required: true)
-        let head = location(c["head"], "classifier.head", required: false)
+        let head = headLocation(c["head"], "classifier.head")
         var text = location(c["text"], "classifier.text", required: false)
         if let tower,
             !JobSpec.isDirectory(tower.path) || !FileManager.default.fileExists(atPath: tower.path + "/config.json")
@@ -172,11 +172,6 @@ final class SpecLoader {
             r.issue(
                 "classifier.tower", "'\(tower.spec)' is not a CLIP model folder (needs config.json and weights)",
                 c["tower"])
-        }
-        if let head, JobSpec.isDirectory(head.path) {
-            r.issue(
-                "classifier.head",
-                "'\(head.spec)' is a folder; expected a .safetensors file with weight [8, D] and bias [8]", c["head"])
         }
         if text == nil, c["text"] == nil, let tower {
             if JobSpec.isFullCLIP(tower.path) {
@@ -210,13 +205,8 @@ final class SpecLoader {
             r.issue("evaluation.tower", "'\(tower.spec)' is not a CLIP model folder (needs config.json)", e["tower"])
             return nil
         }
-        let head = location(e["head"], "evaluation.head", required: false)
-        if let head, JobSpec.isDirectory(head.path) {
-            r.issue(
-                "evaluation.head",
-                "'\(head.spec)' is a folder; expected a .safetensors file with weight [8, D] and bias [8]", e["head"])
-            return nil
-        }
+        let head = headLocation(e["head"], "evaluation.head")
+        if e["head"] != nil && head == nil { return nil }
         var text = location(e["text"], "evaluation.text", required: false)
         if head == nil && text == nil {
             guard e["head"] == nil, e["text"] == nil else { return nil }
@@ -228,6 +218,17 @@ final class SpecLoader {
             text = tower
         }
         return Evaluator(tower: tower, head: head, text: head == nil ? text : nil)
+    }
+
+    /// An optional linear head: a .safetensors file, never a folder.
+    func headLocation(_ node: SpecNode?, _ path: String) -> Location? {
+        guard let head = location(node, path, required: false) else { return nil }
+        guard !JobSpec.isDirectory(head.path) else {
+            r.issue(
+                path, "'\(head.spec)' is a folder; expected a .safetensors file with weight [8, D] and bias [8]", node)
+            return nil
+        }
+        return head
     }
 
     func location(_ node: SpecNode?, _ path: String, required: Bool) -> Location? {
