@@ -194,19 +194,8 @@ final class MUSESession: EngineSession {
 
     /// The trace without per-iteration detail: what a manifest reader wants per job.
     static func summary(_ t: SynthesisTrace) -> JSONValue {
-        var o: [String: JSONValue] = [
-            "method": .string(t.method.rawValue),
-            "preview": .string(t.preview),
-            "classifier": .string(t.classifier),
-            "steps": .int(Int64(t.steps)),
-            "first_step": .int(Int64(t.firstStep)),
-            "stop_step": .int(Int64(t.stopStep)),
-            "guided_steps": .int(Int64(t.stepTraces.filter(\.guided).count)),
-            "similar": .array(t.similar.map { .string($0.rawValue) }),
-        ]
-        if let s = t.startStep { o["start_step"] = .int(Int64(s)) }
-        if let r = t.startReason { o["start_reason"] = .string(r.rawValue) }
-        if let e = t.inherent { o["inherent"] = .string(e.rawValue) }
+        var o = TraceDocument.guidance(t)
+        o["guided_steps"] = .int(Int64(t.stepTraces.filter(\.guided).count))
         let losses = t.stepTraces.flatMap(\.inner).map(\.loss)
         if let first = losses.first, let last = losses.last {
             o["loss_first"] = .double(Double(first))

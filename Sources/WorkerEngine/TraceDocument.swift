@@ -6,24 +6,30 @@ import Vocabulary
 /// The JSON a job's trace file holds and the manifest's `evaluation` object (formats:
 /// manifests/SPEC.md, "Trace files"). Probability arrays are in `emotions` order (EmoSet's).
 enum TraceDocument {
-    static func make(_ t: SynthesisTrace) -> JSONValue {
+    /// What the manifest's inline summary and the trace file both say about the guidance.
+    static func guidance(_ t: SynthesisTrace) -> [String: JSONValue] {
         var o: [String: JSONValue] = [
             "method": .string(t.method.rawValue),
-            "emotion": .string(t.emotion.rawValue),
-            "prompt": .string(t.prompt),
-            "seed": .string(String(t.seed)),
+            "preview": .string(t.preview),
+            "classifier": .string(t.classifier),
             "steps": .int(Int64(t.steps)),
             "first_step": .int(Int64(t.firstStep)),
             "stop_step": .int(Int64(t.stopStep)),
-            "classifier": .string(t.classifier),
-            "preview": .string(t.preview),
             "similar": .array(t.similar.map { .string($0.rawValue) }),
-            "emotions": .array(Emotion.allCases.map { .string($0.rawValue) }),
-            "steps_trace": .array(t.stepTraces.map(step)),
         ]
         if let s = t.startStep { o["start_step"] = .int(Int64(s)) }
         if let r = t.startReason { o["start_reason"] = .string(r.rawValue) }
         if let e = t.inherent { o["inherent"] = .string(e.rawValue) }
+        return o
+    }
+
+    static func make(_ t: SynthesisTrace) -> JSONValue {
+        var o = guidance(t)
+        o["emotion"] = .string(t.emotion.rawValue)
+        o["prompt"] = .string(t.prompt)
+        o["seed"] = .string(String(t.seed))
+        o["emotions"] = .array(Emotion.allCases.map { .string($0.rawValue) })
+        o["steps_trace"] = .array(t.stepTraces.map(step))
         if let p = t.inherentProbabilities { o["inherent_probabilities"] = floats(p) }
         if let p = t.startProbabilities { o["start_probabilities"] = floats(p) }
         if let p = t.finalProbabilities { o["final_probabilities"] = floats(p) }
