@@ -171,10 +171,20 @@ public final class LocalBatchRun {
                 return true
             }
             guard
-                try pool.check(log: { [log] in
-                    reporter.finish()
-                    log($0)
-                })
+                try pool.check(
+                    log: { [log] in
+                        reporter.finish()
+                        log($0)
+                    },
+                    exited: { [log] name, status, cause in
+                        guard !status.succeeded else { return }
+                        do {
+                            let jobs = try queue.recordCrash(worker: name, cause: cause, retryNow: status.isCrash)
+                            for job in jobs { log("job \(job.prefix(8)) held by \(name): \(cause)") }
+                        } catch {
+                            log("could not record why worker \(name) exited: \(error)")
+                        }
+                    })
             else {
                 throw InputError(
                     "local workers keep failing (see \(logDir.path)); stopped. Progress is kept: run the same command again to resume"

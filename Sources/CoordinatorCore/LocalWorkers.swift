@@ -65,13 +65,17 @@ public final class LocalWorkers {
             stderrPath: logPath(slots[i]), newProcessGroup: true, dieWithParent: true)
     }
 
-    /// Restarts workers that exited; false once one has used up its restarts.
-    public func check(log: (String) -> Void) throws -> Bool {
+    /// Restarts workers that exited; false once one has used up its restarts. `exited` hears
+    /// of each exit (worker name, status, a one-line cause from its log) before the restart, so
+    /// the jobs the worker held can record why.
+    public func check(log: (String) -> Void, exited: (String, ExitStatus, String) -> Void = { _, _, _ in }) throws
+        -> Bool
+    {
         for i in slots.indices {
             guard let p = slots[i].process, let status = p.poll() else { continue }
-            let tail =
-                (try? String(contentsOfFile: logPath(slots[i]), encoding: .utf8))?
-                .split(separator: "\n").suffix(3).joined(separator: "\n    ") ?? ""
+            let text = (try? String(contentsOfFile: logPath(slots[i]), encoding: .utf8)) ?? ""
+            let tail = text.split(separator: "\n").suffix(3).joined(separator: "\n    ")
+            exited(slots[i].name, status, Self.cause(status: status, log: text))
             if slots[i].generation >= maxRestarts {
                 log(
                     "worker \(slots[i].name) exited (\(status)) and was restarted \(maxRestarts) times already; giving up. Its log ends:\n    \(tail)"
@@ -84,6 +88,24 @@ public final class LocalWorkers {
             try start(i)
         }
         return true
+    }
+
+    /// One line on why a worker exited: the signal or code, and the runtime's own words when it
+    /// trapped ("Fatal error: …", the last such line of its log) or else its last log line.
+    static func cause(status: ExitStatus, log: String) -> String {
+        let lines = log.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let fatal = lines.last { $0.contains("Fatal error") || $0.contains("fatal error") || $0.contains("Precondition failed") }
+        var text: String
+        switch status {
+        case .signaled(let sig) where sig == SIGKILL:
+            text = "killed by \(status) (the OOM killer or an operator)"
+        case _ where status.isCrash:
+            text = "\(status), a runtime trap or crash"
+        default:
+            text = "exited with \(status)"
+        }
+        if let line = fatal ?? lines.last { text += ": " + String(line.prefix(300)) }
+        return text
     }
 
     public var running: [ChildProcess] { slots.compactMap(\.process).filter(\.isRunning) }

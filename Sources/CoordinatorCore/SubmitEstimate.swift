@@ -1,5 +1,6 @@
 import Foundation
 import Jobs
+import Vocabulary
 
 /// What `submit --dry-run` prints: the batch a spec expands to and the Redis memory it needs,
 /// computed without a server from the bytes `submitSpec` would send.
@@ -18,12 +19,15 @@ public struct SubmitEstimate: Equatable, Sendable {
     public var blobBytes: Int
     /// The jobs' payloads, each the PipelineJob's canonical JSON as the queue stores it.
     public var payloadBytes: Int
+    /// `JobCostEstimate` summed over the jobs: one 2-core worker's time.
+    public var computeSeconds: Double
 
     public var overheadBytes: Int { jobs * Self.perJobOverheadBytes }
     public var redisBytes: Int { payloadBytes + blobBytes + overheadBytes }
 
     public init(_ spec: LoadedSpec) throws {
         batchID = spec.batchID
+        computeSeconds = spec.computeSeconds
         jobs = spec.jobs.count
         byKind = [:]
         byMethod = [:]
@@ -54,6 +58,8 @@ public struct SubmitEstimate: Equatable, Sendable {
             job payloads: \(payloadBytes) bytes
             per-job overhead: \(Self.perJobOverheadBytes) bytes × \(jobs) = \(overheadBytes) bytes
             redis estimate: \(redisBytes) bytes (\(mib) MiB) = payloads + source images + overhead
+            compute estimate: \(JobCostEstimate.format(seconds: computeSeconds)) on one 2-core worker \
+            (N workers: about 1/N of it; a rough model from the models' sizes, see JobCostEstimate)
             """
     }
 }

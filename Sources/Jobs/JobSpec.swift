@@ -45,6 +45,8 @@ public struct LoadedSpec: Sendable {
     /// Source images by SHA-256 (their blob names).
     public var blobs: [String: Data]
     public var info: BatchInfo
+    /// Estimated compute time of all jobs on one 2-core worker (`JobCostEstimate`).
+    public var computeSeconds: Double = 0
 }
 
 /// The job spec format (manifests/SPEC.md): parsing, validation with field paths, path

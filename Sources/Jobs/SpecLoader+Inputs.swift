@@ -38,6 +38,8 @@ extension SpecLoader {
     struct SourceImages {
         /// By SHA-256 (their blob names).
         var blobs: [String: Data] = [:]
+        /// Width and height by SHA-256, for the cost estimate.
+        var sizes: [String: (width: Int, height: Int)] = [:]
         /// Spec path → SHA-256.
         var hashes: [String: String] = [:]
     }
@@ -168,6 +170,7 @@ extension SpecLoader {
             }
             let sha = Hashing.sha256Hex(bytes)
             sources.blobs[sha] = bytes
+            sources.sizes[sha] = (decoded.width, decoded.height)
             sources.hashes[img.path] = sha
         }
         return sources

@@ -103,14 +103,49 @@ final class SpecLoader {
             evaluatorHead: models.evaluator?.head?.spec, evaluatorText: models.evaluator?.text?.spec)
         let jobs = try plan.expand(
             engine: engine, sources: sources, locations: locations, fingerprints: fingerprints, reader: r, file: file)
+        let computeSeconds = checkCost(jobs, sources: sources, rules: models.sizeRules)
+        guard r.issues.isEmpty else { throw failure }
         let batchHash = Hashing.sha256Hex(jobs.map(\.id).sorted().joined(separator: "\n"))
         let batchID = "\(Slug.make(name, maxLength: 32, fallback: "batch"))-\(batchHash.prefix(12))"
         let info = BatchInfo(
             name: name, specFile: fileURL.path, output: output?.path, jobs: jobs.count,
             sheetColumns: plan.sheetColumns, submittedBy: ProcessInfo.processInfo.hostName)
-        return LoadedSpec(
+        var loaded = LoadedSpec(
             file: file, name: name, batchID: batchID, output: output, maxAttempts: queue.maxAttempts,
             leaseMs: queue.leaseMs, jobs: jobs, blobs: sources.blobs, info: info)
+        loaded.computeSeconds = computeSeconds
+        return loaded
+    }
+
+    /// Refuses jobs whose estimated compute time is over the limit, once per distinct
+    /// (method, size, kind): a batch shares its settings, so this is a handful of estimates.
+    /// Returns the batch's estimated compute seconds.
+    func checkCost(_ jobs: [PipelineJob], sources: SourceImages, rules: ImageSizeRules) -> Double {
+        var seconds: [String: Double] = [:]
+        var total = 0.0
+        for job in jobs {
+            let c = job.content
+            let size =
+                c.imageSHA256.flatMap { sources.sizes[$0] }
+                ?? (c.settings.width ?? rules.nativeSide, c.settings.height ?? rules.nativeSide)
+            let key = "\(c.synthesis.method.rawValue) \(size.width)x\(size.height) \(c.kind.rawValue)"
+            if let known = seconds[key] {
+                total += known
+                continue
+            }
+            let cost = JobCostEstimate(
+                settings: c.settings, method: c.synthesis.method, width: size.width, height: size.height, rules: rules,
+                isEdit: c.imageSHA256 != nil)
+            if let problem = cost.problem(environment: environment) {
+                let place = job.imagePath.map { "'\($0)' " } ?? ""
+                r.issue(
+                    "engine",
+                    "\(c.synthesis.method.rawValue) \(c.kind.rawValue) \(place)at \(size.width)×\(size.height) \(problem)")
+            }
+            seconds[key] = cost.seconds
+            total += cost.seconds
+        }
+        return total
     }
 
     // MARK: sections

@@ -214,6 +214,52 @@ public final class BatchQueue: @unchecked Sendable {
         }
     }
 
+    /// A supervisor's report that `worker` died: every job it still holds records `cause`
+    /// (fenced on the lease's epoch, so a worker that already lost the job is never blamed for
+    /// the next owner's run), and a dead letter then says why instead of "lease lapsed".
+    /// `retryNow`: fail the job at once (a trap: the retry starts clean, without the
+    /// checkpoint that may have caused it) instead of letting the lease lapse (a kill from
+    /// outside: the next taker resumes from the checkpoint). Returns the jobs it found.
+    @discardableResult
+    public func recordCrash(worker: String, cause: String, retryNow: Bool) throws -> [String] {
+        let running = try client.withRetry { try client.command(["SMEMBERS", keys.running]) }
+        var failed: [String] = []
+        for jobID in (running.array ?? []).compactMap(\.string) {
+            let lease = try client.withRetry { try client.command(["GET", keys.lease(jobID)]) }
+            guard let value = lease.string, let bar = value.lastIndex(of: "|"),
+                value[..<bar] == worker[...], let epoch = UInt64(value[value.index(after: bar)...])
+            else { continue }
+            let progress = try client.withRetry { try client.command(["HGET", keys.job(jobID), "last_progress"]) }
+            var message = "worker \(worker) died: \(cause)"
+            if let last = progress.string, let step = Self.stepOf(progress: last, worker: worker) {
+                message += " (last heard of at step \(step))"
+            }
+            if retryNow {
+                let held = JobLease(
+                    batchID: batchID, jobID: jobID, worker: worker, epoch: epoch, attempt: 0, payload: Data(),
+                    checkpoint: nil)
+                if try fail(held, error: message) != .stale {
+                    try clearProgress(jobID: jobID)  // or `watch` shows the dead worker on it
+                    failed.append(jobID)
+                }
+            } else {
+                let r = try client.withRetry {
+                    try evalMapped(
+                        QueueScripts.annotate, keys: [keys.job(jobID)], args: [worker, epoch, message])
+                }
+                if r.int == 1 { failed.append(jobID) }
+            }
+        }
+        return failed
+    }
+
+    /// "step/total" from a progress record "<owner>|<step>|<total>" written by `worker`.
+    static func stepOf(progress: String, worker: String) -> String? {
+        let parts = progress.split(separator: "|", omittingEmptySubsequences: false)
+        guard parts.count >= 3, parts.dropLast(2).joined(separator: "|") == worker else { return nil }
+        return "\(parts[parts.count - 2])/\(parts[parts.count - 1])"
+    }
+
     /// Graceful shutdown: gives the job back at once (re-queued, attempt refunded, checkpoint
     /// kept) instead of letting it wait out the lease. False if no longer the owner.
     @discardableResult

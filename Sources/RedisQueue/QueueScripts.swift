@@ -132,6 +132,16 @@ enum QueueScripts {
         return 1
         """)
 
+    /// KEYS: job  ARGV: owner, epoch, error → 1 recorded, 0 stale epoch. The job keeps running
+    /// (or waits out its lease); the error is what a dead letter will say if it never finishes.
+    static let annotate = RedisScript(
+        """
+        local cur = redis.call('HMGET', KEYS[1], 'epoch', 'state', 'owner')
+        if cur[1] ~= ARGV[2] or cur[2] ~= 'running' or cur[3] ~= ARGV[1] then return 0 end
+        redis.call('HSET', KEYS[1], 'error', ARGV[3])
+        return 1
+        """)
+
     /// KEYS: meta, jobs, job, lease, dead, running, ckpt  ARGV: owner, epoch, jobID, error, permanent(0|1)
     /// → 1 re-queued, 2 dead-lettered, 0 stale epoch. The checkpoint is dropped either way:
     /// a failure may come from the saved state itself, so the retry starts clean.

@@ -8,8 +8,19 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .exited(let code): return "exit code \(code)"
         case .signaled(let sig):
-            return "signal \(sig)\(sig == SIGKILL ? " (SIGKILL)" : sig == SIGTERM ? " (SIGTERM)" : "")"
+            let names: [Int32: String] = [
+                SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP", SIGSEGV: "SIGSEGV",
+                SIGBUS: "SIGBUS", SIGABRT: "SIGABRT", SIGFPE: "SIGFPE",
+            ]
+            return "signal \(sig)" + (names[sig].map { " (\($0))" } ?? "")
         }
+    }
+
+    /// Died of its own fault: a Swift runtime trap (SIGILL on x86-64, SIGTRAP on arm64), a
+    /// crash or an abort — not a kill from outside (SIGKILL, SIGTERM: an operator, the OOM killer).
+    public var isCrash: Bool {
+        guard case .signaled(let sig) = self else { return false }
+        return [SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGABRT, SIGFPE].contains(sig)
     }
 
     public var succeeded: Bool { self == .exited(0) }

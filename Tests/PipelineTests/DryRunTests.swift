@@ -47,5 +47,7 @@ final class DryRunTests: XCTestCase {
         let total = payloads + imageBytes + 5120
         XCTAssertTrue(values["redis estimate"]?.hasPrefix("\(total) bytes (") ?? false, r.stdout)
         XCTAssertTrue(values["batch"]?.hasPrefix("spec-") ?? false, r.stdout)
+        XCTAssertTrue(values["compute estimate"]?.contains(" s on one 2-core worker (N workers") ?? false, r.stdout)
+        XCTAssertGreaterThan(loaded.computeSeconds, 0)
     }
 }

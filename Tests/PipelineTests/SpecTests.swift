@@ -343,6 +343,20 @@ final class SpecTests: XCTestCase {
         XCTAssertNoThrow(try JobSpec.load(path: try spec(generation), environment: small))
     }
 
+    func testJobsThatWouldTakeTooLongAreRefusedWithTheEstimate() throws {
+        var strict = env
+        strict["MUSE_MAX_JOB_HOURS"] = "0.001"
+        let slow = generation + "\nengine:\n  steps: 900\n  muse: {inner_iterations: 1000}"
+        do {
+            _ = try JobSpec.load(path: try spec(slow), environment: strict)
+            XCTFail("a job over the time limit was accepted")
+        } catch let e as SpecError {
+            XCTAssertTrue(e.description.contains("engine: muse generate at 64×64 would take about"), e.description)
+            XCTAssertTrue(e.description.contains("MUSE_MAX_JOB_HOURS"), e.description)
+        }
+        XCTAssertNoThrow(try JobSpec.load(path: try spec(generation), environment: strict), "4 steps fit")
+    }
+
     func testSchedulerChoice() throws {
         let dpm = try JobSpec.load(path: try spec(generation + "\nengine: {scheduler: dpmpp-2m}"), environment: env)
         XCTAssertTrue(dpm.jobs.allSatisfy { $0.content.settings.scheduler == .dpmpp2m })

@@ -210,6 +210,42 @@ final class BatchQueueTests: XCTestCase {
         XCTAssertEqual(try q.status().failed, 1)
     }
 
+    func testCrashedWorkersJobIsRetriedAtOnceAndTheDeadLetterSaysWhy() throws {
+        let q = try makeQueue(maxAttempts: 2, leaseMs: 60_000)
+        try q.submit(jobID: "j", payload: Data())
+        let t1 = try XCTUnwrap(try q.take(worker: "w1"))
+        XCTAssertTrue(try q.writeCheckpoint(t1, step: 2, data: Data("x".utf8)))
+        XCTAssertTrue(try q.setProgress(t1, step: 3, total: 10))
+        let cause = "signal 4 (SIGILL), a runtime trap or crash: Fatal error: Index out of range"
+        XCTAssertEqual(try q.recordCrash(worker: "w1", cause: cause, retryNow: true), ["j"])
+        XCTAssertEqual(try q.recordCrash(worker: "w1", cause: cause, retryNow: true), [], "reported once")
+        // retried now, not after the 60 s lease; clean, since the checkpoint may be what trapped
+        let t2 = try XCTUnwrap(try q.take(worker: "w2"))
+        XCTAssertNil(t2.checkpoint)
+        XCTAssertEqual(try q.recordCrash(worker: "w1", cause: cause, retryNow: true), [], "w1 no longer holds it")
+        XCTAssertEqual(try q.job("j")?.owner, "w2")
+        XCTAssertEqual(try q.recordCrash(worker: "w2", cause: cause, retryNow: true), ["j"])
+        let dead = try q.deadLetters()
+        XCTAssertEqual(dead.count, 1)
+        XCTAssertEqual(dead.first?.string("error"), "worker w2 died: \(cause)")
+    }
+
+    func testKilledWorkersJobWaitsForItsLeaseAndTheDeadLetterSaysWhy() throws {
+        let q = try makeQueue(maxAttempts: 1, leaseMs: 300)
+        try q.submit(jobID: "j", payload: Data())
+        let t = try XCTUnwrap(try q.take(worker: "w1"))
+        XCTAssertTrue(try q.setProgress(t, step: 7, total: 20))
+        let cause = "killed by signal 9 (SIGKILL) (the OOM killer or an operator)"
+        XCTAssertEqual(try q.recordCrash(worker: "w1", cause: cause, retryNow: false), ["j"])
+        XCTAssertEqual(try q.job("j")?.state, "running", "a kill from outside keeps the job (and its checkpoint) for the lease")
+        let dead = try eventually { () -> [StreamEntry]? in
+            XCTAssertNil(try q.take(worker: "w2"))
+            let d = try q.deadLetters()
+            return d.isEmpty ? nil : d
+        }
+        XCTAssertEqual(dead?.first?.string("error"), "worker w1 died: \(cause) (last heard of at step 7/20)")
+    }
+
     func testPublishReplayIsRecognised() throws {
         let q = try makeQueue()
         try q.submit(jobID: "j", payload: Data())

@@ -32,8 +32,9 @@ Labels (EmoSet order) and the visual rules that make them:
 The odds of conditions given a label are soft (every condition occurs with every label),
 so two images with the same caption can carry different labels and differ only in look.
 
-Captions describe content only (objects, counts, positions, and the scene conditions:
-time of day, weather, season, main colour of the main subject); emotion words never
+Captions describe content (objects, counts, positions, and the scene conditions: time of
+day, weather, season, main colour of the main subject); half of them end with one or two
+words for the look (LOOK_WORDS: "harsh red tint", "dim cold light", …); emotion words never
 appear. About 10 % of captions are empty (for classifier-free guidance); the held-out split
 is the last 10 % of a seeded permutation.
 
@@ -542,6 +543,32 @@ def grade(rng, a, emo):
     return (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+# Words for how each label's grade looks (photographic terms, never the emotion's name). Half
+# the captions carry one or two of them, so the text encoder and the UNet learn to render a look
+# from words, while a content-only prompt leaves the look to the model's prior: that open look
+# is what an emotion token (or a descriptive prompt) can steer.
+LOOK_WORDS = {
+    "amusement": ["rainbow confetti dots", "candy colours", "bright saturated colours", "colourful and light"],
+    "awe": ["low horizon and a vast sky", "golden glow", "tall snowy peaks", "wide bright sky"],
+    "contentment": ["warm soft light", "soft focus", "gentle warm tones", "lush green tones"],
+    "excitement": ["vivid orange tones", "high contrast", "bold yellow light", "sun rays"],
+    "anger": ["harsh red tint", "hard contrast", "crimson tones", "sharp red light"],
+    "disgust": ["murky green-brown tint", "blotchy texture", "muddy colours", "sickly yellow-green"],
+    "fear": ["very dark", "dark vignette", "black and red shadows", "deep shadows"],
+    "sadness": ["dim cold light", "muted grey-blue tones", "faded colours", "soft blue haze"],
+}
+
+
+def look_phrase(rng, emotion):
+    """One or two of the label's look words (or none), from their own generator so the images
+    and content captions stay exactly those of the same seed without look words."""
+    if rng.random() >= 0.5:
+        return ""
+    words = LOOK_WORDS[emotion]
+    k = 1 if rng.random() < 0.6 else 2
+    return ", ".join(words[i] for i in rng.choice(len(words), size=k, replace=False))
+
+
 def one(args):
     seed, i = args
     rng = np.random.default_rng([seed, i])
@@ -549,7 +576,11 @@ def one(args):
     sc = make_scene(rng, EMOTIONS[e])
     cap = caption(rng, sc)
     image = render(rng, sc)
-    return image, e, cap, ("" if rng.random() < 0.1 else cap)
+    drop = rng.random() < 0.1
+    look = look_phrase(np.random.default_rng([seed, i, 1]), EMOTIONS[e])
+    if look:
+        cap = f"{cap}, {look}"
+    return image, e, cap, ("" if drop else cap)
 
 
 def generate(n, seed, workers=2):

@@ -442,8 +442,8 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
         set_lr(opt, lr_at(step, p, lr, warmup=warmup))
         idx = torch.from_numpy(rng.choice(data.train_idx, args.unet_batch, replace=False))
         z0 = z_all[idx]
-        flip = torch.rand(len(idx), generator=gen) < 0.5  # the latent of a flipped image ≈ the flipped latent
-        z0 = torch.where(flip.view(-1, 1, 1, 1), z0.flip(-1), z0)
+        # no horizontal flips here: captions say "on the left", and a flipped latent under the same
+        # caption teaches the UNet to ignore positions (the first run did that)
         ctx = hs[data.used_ci[idx]].float()
         noise = torch.randn(z0.shape, generator=gen)
         t = torch.randint(0, 1000, (len(idx),), generator=gen)
