@@ -75,7 +75,7 @@ public final class LocalWorkers {
             guard let p = slots[i].process, let status = p.poll() else { continue }
             let text = (try? String(contentsOfFile: logPath(slots[i]), encoding: .utf8)) ?? ""
             let tail = text.split(separator: "\n").suffix(3).joined(separator: "\n    ")
-            exited(slots[i].name, status, Self.cause(status: status, log: text))
+            exited(slots[i].name, status, status.explanation(log: text))
             if slots[i].generation >= maxRestarts {
                 log(
                     "worker \(slots[i].name) exited (\(status)) and was restarted \(maxRestarts) times already; giving up. Its log ends:\n    \(tail)"
@@ -88,24 +88,6 @@ public final class LocalWorkers {
             try start(i)
         }
         return true
-    }
-
-    /// One line on why a worker exited: the signal or code, and the runtime's own words when it
-    /// trapped ("Fatal error: …", the last such line of its log) or else its last log line.
-    static func cause(status: ExitStatus, log: String) -> String {
-        let lines = log.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        let fatal = lines.last { $0.contains("Fatal error") || $0.contains("fatal error") || $0.contains("Precondition failed") }
-        var text: String
-        switch status {
-        case .signaled(let sig) where sig == SIGKILL:
-            text = "killed by \(status) (the OOM killer or an operator)"
-        case _ where status.isCrash:
-            text = "\(status), a runtime trap or crash"
-        default:
-            text = "exited with \(status)"
-        }
-        if let line = fatal ?? lines.last { text += ": " + String(line.prefix(300)) }
-        return text
     }
 
     public var running: [ChildProcess] { slots.compactMap(\.process).filter(\.isRunning) }

@@ -26,6 +26,25 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
     public var succeeded: Bool { self == .exited(0) }
 }
 
+extension ExitStatus {
+    /// One line on why a process exited: the signal or code, and the runtime's own words when
+    /// it trapped ("Fatal error: …", the last such line of `log`), else the log's last line.
+    public func explanation(log: String) -> String {
+        let lines = log.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let fatal = lines.last {
+            $0.contains("Fatal error") || $0.contains("fatal error") || $0.contains("Precondition failed")
+        }
+        var text: String
+        switch self {
+        case .signaled(let sig) where sig == SIGKILL: text = "killed by \(self) (the OOM killer or an operator)"
+        case _ where isCrash: text = "\(self), a runtime trap or crash"
+        default: text = "exited with \(self)"
+        }
+        if let line = fatal ?? lines.last { text += ": " + String(line.prefix(300)) }
+        return text
+    }
+}
+
 public struct SpawnError: Error, CustomStringConvertible, LocalizedError {
     public let message: String
     public var description: String { message }
@@ -54,7 +73,7 @@ public final class ChildProcess: @unchecked Sendable {
     public static func spawn(
         _ executable: String, _ arguments: [String], name: String? = nil,
         environment: [String: String]? = nil, stdoutPath: String? = nil, stderrPath: String? = nil,
-        newProcessGroup: Bool = false, dieWithParent: Bool = false
+        newProcessGroup: Bool = false, dieWithParent: Bool = false, stderrFD: Int32? = nil
     ) throws -> ChildProcess {
         var argv = [executable] + arguments
         var path = executable
@@ -97,6 +116,8 @@ public final class ChildProcess: @unchecked Sendable {
         }
         if let stderrPath {
             posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        } else if let stderrFD {
+            posix_spawn_file_actions_adddup2(&actions, stderrFD, 2)
         }
 
         var pid: pid_t = 0

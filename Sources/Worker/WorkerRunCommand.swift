@@ -52,10 +52,20 @@ struct WorkerRunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Fake engine: milliseconds per step.", visibility: .hidden))
     var fakeStepMs = 0
 
+    @Option(help: ArgumentHelp("Fake engine: trap when a job reaches this step.", visibility: .hidden))
+    var fakeTrapAtStep: Int?
+
     @Option(
         help: ArgumentHelp(
             "Stop (checkpoint and release) when this process is no longer our parent.", visibility: .hidden))
     var parentPid: Int32?
+
+    @Flag(
+        help: """
+            Run the worker as a child process and restart it when it dies, recording the cause (a \
+            runtime trap's message, a signal) on the jobs it held, so their dead letters say why.
+            """)
+    var supervise = false
 
     func validate() throws {
         guard ["muse", "fake"].contains(engine) else { throw ValidationError("--engine must be muse or fake") }
@@ -73,11 +83,21 @@ struct WorkerRunCommand: ParsableCommand {
         }
     }
 
+    /// The same command for the supervised child (the supervisor adds --name and --parent-pid).
+    var childArguments: [String] {
+        var args = ["run", "--heartbeat", String(heartbeat), "--engine", engine, "--fake-step-ms", String(fakeStepMs)]
+        if let redis { args += ["--redis", redis] }
+        for b in batches { args += ["--batch", b] }
+        if exitWhenIdle { args.append("--exit-when-idle") }
+        if let fakeTrapAtStep { args += ["--fake-trap-at-step", String(fakeTrapAtStep)] }
+        return args
+    }
+
     func run() throws {
         let workerName =
             name
             ?? "\(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker")-\(getpid())"
-        let log = Log.logger("muse-worker", name: workerName)
+        let log = Log.logger(supervise ? "muse-worker-supervisor" : "muse-worker", name: workerName)
         let endpoint: RedisEndpoint
         let client: RedisClient
         let side: RedisClient
@@ -90,9 +110,21 @@ struct WorkerRunCommand: ParsableCommand {
             log("error: \(error)")
             throw ExitCode(1)
         }
+        if supervise {
+            let supervisor = WorkerSupervisor(
+                executable: ExecutableLocation.directory.appendingPathComponent("muse-worker").path,
+                childArguments: childArguments, name: workerName, client: client, batches: batches, log: log)
+            let stop = StopSignal()
+            stop.install()
+            log("supervising worker \(workerName)")
+            let code = supervisor.run(stop: stop)
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
         let engineImpl: PipelineEngine =
             engine == "fake"
-            ? FakePipelineEngine(stepDelay: Double(fakeStepMs) / 1000) : MUSEPipelineEngine()
+            ? FakePipelineEngine(stepDelay: Double(fakeStepMs) / 1000, trapAtStep: fakeTrapAtStep)
+            : MUSEPipelineEngine()
         let loop = WorkerLoop(
             name: workerName, client: client, side: side, engine: engineImpl, batches: batches,
             exitWhenIdle: exitWhenIdle, heartbeatInterval: heartbeat, parentPID: parentPid, log: log)

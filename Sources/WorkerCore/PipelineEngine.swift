@@ -83,7 +83,13 @@ public struct CheckpointMismatch: Error, CustomStringConvertible {
 public final class FakePipelineEngine: PipelineEngine {
     public let name = "fake"
     public let stepDelay: TimeInterval
-    public init(stepDelay: TimeInterval) { self.stepDelay = stepDelay }
+    /// Fault injection for supervisor tests: trap (as a Swift runtime error does) when a job
+    /// reaches this step.
+    public let trapAtStep: Int?
+    public init(stepDelay: TimeInterval, trapAtStep: Int? = nil) {
+        self.stepDelay = stepDelay
+        self.trapAtStep = trapAtStep
+    }
 
     public func prepare(_ job: PipelineJob, log: Logger) throws -> Double { 0 }
 
@@ -99,7 +105,8 @@ public final class FakePipelineEngine: PipelineEngine {
             for i in 0..<64 { for c in 0..<3 { values[c * 64 + i] = Float(small.pixels[i * 3 + c]) / 255 } }
         }
         return FakeSession(
-            jobID: job.id, step: 0, total: job.content.settings.steps, values: values, delay: stepDelay, seconds: 0)
+            jobID: job.id, step: 0, total: job.content.settings.steps, values: values, delay: stepDelay, seconds: 0,
+            trapAtStep: trapAtStep)
     }
 
     public func resume(_ job: PipelineJob, from payload: CheckpointPayload) throws -> EngineSession {
@@ -120,7 +127,8 @@ public final class FakePipelineEngine: PipelineEngine {
             throw CheckpointMismatch(message: "checkpoint does not match this job")
         }
         return FakeSession(
-            jobID: job.id, step: meta.step, total: meta.total, values: values, delay: stepDelay, seconds: meta.seconds)
+            jobID: job.id, step: meta.step, total: meta.total, values: values, delay: stepDelay, seconds: meta.seconds,
+            trapAtStep: trapAtStep)
     }
 
     final class FakeSession: EngineSession {
@@ -130,9 +138,14 @@ public final class FakePipelineEngine: PipelineEngine {
         var values: [Float]
         let delay: TimeInterval
         var seconds: Double
+        let trapAtStep: Int?
         var lastStepSummary: String? { nil }
 
-        init(jobID: String, step: Int, total: Int, values: [Float], delay: TimeInterval, seconds: Double) {
+        init(
+            jobID: String, step: Int, total: Int, values: [Float], delay: TimeInterval, seconds: Double,
+            trapAtStep: Int?
+        ) {
+            self.trapAtStep = trapAtStep
             self.jobID = jobID
             self.step = step
             totalSteps = total
@@ -144,6 +157,7 @@ public final class FakePipelineEngine: PipelineEngine {
         var isFinished: Bool { step >= totalSteps }
 
         func advance() throws {
+            if step == trapAtStep { fatalError("fake engine: trap at step \(step) (--fake-trap-at-step)") }
             let t0 = Date()
             if delay > 0 { Thread.sleep(forTimeInterval: delay) }
             for i in values.indices {

@@ -1,0 +1,50 @@
+import Foundation
+import RedisQueue
+import Support
+import XCTest
+
+@testable import Jobs
+
+/// `muse-worker run --supervise`: a worker that traps cannot say why; its supervisor can. The
+/// job is retried at once (not after its lease), the child is restarted, and when every attempt
+/// traps the dead letter carries the runtime's message instead of "lease lapsed".
+final class SupervisorTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws { dir = makeTempDir("supervisor") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testTrapIsRecordedOnTheJobAndTheWorkerIsRestarted() throws {
+        let redis = try TestRedis()
+        let spec = try writeSpec(
+            tinyModels + """
+
+                engine: {steps: 6}
+                queue: {max_attempts: 2, lease_seconds: 600}
+                generation: {prompts: [a lake], emotions: [awe], seeds: [1]}
+                """, in: dir, name: "trap.yaml")
+        let submitted = try runTool("muse-coordinator", ["submit", spec, "--redis", redis.url], dir: dir)
+        XCTAssertEqual(submitted.code, 0, submitted.stderr)
+        let batch = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let started = Date()
+        let worker = try runTool(
+            "muse-worker",
+            [
+                "run", "--supervise", "--redis", redis.url, "--name", "sup", "--exit-when-idle", "--engine", "fake",
+                "--fake-trap-at-step", "3",
+            ], dir: dir, timeout: 120)
+        let seconds = Date().timeIntervalSince(started)
+        XCTAssertEqual(worker.code, 0, "the last child finds nothing left and exits 0: \(worker.stderr)")
+        XCTAssertLessThan(seconds, 60, "retried at once, not after the 600 s lease")
+        XCTAssertTrue(worker.stderr.contains("Fatal error: fake engine: trap at step 3"), "passed through")
+        XCTAssertEqual(
+            worker.stderr.components(separatedBy: "worker process sup died: signal 4 (SIGILL)").count - 1, 2,
+            worker.stderr)
+        let queue = try BatchQueue(client: try redis.client(), batchID: batch)
+        let dead = try queue.deadLetters()
+        XCTAssertEqual(dead.count, 1)
+        let error = dead.first?.string("error") ?? ""
+        XCTAssertTrue(error.hasPrefix("worker sup died: signal 4 (SIGILL), a runtime trap or crash: "), error)
+        XCTAssertTrue(error.contains("Fatal error: fake engine: trap at step 3"), error)
+    }
+}
