@@ -20,6 +20,9 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Put per-job sections on their own pages (report/<job>.html) above this many jobs.")
     var pagesAbove = 60
 
+    @Flag(help: "Also print the per-method tables (all emotions together) as Markdown on stdout.")
+    var markdown = false
+
     func run() throws {
         try guarded {
             let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
@@ -32,6 +35,10 @@ struct ReportCommand: ParsableCommand {
             let failed = s.counts.map(\.failed).reduce(0, +)
             let pages = written.pages > 0 ? " and \(written.pages) job pages under \(Report.pagesFolder)/" : ""
             say("report: \(done) done, \(failed) failed; wrote \(written.json.path), \(written.html.path)\(pages)")
+            if markdown {
+                let tables = [s.generation, s.editing].compactMap { $0?.markdown }
+                print(tables.joined(separator: "\n\n"))
+            }
             return 0
         }
     }

@@ -320,6 +320,22 @@ public struct KindSection: Encodable {
         return c
     }
 
+    /// The per-method table (all emotions together) as Markdown, the columns of the HTML's.
+    public var markdown: String {
+        let cols = columns
+        var lines = [
+            "| \(name) method | " + cols.map(\.title).joined(separator: " | ") + " |",
+            "|---|" + cols.map { _ in "---:|" }.joined(),
+        ]
+        for m in methods {
+            let cells = cols.map { c in
+                m.overall.value(c.metric).map { String(format: "%.\(c.digits)f", $0) } ?? "–"
+            }
+            lines.append("| \(m.method) | " + cells.joined(separator: " | ") + " |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
     init(name: String, jobs: [ReportJob]) {
         self.name = name
         emotions = ReportOrder.emotions(jobs.map(\.emotion))
