@@ -59,13 +59,14 @@ struct StatusCommand: ParsableCommand {
         var stalled: Int
         var queued: Int
         var finished: Bool
+        var paused: Bool
         var maxAttempts: Int?
         var leaseMs: Int?
         var workers: [WorkerJSON]
         var failures: [FailureJSON]
 
         enum CodingKeys: String, CodingKey {
-            case name, output, total, done, failed, running, stalled, queued, finished, workers, failures
+            case name, output, total, done, failed, running, stalled, queued, finished, paused, workers, failures
             case batchID = "batch_id"
             case maxAttempts = "max_attempts"
             case leaseMs = "lease_ms"
@@ -88,7 +89,7 @@ struct StatusCommand: ParsableCommand {
                 } else {
                     for r in rows {
                         print(
-                            "\(r.batchID)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(r.finished ? "" : "  [in progress]")"
+                            "\(r.batchID)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(r.finished ? "" : r.paused ? "  [paused]" : "  [in progress]")"
                         )
                     }
                 }
@@ -105,7 +106,7 @@ struct StatusCommand: ParsableCommand {
             print("batch \(s.batchID)\(s.name.map { " (\($0))" } ?? "")")
             if let o = s.output { print("  output     \(o)") }
             print(
-                "  jobs       \(s.total) total: \(s.done) done, \(s.failed) failed, \(s.running) running, \(s.stalled) stalled, \(s.queued) queued\(s.finished ? " — finished" : "")"
+                "  jobs       \(s.total) total: \(s.done) done, \(s.failed) failed, \(s.running) running, \(s.stalled) stalled, \(s.queued) queued\(s.finished ? " — finished" : s.paused ? " — paused (muse-coordinator resume \(s.batchID))" : "")"
             )
             if let m = s.maxAttempts, let l = s.leaseMs {
                 print("  queue      max attempts \(m), lease \(Double(l) / 1000) s")
@@ -159,6 +160,6 @@ struct StatusCommand: ParsableCommand {
         return StatusJSON(
             batchID: q.batchID, name: info?.name, output: info?.output, total: st.total, done: st.done,
             failed: st.failed, running: st.running, stalled: st.stalled, queued: st.queued, finished: st.finished,
-            maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs, workers: workers, failures: failures)
+            paused: try q.counters()?.paused ?? false, maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs, workers: workers, failures: failures)
     }
 }

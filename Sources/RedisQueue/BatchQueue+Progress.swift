@@ -26,6 +26,7 @@ extension BatchQueue {
         public var total: Int
         public var done: Int
         public var failed: Int
+        public var paused = false
         public var finished: Bool { total > 0 && done + failed >= total }
     }
 
@@ -37,9 +38,11 @@ extension BatchQueue {
     /// Cheap: one HMGET (workers poll it to skip finished batches).
     public func counters() throws -> Counters? {
         let a =
-            try client.withRetry { try client.command(["HMGET", keys.meta, "total", "done", "failed"]) }.array ?? []
-        guard a.count == 3, let total = a[0].int else { return nil }
-        return Counters(total: Int(total), done: Int(a[1].int ?? 0), failed: Int(a[2].int ?? 0))
+            try client.withRetry { try client.command(["HMGET", keys.meta, "total", "done", "failed", "paused"]) }
+            .array ?? []
+        guard a.count == 4, let total = a[0].int else { return nil }
+        return Counters(
+            total: Int(total), done: Int(a[1].int ?? 0), failed: Int(a[2].int ?? 0), paused: a[3].string == "1")
     }
 
     /// Fenced on the lease's epoch: false when `lease` is no longer the job's current one.

@@ -100,7 +100,11 @@ public final class BatchQueue: @unchecked Sendable {
             let timeout = remainingMs > 0 ? Double(remainingMs) / 1000 + (client.options.commandTimeout ?? 30) : nil
             let reply = try client.withRetry { try client.command(args, timeout: timeout) }
             guard let entry = Self.parseXRead(reply).first else { return nil }
-            if let lease = try tryTake(entry: entry, worker: worker) { return lease }
+            switch try tryTake(entry: entry, worker: worker) {
+            case .taken(let lease): return lease
+            case .paused: return nil
+            case .skipped: continue
+            }
         }
     }
 
@@ -114,7 +118,11 @@ public final class BatchQueue: @unchecked Sendable {
                 throw QueueError.unexpected("XAUTOCLAIM reply \(reply)")
             }
             for entry in Self.parseEntries(parts[1]) {
-                if let lease = try tryTake(entry: entry, worker: worker) { return lease }
+                switch try tryTake(entry: entry, worker: worker) {
+                case .taken(let lease): return lease
+                case .paused: return nil
+                case .skipped: continue
+                }
             }
             cursor = next
             if cursor == "0-0" { return nil }
@@ -122,11 +130,19 @@ public final class BatchQueue: @unchecked Sendable {
         return nil
     }
 
-    private func tryTake(entry: StreamEntry, worker: String) throws -> JobLease? {
+    private enum TakeOutcome {
+        case taken(JobLease)
+        /// The batch is paused: stop looking.
+        case paused
+        /// This entry is not a job to run (finished, superseded, held): look at the next.
+        case skipped
+    }
+
+    private func tryTake(entry: StreamEntry, worker: String) throws -> TakeOutcome {
         guard let jobID = entry.string("job") else {
             // Not one of ours: ack it so it never comes back.
             _ = try client.withRetry { try client.command(["XACK", keys.jobs, BatchKeys.group, entry.id]) }
-            return nil
+            return .skipped
         }
         let r = try client.withRetry {
             try evalMapped(
@@ -139,13 +155,23 @@ public final class BatchQueue: @unchecked Sendable {
         }
         guard let a = r.array, let tag = a.first?.string else { throw QueueError.unexpected("take reply \(r)") }
         if tag == "badbatch" { throw QueueError.damagedBatch(batchID, a.count > 1 ? a[1].string ?? "" : "") }
-        guard tag == "ok" else { return nil }
+        if tag == "paused" { return .paused }
+        guard tag == "ok" else { return .skipped }
         guard a.count >= 4, let epoch = a[1].int, let attempts = a[2].int, let payload = a[3].data else {
             throw QueueError.unexpected("take reply \(r)")
         }
-        return JobLease(
-            batchID: batchID, jobID: jobID, worker: worker, epoch: UInt64(epoch), attempt: Int(attempts),
-            payload: payload, checkpoint: a.count > 4 ? a[4].data : nil)
+        return .taken(
+            JobLease(
+                batchID: batchID, jobID: jobID, worker: worker, epoch: UInt64(epoch), attempt: Int(attempts),
+                payload: payload, checkpoint: a.count > 4 ? a[4].data : nil))
+    }
+
+    /// Pause: no job of this batch is taken until `setPaused(false)`; running jobs finish.
+    public func setPaused(_ paused: Bool) throws {
+        guard try counters() != nil else { throw QueueError.noSuchBatch(batchID) }
+        _ = try client.withRetry {
+            try client.command(paused ? ["HSET", keys.meta, "paused", "1"] : ["HDEL", keys.meta, "paused"])
+        }
     }
 
     /// Extends the lease; false means the job now belongs to someone else (stop working on it).

@@ -18,7 +18,8 @@ enum QueueScripts {
         """)
 
     /// KEYS: meta, jobs, job, lease, dead, running, ckpt  ARGV: jobID, entryID, owner
-    /// → {'ok', epoch, attempts, payload, checkpoint|false} or {'busy'|'finished'|'superseded'|'gone'|'dead', detail}
+    /// → {'ok', epoch, attempts, payload, checkpoint|false} or
+    /// {'busy'|'finished'|'superseded'|'gone'|'dead'|'paused', detail}
     static let take = RedisScript(
         """
         local function drop_entry()
@@ -28,6 +29,15 @@ enum QueueScripts {
         local st = redis.call('HGET', KEYS[3], 'state')
         if not st then drop_entry() return {'gone', ''} end
         if st == 'done' or st == 'dead' then drop_entry() return {'finished', st} end
+        if redis.call('HGET', KEYS[1], 'paused') == '1' then
+          -- Paused: hand the entry back as a fresh one at the tail, deliverable on resume
+          -- (left pending here, it would wait out a lease first).
+          if redis.call('HGET', KEYS[3], 'entry') == ARGV[2] and st == 'queued' then
+            drop_entry()
+            redis.call('HSET', KEYS[3], 'entry', redis.call('XADD', KEYS[2], '*', 'job', ARGV[1]))
+          end
+          return {'paused', ''}
+        end
         if redis.call('HGET', KEYS[3], 'entry') ~= ARGV[2] then drop_entry() return {'superseded', ''} end
         local lease = redis.call('GET', KEYS[4])
         if lease then

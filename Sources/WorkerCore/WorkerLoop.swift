@@ -180,7 +180,7 @@ public final class WorkerLoop {
                 continue
             }
             guard let c = try queue(id).counters() else { continue }  // not created (yet)
-            if c.finished { finished.insert(id) } else { out.append(id) }
+            if c.finished { finished.insert(id) } else if !c.paused { out.append(id) }
         }
         return out
     }

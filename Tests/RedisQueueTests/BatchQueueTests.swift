@@ -246,6 +246,25 @@ final class BatchQueueTests: XCTestCase {
         XCTAssertEqual(dead?.first?.string("error"), "worker w1 died: \(cause) (last heard of at step 7/20)")
     }
 
+    func testPausedBatchHandsOutNothingUntilResumed() throws {
+        let q = try makeQueue(leaseMs: 60_000)
+        try q.submit(jobID: "a", payload: Data())
+        try q.submit(jobID: "b", payload: Data())
+        let running = try XCTUnwrap(try q.take(worker: "w1"))
+        try q.setPaused(true)
+        XCTAssertEqual(try q.counters()?.paused, true)
+        XCTAssertNil(try q.take(worker: "w2"), "paused: nothing is taken")
+        XCTAssertNil(try q.take(worker: "w2", wait: 0.2))
+        XCTAssertEqual(try q.job("b")?.state, "queued")
+        XCTAssertEqual(try q.publish(running, fields: [("png", Data())]), .published, "running jobs finish")
+        try q.setPaused(false)
+        // At once, not after the 60 s lease: the entry was handed back, not left pending.
+        let b = try XCTUnwrap(try q.take(worker: "w2"))
+        XCTAssertEqual(b.jobID, "b")
+        XCTAssertEqual(b.attempt, 1, "a paused look is not an attempt")
+        XCTAssertThrowsError(try BatchQueue(client: client, batchID: "nope").setPaused(true))
+    }
+
     func testPublishReplayIsRecognised() throws {
         let q = try makeQueue()
         try q.submit(jobID: "j", payload: Data())

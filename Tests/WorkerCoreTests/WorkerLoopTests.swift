@@ -110,6 +110,17 @@ final class WorkerLoopTests: XCTestCase {
         XCTAssertEqual(try queue.results().count, 1)
     }
 
+    func testPausedBatchIsNotWorkedOnUntilResumed() throws {
+        try submit(seed: 1)
+        try queue.setPaused(true)
+        XCTAssertEqual(try loop("w").workOnce(), .done, "a paused batch has no work to give")
+        XCTAssertEqual(try queue.results().count, 0)
+        try queue.setPaused(false)
+        let worker = try loop("w")
+        while try worker.workOnce() != .done {}
+        XCTAssertEqual(try queue.results().count, 1)
+    }
+
     func testUnreadablePayloadIsDeadLetteredAndTheLoopGoesOn() throws {
         XCTAssertTrue(try queue.submit(jobID: "broken", payload: Data("not json".utf8)))
         try submit(seed: 5)
