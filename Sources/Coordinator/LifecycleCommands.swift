@@ -43,3 +43,35 @@ struct ResumeCommand: ParsableCommand {
         }
     }
 }
+
+/// `requeue BATCH --failed`: dead-lettered jobs run again; `collect`/`run` replace their lines.
+struct RequeueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "requeue",
+        abstract: "Put a batch's failed (dead-lettered) jobs back into its queue with their attempts reset.",
+        discussion: """
+            The next collect (or run) replaces each job's failure line in manifest.jsonl with its new \
+            outcome: the manifest stays one line per job.
+            """)
+
+    @Argument(help: "Batch id.")
+    var batch: String
+
+    @Flag(help: "Requeue the dead-lettered jobs (required: says what is requeued).")
+    var failed = false
+
+    @OptionGroup var redisOptions: RedisOptions
+
+    func validate() throws {
+        guard failed else { throw ValidationError("say what to requeue: --failed") }
+    }
+
+    func run() throws {
+        try guarded {
+            let queue = try BatchQueue(client: try redisOptions.connect(), batchID: batch)
+            let jobs = try queue.requeueDead()
+            say("batch \(batch): \(jobs.count) failed job(s) requeued with their attempts reset")
+            return 0
+        }
+    }
+}

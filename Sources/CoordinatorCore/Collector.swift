@@ -166,8 +166,10 @@ public final class Collector {
 
     private func handleResult(_ e: StreamEntry) throws {
         guard let id = e.string("job") else { return }
-        if manifest.contains(id) {
-            try queue.deleteResult(id: e.id)  // collected before a crash; the line is durable
+        // A failure line is replaced by a requeued job's result; anything else was collected
+        // before a crash and its line is durable.
+        if manifest.contains(id) && manifest.failure(id) == nil {
+            try queue.deleteResult(id: e.id)
             return
         }
         guard let job = try job(id) else {
@@ -232,7 +234,13 @@ public final class Collector {
     }
 
     private func handleDeadLetter(_ e: StreamEntry) throws {
-        guard let id = e.string("job"), !manifest.contains(id) else { return }
+        guard let id = e.string("job") else { return }
+        if manifest.contains(id) {
+            // Only a requeued job's new failure (another epoch) replaces its old failure line.
+            guard let old = manifest.failure(id), let epoch = e.string("epoch").flatMap({ UInt64($0) }),
+                old != epoch
+            else { return }
+        }
         guard let job = try job(id) else {
             log("dead letter \(e.id) names job \(id), which this batch does not have; skipped")
             return
@@ -249,7 +257,12 @@ public final class Collector {
     }
 
     private func append(_ line: ManifestEntry) throws {
-        if try manifest.append(line) { written += 1 }
+        if manifest.contains(line.jobID) {
+            try manifest.replace(line)
+            written += 1
+        } else if try manifest.append(line) {
+            written += 1
+        }
     }
 
     /// Source images of edits, kept next to the results for the contact sheet and the

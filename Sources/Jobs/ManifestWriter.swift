@@ -20,14 +20,18 @@ public enum ManifestError: Error, Equatable, CustomStringConvertible, LocalizedE
     public var errorDescription: String? { description }
 }
 
-/// Append-only JSON-lines manifest: one object per job, written once, fsynced before
-/// `append` returns — so after a coordinator crash the file says exactly which jobs are
-/// safely collected, and reopening it skips them.
+/// JSON-lines manifest: one object per job, fsynced before `append` returns — so after a
+/// coordinator crash the file says exactly which jobs are safely collected, and reopening it
+/// skips them. Appends only, except that a failed job's line is replaced when the job is
+/// requeued and runs again (`replace`: the file is rewritten and renamed into place), so the
+/// manifest stays one line per job, its latest outcome.
 public final class ManifestWriter: @unchecked Sendable {
     public let url: URL
     public let idKey: String
     private var fd: Int32
     private var ids: Set<String>
+    /// Jobs whose line is not "done", with that line's epoch (a retry's outcome has another).
+    private var failures: [String: UInt64?]
     private let lock = NSLock()
 
     /// Opens (creating if needed) and loads the ids already present. A torn final line —
@@ -41,13 +45,16 @@ public final class ManifestWriter: @unchecked Sendable {
         let existed = FileManager.default.fileExists(atPath: url.path)
         let (lines, validLength, fileLength, unterminated) = try Self.scan(url)
         var ids = Set<String>()
+        var failures: [String: UInt64?] = [:]
         for (n, line) in lines.enumerated() {
-            guard let id = Self.extractID(line, key: idKey) else {
+            guard let fields = Self.fields(line), let id = fields[idKey] as? String else {
                 throw ManifestError.corruptLine(path: url.path, line: n + 1)
             }
             ids.insert(id)
+            if let failure = Self.failure(fields) { failures[id] = failure } else { failures[id] = nil }
         }
         self.ids = ids
+        self.failures = failures
         fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ManifestError.io("cannot open \(url.path): \(String(cString: strerror(errno)))") }
         if unterminated {
@@ -79,6 +86,60 @@ public final class ManifestWriter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return ids.contains(jobID)
+    }
+
+    /// The epoch of the job's failure line (`.some(nil)`: a failure line without one), or nil
+    /// when the job has no line or a "done" one.
+    public func failure(_ jobID: String) -> UInt64?? {
+        lock.lock()
+        defer { lock.unlock() }
+        return failures[jobID]
+    }
+
+    /// Replaces the job's line with `entry` (or appends it): the other lines are copied to a
+    /// temporary file beside the manifest, fsynced and renamed over it, so a crash leaves
+    /// either the old manifest or the new one.
+    public func replace<T: Encodable>(_ entry: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let json = try encoder.encode(entry)
+        guard let fields = Self.fields(json), let id = fields[idKey] as? String else {
+            throw ManifestError.missingID(key: idKey)
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        guard fd >= 0 else { throw ManifestError.io("manifest \(url.path) is closed") }
+        var out = Data()
+        for line in try Self.scan(url).lines where Self.extractID(line, key: idKey) != id {
+            out.append(line)
+            out.append(0x0A)
+        }
+        out.append(json)
+        out.append(0x0A)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let tfd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard tfd >= 0 else { throw ManifestError.io("cannot create \(tmp.path): \(String(cString: strerror(errno)))") }
+        let ok = out.withUnsafeBytes { raw -> Bool in
+            var done = 0
+            while done < raw.count {
+                let n = write(tfd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                done += n
+            }
+            return fsync(tfd) == 0
+        }
+        Glibc.close(tfd)
+        guard ok, rename(tmp.path, url.path) == 0 else {
+            unlink(tmp.path)
+            throw ManifestError.io("cannot rewrite \(url.path): \(String(cString: strerror(errno)))")
+        }
+        Self.syncDirectory(of: url)
+        Glibc.close(fd)
+        fd = open(url.path, O_WRONLY | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ManifestError.io("cannot reopen \(url.path): \(String(cString: strerror(errno)))") }
+        ids.insert(id)
+        failures[id] = Self.failure(fields)
     }
 
     /// Appends `entry` (must encode to an object with a string `idKey`). Returns false and
@@ -116,6 +177,7 @@ public final class ManifestWriter: @unchecked Sendable {
             throw ManifestError.io("fsync of \(url.path) failed: \(String(cString: strerror(errno)))")
         }
         ids.insert(id)
+        if let fields = Self.fields(json) { failures[id] = Self.failure(fields) }
         return true
     }
 
@@ -166,8 +228,18 @@ public final class ManifestWriter: @unchecked Sendable {
     }
 
     private static func extractID(_ line: Data, key: String) -> String? {
-        guard let obj = try? JSONSerialization.jsonObject(with: line) as? [String: Any] else { return nil }
-        return obj[key] as? String
+        fields(line)?[key] as? String
+    }
+
+    private static func fields(_ line: Data) -> [String: Any]? {
+        try? JSONSerialization.jsonObject(with: line) as? [String: Any]
+    }
+
+    /// A line that is not "done": its epoch (nil inside when it has none); nil for done lines
+    /// and lines without a status (other manifests that use this writer).
+    private static func failure(_ fields: [String: Any]) -> UInt64?? {
+        guard let status = fields["status"] as? String, status != "done" else { return nil }
+        return .some((fields["epoch"] as? NSNumber)?.uint64Value)
     }
 
     private static func syncDirectory(of url: URL) {

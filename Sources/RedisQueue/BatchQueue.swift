@@ -166,6 +166,28 @@ public final class BatchQueue: @unchecked Sendable {
                 payload: payload, checkpoint: a.count > 4 ? a[4].data : nil))
     }
 
+    /// Puts every dead-lettered job back into the queue with its attempts reset (their dead
+    /// letters are removed); returns the jobs re-queued.
+    @discardableResult
+    public func requeueDead() throws -> [String] {
+        guard try counters() != nil else { throw QueueError.noSuchBatch(batchID) }
+        var requeued: [String] = []
+        while true {
+            let page = try deadLetters(after: "0-0", count: 100)
+            if page.isEmpty { break }
+            for entry in page {
+                let jobID = entry.string("job") ?? ""
+                let r = try client.withRetry {
+                    try evalMapped(
+                        QueueScripts.requeue, keys: [keys.meta, keys.jobs, keys.job(jobID), keys.dead],
+                        args: [jobID, entry.id])
+                }
+                if r.int == 1 { requeued.append(jobID) }
+            }
+        }
+        return requeued
+    }
+
     /// Pause: no job of this batch is taken until `setPaused(false)`; running jobs finish.
     public func setPaused(_ paused: Bool) throws {
         guard try counters() != nil else { throw QueueError.noSuchBatch(batchID) }

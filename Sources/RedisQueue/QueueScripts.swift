@@ -68,7 +68,8 @@ enum QueueScripts {
           end
           local err = damaged or redis.call('HGET', KEYS[3], 'error')
             or ('abandoned: lease lapsed on all ' .. attempts .. ' attempts' .. seen)
-          redis.call('XADD', KEYS[5], '*', 'job', ARGV[1], 'error', err, 'attempts', attempts, 'worker', ARGV[3])
+          redis.call('XADD', KEYS[5], '*', 'job', ARGV[1], 'error', err, 'attempts', attempts, 'worker', ARGV[3],
+            'epoch', rawEpoch)
           redis.call('HSET', KEYS[3], 'state', 'dead', 'owner', '')
           drop_entry()
           redis.call('DEL', KEYS[4], KEYS[7])
@@ -139,6 +140,20 @@ enum QueueScripts {
         redis.call('DEL', KEYS[4], KEYS[7])
         redis.call('SREM', KEYS[6], ARGV[3])
         redis.call('HINCRBY', KEYS[1], 'done', 1)
+        return 1
+        """)
+
+    /// KEYS: meta, jobs, job, dead  ARGV: jobID, deadEntryID → 1 re-queued, 0 not dead (the
+    /// dead entry is dropped either way). Attempts restart from 0; the epoch keeps counting,
+    /// so writes of any earlier owner stay fenced off.
+    static let requeue = RedisScript(
+        """
+        redis.call('XDEL', KEYS[4], ARGV[2])
+        if redis.call('HGET', KEYS[3], 'state') ~= 'dead' then return 0 end
+        local nid = redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
+        redis.call('HSET', KEYS[3], 'state', 'queued', 'owner', '', 'entry', nid, 'attempts', 0)
+        redis.call('HDEL', KEYS[3], 'error', 'last_progress')
+        redis.call('HINCRBY', KEYS[1], 'failed', -1)
         return 1
         """)
 

@@ -69,6 +69,36 @@ final class CollectorTests: XCTestCase {
         XCTAssertTrue(failedLine.error?.contains("boom") ?? false)
         XCTAssertEqual(
             try Collector(queue: q, output: out, log: { _ in }).collectNew(), 0, "a second collector adds nothing")
+
+        // requeue --failed: the job runs again; its failure line is replaced, first by its next
+        // failure (another epoch), then by its result. Still one line per job.
+        XCTAssertEqual(try q.requeueDead(), [failed.jobID])
+        XCTAssertEqual(try q.counters()?.failed, 0)
+        let again = try XCTUnwrap(try q.take(worker: "w2"))
+        XCTAssertEqual(again.attempt, 1, "attempts reset")
+        XCTAssertGreaterThan(again.epoch, failed.epoch, "epochs keep counting: old owners stay fenced")
+        XCTAssertEqual(try q.fail(again, error: "boom again", permanent: true), .deadLettered)
+        collector = try Collector(queue: q, output: out, log: { _ in })
+        XCTAssertEqual(try collector!.collectNew(), 1)
+        var now = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
+        XCTAssertEqual(now.count, 2)
+        XCTAssertEqual(now.first { $0.jobID == failed.jobID }?.error, "boom again")
+        XCTAssertEqual(try collector!.collectNew(), 0, "the same dead letter replaces nothing twice")
+        XCTAssertEqual(try q.requeueDead(), [failed.jobID])
+        let third = try XCTUnwrap(try q.take(worker: "w3"))
+        var thirdMetrics = metrics
+        thirdMetrics.epoch = third.epoch
+        XCTAssertEqual(
+            try q.publish(third, fields: [("png", png), ("metrics", try CanonicalJSON.encode(thirdMetrics))]),
+            .published)
+        XCTAssertEqual(try collector!.collectNew(), 1)
+        collector = nil
+        now = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
+        XCTAssertEqual(now.count, 2, "one line per job, the latest outcome")
+        XCTAssertEqual(now.first { $0.jobID == failed.jobID }?.status, "done")
+        XCTAssertEqual(now.first { $0.jobID == done.jobID }?.status, "done", "the other line is untouched")
+        XCTAssertTrue(
+            try FileManager.default.contentsOfDirectory(atPath: out.path).allSatisfy { !$0.contains(".tmp-") })
     }
 
     func testEmotionOutcomeSummary() {
