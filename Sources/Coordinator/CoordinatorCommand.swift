@@ -26,7 +26,8 @@ struct CoordinatorCommand: ParsableCommand {
         version: MUSEVersion.current,
         subcommands: [
             RunBatchCommand.self, SubmitCommand.self, WatchCommand.self, StatusCommand.self, CollectCommand.self,
-            ReportCommand.self, PauseCommand.self, ResumeCommand.self, RequeueCommand.self, BenchQueueCommand.self, BenchHashCommand.self,
+            ReportCommand.self, PauseCommand.self, ResumeCommand.self, CancelCommand.self, RequeueCommand.self,
+            DeleteCommand.self, BenchQueueCommand.self, BenchHashCommand.self,
         ])
 }
 

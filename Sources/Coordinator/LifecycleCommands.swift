@@ -75,3 +75,65 @@ struct RequeueCommand: ParsableCommand {
         }
     }
 }
+
+/// `cancel BATCH`: queued jobs never run, running ones stop at their next step.
+struct CancelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel",
+        abstract: "Cancel a batch: queued jobs never run, running ones stop at their next step.",
+        discussion: """
+            Cancelled jobs end as dead letters marked cancelled; collect writes them to manifest.jsonl \
+            with status "cancelled". requeue --failed brings them back.
+            """)
+
+    @Argument(help: "Batch id.")
+    var batch: String
+
+    @OptionGroup var redisOptions: RedisOptions
+
+    func run() throws {
+        try guarded {
+            let queue = try BatchQueue(client: try redisOptions.connect(), batchID: batch)
+            let jobs = try queue.cancel()
+            say("batch \(batch): \(jobs.count) job(s) cancelled; collect records them as cancelled")
+            return 0
+        }
+    }
+}
+
+/// `delete BATCH`: every key and blob of a finished batch.
+struct DeleteCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete",
+        abstract: "Remove every Redis key and blob of a finished (or cancelled) batch.",
+        discussion: """
+            Collect first: results still in Redis are deleted with the batch. A batch with jobs left \
+            is refused unless --force (cancel it first to stop its workers cleanly).
+            """)
+
+    @Argument(help: "Batch id.")
+    var batch: String
+
+    @Flag(help: "Delete even though jobs are queued or running.")
+    var force = false
+
+    @OptionGroup var redisOptions: RedisOptions
+
+    func run() throws {
+        try guarded {
+            let queue = try BatchQueue(client: try redisOptions.connect(), batchID: batch)
+            guard let c = try queue.counters() else { throw QueueError.noSuchBatch(batch) }
+            if !c.finished && !force {
+                say(
+                    "batch \(batch) is not finished (\(c.done + c.failed) of \(c.total) jobs); cancel it first, or pass --force"
+                )
+                return 2
+            }
+            let uncollected = try queue.results().count
+            try queue.destroy()
+            say(
+                "batch \(batch) deleted\(uncollected > 0 ? " (with \(uncollected) uncollected result(s))" : "")")
+            return 0
+        }
+    }
+}

@@ -247,7 +247,7 @@ public final class Collector {
         }
         let recorded = try queue.job(id)?.attempts ?? 0
         var line = ManifestEntry(
-            job: job, batchID: queue.batchID, status: "failed",
+            job: job, batchID: queue.batchID, status: e.string("cancelled") == "1" ? "cancelled" : "failed",
             attempts: Int(e.string("attempts") ?? "") ?? recorded)
         line.error = e.string("error") ?? "unknown error"
         line.worker = e.string("worker")

@@ -166,6 +166,57 @@ public final class BatchQueue: @unchecked Sendable {
                 payload: payload, checkpoint: a.count > 4 ? a[4].data : nil))
     }
 
+    /// Cancels the batch: paused first (nothing new starts), then every queued and running
+    /// job ends as a dead letter marked `cancelled`; running owners are fenced off and stop at
+    /// their next step. Returns the jobs cancelled. `requeue --failed` brings them back.
+    @discardableResult
+    public func cancel() throws -> [String] {
+        try setPaused(true)
+        var cancelled: [String] = []
+        var cursor = "-"
+        while true {
+            let reply = try client.withRetry { try client.command(["XRANGE", keys.jobs, cursor, "+", "COUNT", 200]) }
+            let page = Self.parseEntries(reply)
+            if page.isEmpty { break }
+            for entry in page {
+                guard let jobID = entry.string("job") else { continue }
+                let r = try client.withRetry {
+                    try evalMapped(
+                        QueueScripts.cancel,
+                        keys: [
+                            keys.meta, keys.jobs, keys.job(jobID), keys.dead, keys.lease(jobID), keys.running,
+                            keys.checkpoint(jobID),
+                        ],
+                        args: [jobID, entry.id])
+                }
+                if r.int == 1 {
+                    cancelled.append(jobID)
+                    try clearProgress(jobID: jobID)
+                }
+            }
+            cursor = "(" + page.last!.id
+        }
+        // Running jobs whose entry was already gone from the stream (reclaimed mid-flight).
+        let running = try client.withRetry { try client.command(["SMEMBERS", keys.running]) }
+        for jobID in (running.array ?? []).compactMap(\.string) {
+            let r = try client.withRetry {
+                try evalMapped(
+                    QueueScripts.cancel,
+                    keys: [
+                        keys.meta, keys.jobs, keys.job(jobID), keys.dead, keys.lease(jobID), keys.running,
+                        keys.checkpoint(jobID),
+                    ],
+                    args: [jobID, ""])
+            }
+            if r.int == 1 {
+                cancelled.append(jobID)
+                try clearProgress(jobID: jobID)
+            }
+        }
+        try setPaused(false)  // nothing is left to take; requeue --failed may bring jobs back
+        return cancelled
+    }
+
     /// Puts every dead-lettered job back into the queue with its attempts reset (their dead
     /// letters are removed); returns the jobs re-queued.
     @discardableResult

@@ -143,6 +143,26 @@ enum QueueScripts {
         return 1
         """)
 
+    /// KEYS: meta, jobs, job, dead, lease, running, ckpt  ARGV: jobID, entryID → 1 cancelled,
+    /// 0 already finished. A queued or running job ends as a dead letter marked `cancelled`;
+    /// a running job's owner is fenced off (its next progress, renew or publish is refused).
+    static let cancel = RedisScript(
+        """
+        local cur = redis.call('HMGET', KEYS[3], 'state', 'entry', 'epoch', 'attempts', 'owner')
+        if cur[2] == ARGV[2] then
+          redis.call('XACK', KEYS[2], 'workers', ARGV[2])
+          redis.call('XDEL', KEYS[2], ARGV[2])
+        end
+        if cur[1] ~= 'queued' and cur[1] ~= 'running' then return 0 end
+        redis.call('XADD', KEYS[4], '*', 'job', ARGV[1], 'error', 'cancelled', 'cancelled', '1',
+          'attempts', cur[4] or '0', 'worker', cur[5] or '', 'epoch', cur[3] or '0')
+        redis.call('HSET', KEYS[3], 'state', 'dead', 'owner', '', 'error', 'cancelled')
+        redis.call('DEL', KEYS[5], KEYS[7])
+        redis.call('SREM', KEYS[6], ARGV[1])
+        redis.call('HINCRBY', KEYS[1], 'failed', 1)
+        return 1
+        """)
+
     /// KEYS: meta, jobs, job, dead  ARGV: jobID, deadEntryID → 1 re-queued, 0 not dead (the
     /// dead entry is dropped either way). Attempts restart from 0; the epoch keeps counting,
     /// so writes of any earlier owner stay fenced off.

@@ -11,6 +11,9 @@ final class ProgressPoster: @unchecked Sendable {
     private var latest: (step: Int, total: Int)?
     private var scheduled = false
     private let writer = DispatchQueue(label: "muse.progress")
+    /// Called when a write is fenced off: the job was cancelled or reclaimed, and the step loop
+    /// should stop at its next step instead of at the next lease renewal.
+    var onFencedOff: (() -> Void)?
 
     /// `queue` should use a connection of its own (the worker's side connection).
     init(queue: BatchQueue, lease: JobLease) {
@@ -37,6 +40,6 @@ final class ProgressPoster: @unchecked Sendable {
         scheduled = false
         lock.unlock()
         guard let value else { return }
-        _ = try? queue.setProgress(lease, step: value.step, total: value.total)
+        if (try? queue.setProgress(lease, step: value.step, total: value.total)) == false { onFencedOff?() }
     }
 }

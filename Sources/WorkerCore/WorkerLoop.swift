@@ -20,7 +20,9 @@ public final class WorkerLoop {
     public let log: Logger
     public let stop = StopSignal()
 
-    private var finished = Set<String>()
+    /// Batches not to look at for a while: finished ones are looked at again after
+    /// `SkipList.recheck` seconds (`requeue --failed` can reopen a batch), damaged ids never.
+    private var finished = SkipList()
     /// Every batch this worker has heartbeated to.
     private var seen = Set<String>()
     private var queues: [String: BatchQueue] = [:]
@@ -76,10 +78,10 @@ public final class WorkerLoop {
                 log("Redis error: \(e); retrying in a second")
                 stop.sleep(1)
             } catch let QueueError.noSuchBatch(id) {
-                finished.insert(id)  // destroyed while we looked at it
+                finished.insert(id, for: SkipList.recheck)  // destroyed while we looked at it
             } catch let QueueError.damagedBatch(id, why) {
                 log("skipping batch \(id): its records in Redis are damaged (\(why)); other batches go on")
-                finished.insert(id)
+                finished.insert(id, for: 60)
             } catch {
                 log("error: \(error); retrying in a second")
                 stop.sleep(1)
@@ -176,11 +178,11 @@ public final class WorkerLoop {
             // A damaged entry in the batch index must not stop work on the others.
             guard (try? BatchKeys(batchID: id)) != nil else {
                 log("skipping '\(id)' in the batch index: not a valid batch id")
-                finished.insert(id)
+                finished.insert(id, for: .infinity)
                 continue
             }
             guard let c = try queue(id).counters() else { continue }  // not created (yet)
-            if c.finished { finished.insert(id) } else if !c.paused { out.append(id) }
+            if c.finished { finished.insert(id, for: SkipList.recheck) } else if !c.paused { out.append(id) }
         }
         return out
     }
@@ -230,6 +232,7 @@ public final class WorkerLoop {
         held.onEvent = { log("job \(short): \($0)") }
         held.startRenewing()
         let poster = ProgressPoster(queue: try BatchQueue(client: side, batchID: lease.batchID), lease: lease)
+        poster.onFencedOff = { [weak held] in held?.markLost("no longer the job's owner (cancelled or reclaimed)") }
         defer {
             held.stopRenewing()
             poster.drain()
@@ -316,4 +319,16 @@ public final class HeartbeatState: @unchecked Sendable {
         defer { lock.unlock() }
         return (batchesValue, job)
     }
+}
+
+/// Batch ids with the time until which they are skipped.
+struct SkipList {
+    static let recheck: TimeInterval = 10
+    private var until: [String: Date] = [:]
+
+    mutating func insert(_ id: String, for seconds: TimeInterval) {
+        until[id] = seconds.isFinite ? Date().addingTimeInterval(seconds) : .distantFuture
+    }
+
+    func contains(_ id: String) -> Bool { until[id].map { $0 > Date() } ?? false }
 }
