@@ -18,7 +18,9 @@ struct PauseCommand: ParsableCommand {
         try guarded {
             let queue = try BatchQueue(client: try redisOptions.connect(), batchID: batch)
             try queue.setPaused(true)
-            say("batch \(batch) paused: no new job starts; running ones finish. muse-coordinator resume \(batch) undoes it")
+            say(
+                "batch \(batch) paused: no new job starts; running ones finish. muse-coordinator resume \(batch) undoes it"
+            )
             return 0
         }
     }

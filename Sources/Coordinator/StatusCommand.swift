@@ -160,6 +160,7 @@ struct StatusCommand: ParsableCommand {
         return StatusJSON(
             batchID: q.batchID, name: info?.name, output: info?.output, total: st.total, done: st.done,
             failed: st.failed, running: st.running, stalled: st.stalled, queued: st.queued, finished: st.finished,
-            paused: try q.counters()?.paused ?? false, maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs, workers: workers, failures: failures)
+            paused: try q.counters()?.paused ?? false, maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs,
+            workers: workers, failures: failures)
     }
 }

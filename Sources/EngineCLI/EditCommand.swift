@@ -15,7 +15,7 @@ struct EditCommand: ParsableCommand {
 
     @Option(
         help:
-            "Input PNG; its size must suit the model (multiples of the model's size step, e.g. 64×64 for the tiny model)."
+            "Input PNG; its size must suit the model (multiples of the model's size step, e.g. 64×64 for the bundled model)."
     )
     var image: String
 

@@ -90,7 +90,7 @@ enum EngineCLI {
         }
     }
 
-    /// Finds the repository folder holding the bundled tiny models: upward from the current
+    /// Finds the repository folder holding the bundled models: upward from the current
     /// directory, then upward from the executable's location.
     enum BundledModels {
         static func root() throws -> String {
@@ -105,7 +105,7 @@ enum EngineCLI {
             for start in starts {
                 var dir = URL(fileURLWithPath: start).standardizedFileURL
                 while true {
-                    if fm.fileExists(atPath: dir.path + "/models/tiny-sd/model_index.json") {
+                    if fm.fileExists(atPath: dir.path + "/models/miniworld/sd/model_index.json") {
                         cache = dir.path
                         return dir.path
                     }
@@ -115,7 +115,7 @@ enum EngineCLI {
                 }
             }
             throw EngineCLI.Failure(
-                "cannot find the bundled tiny models (a folder containing models/tiny-sd) above the current directory or the executable; pass --model, --classifier-tower and --classifier-head/--clip-text explicitly"
+                "cannot find the bundled models (a folder containing models/miniworld/sd) above the current directory or the executable; pass --model, --classifier-tower and --classifier-head/--clip-text explicitly"
             )
         }
 

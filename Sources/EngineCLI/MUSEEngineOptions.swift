@@ -15,26 +15,27 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(name: .customLong("method"), help: "Synthesis method: \(SynthesisMethod.validNames).")
     var methodName = "muse"
 
-    @Option(help: "Stable Diffusion 1.x folder (diffusers layout). Default: the bundled models/tiny-sd.")
+    @Option(help: "Stable Diffusion 1.x folder (diffusers layout). Default: the bundled models/miniworld/sd.")
     var model: String?
 
     @Option(
         name: .customLong("classifier-tower"),
-        help: "CLIP vision tower folder (CLIPVisionModelWithProjection or CLIPModel). Default: models/tiny-clip-vision."
+        help:
+            "CLIP vision tower folder (CLIPVisionModelWithProjection or CLIPModel). Default: models/miniworld/clip-vision."
     )
     var tower: String?
 
     @Option(
         name: .customLong("classifier-head"),
         help:
-            "Linear emotion head (.safetensors with weight [8, D], bias [8]). Default: models/tiny-emotion-head.safetensors with the bundled tower; with --classifier-tower and no head, a zero-shot head."
+            "Linear emotion head (.safetensors with weight [8, D], bias [8]). Default: models/miniworld/emotion-head.safetensors with the bundled tower; with --classifier-tower and no head, a zero-shot head."
     )
     var head: String?
 
     @Option(
         name: .customLong("clip-text"),
         help:
-            "CLIP text model with projection, for timing and the zero-shot head. Default: the tower folder if it is a full CLIPModel, else models/tiny-clip-text."
+            "CLIP text model with projection, for timing and the zero-shot head. Default: the tower folder if it is a full CLIPModel, else models/miniworld/clip-text."
     )
     var clipText: String?
 
@@ -45,13 +46,13 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(help: "Seed of the initial noise.")
     var seed: UInt64 = 0
 
-    @Option(help: "DDIM steps. Default: 20 on the bundled tiny model, 50 otherwise.")
+    @Option(help: "DDIM steps. Default: 50.")
     var steps: Int?
 
     @Option(
         name: .customLong("tiny-decoder"),
         help:
-            "AutoencoderTiny (TAESD) folder for guidance_decoder tiny. Default with the bundled model: models/tiny-taesd."
+            "AutoencoderTiny (TAESD) folder for guidance_decoder tiny (models/tiny-taesd suits models/tiny-sd)."
     )
     var tinyDecoder: String?
 
@@ -110,7 +111,7 @@ struct MUSEEngineOptions: ParsableArguments {
         if emotion != nil && model != nil && tower == nil {
             throw EngineCLI.Failure(
                 "--model \(model ?? "") needs its classifier too: --classifier-tower (and --classifier-head, or "
-                    + "--zero-shot with --clip-text); the bundled tiny classifier belongs to the bundled tiny model only"
+                    + "--zero-shot with --clip-text); the bundled classifier belongs to the bundled model only"
             )
         }
         let method = try method()
@@ -118,7 +119,7 @@ struct MUSEEngineOptions: ParsableArguments {
         let muse = try emotion.map { try museSettings(target: $0) } ?? MUSESettings()
         let paths = try paths()
         let settings = JobSettings(
-            steps: defaultSteps(tiny: paths.tiny), guidance: guidance, negativePrompt: negativePrompt,
+            steps: steps ?? 50, guidance: guidance, negativePrompt: negativePrompt,
             strength: strength, scheduler: schedulerKind, muse: muse)
         do { try settings.validate() } catch let e as SettingsError {
             let option = [
@@ -141,7 +142,7 @@ struct MUSEEngineOptions: ParsableArguments {
         try checkOutput()
         var tiny: String?
         if settings.muse.guidanceDecoder == .tiny {
-            tiny = try tinyDecoder ?? (paths.tiny ? EngineCLI.BundledModels.root() + "/models/tiny-taesd" : nil)
+            tiny = tinyDecoder
             guard let tiny, FileManager.default.fileExists(atPath: tiny + "/config.json") else {
                 throw EngineCLI.Failure(
                     "--settings: guidance_decoder tiny needs --tiny-decoder (an AutoencoderTiny folder)"
@@ -218,11 +219,11 @@ struct MUSEEngineOptions: ParsableArguments {
     /// Resolved model paths; bundled defaults are searched for only when needed.
     func paths() throws -> (model: String, tower: String, head: String?, text: String, tiny: Bool) {
         func bundled(_ relative: String) throws -> String { try EngineCLI.BundledModels.root() + "/" + relative }
-        let model = try self.model ?? bundled("models/tiny-sd")
-        let tower = try self.tower ?? bundled("models/tiny-clip-vision")
+        let model = try self.model ?? bundled("models/miniworld/sd")
+        let tower = try self.tower ?? bundled("models/miniworld/clip-vision")
         var head: String? = nil
         if !zeroShot {
-            head = try self.head ?? (self.tower == nil ? bundled("models/tiny-emotion-head.safetensors") : nil)
+            head = try self.head ?? (self.tower == nil ? bundled("models/miniworld/emotion-head.safetensors") : nil)
         }
         let text: String
         if let clipText {
@@ -230,7 +231,7 @@ struct MUSEEngineOptions: ParsableArguments {
         } else if self.tower != nil, EngineCLI.BundledModels.isFullCLIP(tower) {
             text = tower
         } else if self.tower == nil {
-            text = try bundled("models/tiny-clip-text")
+            text = try bundled("models/miniworld/clip-text")
         } else {
             throw EngineCLI.Failure(
                 "\(tower) is a vision-only CLIP model; pass --clip-text with the matching CLIP text model (with projection)"
@@ -264,5 +265,4 @@ struct MUSEEngineOptions: ParsableArguments {
         return engine
     }
 
-    func defaultSteps(tiny: Bool) -> Int { steps ?? (tiny ? 20 : 50) }
 }

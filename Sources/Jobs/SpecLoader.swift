@@ -140,7 +140,8 @@ final class SpecLoader {
                 let place = job.imagePath.map { "'\($0)' " } ?? ""
                 r.issue(
                     "engine",
-                    "\(c.synthesis.method.rawValue) \(c.kind.rawValue) \(place)at \(size.width)×\(size.height) \(problem)")
+                    "\(c.synthesis.method.rawValue) \(c.kind.rawValue) \(place)at \(size.width)×\(size.height) \(problem)"
+                )
             }
             seconds[key] = cost.seconds
             total += cost.seconds

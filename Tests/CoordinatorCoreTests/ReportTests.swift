@@ -102,7 +102,8 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(lines.count, 4, lines.joined(separator: "\n"))
         XCTAssertTrue(lines[0].hasPrefix("| generation method | Emo-A | target prob | CLIP score | Sem-D |"), lines[0])
         XCTAssertEqual(
-            lines[2], "| muse | 0.750 | 0.425 | 27.00 | 0.7000 | 1.000 | 0.750 | 4 | 0 |", lines.joined(separator: "\n"))
+            lines[2], "| muse | 0.750 | 0.425 | 27.00 | 0.7000 | 1.000 | 0.750 | 4 | 0 |", lines.joined(separator: "\n")
+        )
         XCTAssertTrue(lines[3].hasPrefix("| prompt-only | 0.333 | 0.150 | 29.00 | 0.0000 |"), lines[3])
         XCTAssertTrue(try XCTUnwrap(summary.editing?.markdown).contains("| muse | 0.500 | 0.450 | 29.00 |"))
     }

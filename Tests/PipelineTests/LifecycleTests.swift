@@ -48,7 +48,8 @@ final class LifecycleTests: XCTestCase {
 
         // A slow worker starts a job; cancel stops it at its next step.
         let worker = try RunningTool(
-            "muse-worker", ["run", "--redis", redis.url, "--name", "slow", "--engine", "fake", "--fake-step-ms", "100"],
+            "muse-worker",
+            ["run", "--redis", redis.url, "--name", "slow", "--engine", "fake", "--fake-step-ms", "100"],
             dir: dir, label: "slow-worker")
         defer { worker.stop() }
         XCTAssertTrue(try waitUntil(30, "a job to start") { (try queue.status().running) == 1 })

@@ -44,15 +44,23 @@ final class SpecTests: XCTestCase {
           seeds: [1, 2]
         """
 
-    func testDemoSpecLoads() throws {
-        let loaded = try JobSpec.load(
+    func testDemoSpecsLoad() throws {
+        let tiny = try JobSpec.load(
+            path: packageRoot.appendingPathComponent("manifests/tiny-demo.yaml").path, environment: env)
+        XCTAssertEqual(tiny.jobs.count, 3 * 8 + 2 * 8)
+        XCTAssertEqual(tiny.blobs.count, 2)
+        XCTAssertTrue(tiny.batchID.hasPrefix("tiny-demo-"))
+        XCTAssertEqual(tiny.info.sheetColumns, 9)
+        XCTAssertEqual(tiny.jobs.filter { $0.content.kind == .edit }.count, 16)
+        XCTAssertTrue(tiny.jobs.allSatisfy { $0.locations.model == "bundled:tiny-sd" })
+        let demo = try JobSpec.load(
             path: packageRoot.appendingPathComponent("manifests/demo.yaml").path, environment: env)
-        XCTAssertEqual(loaded.jobs.count, 3 * 8 + 2 * 8)
-        XCTAssertEqual(loaded.blobs.count, 2)
-        XCTAssertTrue(loaded.batchID.hasPrefix("demo-"))
-        XCTAssertEqual(loaded.info.sheetColumns, 9)
-        XCTAssertEqual(loaded.jobs.filter { $0.content.kind == .edit }.count, 16)
-        XCTAssertTrue(loaded.jobs.allSatisfy { $0.locations.model == "bundled:tiny-sd" })
+        XCTAssertTrue(demo.batchID.hasPrefix("demo-"))
+        XCTAssertTrue(demo.jobs.allSatisfy { $0.locations.model == "bundled:miniworld/sd" })
+        XCTAssertEqual(demo.jobs.filter { $0.content.kind == .edit }.count, 16)
+        XCTAssertTrue(
+            demo.jobs.allSatisfy { $0.content.settings.muse.minStartFraction == MUSESettings().minStartFraction },
+            "the demo uses the engine's real timing")
     }
 
     func testExpansionOrderSeedsAndNames() throws {

@@ -7,7 +7,8 @@ final class JobCostEstimateTests: XCTestCase {
     let sd15 = try! ImageSizeRules(unetSampleSize: 64, unetLevels: 4, vaeLevels: 4)
 
     func estimate(
-        _ method: SynthesisMethod = .muse, side: Int = 512, edit: Bool = false, _ change: (inout JobSettings) -> Void = { _ in }
+        _ method: SynthesisMethod = .muse, side: Int = 512, edit: Bool = false,
+        _ change: (inout JobSettings) -> Void = { _ in }
     ) -> JobCostEstimate {
         var settings = JobSettings()
         change(&settings)

@@ -450,7 +450,15 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
         a = acp[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
         pred = unet(zt, t, encoder_hidden_states=ctx).sample
-        loss = F.mse_loss(pred, noise)
+        if args.unet_min_snr > 0:
+            # min-SNR-γ weighting (Hang et al. 2023) for the epsilon objective: min(SNR, γ)/SNR
+            # per sample, so the noisy steps, where the global look is decided, count as much
+            # as the nearly clean ones.
+            snr = (a / (1 - a)).view(-1)
+            w = torch.clamp(snr, max=args.unet_min_snr) / snr
+            loss = (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+        else:
+            loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -648,6 +656,7 @@ def main():
     ap.add_argument("--unet-max-min", type=float, default=32)
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--unet2-lr", type=float, default=2e-4)
+    ap.add_argument("--unet-min-snr", type=float, default=0, help="min-SNR-γ loss weighting (0: plain MSE)")
     ap.add_argument("--unet2-max-min", type=float, default=14)
     ap.add_argument("--eval-steps", type=int, default=1500)
     ap.add_argument("--eval-batch", type=int, default=128)
