@@ -102,7 +102,7 @@ public final class BatchQueue: @unchecked Sendable {
             guard let entry = Self.parseXRead(reply).first else { return nil }
             switch try tryTake(entry: entry, worker: worker) {
             case .taken(let lease): return lease
-            case .paused: return nil
+            case .paused, .later: return nil
             case .skipped: continue
             }
         }
@@ -120,7 +120,7 @@ public final class BatchQueue: @unchecked Sendable {
             for entry in Self.parseEntries(parts[1]) {
                 switch try tryTake(entry: entry, worker: worker) {
                 case .taken(let lease): return lease
-                case .paused: return nil
+                case .paused, .later: return nil
                 case .skipped: continue
                 }
             }
@@ -134,6 +134,9 @@ public final class BatchQueue: @unchecked Sendable {
         case taken(JobLease)
         /// The batch is paused: stop looking.
         case paused
+        /// The job backs off after a failure (moved to the tail): stop this look, so a batch
+        /// holding only such jobs is not spun on.
+        case later
         /// This entry is not a job to run (finished, superseded, held): look at the next.
         case skipped
     }
@@ -156,6 +159,7 @@ public final class BatchQueue: @unchecked Sendable {
         guard let a = r.array, let tag = a.first?.string else { throw QueueError.unexpected("take reply \(r)") }
         if tag == "badbatch" { throw QueueError.damagedBatch(batchID, a.count > 1 ? a[1].string ?? "" : "") }
         if tag == "paused" { return .paused }
+        if tag == "later" { return .later }
         guard tag == "ok" else { return .skipped }
         guard a.count >= 4, let epoch = a[1].int, let attempts = a[2].int, let payload = a[3].data else {
             throw QueueError.unexpected("take reply \(r)")
@@ -294,9 +298,21 @@ public final class BatchQueue: @unchecked Sendable {
         }
     }
 
-    /// Records a failure. Re-queued while attempts remain (unless `permanent`), else
-    /// dead-lettered with `error` and acked.
-    public func fail(_ lease: JobLease, error: String, permanent: Bool = false) throws -> FailOutcome {
+    /// Seconds a job waits before its retry after `attempt` failed takes: exponential, capped,
+    /// with ±25 % jitter so jobs that failed together (a Redis blip, a bad model file being
+    /// replaced) do not all come back at once.
+    public static func retryBackoff(attempt: Int, base: Double = 2, cap: Double = 60) -> Double {
+        let exponential = min(cap, base * pow(2, Double(min(max(attempt, 1), 30) - 1)))
+        return exponential * Double.random(in: 0.75...1.25)
+    }
+
+    /// Records a failure. Re-queued while attempts remain (unless `permanent`), to be taken
+    /// again after `backoff` seconds (default `retryBackoff`: so the worker that failed it does
+    /// not retake it at once), else dead-lettered with `error` and acked.
+    public func fail(_ lease: JobLease, error: String, permanent: Bool = false, backoff: Double? = nil) throws
+        -> FailOutcome
+    {
+        let wait = backoff ?? Self.retryBackoff(attempt: lease.attempt)
         let r = try client.withRetry {
             try evalMapped(
                 QueueScripts.fail,
@@ -304,7 +320,7 @@ public final class BatchQueue: @unchecked Sendable {
                     keys.meta, keys.jobs, keys.job(lease.jobID), keys.lease(lease.jobID), keys.dead,
                     keys.running, keys.checkpoint(lease.jobID),
                 ],
-                args: [lease.worker, lease.epoch, lease.jobID, error, permanent ? 1 : 0])
+                args: [lease.worker, lease.epoch, lease.jobID, error, permanent ? 1 : 0, Int(wait * 1000)])
         }
         switch r.int {
         case 1: return .requeued

@@ -19,7 +19,7 @@ enum QueueScripts {
 
     /// KEYS: meta, jobs, job, lease, dead, running, ckpt  ARGV: jobID, entryID, owner
     /// → {'ok', epoch, attempts, payload, checkpoint|false} or
-    /// {'busy'|'finished'|'superseded'|'gone'|'dead'|'paused', detail}
+    /// {'busy'|'finished'|'superseded'|'gone'|'dead'|'paused'|'later', detail}
     static let take = RedisScript(
         """
         local function drop_entry()
@@ -29,6 +29,19 @@ enum QueueScripts {
         local st = redis.call('HGET', KEYS[3], 'state')
         if not st then drop_entry() return {'gone', ''} end
         if st == 'done' or st == 'dead' then drop_entry() return {'finished', st} end
+        local notBefore = tonumber(redis.call('HGET', KEYS[3], 'not_before') or '')
+        if notBefore and st == 'queued' then
+          local now = redis.call('TIME')
+          local nowMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+          if nowMs < notBefore then
+            -- Backing off after a failure: to the tail, so the jobs behind it go first.
+            if redis.call('HGET', KEYS[3], 'entry') == ARGV[2] then
+              drop_entry()
+              redis.call('HSET', KEYS[3], 'entry', redis.call('XADD', KEYS[2], '*', 'job', ARGV[1]))
+            end
+            return {'later', notBefore - nowMs}
+          end
+        end
         if redis.call('HGET', KEYS[1], 'paused') == '1' then
           -- Paused: hand the entry back as a fresh one at the tail, deliverable on resume
           -- (left pending here, it would wait out a lease first).
@@ -172,7 +185,7 @@ enum QueueScripts {
         if redis.call('HGET', KEYS[3], 'state') ~= 'dead' then return 0 end
         local nid = redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
         redis.call('HSET', KEYS[3], 'state', 'queued', 'owner', '', 'entry', nid, 'attempts', 0)
-        redis.call('HDEL', KEYS[3], 'error', 'last_progress')
+        redis.call('HDEL', KEYS[3], 'error', 'last_progress', 'not_before')
         redis.call('HINCRBY', KEYS[1], 'failed', -1)
         return 1
         """)
@@ -187,7 +200,8 @@ enum QueueScripts {
         return 1
         """)
 
-    /// KEYS: meta, jobs, job, lease, dead, running, ckpt  ARGV: owner, epoch, jobID, error, permanent(0|1)
+    /// KEYS: meta, jobs, job, lease, dead, running, ckpt
+    /// ARGV: owner, epoch, jobID, error, permanent(0|1), backoffMs (re-queued jobs wait this long)
     /// → 1 re-queued, 2 dead-lettered, 0 stale epoch. The checkpoint is dropped either way:
     /// a failure may come from the saved state itself, so the retry starts clean.
     static let fail = RedisScript(
@@ -209,6 +223,12 @@ enum QueueScripts {
         end
         local nid = redis.call('XADD', KEYS[2], '*', 'job', ARGV[3])
         redis.call('HSET', KEYS[3], 'state', 'queued', 'owner', '', 'entry', nid)
+        local backoff = tonumber(ARGV[6] or '0') or 0
+        if backoff > 0 then
+          local now = redis.call('TIME')
+          local nowMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+          redis.call('HSET', KEYS[3], 'not_before', nowMs + math.floor(backoff))
+        end
         return 1
         """)
 

@@ -171,8 +171,8 @@ final class BatchQueueTests: XCTestCase {
         try q.submit(jobID: "j", payload: Data())
         let t1 = try XCTUnwrap(try q.take(worker: "w"))
         XCTAssertTrue(try q.writeCheckpoint(t1, step: 3, data: Data("x".utf8)))
-        XCTAssertEqual(try q.fail(t1, error: "boom 1"), .requeued)
-        let t2 = try XCTUnwrap(try q.take(worker: "w"), "re-queued at once")
+        XCTAssertEqual(try q.fail(t1, error: "boom 1", backoff: 0), .requeued)
+        let t2 = try XCTUnwrap(try q.take(worker: "w"), "re-queued at once (no back-off asked for)")
         XCTAssertEqual(t2.attempt, 2)
         XCTAssertNil(t2.checkpoint, "a failed attempt's checkpoint is not resumed")
         XCTAssertEqual(try q.fail(t2, error: "boom 2"), .deadLettered)
@@ -219,8 +219,9 @@ final class BatchQueueTests: XCTestCase {
         let cause = "signal 4 (SIGILL), a runtime trap or crash: Fatal error: Index out of range"
         XCTAssertEqual(try q.recordCrash(worker: "w1", cause: cause, retryNow: true), ["j"])
         XCTAssertEqual(try q.recordCrash(worker: "w1", cause: cause, retryNow: true), [], "reported once")
-        // retried now, not after the 60 s lease; clean, since the checkpoint may be what trapped
-        let t2 = try XCTUnwrap(try q.take(worker: "w2"))
+        // retried after the first back-off (2 s ± 25 %), not after the 60 s lease; clean, since
+        // the checkpoint may be what trapped
+        let t2 = try XCTUnwrap(try eventually { try q.take(worker: "w2") })
         XCTAssertNil(t2.checkpoint)
         XCTAssertEqual(try q.recordCrash(worker: "w1", cause: cause, retryNow: true), [], "w1 no longer holds it")
         XCTAssertEqual(try q.job("j")?.owner, "w2")
@@ -237,13 +238,38 @@ final class BatchQueueTests: XCTestCase {
         XCTAssertTrue(try q.setProgress(t, step: 7, total: 20))
         let cause = "killed by signal 9 (SIGKILL) (the OOM killer or an operator)"
         XCTAssertEqual(try q.recordCrash(worker: "w1", cause: cause, retryNow: false), ["j"])
-        XCTAssertEqual(try q.job("j")?.state, "running", "a kill from outside keeps the job (and its checkpoint) for the lease")
+        XCTAssertEqual(
+            try q.job("j")?.state, "running", "a kill from outside keeps the job (and its checkpoint) for the lease")
         let dead = try eventually { () -> [StreamEntry]? in
             XCTAssertNil(try q.take(worker: "w2"))
             let d = try q.deadLetters()
             return d.isEmpty ? nil : d
         }
         XCTAssertEqual(dead?.first?.string("error"), "worker w1 died: \(cause) (last heard of at step 7/20)")
+    }
+
+    /// A failed job waits before its retry (exponential, jittered), at the tail of the queue,
+    /// so the worker that failed it does not retake it at once and the jobs behind go first.
+    func testFailedJobBacksOffBeforeItsRetry() throws {
+        let q = try makeQueue(maxAttempts: 5)
+        try q.submit(jobID: "a", payload: Data())
+        try q.submit(jobID: "b", payload: Data())
+        let a = try XCTUnwrap(try q.take(worker: "w"))
+        XCTAssertEqual(a.jobID, "a")
+        XCTAssertEqual(try q.fail(a, error: "transient", backoff: 1.0), .requeued)
+        let b = try XCTUnwrap(try q.take(worker: "w"), "the job behind it goes first")
+        XCTAssertEqual(b.jobID, "b")
+        let start = Date()
+        XCTAssertNil(try q.take(worker: "w"), "a is backing off")
+        let again = try XCTUnwrap(try eventually { try q.take(worker: "w") })
+        XCTAssertEqual(again.jobID, "a")
+        XCTAssertEqual(again.attempt, 2)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(start), 0.8)
+        // The default schedule: 2 s, 4 s, 8 s … capped at 60 s, each ±25 %.
+        for (attempt, mid) in [(1, 2.0), (2, 4.0), (3, 8.0), (10, 60.0)] {
+            let b = BatchQueue.retryBackoff(attempt: attempt)
+            XCTAssertTrue((mid * 0.75...mid * 1.25).contains(b), "attempt \(attempt): \(b)")
+        }
     }
 
     func testPausedBatchHandsOutNothingUntilResumed() throws {
