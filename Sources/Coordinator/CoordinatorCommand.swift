@@ -22,6 +22,9 @@ struct CoordinatorCommand: ParsableCommand {
 
             Exit codes: 0 success; 1 runtime error (Redis, files); 2 invalid spec or input; \
             3 the batch finished with failed jobs; 130/143 interrupted (run resumes when started again).
+
+            Logs: --log-format text|json (or MUSE_LOG_FORMAT) anywhere on the command line: JSON gives \
+            one object per line (time, level, program, message); MUSE_LOG_LEVEL sets the level.
             """,
         version: MUSEVersion.current,
         subcommands: [
@@ -29,6 +32,16 @@ struct CoordinatorCommand: ParsableCommand {
             ReportCommand.self, PauseCommand.self, ResumeCommand.self, CancelCommand.self, RequeueCommand.self,
             DeleteCommand.self, BenchQueueCommand.self, BenchHashCommand.self,
         ])
+
+    static func main() {
+        let arguments = Log.bootstrap(arguments: Array(CommandLine.arguments.dropFirst()))
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 struct RedisOptions: ParsableArguments {

@@ -11,7 +11,11 @@ public let coordinatorLog = Log.logger("muse-coordinator")
 
 /// Prints `message` on stderr without a timestamp (user-facing errors and summaries).
 public func say(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    if Log.format == .json {
+        coordinatorLog.info("\(message)")
+    } else {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+    }
 }
 
 /// A problem with what the user asked for (exit code 2).

@@ -145,6 +145,7 @@ public final class LocalBatchRun {
     private func startWorkers(binary: String, redis: RedisServer) throws -> LocalWorkers {
         var env = ProcessInfo.processInfo.environment
         for key in ["REDIS_URL", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE"] { env.removeValue(forKey: key) }
+        env["MUSE_LOG_FORMAT"] = Log.format.rawValue  // workers log as --log-format says
         if env["OPENBLAS_NUM_THREADS"] == nil {
             env["OPENBLAS_NUM_THREADS"] = String(
                 max(1, ProcessInfo.processInfo.activeProcessorCount / options.localWorkers))

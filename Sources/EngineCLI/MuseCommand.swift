@@ -15,9 +15,9 @@ struct MuseCommand: ParsableCommand {
         ])
 
     static func main() {
-        Log.bootstrap()
+        let arguments = Log.bootstrap(arguments: Array(CommandLine.arguments.dropFirst()))
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
             exit(withError: error)

@@ -7,12 +7,52 @@ import Foundation
 public enum Log {
     public enum Format: String, Sendable, CaseIterable { case text, json }
 
+    /// The format the process logs in (set by `bootstrap`).
+    nonisolated(unsafe) public private(set) static var format = Format.text
+
+    /// `main`'s first step: takes `--log-format text|json` (anywhere on the command line, or
+    /// `MUSE_LOG_FORMAT`) out of `arguments`, bootstraps with it and returns the rest for the
+    /// argument parser. A bad value exits 64 with a message naming it.
+    public static func bootstrap(
+        arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> [String] {
+        var rest: [String] = []
+        var chosen = environment["MUSE_LOG_FORMAT"]
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a == "--log-format" {
+                chosen = i + 1 < arguments.count ? arguments[i + 1] : ""
+                i += 2
+                continue
+            }
+            if a.hasPrefix("--log-format=") {
+                chosen = String(a.dropFirst("--log-format=".count))
+            } else {
+                rest.append(a)
+            }
+            i += 1
+        }
+        var format = Format.text
+        if let chosen {
+            guard let f = Format(rawValue: chosen) else {
+                FileHandle.standardError.write(
+                    Data("error: --log-format (or MUSE_LOG_FORMAT) must be text or json, got '\(chosen)'\n".utf8))
+                exit(64)
+            }
+            format = f
+        }
+        bootstrap(format: format, environment: environment)
+        return rest
+    }
+
     /// Call once, first thing in `main`. Later calls are ignored (swift-log allows one bootstrap).
     public static func bootstrap(
         format: Format = .text, environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         let level = environment["MUSE_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         bootstrapOnce.run {
+            Log.format = format
             LoggingSystem.bootstrap { label in
                 var handler = StderrLineHandler(label: label, format: format)
                 handler.logLevel = level

@@ -8,14 +8,18 @@ struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "muse-worker",
         abstract: "MUSE worker: runs emotion synthesis jobs from Redis.",
+        discussion: """
+            Logs: --log-format text|json (or MUSE_LOG_FORMAT) anywhere on the command line; JSON gives one \
+            object per line (time, level, program, name, message). MUSE_LOG_LEVEL sets the level.
+            """,
         version: MUSEVersion.current,
         subcommands: [WorkerRunCommand.self],
         defaultSubcommand: WorkerRunCommand.self)
 
     static func main() {
-        Log.bootstrap()
+        let arguments = Log.bootstrap(arguments: Array(CommandLine.arguments.dropFirst()))
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
             exit(withError: error)
