@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -47,7 +48,12 @@ let package = Package(
         .target(name: "Checkpoints", dependencies: ["CZstd", "CZlib", "Support"]),
         .target(name: "Imaging", dependencies: ["CPNG", "Support"]),
         .target(name: "Jobs", dependencies: ["Vocabulary", "Support", "Imaging", "RedisQueue", "Yams"]),
-        .target(name: "WorkerCore", dependencies: ["Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support"]),
+        .target(
+            name: "WorkerCore",
+            dependencies: [
+                "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
         .target(
             name: "WorkerEngine",
             dependencies: ["WorkerCore", "MUSE", "Tensor", "Diffusion", "Jobs", "Checkpoints", "Imaging", "Support"]),

@@ -60,6 +60,15 @@ struct WorkerRunCommand: ParsableCommand {
             "Stop (checkpoint and release) when this process is no longer our parent.", visibility: .hidden))
     var parentPid: Int32?
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (0: a free port, logged; default: off).",
+            valueName: "port"))
+    var metricsPort: Int?
+
+    @Option(help: "Address the metrics endpoint binds (0.0.0.0 for scraping from other hosts).")
+    var metricsAddress = "127.0.0.1"
+
     @Flag(
         help: """
             Run the worker as a child process and restart it when it dies, recording the cause (a \
@@ -78,6 +87,9 @@ struct WorkerRunCommand: ParsableCommand {
         guard (0...3_600_000).contains(fakeStepMs) else {
             throw ValidationError("--fake-step-ms must be in 0...3600000")
         }
+        if let p = metricsPort, !(0...65_535).contains(p) {
+            throw ValidationError("--metrics-port must be in 0...65535, got \(p)")
+        }
         for b in batches where (try? BatchKeys(batchID: b)) == nil {
             throw ValidationError("--batch '\(b)' is not a batch id (1-128 characters of A-Z a-z 0-9 . _ : -)")
         }
@@ -90,6 +102,8 @@ struct WorkerRunCommand: ParsableCommand {
         for b in batches { args += ["--batch", b] }
         if exitWhenIdle { args.append("--exit-when-idle") }
         if let fakeTrapAtStep { args += ["--fake-trap-at-step", String(fakeTrapAtStep)] }
+        // The child serves the metrics: its counters are the ones that move.
+        if let metricsPort { args += ["--metrics-port", String(metricsPort), "--metrics-address", metricsAddress] }
         return args
     }
 
@@ -125,13 +139,26 @@ struct WorkerRunCommand: ParsableCommand {
             engine == "fake"
             ? FakePipelineEngine(stepDelay: Double(fakeStepMs) / 1000, trapAtStep: fakeTrapAtStep)
             : MUSEPipelineEngine()
+        var metrics: WorkerMetrics?
+        var server: MetricsServer?
+        if let metricsPort {
+            let m = WorkerMetrics()
+            do {
+                server = try MetricsServer(address: metricsAddress, port: UInt16(metricsPort)) { m.text() }
+            } catch {
+                log("error: \(error)")
+                throw ExitCode(1)
+            }
+            metrics = m
+            log("metrics on http://\(metricsAddress):\(server?.port ?? 0)/metrics")
+        }
         let loop = WorkerLoop(
             name: workerName, client: client, side: side, engine: engineImpl, batches: batches,
-            exitWhenIdle: exitWhenIdle, heartbeatInterval: heartbeat, parentPID: parentPid, log: log)
+            exitWhenIdle: exitWhenIdle, heartbeatInterval: heartbeat, parentPID: parentPid, log: log, metrics: metrics)
         log(
             "started: engine \(engineImpl.name), Redis \(endpoint)\(batches.isEmpty ? "" : ", batches \(batches.joined(separator: ", "))")"
         )
-        let code = loop.run()
+        let code = withExtendedLifetime(server) { loop.run() }
         if code != 0 { throw ExitCode(code) }
     }
 }

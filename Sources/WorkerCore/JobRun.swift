@@ -28,6 +28,8 @@ final class JobRun {
     /// Reports a finished step (step, total); must not block.
     let progress: (Int, Int) -> Void
     let began = Date()
+    /// Counted into when set (`muse-worker run --metrics-port`).
+    var metrics: WorkerMetrics?
     var short: String { String(job.id.prefix(8)) }
     var queue: BatchQueue { held.queue }
     var lease: JobLease { held.lease }
@@ -61,7 +63,8 @@ final class JobRun {
         segmentStart = session.step
         segmentBegan = Date()
         switch try runSteps(session) {
-        case .lost, .released: return
+        case .lost: metrics?.jobsLost.increment()
+        case .released: metrics?.jobsReleased.increment()
         case .finished(let out): try publish(out, session: session)
         }
     }
@@ -117,7 +120,9 @@ final class JobRun {
                 return .lost
             }
             if shouldStop() { return try releaseForStop(session) }
+            let stepBegan = Date()
             try session.advance()
+            metrics?.steps.record(Date().timeIntervalSince(stepBegan))
             sinceCheckpoint += 1
             progress(session.step, session.totalSteps)
             if verbose, let line = session.lastStepSummary { log("job \(short): \(line)") }
@@ -154,8 +159,11 @@ final class JobRun {
         var payload = try session.checkpoint()
         let segs = segments + [currentSegment(session)]
         payload.blobs.append(.init(name: "segments", bytes: try JSONEncoder().encode(segs)))
+        let began = Date()
         do {
             guard let bytes = try held.writeCheckpoint(payload, step: session.step) else { return false }
+            metrics?.checkpoints.record(Date().timeIntervalSince(began))
+            metrics?.checkpointBytes.increment(by: Int64(bytes))
             checkpoints += 1
             log("job \(short): checkpoint at step \(session.step)/\(session.totalSteps) (\(bytes) bytes)")
         } catch let e as RedisError where e.isTransient {
@@ -174,6 +182,7 @@ final class JobRun {
         let emotion = job.content.emotion.rawValue
         switch outcome {
         case .published, .alreadyPublished:
+            self.metrics?.jobsDone.increment()
             try? queue.recordDone(worker: worker, seconds: Date().timeIntervalSince(began))
             var summary = String(format: "job %@: done in %.1f s", short, Date().timeIntervalSince(began))
             if let p = out.probabilities?[emotion], let top = metrics.topEmotion {

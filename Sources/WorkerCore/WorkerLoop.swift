@@ -17,6 +17,8 @@ public final class WorkerLoop {
     public let exitWhenIdle: Bool
     public let heartbeatInterval: TimeInterval
     public let parentPID: Int32?
+    /// Counted into when set (`--metrics-port`).
+    public let metrics: WorkerMetrics?
     public let log: Logger
     public let stop = StopSignal()
 
@@ -32,7 +34,8 @@ public final class WorkerLoop {
 
     public init(
         name: String, client: RedisClient, side: RedisClient, engine: PipelineEngine, batches: [String],
-        exitWhenIdle: Bool, heartbeatInterval: TimeInterval, parentPID: Int32?, log: Logger
+        exitWhenIdle: Bool, heartbeatInterval: TimeInterval, parentPID: Int32?, log: Logger,
+        metrics: WorkerMetrics? = nil
     ) {
         self.name = name
         self.client = client
@@ -42,6 +45,7 @@ public final class WorkerLoop {
         self.exitWhenIdle = exitWhenIdle
         self.heartbeatInterval = heartbeatInterval
         self.parentPID = parentPID
+        self.metrics = metrics
         self.log = log
     }
 
@@ -64,12 +68,14 @@ public final class WorkerLoop {
                 case .done: break loop
                 }
             } catch let e as RedisError where e.isTransient {
+                metrics?.redisErrors.increment()
                 if !redisDown {
                     log("Redis unavailable (\(e)); retrying every second")
                     redisDown = true
                 }
                 stop.sleep(1)
             } catch let e as RedisError {
+                metrics?.redisErrors.increment()
                 if case .authenticationFailed = e {
                     log("error: \(e)")
                     exitCode = 1
@@ -253,6 +259,7 @@ public final class WorkerLoop {
         ) { [self] in
             stop.requested || parentGone()
         }
+        run.metrics = metrics
         do { try run.run() } catch is Interrupted {
             log("job \(short): stopping while Redis is unreachable; the job resumes from its last checkpoint")
         } catch let failure as JobFailure {
@@ -279,8 +286,12 @@ public final class WorkerLoop {
     }
 
     private func report(_ held: LeasedJob, _ message: String, permanent: Bool, short: String) throws {
-        switch try failPatiently(held, message, permanent: permanent) {
-        case .requeued: log("job \(short): failed (attempt \(held.lease.attempt)): \(message); re-queued")
+        let outcome = try failPatiently(held, message, permanent: permanent)
+        if outcome != .stale { metrics?.jobsFailed.increment() }
+        switch outcome {
+        case .requeued:
+            metrics?.jobsRequeued.increment()
+            log("job \(short): failed (attempt \(held.lease.attempt)): \(message); re-queued")
         case .deadLettered:
             log(
                 "job \(short): failed for good\(permanent ? "" : " (attempt \(held.lease.attempt), the last allowed)"): \(message); dead-lettered"
