@@ -18,6 +18,9 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Machine-readable JSON on stdout.")
     var json = false
 
+    @Flag(help: "List every worker (default: a summary and the busiest, slowest and dead above 12).")
+    var workers = false
+
     @OptionGroup var redisOptions: RedisOptions
 
     struct WorkerJSON: Encodable {
@@ -112,13 +115,9 @@ struct StatusCommand: ParsableCommand {
                 print("  queue      max attempts \(m), lease \(Double(l) / 1000) s")
             }
             if s.workers.isEmpty { print("  workers    none seen") }
-            for w in s.workers {
-                var line =
-                    "  worker     \(w.name): \(w.alive ? "alive" : "dead (no heartbeat for \(formatDuration(Double(w.lastSeenMsAgo) / 1000)))"), \(w.done) done"
-                if let j = w.job {
-                    line += ", on \(j.prefix(8))" + (w.step.map { " step \($0)/\(w.totalSteps ?? 0)" } ?? "")
-                }
-                print(line)
+            let snapshot = try BatchSnapshot.take(try BatchQueue(client: client, batchID: batch))
+            for line in snapshot.workerLines(limit: workers ? nil : BatchSnapshot.workerLineLimit) {
+                print("  worker     \(line)")
             }
             for f in s.failures.prefix(20) {
                 print("  failed     \(f.jobID.prefix(8)) after \(f.attempts) attempt(s): \(f.error)")

@@ -22,6 +22,9 @@ struct WatchCommand: ParsableCommand {
     @Option(help: "Give up after this many seconds (exit code 1).")
     var timeout: Double?
 
+    @Flag(help: "List every worker (default: a summary and the busiest, slowest and dead above 12).")
+    var workers = false
+
     @OptionGroup var redisOptions: RedisOptions
 
     func validate() throws {
@@ -38,6 +41,7 @@ struct WatchCommand: ParsableCommand {
             let client = try redisOptions.connect()
             let q = try openBatch(client, batch)
             let reporter = ProgressReporter()
+            if workers { reporter.workerLimit = nil }
             let began = Date()
             var outage = false
             while true {

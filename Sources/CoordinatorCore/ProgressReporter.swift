@@ -15,27 +15,59 @@ public struct BatchSnapshot {
             status: try q.status(), progress: (try? q.progress()) ?? [:], totals: (try? q.workerTotals()) ?? [:])
     }
 
-    /// One line per worker: alive, jobs done, what it holds.
-    public func workerLines() -> [String] {
+    /// At most this many worker lines by default; above it, a summary and a selection.
+    public static let workerLineLimit = 12
+
+    /// One line per worker: alive, jobs done, what it holds. With more than `limit` workers:
+    /// a summary line, then the busiest (most jobs done), the slowest (most seconds per job)
+    /// and the dead ones, three of each — what an operator of 100 workers looks for.
+    public func workerLines(limit: Int? = workerLineLimit) -> [String] {
         var names = Set(status.workers.map(\.name))
         names.formUnion(totals.keys)
-        return names.sorted().map { name in
-            let w = status.workers.first { $0.name == name }
-            let done = totals[name]?.done ?? 0
-            var line = "\(name): \(done) done"
-            // The progress hash is updated every step; the heartbeat only every few seconds.
-            let current = progress.first { $0.value.worker == name && !(w.map { !$0.alive } ?? false) }
-            if let (job, p) = current.map({ ($0.key, $0.value) }) {
-                line += ", on \(job.prefix(8)) step \(p.step)/\(p.total)"
-            } else if let w, w.alive {
-                line += w.jobID.map { ", on \($0.prefix(8))" } ?? ", idle"
-            } else if let w {
-                line += ", dead (no heartbeat for \(formatDuration(Double(w.lastSeenMsAgo) / 1000)))"
-            } else {
-                line += ", no heartbeat"
-            }
-            return line
+        guard let limit, names.count > limit else { return names.sorted().map(workerLine) }
+        let alive = status.workers.filter(\.alive)
+        let busy = Set(progress.values.map(\.worker)).union(alive.compactMap { $0.jobID == nil ? nil : $0.name })
+        let dead = status.workers.filter { !$0.alive }.sorted { $0.lastSeenMsAgo > $1.lastSeenMsAgo }
+        var lines = [
+            "\(names.count) workers: \(alive.count) alive (\(busy.intersection(alive.map(\.name)).count) busy), "
+                + "\(dead.count) dead; the busiest, slowest and dead below (--workers lists all)"
+        ]
+        let byDone = names.sorted { (totals[$0]?.done ?? 0, $1) > (totals[$1]?.done ?? 0, $0) }
+        let perJob = { (n: String) -> Double in
+            guard let t = totals[n], t.done > 0 else { return 0 }
+            return t.seconds / Double(t.done)
         }
+        let slowest = names.filter { perJob($0) > 0 }.sorted { (perJob($0), $1) > (perJob($1), $0) }
+        var shown = Set<String>()
+        for (tag, group) in [
+            ("busiest", Array(byDone.prefix(3))), ("slowest", Array(slowest.prefix(3))),
+            ("dead", dead.prefix(3).map(\.name)),
+        ] {
+            for name in group where shown.insert(name).inserted {
+                var line = "[\(tag)] " + workerLine(name)
+                if tag == "slowest" { line += String(format: ", %.1f s/job", perJob(name)) }
+                lines.append(line)
+            }
+        }
+        return lines
+    }
+
+    private func workerLine(_ name: String) -> String {
+        let w = status.workers.first { $0.name == name }
+        let done = totals[name]?.done ?? 0
+        var line = "\(name): \(done) done"
+        // The progress hash is updated every step; the heartbeat only every few seconds.
+        let current = progress.first { $0.value.worker == name && !(w.map { !$0.alive } ?? false) }
+        if let (job, p) = current.map({ ($0.key, $0.value) }) {
+            line += ", on \(job.prefix(8)) step \(p.step)/\(p.total)"
+        } else if let w, w.alive {
+            line += w.jobID.map { ", on \($0.prefix(8))" } ?? ", idle"
+        } else if let w {
+            line += ", dead (no heartbeat for \(formatDuration(Double(w.lastSeenMsAgo) / 1000)))"
+        } else {
+            line += ", no heartbeat"
+        }
+        return line
     }
 }
 
@@ -44,6 +76,8 @@ public struct BatchSnapshot {
 /// most every `quietInterval` seconds.
 public final class ProgressReporter {
     public let isTTY: Bool
+    /// Worker lines shown before a summary takes over (nil: all; `--workers`).
+    public var workerLimit: Int? = BatchSnapshot.workerLineLimit
     public let quietInterval: TimeInterval
     private var samples: [(time: Date, finished: Int)] = []
     private var drawnLines = 0
@@ -86,7 +120,7 @@ public final class ProgressReporter {
 
     public func update(_ s: BatchSnapshot, collected: Int? = nil) {
         let head = line(s, collected: collected)
-        let workers = s.workerLines()
+        let workers = s.workerLines(limit: workerLimit)
         if isTTY {
             var out = ""
             if drawnLines > 1 { out += "\u{1B}[\(drawnLines - 1)A" }
