@@ -29,6 +29,13 @@ struct CollectCommand: ParsableCommand {
     @Option(help: "With --follow: seconds between polls.")
     var interval: Double = 1
 
+    @Option(
+        help: ArgumentHelp(
+            "Once every job of the batch is collected, its Redis keys (job records, source images, "
+                + "checkpoints) expire after this many hours; 0 keeps them.",
+            valueName: "hours"))
+    var retainHours: Double = 168
+
     @Flag(
         help: ArgumentHelp(
             "Collect into an output folder whose manifest already holds other batches "
@@ -40,6 +47,9 @@ struct CollectCommand: ParsableCommand {
     func validate() throws {
         guard (0.05...3600).contains(interval) else {
             throw ValidationError("--interval must be in 0.05...3600 seconds")
+        }
+        guard retainHours.isFinite, (0...87_600).contains(retainHours) else {
+            throw ValidationError("--retain-hours must be in 0...87600 (0: keep), got \(retainHours)")
         }
     }
 
@@ -92,8 +102,14 @@ struct CollectCommand: ParsableCommand {
                 output: folder, jobs: jobs, columns: max(1, info?.sheetColumns ?? 1),
                 name: Collector.sheetName(batchID: q.batchID, mixed: mixed))
             let st = try q.status()
+            var retention = ""
+            // Finished and every result written here (collected results leave Redis).
+            if st.finished, retainHours > 0, try q.results().isEmpty {
+                let keys = try q.expire(afterMs: Int(retainHours * 3_600_000))
+                retention = String(format: "; its %d Redis keys expire in %g h (--retain-hours)", keys, retainHours)
+            }
             say(
-                "collected \(collector.written) new line(s) into \(collector.manifestURL.path) (\(collector.manifest.jobIDs.count) in total); batch: \(st.done) done, \(st.failed) failed of \(st.total)\(sheet.map { "; contact sheet \($0.path)" } ?? "")"
+                "collected \(collector.written) new line(s) into \(collector.manifestURL.path) (\(collector.manifest.jobIDs.count) in total); batch: \(st.done) done, \(st.failed) failed of \(st.total)\(sheet.map { "; contact sheet \($0.path)" } ?? "")\(retention)"
             )
             if follow && st.failed > 0 { return ExitCodes.failedJobs }
             return 0

@@ -63,6 +63,8 @@ struct StatusCommand: ParsableCommand {
         var queued: Int
         var finished: Bool
         var paused: Bool
+        var redisBytes: Int?
+        var redisKeys: Int?
         var maxAttempts: Int?
         var leaseMs: Int?
         var workers: [WorkerJSON]
@@ -70,6 +72,8 @@ struct StatusCommand: ParsableCommand {
 
         enum CodingKeys: String, CodingKey {
             case name, output, total, done, failed, running, stalled, queued, finished, paused, workers, failures
+            case redisBytes = "redis_bytes"
+            case redisKeys = "redis_keys"
             case batchID = "batch_id"
             case maxAttempts = "max_attempts"
             case leaseMs = "lease_ms"
@@ -99,7 +103,7 @@ struct StatusCommand: ParsableCommand {
                 return 0
             }
             let q = try openBatch(client, batch)
-            let s = try describe(q, failuresLimit: 1000)
+            let s = try describe(q, failuresLimit: 1000, withMemory: true)
             if json {
                 let e = JSONEncoder()
                 e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -114,6 +118,10 @@ struct StatusCommand: ParsableCommand {
             if let m = s.maxAttempts, let l = s.leaseMs {
                 print("  queue      max attempts \(m), lease \(Double(l) / 1000) s")
             }
+            if let bytes = s.redisBytes, let keys = s.redisKeys {
+                print(
+                    String(format: "  redis      %.2f MiB in %d keys (MEMORY USAGE)", Double(bytes) / 1_048_576, keys))
+            }
             if s.workers.isEmpty { print("  workers    none seen") }
             let snapshot = try BatchSnapshot.take(try BatchQueue(client: client, batchID: batch))
             for line in snapshot.workerLines(limit: workers ? nil : BatchSnapshot.workerLineLimit) {
@@ -127,7 +135,10 @@ struct StatusCommand: ParsableCommand {
         }
     }
 
-    func describe(_ q: BatchQueue, failuresLimit: Int) throws -> StatusJSON {
+    /// `withMemory`: also the batch's Redis footprint (one MEMORY USAGE per key: the one-batch
+    /// view only, so listing many batches stays quick).
+    func describe(_ q: BatchQueue, failuresLimit: Int, withMemory: Bool = false) throws -> StatusJSON {
+        let memory = withMemory ? try q.memoryUsage() : nil
         let snap = try BatchSnapshot.take(q)
         let st = snap.status
         let meta = try q.metadata()
@@ -159,7 +170,8 @@ struct StatusCommand: ParsableCommand {
         return StatusJSON(
             batchID: q.batchID, name: info?.name, output: info?.output, total: st.total, done: st.done,
             failed: st.failed, running: st.running, stalled: st.stalled, queued: st.queued, finished: st.finished,
-            paused: try q.counters()?.paused ?? false, maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs,
+            paused: try q.counters()?.paused ?? false, redisBytes: memory?.bytes, redisKeys: memory?.keys,
+            maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs,
             workers: workers, failures: failures)
     }
 }

@@ -240,6 +240,12 @@ public final class BatchQueue: @unchecked Sendable {
                 if r.int == 1 { requeued.append(jobID) }
             }
         }
+        if !requeued.isEmpty {
+            // A collected batch may carry a retention TTL: it is running again.
+            try eachKeyPage { page in
+                for key in page { _ = try client.withRetry { try client.command(["PERSIST", key]) } }
+            }
+        }
         return requeued
     }
 
@@ -476,6 +482,49 @@ public final class BatchQueue: @unchecked Sendable {
             } while cursor != "0"
             try client.command(["ZREM", BatchKeys.index, batchID])
         }
+    }
+
+    /// Every key of the batch (SCAN of its hash tag), page by page.
+    private func eachKeyPage(_ body: ([Data]) throws -> Void) throws {
+        var cursor = "0"
+        repeat {
+            let r = try client.withRetry {
+                try client.command(["SCAN", cursor, "MATCH", "\\{batch:\(batchID)\\}:*", "COUNT", 500]).array ?? []
+            }
+            guard r.count == 2, let next = r[0].string else { throw QueueError.unexpected("SCAN reply") }
+            let found = (r[1].array ?? []).compactMap(\.data)
+            if !found.isEmpty { try body(found) }
+            cursor = next
+        } while cursor != "0"
+    }
+
+    /// The batch's keys and the bytes Redis reports for them (`MEMORY USAGE`, which includes
+    /// per-key overhead): what the batch costs the server now.
+    public func memoryUsage() throws -> (keys: Int, bytes: Int) {
+        var keys = 0
+        var bytes = 0
+        try eachKeyPage { page in
+            for key in page {
+                let r = try client.withRetry { try client.command(["MEMORY", "USAGE", key, "SAMPLES", "0"]) }
+                keys += 1
+                bytes += Int(r.int ?? 0)
+            }
+        }
+        return (keys, bytes)
+    }
+
+    /// Retention: every key of the batch expires `ms` from now (and the index entry is
+    /// dropped then by `list` readers that find no meta). Returns the keys given a TTL.
+    @discardableResult
+    public func expire(afterMs ms: Int) throws -> Int {
+        var n = 0
+        try eachKeyPage { page in
+            for key in page {
+                _ = try client.withRetry { try client.command(["PEXPIRE", key, ms]) }
+                n += 1
+            }
+        }
+        return n
     }
 
     /// Ids of all batches, oldest first.

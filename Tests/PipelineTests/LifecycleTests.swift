@@ -65,10 +65,20 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(Set(try manifest(out).values), ["cancelled"])
 
         // requeue --failed: they run again and their lines become "done".
+        XCTAssertGreaterThan(try redis.client().command(["PTTL", queue.keys.meta]).int ?? -1, 0, "collected: retained")
         let requeued = try coordinator(["requeue", batch, "--failed"], redis)
+        XCTAssertEqual(try redis.client().command(["PTTL", queue.keys.meta]).int, -1, "running again: no TTL")
         XCTAssertTrue(requeued.stderr.contains("3 failed job(s) requeued"), requeued.stderr)
         XCTAssertTrue(try waitUntil(60, "the requeued jobs to finish") { (try queue.counters()?.done) == 3 })
-        XCTAssertEqual(try coordinator(["collect", batch, "--output", out.path], redis).code, 0)
+        let collected = try coordinator(["collect", batch, "--output", out.path, "--retain-hours", "2"], redis)
+        XCTAssertEqual(collected.code, 0, collected.stderr)
+        XCTAssertTrue(collected.stderr.contains("Redis keys expire in 2 h (--retain-hours)"), collected.stderr)
+        let ttl = try redis.client().command(["PTTL", queue.keys.meta]).int ?? -1
+        XCTAssertTrue((7_000_000...7_200_000).contains(ttl), "retention TTL \(ttl) ms")
+        let status = try coordinator(["status", batch], redis)
+        XCTAssertTrue(
+            status.stdout.range(of: #"redis      [0-9.]+ MiB in [0-9]+ keys"#, options: .regularExpression) != nil,
+            status.stdout)
         let now = try manifest(out)
         XCTAssertEqual(now.count, 3)
         XCTAssertEqual(Set(now.values), ["done"])
