@@ -47,4 +47,35 @@ final class SupervisorTests: XCTestCase {
         XCTAssertTrue(error.hasPrefix("worker sup died: signal 4 (SIGILL), a runtime trap or crash: "), error)
         XCTAssertTrue(error.contains("Fatal error: fake engine: trap at step 3"), error)
     }
+
+    /// kill -9 of `run` takes its workers (and its private Redis) with it at once, so a
+    /// restarted run never overlaps a leftover worker.
+    func testWorkersDieWithTheirRunAtOnce() throws {
+        let spec = try writeSpec(
+            tinyModels + "\nengine: {steps: 200}\ngeneration: {prompts: [a lake], emotions: all, seeds: [1]}\n",
+            in: dir, name: "long.yaml")
+        let run = try RunningTool(
+            "muse-coordinator",
+            [
+                "run", spec, "--local-workers", "2", "--worker-engine", "fake", "--output",
+                dir.appendingPathComponent("o").path,
+            ],
+            dir: dir, label: "run-to-kill")
+        defer { run.stop() }
+        let pid = run.process.pid
+        func workers() -> [String] {
+            let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return all.filter { entry in
+                guard Int32(entry) != nil,
+                    let cmd = try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8)
+                else { return false }
+                return cmd.contains("--parent-pid\u{0}\(pid)")
+            }
+        }
+        XCTAssertTrue(waitUntil(30, "two workers") { workers().count == 2 })
+        kill(pid, SIGKILL)
+        let killed = Date()
+        XCTAssertTrue(waitUntil(5, "the workers to exit with their parent") { workers().isEmpty })
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 5)
+    }
 }
