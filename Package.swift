@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -47,7 +48,12 @@ let package = Package(
         .target(name: "RedisQueue", dependencies: ["CHiredis", "Support"]),
         .target(name: "Checkpoints", dependencies: ["CZstd", "CZlib", "Support"]),
         .target(name: "Imaging", dependencies: ["CPNG", "Support"]),
-        .target(name: "Jobs", dependencies: ["Vocabulary", "Support", "Imaging", "RedisQueue", "Yams"]),
+        .target(
+            name: "Jobs",
+            dependencies: [
+                "Vocabulary", "Support", "Imaging", "RedisQueue", "Yams",
+                .product(name: "SwiftCSV", package: "SwiftCSV"),
+            ]),
         .target(
             name: "WorkerCore",
             dependencies: [

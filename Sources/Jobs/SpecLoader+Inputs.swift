@@ -5,7 +5,7 @@ import Vocabulary
 
 /// The `generation:` and `editing:` sections and the source images they name.
 extension SpecLoader {
-    static let generationKeys = ["prompts", "emotions", "seeds", "seed", "count", "width", "height"]
+    static let generationKeys = ["prompts", "prompts_file", "emotions", "seeds", "seed", "count", "width", "height"]
     static let editingKeys = ["images", "emotions", "source_prompt", "strength"]
 
     struct GenerationPlan {
@@ -47,7 +47,10 @@ extension SpecLoader {
     func readGeneration(_ node: SpecNode?, sizeRules: ImageSizeRules?) -> GenerationPlan? {
         guard let g = r.map(node, "generation", allowed: Self.generationKeys) else { return nil }
         var plan = GenerationPlan()
-        plan.prompts = uniqueStrings(g["prompts"], "generation.prompts", what: "prompt", allowEmpty: true)
+        if g["prompts"] != nil || g["prompts_file"] == nil {
+            plan.prompts = uniqueStrings(g["prompts"], "generation.prompts", what: "prompt", allowEmpty: true)
+        }
+        if let node = g["prompts_file"] { plan.prompts += promptsFile(node, already: plan.prompts) }
         plan.emotions = emotions(g["emotions"], "generation.emotions")
         if g["seeds"] != nil && (g["seed"] != nil || g["count"] != nil) {
             r.issue(
@@ -72,6 +75,38 @@ extension SpecLoader {
             }
         }
         return plan
+    }
+
+    /// The prompts of `generation.prompts_file` (relative to the spec's folder), checked like
+    /// the inline list: distinct, at most `JobSpec.maxJobs`.
+    func promptsFile(_ node: SpecNode, already: [String]) -> [String] {
+        guard let path = r.string(node, "generation.prompts_file", allowEmpty: false) else { return [] }
+        let url: URL
+        if path.hasPrefix("/") || path.hasPrefix("~/") {
+            url = PathConfinement.absolute(path, base: specFolder)
+        } else {
+            do { url = try PathConfinement.resolve(path, under: specFolder) } catch {
+                r.issue("generation.prompts_file", "\(error)", node)
+                return []
+            }
+        }
+        let prompts: [String]
+        do { prompts = try PromptsFile.read(url) } catch {
+            r.issue("generation.prompts_file", "\(error)", node)
+            return []
+        }
+        if prompts.isEmpty { r.issue("generation.prompts_file", "\(path) holds no prompts", node) }
+        if prompts.count > JobSpec.maxJobs {
+            r.issue(
+                "generation.prompts_file", "\(path) holds \(prompts.count) prompts (at most \(JobSpec.maxJobs))", node)
+            return []
+        }
+        var seen = Set(already)
+        for (i, p) in prompts.enumerated() where !seen.insert(p).inserted {
+            r.issue("generation.prompts_file", "\(path) row \(i + 1): duplicate prompt '\(p.prefix(60))'", node)
+            return []
+        }
+        return prompts
     }
 
     func readSeeds(_ node: SpecNode?) -> [(sample: Int, seed: UInt64)] {

@@ -365,6 +365,44 @@ final class SpecTests: XCTestCase {
         XCTAssertNoThrow(try JobSpec.load(path: try spec(generation), environment: strict), "4 steps fit")
     }
 
+    /// Prompts for a dataset from a file: JSONL, CSV (quoted commas) or plain text, after the
+    /// inline list; bad rows are named.
+    func testPromptsFromFiles() throws {
+        func write(_ name: String, _ text: String) throws {
+            try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        try write(
+            "p.jsonl", #"{"prompt": "a lake at dawn", "id": 1}"# + "\n\n" + #"{"prompt": "a hill, with a tree"}"# + "\n"
+        )
+        try write("p.csv", "id,prompt\n1,\"a boat, red\"\n2,a field\n")
+        try write("p.txt", "a barn\n\n  a road  \n")
+        for (file, expected) in [
+            ("p.jsonl", ["a lake at dawn", "a hill, with a tree"]), ("p.csv", ["a boat, red", "a field"]),
+            ("p.txt", ["a barn", "a road"]),
+        ] {
+            let loaded = try JobSpec.load(
+                path: try spec("generation:\n  prompts_file: \(file)\n  emotions: [awe]\n  seeds: [1]"),
+                environment: env)
+            XCTAssertEqual(loaded.jobs.map(\.content.prompt), expected, file)
+        }
+        let both = try JobSpec.load(
+            path: try spec("generation:\n  prompts: [a sea]\n  prompts_file: p.txt\n  emotions: [awe]\n  seeds: [1]"),
+            environment: env)
+        XCTAssertEqual(both.jobs.map(\.content.prompt), ["a sea", "a barn", "a road"])
+        try write("bad.jsonl", #"{"prompt": "ok"}"# + "\n" + #"{"text": "no prompt"}"# + "\n")
+        try write("bad.csv", "id,text\n1,x\n")
+        try write("dup.txt", "a barn\na barn\n")
+        for (file, message) in [
+            ("bad.jsonl", "bad.jsonl line 2: not a JSON object with a \"prompt\" string"),
+            ("bad.csv", "bad.csv: no \"prompt\" column (header: id, text)"),
+            ("dup.txt", "dup.txt row 2: duplicate prompt 'a barn'"),
+            ("missing.txt", "generation.prompts_file: cannot read"),
+        ] {
+            let text = try problems("generation:\n  prompts_file: \(file)\n  emotions: [awe]\n  seeds: [1]")
+            XCTAssertTrue(text.contains(message), text)
+        }
+    }
+
     func testSchedulerChoice() throws {
         let dpm = try JobSpec.load(path: try spec(generation + "\nengine: {scheduler: dpmpp-2m}"), environment: env)
         XCTAssertTrue(dpm.jobs.allSatisfy { $0.content.settings.scheduler == .dpmpp2m })
