@@ -4,9 +4,9 @@ import XCTest
 @testable import Jobs
 
 /// MUSE on the trained miniature world (models/miniworld): the evaluator — a classifier the
-/// token is never optimised against — has to see the effects the method claims. Margins are
-/// set from measurement (MiniworldTests.measured, printed by every run) well below the
-/// measured gaps; see README "The miniature world".
+/// token is never optimised against — has to see the effect. The margin is set from
+/// measurement (`testMeasured`, MUSE_MINIWORLD_MEASURE=1) well below the measured gaps; see
+/// README "The miniature world" for what the world does and does not show yet.
 final class MiniworldTests: XCTestCase {
     static let models = """
         model: bundled:miniworld/sd
@@ -39,6 +39,9 @@ final class MiniworldTests: XCTestCase {
         var clipI: Double?
         var key: String { "\(kind)|\(prompt)|\(seed)|\(emotion)" }
     }
+
+    /// The demo's MUSE settings (manifests/demo.yaml; README "The miniature world" says why).
+    static let museSettings = "{}"
 
     static var generationLines: [Line]?
     static var editLines: [Line]?
@@ -85,19 +88,47 @@ final class MiniworldTests: XCTestCase {
     func generation() throws -> [Line] {
         if let g = Self.generationLines { return g }
         let prompts = Self.prompts.map { "    - \($0)" }.joined(separator: "\n")
+        let muse = ProcessInfo.processInfo.environment["MUSE_MINIWORLD_MUSE"] ?? Self.museSettings
         let g = try run(
             """
             engine:
               methods: [muse, prompt-only, muse-no-token-opt, muse-no-inh, muse-no-sim]
+              checkpoint_every: 0
+              muse: \(muse)
+            generation:
+              prompts:
+            \(prompts)
+              emotions: all
+              seeds: [\(ProcessInfo.processInfo.environment["MUSE_MINIWORLD_SEED"] ?? "1")]
+            """, name: "generation")
+        Self.generationLines = g
+        return g
+    }
+
+    /// The claim the miniature world supports today (README, "The miniature world"): optimising
+    /// the token raises the evaluator's p(target) over the same token unoptimised. Measured on
+    /// 16 held-out jobs: +0.105 with seed 1, +0.056 with seed 2; the margin is 0.03.
+    func testTokenOptimisationRaisesTheEvaluatorsTarget() throws {
+        let prompts = Self.prompts.map { "    - \($0)" }.joined(separator: "\n")
+        let lines = try run(
+            """
+            engine:
+              methods: [muse, muse-no-token-opt]
               checkpoint_every: 0
             generation:
               prompts:
             \(prompts)
               emotions: all
               seeds: [1]
-            """, name: "generation")
-        Self.generationLines = g
-        return g
+            """, name: "token")
+        let by = Dictionary(grouping: lines, by: \.method)
+        let target = { (m: String) in Self.mean((by[m] ?? []).map { $0.evaluator[$0.emotion] ?? 0 }) }
+        XCTAssertEqual(by["muse"]?.count, 16)
+        XCTAssertEqual(by["muse-no-token-opt"]?.count, 16)
+        XCTAssertGreaterThan(
+            target("muse"), target("muse-no-token-opt") + 0.03,
+            "evaluator p(target): muse \(target("muse")), no token optimisation \(target("muse-no-token-opt"))")
+        XCTAssertGreaterThanOrEqual(Self.emoA(by["muse"] ?? []), Self.emoA(by["muse-no-token-opt"] ?? []))
     }
 
     static func emoA(_ lines: [Line]) -> Double {
