@@ -338,9 +338,9 @@ public final class BatchQueue: @unchecked Sendable {
     /// A supervisor's report that `worker` died: every job it still holds records `cause`
     /// (fenced on the lease's epoch, so a worker that already lost the job is never blamed for
     /// the next owner's run), and a dead letter then says why instead of "lease lapsed".
-    /// `retryNow`: fail the job at once (a trap: the retry starts clean, without the
-    /// checkpoint that may have caused it) instead of letting the lease lapse (a kill from
-    /// outside: the next taker resumes from the checkpoint). Returns the jobs it found.
+    /// `retryNow`: fail the job now (a trap: the retry, after the back-off, starts clean,
+    /// without the checkpoint that may have caused it) instead of letting the lease lapse (a
+    /// kill from outside: the next taker resumes from the checkpoint). Returns the jobs found.
     @discardableResult
     public func recordCrash(worker: String, cause: String, retryNow: Bool) throws -> [String] {
         let running = try client.withRetry { try client.command(["SMEMBERS", keys.running]) }

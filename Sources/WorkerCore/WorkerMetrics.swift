@@ -1,7 +1,8 @@
 import Foundation
 import Prometheus
 
-/// A worker's Prometheus metrics (swift-prometheus), served by `--metrics-port`.
+/// A worker's Prometheus metrics (swift-prometheus), served by `--metrics-port`. Names are
+/// `muse_worker_<what>_<unit>`.
 public final class WorkerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     let jobsDone: Counter
@@ -14,26 +15,32 @@ public final class WorkerMetrics: Sendable {
     let checkpointBytes: Counter
     let redisErrors: Counter
 
+    static func name(_ what: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "muse", subsystem: "worker", metricName: what, unitName: unit, helpText: help)
+    }
+
     public init() {
-        jobsDone = registry.makeCounter(name: "muse_worker_jobs_done_total", help: "Jobs published by this worker.")
+        jobsDone = registry.makeCounter(descriptor: Self.name("jobs_done", "total", "Jobs published by this worker."))
         jobsFailed = registry.makeCounter(
-            name: "muse_worker_jobs_failed_total", help: "Job attempts that failed (re-queued or dead-lettered).")
+            descriptor: Self.name("jobs_failed", "total", "Job attempts that failed (re-queued or dead-lettered)."))
         jobsRequeued = registry.makeCounter(
-            name: "muse_worker_jobs_retried_total", help: "Failed attempts re-queued for another try.")
+            descriptor: Self.name("jobs_retried", "total", "Failed attempts re-queued for another try."))
         jobsLost = registry.makeCounter(
-            name: "muse_worker_leases_lost_total", help: "Jobs dropped because another owner (or a cancel) took over.")
+            descriptor: Self.name(
+                "leases_lost", "total", "Jobs dropped because another owner (or a cancel) took over."))
         jobsReleased = registry.makeCounter(
-            name: "muse_worker_jobs_released_total", help: "Jobs handed back at a stop, to resume elsewhere.")
+            descriptor: Self.name("jobs_released", "total", "Jobs handed back at a stop, to resume elsewhere."))
         steps = registry.makeValueHistogram(
-            name: "muse_worker_step_seconds", buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 180, 600],
-            help: "Seconds per denoising step (guided steps include their inner iterations).")
+            descriptor: Self.name(
+                "step", "seconds", "Seconds per denoising step (guided steps include their inner iterations)."),
+            buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 180, 600])
         checkpoints = registry.makeValueHistogram(
-            name: "muse_worker_checkpoint_seconds", buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2],
-            help: "Seconds to encode and write one checkpoint.")
+            descriptor: Self.name("checkpoint", "seconds", "Seconds to encode and write one checkpoint."),
+            buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2])
         checkpointBytes = registry.makeCounter(
-            name: "muse_worker_checkpoint_bytes_total", help: "Compressed checkpoint bytes written.")
+            descriptor: Self.name("checkpoint_bytes", "total", "Compressed checkpoint bytes written."))
         redisErrors = registry.makeCounter(
-            name: "muse_worker_redis_errors_total", help: "Redis errors seen by the main loop (outages included).")
+            descriptor: Self.name("redis_errors", "total", "Redis errors seen by the main loop (outages included)."))
     }
 
     /// The Prometheus text exposition format.

@@ -5,8 +5,9 @@ import Support
 /// `muse-worker run --supervise`: runs the worker as a child process and outlives its crashes.
 /// A worker that traps cannot report its own death; the supervisor sees the signal and the
 /// runtime's last words on the child's stderr (passed through to its own), records them on
-/// the jobs the child held (`BatchQueue.recordCrash`: a trap retries the job at once, a kill
-/// from outside waits for the lease), and restarts the child with a growing back-off.
+/// the jobs the child held (`BatchQueue.recordCrash`: a trap fails the job now, so it is
+/// retried after the usual back-off rather than after its lease; a kill from outside waits for
+/// the lease and resumes from the checkpoint), and restarts the child with a growing back-off.
 public final class WorkerSupervisor {
     public let executable: String
     public let childArguments: [String]
