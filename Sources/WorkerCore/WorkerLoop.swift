@@ -242,7 +242,10 @@ public final class WorkerLoop {
         defer {
             held.stopRenewing()
             poster.drain()
-            if !held.isLost { try? queue.clearProgress(jobID: lease.jobID) }
+            // Clear our progress entry unless another worker owns the job now (its entry is
+            // live). A fenced-off write after a publish or a cancel also marks the lease lost.
+            let owner = held.isLost ? (try? queue.job(lease.jobID))??.owner : nil
+            if owner == nil || owner == "" || owner == name { try? queue.clearProgress(jobID: lease.jobID) }
             state.setJob(nil)
             beatNow()
         }

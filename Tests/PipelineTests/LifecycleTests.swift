@@ -60,6 +60,7 @@ final class LifecycleTests: XCTestCase {
             waitUntil(10, "the worker to drop the cancelled job") {
                 (try? String(contentsOfFile: worker.stderrPath, encoding: .utf8))?.contains("dropping it") ?? false
             })
+        XCTAssertTrue(try waitUntil(5, "no phantom progress of the dropped job") { try queue.progress().isEmpty })
         let out = dir.appendingPathComponent("out")
         XCTAssertEqual(try coordinator(["collect", batch, "--output", out.path], redis).code, 0)
         XCTAssertEqual(Set(try manifest(out).values), ["cancelled"])
@@ -70,6 +71,7 @@ final class LifecycleTests: XCTestCase {
         XCTAssertEqual(try redis.client().command(["PTTL", queue.keys.meta]).int, -1, "running again: no TTL")
         XCTAssertTrue(requeued.stderr.contains("3 failed job(s) requeued"), requeued.stderr)
         XCTAssertTrue(try waitUntil(60, "the requeued jobs to finish") { (try queue.counters()?.done) == 3 })
+        XCTAssertTrue(try waitUntil(5, "no progress left after the last publish") { try queue.progress().isEmpty })
         let collected = try coordinator(["collect", batch, "--output", out.path, "--retain-hours", "2"], redis)
         XCTAssertEqual(collected.code, 0, collected.stderr)
         XCTAssertTrue(collected.stderr.contains("Redis keys expire in 2 h (--retain-hours)"), collected.stderr)
