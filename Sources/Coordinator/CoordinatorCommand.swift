@@ -53,7 +53,9 @@ struct RedisOptions: ParsableArguments {
 
     func connect() throws -> RedisClient {
         let endpoint = try RedisEndpoint.resolve(url: redis)
-        return try RedisClient(endpoint: endpoint, options: .init(connectTimeout: 5, commandTimeout: 30))
+        let client = try RedisClient(endpoint: endpoint, options: .init(connectTimeout: 5, commandTimeout: 30))
+        for warning in ServerSettingsCheck.warnings(client) { say("muse-coordinator: warning: \(warning)") }
+        return client
     }
 }
 

@@ -124,6 +124,7 @@ struct WorkerRunCommand: ParsableCommand {
             log("error: \(error)")
             throw ExitCode(1)
         }
+        for warning in ServerSettingsCheck.warnings(client) { log.warning("\(warning)") }
         if supervise {
             let supervisor = WorkerSupervisor(
                 executable: ExecutableLocation.directory.appendingPathComponent("muse-worker").path,
