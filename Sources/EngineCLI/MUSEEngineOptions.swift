@@ -92,7 +92,7 @@ struct MUSEEngineOptions: ParsableArguments {
         var emotion: Emotion?
         var method: SynthesisMethod
         var settings: JobSettings
-        var paths: (model: String, tower: String, head: String?, text: String, tiny: Bool)
+        var paths: (model: String, tower: String, head: String?, text: String)
         /// Loaded only when guidance uses it.
         var tinyDecoder: String?
     }
@@ -217,7 +217,7 @@ struct MUSEEngineOptions: ParsableArguments {
     }
 
     /// Resolved model paths; bundled defaults are searched for only when needed.
-    func paths() throws -> (model: String, tower: String, head: String?, text: String, tiny: Bool) {
+    func paths() throws -> (model: String, tower: String, head: String?, text: String) {
         func bundled(_ relative: String) throws -> String { try EngineCLI.BundledModels.root() + "/" + relative }
         let model = try self.model ?? bundled("models/miniworld/sd")
         let tower = try self.tower ?? bundled("models/miniworld/clip-vision")
@@ -249,7 +249,7 @@ struct MUSEEngineOptions: ParsableArguments {
                 throw EngineCLI.Failure("\(what): \(name) is \(bad.kind), not a regular file")
             }
         }
-        return (model, tower, head, text, self.model == nil)
+        return (model, tower, head, text)
     }
 
     func loadEngine(_ checked: Checked) throws -> SynthesisEngine {

@@ -80,16 +80,9 @@ extension SpecLoader {
     /// The prompts of `generation.prompts_file` (relative to the spec's folder), checked like
     /// the inline list: distinct, at most `JobSpec.maxJobs`.
     func promptsFile(_ node: SpecNode, already: [String]) -> [String] {
-        guard let path = r.string(node, "generation.prompts_file", allowEmpty: false) else { return [] }
-        let url: URL
-        if path.hasPrefix("/") || path.hasPrefix("~/") {
-            url = PathConfinement.absolute(path, base: specFolder)
-        } else {
-            do { url = try PathConfinement.resolve(path, under: specFolder) } catch {
-                r.issue("generation.prompts_file", "\(error)", node)
-                return []
-            }
-        }
+        guard let path = r.string(node, "generation.prompts_file", allowEmpty: false),
+            let url = specPath(path, "generation.prompts_file", node)
+        else { return [] }
         let prompts: [String]
         do { prompts = try PromptsFile.read(url) } catch {
             r.issue("generation.prompts_file", "\(error)", node)

@@ -151,25 +151,27 @@ final class SpecLoader {
 
     // MARK: sections
 
-    func readOutput(_ node: SpecNode?) -> URL? {
-        guard let node, let text = r.string(node, "output", allowEmpty: false) else { return nil }
+    /// A path a spec names: absolute (`/…`, `~/…`) as given, else confined to the spec's folder;
+    /// a path that leaves it is an issue at `key` (with `hint` after the error), and nil.
+    func specPath(_ text: String, _ key: String, _ node: SpecNode, hint: String = "") -> URL? {
         if text.hasPrefix("/") || text.hasPrefix("~/") { return PathConfinement.absolute(text, base: specFolder) }
         do { return try PathConfinement.resolve(text, under: specFolder) } catch {
-            r.issue(
-                "output",
-                "\(error) (relative to the spec's folder \(specFolder.path); use an absolute path or --output for elsewhere)",
-                node)
+            r.issue(key, "\(error)\(hint)", node)
             return nil
         }
     }
 
+    func readOutput(_ node: SpecNode?) -> URL? {
+        guard let node, let text = r.string(node, "output", allowEmpty: false) else { return nil }
+        return specPath(
+            text, "output", node,
+            hint:
+                " (relative to the spec's folder \(specFolder.path); use an absolute path or --output for elsewhere)")
+    }
+
     func readImagesRoot(_ node: SpecNode?) -> URL {
         guard let node, let text = r.string(node, "images_root", allowEmpty: false) else { return specFolder }
-        if text.hasPrefix("/") || text.hasPrefix("~/") { return PathConfinement.absolute(text, base: specFolder) }
-        do { return try PathConfinement.resolve(text, under: specFolder) } catch {
-            r.issue("images_root", "\(error)", node)
-            return specFolder
-        }
+        return specPath(text, "images_root", node) ?? specFolder
     }
 
     func readQueue(_ node: SpecNode?) -> (maxAttempts: Int, leaseMs: Int) {

@@ -100,11 +100,7 @@ public final class BatchQueue: @unchecked Sendable {
             let timeout = remainingMs > 0 ? Double(remainingMs) / 1000 + (client.options.commandTimeout ?? 30) : nil
             let reply = try client.withRetry { try client.command(args, timeout: timeout) }
             guard let entry = Self.parseXRead(reply).first else { return nil }
-            switch try tryTake(entry: entry, worker: worker) {
-            case .taken(let lease): return lease
-            case .paused, .later: return nil
-            case .skipped: continue
-            }
+            if let answer = try tryTake(entry: entry, worker: worker).answer { return answer }
         }
     }
 
@@ -118,11 +114,7 @@ public final class BatchQueue: @unchecked Sendable {
                 throw QueueError.unexpected("XAUTOCLAIM reply \(reply)")
             }
             for entry in Self.parseEntries(parts[1]) {
-                switch try tryTake(entry: entry, worker: worker) {
-                case .taken(let lease): return lease
-                case .paused, .later: return nil
-                case .skipped: continue
-                }
+                if let answer = try tryTake(entry: entry, worker: worker).answer { return answer }
             }
             cursor = next
             if cursor == "0-0" { return nil }
@@ -139,6 +131,15 @@ public final class BatchQueue: @unchecked Sendable {
         case later
         /// This entry is not a job to run (finished, superseded, held): look at the next.
         case skipped
+
+        /// What `take` answers: the lease, or nil to stop looking; no answer: keep looking.
+        var answer: JobLease?? {
+            switch self {
+            case .taken(let lease): return .some(lease)
+            case .paused, .later: return .some(nil)
+            case .skipped: return nil
+            }
+        }
     }
 
     private func tryTake(entry: StreamEntry, worker: String) throws -> TakeOutcome {
@@ -184,41 +185,33 @@ public final class BatchQueue: @unchecked Sendable {
             if page.isEmpty { break }
             for entry in page {
                 guard let jobID = entry.string("job") else { continue }
-                let r = try client.withRetry {
-                    try evalMapped(
-                        QueueScripts.cancel,
-                        keys: [
-                            keys.meta, keys.jobs, keys.job(jobID), keys.dead, keys.lease(jobID), keys.running,
-                            keys.checkpoint(jobID),
-                        ],
-                        args: [jobID, entry.id])
-                }
-                if r.int == 1 {
-                    cancelled.append(jobID)
-                    try clearProgress(jobID: jobID)
-                }
+                if try cancelJob(jobID, entryID: entry.id) { cancelled.append(jobID) }
             }
             cursor = "(" + page.last!.id
         }
         // Running jobs whose entry was already gone from the stream (reclaimed mid-flight).
         let running = try client.withRetry { try client.command(["SMEMBERS", keys.running]) }
-        for jobID in (running.array ?? []).compactMap(\.string) {
-            let r = try client.withRetry {
-                try evalMapped(
-                    QueueScripts.cancel,
-                    keys: [
-                        keys.meta, keys.jobs, keys.job(jobID), keys.dead, keys.lease(jobID), keys.running,
-                        keys.checkpoint(jobID),
-                    ],
-                    args: [jobID, ""])
-            }
-            if r.int == 1 {
-                cancelled.append(jobID)
-                try clearProgress(jobID: jobID)
-            }
+        for jobID in (running.array ?? []).compactMap(\.string) where try cancelJob(jobID, entryID: "") {
+            cancelled.append(jobID)
         }
         try setPaused(false)  // nothing is left to take; requeue --failed may bring jobs back
         return cancelled
+    }
+
+    /// The cancel script for one job (and its stream entry, if given); true if it was cancelled.
+    private func cancelJob(_ jobID: String, entryID: String) throws -> Bool {
+        let r = try client.withRetry {
+            try evalMapped(
+                QueueScripts.cancel,
+                keys: [
+                    keys.meta, keys.jobs, keys.job(jobID), keys.dead, keys.lease(jobID), keys.running,
+                    keys.checkpoint(jobID),
+                ],
+                args: [jobID, entryID])
+        }
+        guard r.int == 1 else { return false }
+        try clearProgress(jobID: jobID)
+        return true
     }
 
     /// Puts every dead-lettered job back into the queue with its attempts reset (their dead
@@ -470,18 +463,10 @@ public final class BatchQueue: @unchecked Sendable {
 
     /// Deletes every key of the batch (SCAN on the hash tag) and its index entry.
     public func destroy() throws {
-        try client.withRetry {
-            var cursor = "0"
-            repeat {
-                let r =
-                    try client.command(["SCAN", cursor, "MATCH", "\\{batch:\(batchID)\\}:*", "COUNT", 500]).array ?? []
-                guard r.count == 2, let next = r[0].string else { throw QueueError.unexpected("SCAN reply") }
-                let found = (r[1].array ?? []).compactMap(\.data)
-                if !found.isEmpty { try client.command(["UNLINK"] + found.map { $0 as RedisArgument }) }
-                cursor = next
-            } while cursor != "0"
-            try client.command(["ZREM", BatchKeys.index, batchID])
+        try eachKeyPage { page in
+            _ = try client.withRetry { try client.command(["UNLINK"] + page.map { $0 as RedisArgument }) }
         }
+        _ = try client.withRetry { try client.command(["ZREM", BatchKeys.index, batchID]) }
     }
 
     /// Every key of the batch (SCAN of its hash tag), page by page.
