@@ -65,7 +65,10 @@ let package = Package(
             dependencies: ["WorkerCore", "MUSE", "Tensor", "Diffusion", "Jobs", "Checkpoints", "Imaging", "Support"]),
         .target(
             name: "CoordinatorCore",
-            dependencies: ["Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary"]),
+            dependencies: [
+                "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
 
         // Executables parse arguments and call in.
         .executableTarget(

@@ -43,6 +43,8 @@ struct CollectCommand: ParsableCommand {
     var allowMixed = false
 
     @OptionGroup var redisOptions: RedisOptions
+    @OptionGroup var metricsOptions: MetricsOptions
+    @OptionGroup var datasetOptions: DatasetOptions
 
     func validate() throws {
         guard (0.05...3600).contains(interval) else {
@@ -55,6 +57,8 @@ struct CollectCommand: ParsableCommand {
 
     func run() throws {
         try guarded {
+            let served = try metricsOptions.start()
+            defer { withExtendedLifetime(served?.server) {} }
             let client = try redisOptions.connect()
             let q = try openBatch(client, batch)
             let info = try q.batchInfo()
@@ -70,6 +74,7 @@ struct CollectCommand: ParsableCommand {
             let collector = try Collector(
                 queue: q, output: folder, allowMixed: allowMixed, log: { coordinatorLog($0) })
             defer { withExtendedLifetime(collector) {} }
+            collector.metrics = served?.metrics
             let others = try Collector.otherBatches(manifest: collector.manifestURL, than: q.batchID)
             let mixed = !others.isEmpty
             let reporter = ProgressReporter()
@@ -80,6 +85,7 @@ struct CollectCommand: ParsableCommand {
                     try collector.collectNew()
                     let snap = try BatchSnapshot.take(q)
                     finished = snap.status.finished
+                    served?.metrics.observe(batch: q.batchID, status: snap.status)
                     if finished { try collector.collectNew() }  // anything published since
                     if follow { reporter.update(snap, collected: collector.manifest.jobIDs.count) }
                     if outage {
@@ -88,6 +94,7 @@ struct CollectCommand: ParsableCommand {
                     }
                     if !follow || finished { break }
                 } catch let e as RedisError where e.isTransient && follow {
+                    served?.metrics.redisError()
                     if !outage {
                         reporter.finish()
                         coordinatorLog("Redis unavailable (\(e)); waiting")
@@ -101,6 +108,11 @@ struct CollectCommand: ParsableCommand {
             let sheet = try Collector.writeContactSheet(
                 output: folder, jobs: jobs, columns: max(1, info?.sheetColumns ?? 1),
                 name: Collector.sheetName(batchID: q.batchID, mixed: mixed))
+            if let n = datasetOptions.webdataset {
+                say(
+                    WebDatasetShards.summary(
+                        try WebDatasetShards.write(output: folder, samplesPerShard: n), output: folder))
+            }
             let st = try q.status()
             var retention = ""
             // Finished and every result written here (collected results leave Redis).

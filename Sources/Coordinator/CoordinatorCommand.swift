@@ -88,3 +88,53 @@ extension RedisError {
         return false
     }
 }
+
+/// `--metrics-port` / `--metrics-address` of `collect` and `run`.
+struct MetricsOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (0: a free port, logged; default: off).",
+            valueName: "port"))
+    var metricsPort: Int?
+
+    @Option(help: "Address the metrics endpoint binds (0.0.0.0 for scraping from other hosts).")
+    var metricsAddress = "127.0.0.1"
+
+    func validate() throws {
+        if let p = metricsPort, !(0...65_535).contains(p) {
+            throw ValidationError("--metrics-port must be in 0...65535, got \(p)")
+        }
+    }
+
+    /// The metrics and their server, when asked for; the server lives as long as the result.
+    func start() throws -> (metrics: CoordinatorMetrics, server: MetricsServer)? {
+        guard let metricsPort else { return nil }
+        let metrics = CoordinatorMetrics()
+        let server: MetricsServer
+        do {
+            server = try MetricsServer(address: metricsAddress, port: UInt16(metricsPort)) { metrics.text() }
+        } catch {
+            throw InputError("\(error)")
+        }
+        coordinatorLog("metrics on http://\(metricsAddress):\(server.port)/metrics")
+        return (metrics, server)
+    }
+}
+
+/// `--webdataset` of `collect` and `run`.
+struct DatasetOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "When collecting ends, also write WebDataset tar shards of N samples each (PNG + JSON per job) "
+                + "under OUTPUT/webdataset/; unchanged shards are kept.",
+            valueName: "N"))
+    var webdataset: Int?
+
+    func validate() throws {
+        if let n = webdataset, !WebDatasetShards.samplesPerShardRange.contains(n) {
+            throw ValidationError(
+                "--webdataset must be in \(WebDatasetShards.samplesPerShardRange.lowerBound)...\(WebDatasetShards.samplesPerShardRange.upperBound) samples per shard, got \(n)"
+            )
+        }
+    }
+}

@@ -37,6 +37,9 @@ struct RunBatchCommand: ParsableCommand {
                 + "(its contact sheet is then contact-sheet-BATCH.png)."))
     var allowMixed = false
 
+    @OptionGroup var metricsOptions: MetricsOptions
+    @OptionGroup var datasetOptions: DatasetOptions
+
     @Option(help: ArgumentHelp("Worker engine (muse, or fake for pipeline tests).", visibility: .hidden))
     var workerEngine = "muse"
 
@@ -46,11 +49,15 @@ struct RunBatchCommand: ParsableCommand {
 
     func run() throws {
         try guarded {
-            try LocalBatchRun(
-                .init(
-                    spec: spec, output: output, localWorkers: localWorkers, keepRedis: keepRedis,
-                    workerEngine: workerEngine, allowMixed: allowMixed)
-            ).run()
+            let served = try metricsOptions.start()
+            return try withExtendedLifetime(served?.server) {
+                try LocalBatchRun(
+                    .init(
+                        spec: spec, output: output, localWorkers: localWorkers, keepRedis: keepRedis,
+                        workerEngine: workerEngine, allowMixed: allowMixed, metrics: served?.metrics,
+                        webdatasetSamples: datasetOptions.webdataset)
+                ).run()
+            }
         }
     }
 }

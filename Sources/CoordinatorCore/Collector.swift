@@ -18,6 +18,8 @@ public final class Collector {
     private var jobCache: [String: PipelineJob] = [:]
     /// Lines written by this collector.
     public private(set) var written = 0
+    /// Counts lines, PNG bytes and pass times when set (`--metrics-port`).
+    public var metrics: CoordinatorMetrics?
     private(set) var failedWritten = 0
 
     public static let manifestName = "manifest.jsonl"
@@ -136,6 +138,8 @@ public final class Collector {
     @discardableResult
     public func collectNew() throws -> Int {
         let before = written
+        let began = Date()
+        defer { metrics?.pass(seconds: Date().timeIntervalSince(began)) }
         while true {
             let page = try queue.results(after: resultsCursor, count: 32)
             if page.isEmpty { break }
@@ -206,6 +210,7 @@ public final class Collector {
         }
         let url = try PathConfinement.resolve(job.output, under: output)
         try Self.writeDurably(png, to: url)
+        self.metrics?.wrotePNG(bytes: png.count)
         if let source = job.content.imageSHA256 { line.sourceOutput = try ensureSource(source) }
         if case .object(var document)? = metrics.traceDocument {
             document["job_id"] = .string(job.id)
@@ -259,10 +264,11 @@ public final class Collector {
     private func append(_ line: ManifestEntry) throws {
         if manifest.contains(line.jobID) {
             try manifest.replace(line)
-            written += 1
-        } else if try manifest.append(line) {
-            written += 1
+        } else if !(try manifest.append(line)) {
+            return
         }
+        written += 1
+        metrics?.wroteLine(status: line.status)
     }
 
     /// Source images of edits, kept next to the results for the contact sheet and the
@@ -279,26 +285,43 @@ public final class Collector {
     /// Write to a temporary file, fsync, rename over the target, fsync the folder: the
     /// file is either absent or complete, whatever happens.
     public static func writeDurably(_ data: Data, to url: URL) throws {
+        try writeDurably(to: url) { try $0(data) }
+    }
+
+    /// `writeDurably` for contents written in pieces: `body` gets a function that appends.
+    public static func writeDurably(to url: URL, _ body: (_ write: (Data) throws -> Void) throws -> Void) throws {
         let dir = url.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw InputError("cannot write \(tmp.path): \(String(cString: strerror(errno)))") }
-        var ok = data.withUnsafeBytes { raw -> Bool in
-            var done = 0
-            while done < raw.count {
-                let n = write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return false
+        func append(_ data: Data) throws {
+            let ok = data.withUnsafeBytes { raw -> Bool in
+                var done = 0
+                while done < raw.count {
+                    let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        return false
+                    }
+                    done += n
                 }
-                done += n
+                return true
             }
-            return true
+            if !ok { throw InputError("cannot write \(url.path): \(String(cString: strerror(errno)))") }
         }
-        ok = ok && fsync(fd) == 0
+        do {
+            try body(append)
+            guard fsync(fd) == 0 else {
+                throw InputError("cannot write \(url.path): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            close(fd)
+            unlink(tmp.path)
+            throw error
+        }
         close(fd)
-        guard ok, rename(tmp.path, url.path) == 0 else {
+        guard rename(tmp.path, url.path) == 0 else {
             let why = String(cString: strerror(errno))
             unlink(tmp.path)
             throw InputError("cannot write \(url.path): \(why)")

@@ -16,11 +16,17 @@ public final class LocalBatchRun {
         public var workerEngine: String
         /// Add the batch to an output folder whose manifest holds other batches.
         public var allowMixed: Bool
+        /// Collector and queue metrics (`--metrics-port`).
+        public var metrics: CoordinatorMetrics?
+        /// Samples per WebDataset shard written at the end (nil: no shards).
+        public var webdatasetSamples: Int?
 
         public init(
             spec: String, output: String?, localWorkers: Int, keepRedis: Bool, workerEngine: String,
-            allowMixed: Bool = false
+            allowMixed: Bool = false, metrics: CoordinatorMetrics? = nil, webdatasetSamples: Int? = nil
         ) {
+            self.metrics = metrics
+            self.webdatasetSamples = webdatasetSamples
             self.spec = spec
             self.output = output
             self.localWorkers = localWorkers
@@ -101,6 +107,7 @@ public final class LocalBatchRun {
         pool = try startWorkers(binary: workerBinary, redis: redis)
         let collector = try Collector(
             queue: queue, output: out, lock: lock, allowMixed: options.allowMixed, log: { [log] in log($0) })
+        collector.metrics = options.metrics
         let finished = try follow(queue: queue, collector: collector, pool: pool!, stop: stop)
         if !finished {
             pool?.stopAll(grace: 120)
@@ -116,6 +123,7 @@ public final class LocalBatchRun {
         pool?.stopAll(grace: 30)
         let sheet = try Collector.writeContactSheet(
             output: out, jobs: cells, columns: loaded.info.sheetColumns, name: sheetName)
+        try writeShards()
         redis.shutdown()
         clean = true
         return try reportFinished(collector: collector, sheet: sheet)
@@ -124,12 +132,18 @@ public final class LocalBatchRun {
     private func reportNothingToDo(_ existing: [ManifestEntry]) throws -> Int32 {
         let sheet = try Collector.writeContactSheet(
             output: out, jobs: cells, columns: loaded.info.sheetColumns, name: sheetName)
+        try writeShards()
         let ids = Set(loaded.jobs.map(\.id))
         let failed = existing.filter { ids.contains($0.jobID) && $0.status != "done" }.count
         say(
             "all \(loaded.jobs.count) jobs of batch \(loaded.batchID) are already in \(manifestURL.path) (\(failed) failed); "
                 + "nothing to do\(sheet.map { "; contact sheet \($0.path)" } ?? "")")
         return failed > 0 ? ExitCodes.failedJobs : 0
+    }
+
+    private func writeShards() throws {
+        guard let n = options.webdatasetSamples else { return }
+        say(WebDatasetShards.summary(try WebDatasetShards.write(output: out, samplesPerShard: n), output: out))
     }
 
     private func submit(client: RedisClient, collected: Set<String>) throws -> BatchQueue {
@@ -165,6 +179,7 @@ public final class LocalBatchRun {
         while !stop.requested {
             try collector.collectNew()
             let snap = try BatchSnapshot.take(queue)
+            options.metrics?.observe(batch: queue.batchID, status: snap.status)
             let inManifest = collector.manifest.jobIDs
             reporter.update(snap, collected: loaded.jobs.filter { inManifest.contains($0.id) }.count)
             if snap.status.finished {

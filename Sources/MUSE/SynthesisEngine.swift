@@ -418,6 +418,7 @@ public final class SynthesisEngine {
         let loss = lossFunction(s)
         var records: [InnerIterationTrace] = []
         for _ in 0..<job.settings.muse.innerIterations {
+            let began = Date()
             let v = Tensor(shape: [s.token.count], data: s.token).asVariable()
             let cond = conditioning(s, token: v, timings: &timings)
             let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
@@ -430,8 +431,10 @@ public final class SynthesisEngine {
             guard value.scalar.isFinite, grad.data.allSatisfy(\.isFinite) else {
                 throw nonFinite("the loss or its gradient", step: s.stepIndex, job)
             }
-            records.append(InnerIterationTrace(loss: value.scalar, probabilities: p.data))
             s.adam.update(&s.token, gradient: grad.data, settings: job.settings.muse)
+            records.append(
+                InnerIterationTrace(
+                    loss: value.scalar, probabilities: p.data, seconds: Date().timeIntervalSince(began)))
         }
         return records
     }
@@ -455,13 +458,16 @@ public final class SynthesisEngine {
         var zt = z
         var records: [InnerIterationTrace] = []
         for take in 0..<settings.universalRecurrence {
+            let began = Date()
             let (value, p, eps, grad) = guidanceGradient(z: zt, t: t, job: job, timings: &timings) {
                 loss(logits: classifier.logits(images: $0))
             }
             guard value.scalar.isFinite, grad.data.allSatisfy(\.isFinite) else {
                 throw nonFinite("the loss or its gradient", step: s.stepIndex, job)
             }
-            records.append(InnerIterationTrace(loss: value.scalar, probabilities: p.data))
+            records.append(
+                InnerIterationTrace(
+                    loss: value.scalar, probabilities: p.data, seconds: Date().timeIntervalSince(began)))
             let guidedEps = Autograd.noGrad { eps + grad * factor }
             let prev = Autograd.noGrad {
                 sd.scheduler.step(eps: guidedEps, timestep: t, sample: zt, steps: job.settings.steps).prevSample

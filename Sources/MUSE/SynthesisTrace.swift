@@ -25,6 +25,8 @@ public struct PhaseTimings: Codable, Equatable, Sendable {
 public struct InnerIterationTrace: Codable, Equatable, Sendable {
     public var loss: Float
     public var probabilities: [Float]
+    /// Wall seconds of the iteration (forward, backward, update); absent in older checkpoints.
+    public var seconds: Double?
 }
 
 public struct StepTrace: Codable, Equatable, Sendable {

@@ -114,7 +114,11 @@ public final class BatchQueue: @unchecked Sendable {
                 throw QueueError.unexpected("XAUTOCLAIM reply \(reply)")
             }
             for entry in Self.parseEntries(parts[1]) {
-                if let answer = try tryTake(entry: entry, worker: worker).answer { return answer }
+                if let answer = try tryTake(entry: entry, worker: worker).answer {
+                    guard var lease = answer else { return nil }
+                    lease.reclaimed = true
+                    return lease
+                }
             }
             cursor = next
             if cursor == "0-0" { return nil }

@@ -13,6 +13,8 @@ public struct JobLease: Sendable, Equatable {
     public let payload: Data
     /// The last checkpoint written by any earlier owner, if any (validate before use).
     public let checkpoint: Data?
+    /// Taken over from an owner whose lease lapsed (XAUTOCLAIM), not read fresh from the queue.
+    public internal(set) var reclaimed = false
 }
 
 public enum PublishOutcome: Sendable, Equatable {

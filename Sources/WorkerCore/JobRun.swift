@@ -123,6 +123,7 @@ final class JobRun {
             let stepBegan = Date()
             try session.advance()
             metrics?.steps.record(Date().timeIntervalSince(stepBegan))
+            for seconds in session.lastInnerIterationSeconds { metrics?.innerIterations.record(seconds) }
             sinceCheckpoint += 1
             progress(session.step, session.totalSteps)
             if verbose, let line = session.lastStepSummary { log("job \(short): \(line)") }

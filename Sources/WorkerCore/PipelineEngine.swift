@@ -28,6 +28,8 @@ public protocol EngineSession: AnyObject {
     func finish() throws -> EngineOutput
     /// One log line about the last step (nil: nothing worth saying).
     var lastStepSummary: String? { get }
+    /// Wall seconds of each inner iteration of the last step (empty: an unguided step).
+    var lastInnerIterationSeconds: [Double] { get }
 }
 
 public struct EngineOutput {
@@ -140,6 +142,8 @@ public final class FakePipelineEngine: PipelineEngine {
         var seconds: Double
         let trapAtStep: Int?
         var lastStepSummary: String? { nil }
+        /// Stands in for guidance: every step counts as one inner iteration of its whole time.
+        private(set) var lastInnerIterationSeconds: [Double] = []
 
         init(
             jobID: String, step: Int, total: Int, values: [Float], delay: TimeInterval, seconds: Double,
@@ -165,7 +169,9 @@ public final class FakePipelineEngine: PipelineEngine {
                 values[i] = v - v.rounded(.down)
             }
             step += 1
-            seconds += Date().timeIntervalSince(t0)
+            let elapsed = Date().timeIntervalSince(t0)
+            seconds += elapsed
+            lastInnerIterationSeconds = [elapsed]
         }
 
         func checkpoint() throws -> CheckpointPayload {

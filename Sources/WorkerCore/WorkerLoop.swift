@@ -223,6 +223,7 @@ public final class WorkerLoop {
 
     private func process(_ lease: JobLease, _ queue: BatchQueue) throws {
         let short = String(lease.jobID.prefix(8))
+        if lease.reclaimed { metrics?.leasesReclaimed.increment() }
         let job: PipelineJob
         do {
             job = try PipelineJob.decode(lease.payload)

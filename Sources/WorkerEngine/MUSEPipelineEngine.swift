@@ -158,6 +158,10 @@ final class MUSESession: EngineSession {
         }
     }
 
+    var lastInnerIterationSeconds: [Double] {
+        state.trace.stepTraces.last?.inner.compactMap(\.seconds) ?? []
+    }
+
     var lastStepSummary: String? {
         guard let s = state.trace.stepTraces.last else { return nil }
         var line = String(format: "step %d/%d s_t=%.4f", s.index + 1, state.job.settings.steps, s.promptScore)

@@ -257,6 +257,13 @@ final class SynthesisTests: XCTestCase {
         XCTAssertEqual(trace.startStep, 0)
         XCTAssertEqual(trace.stopStep, 4)
         XCTAssertEqual(trace.stepTraces.map { $0.inner.count }, [2, 2, 2, 2, 0, 0, 0, 0])
+        // Each inner iteration's time (worker metrics read it), within its step's.
+        for step in trace.stepTraces {
+            let inner = step.inner.compactMap(\.seconds)
+            XCTAssertEqual(inner.count, step.inner.count)
+            XCTAssertTrue(inner.allSatisfy { $0 > 0 }, "\(inner)")
+            XCTAssertLessThanOrEqual(inner.reduce(0, +), step.seconds)
+        }
         XCTAssertTrue(trace.stepTraces.allSatisfy { $0.probabilities?.count == 8 })
         XCTAssertEqual(trace.finalProbabilities, result.probabilities)
         XCTAssertTrue(trace.preview.hasPrefix("latent-rgb"))

@@ -30,6 +30,14 @@ final class MetricsEndpointTests: XCTestCase {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The port a tool logged for its metrics endpoint.
+    func loggedPort(_ tool: RunningTool) -> UInt16? {
+        let logged = tool.stderr
+        return logged.range(of: #"metrics on http://127\.0\.0\.1:(\d+)/metrics"#, options: .regularExpression).flatMap {
+            UInt16(logged[$0].split(separator: ":").last!.split(separator: "/").first!)
+        }
+    }
+
     func testScrapeShowsTheJobsAndStepsAWorkerRan() throws {
         let dir = makeTempDir("metrics")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -56,7 +64,58 @@ final class MetricsEndpointTests: XCTestCase {
         XCTAssertTrue(scrape.contains("text/plain; version=0.0.4"), scrape)
         XCTAssertTrue(scrape.contains("\nmuse_worker_jobs_done_total 2\n"), scrape)
         XCTAssertTrue(scrape.contains("\nmuse_worker_step_seconds_count 8\n"), "2 jobs × 4 steps: \(scrape)")
+        // The fake engine counts each step as one inner iteration.
+        XCTAssertTrue(scrape.contains("\nmuse_worker_inner_iteration_seconds_count 8\n"), scrape)
+        XCTAssertTrue(scrape.contains("\nmuse_worker_leases_reclaimed_total 0\n"), scrape)
         XCTAssertTrue(scrape.contains("# TYPE muse_worker_checkpoint_seconds histogram"), scrape)
         XCTAssertTrue(try get(port, "/other").hasPrefix("HTTP/1.1 404"))
+    }
+
+    /// `collect --follow --metrics-port`: the queue depth of the batch while it waits, then
+    /// manifest lines as the worker finishes jobs.
+    func testCollectorShowsQueueDepthAndLines() throws {
+        let dir = makeTempDir("collect-metrics")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let redis = try TestRedis()
+        let spec = try writeSpec(
+            tinyModels
+                + "\nengine: {steps: 4}\ngeneration: {prompts: [a lake], emotions: [awe, fear, anger], seeds: [1]}\n",
+            in: dir, name: "m.yaml")
+        let submitted = try runTool("muse-coordinator", ["submit", spec, "--redis", redis.url], dir: dir)
+        XCTAssertEqual(submitted.code, 0, submitted.stderr)
+        let batch = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let collect = try RunningTool(
+            "muse-coordinator",
+            [
+                "collect", batch, "--follow", "--interval", "0.1", "--redis", redis.url, "--output",
+                dir.appendingPathComponent("out").path, "--metrics-port", "0",
+            ], dir: dir, label: "metrics-collect")
+        defer { collect.stop() }
+        var port: UInt16?
+        XCTAssertTrue(
+            try waitUntil(30, "the collector's metrics port") {
+                port = self.loggedPort(collect)
+                return port != nil
+            })
+        let queued = #"muse_batch_jobs{batch="\#(batch)",state="queued"} 3.0"#
+        XCTAssertTrue(
+            try waitUntil(30, "3 queued jobs on the gauge") { try self.get(port!, "/metrics").contains(queued) })
+        // 4 steps × 0.5 s a job: after the first line, the next comes ~2 s later.
+        let worker = try RunningTool(
+            "muse-worker", ["run", "--redis", redis.url, "--engine", "fake", "--fake-step-ms", "500"], dir: dir,
+            label: "metrics-collect-worker")
+        defer { worker.stop() }
+        var scrape = ""
+        XCTAssertTrue(
+            try waitUntil(60, "one manifest line counted") {
+                scrape = try self.get(port!, "/metrics")
+                // The gauge follows the pass that wrote the line: wait for both.
+                return scrape.contains(#"muse_collector_manifest_lines_total{status="done"} 1"#)
+                    && scrape.contains(#"muse_batch_jobs{batch="\#(batch)",state="done"} 1.0"#)
+            }, scrape)
+        XCTAssertTrue(scrape.contains(#"muse_batch_workers{batch="\#(batch)",state="alive"} 1.0"#), scrape)
+        XCTAssertTrue(scrape.contains("# TYPE muse_collector_pass_seconds histogram"), scrape)
+        XCTAssertTrue(scrape.contains("muse_collector_png_bytes_total "), scrape)
+        XCTAssertEqual(collect.finish(timeout: 60).code, 0)
     }
 }

@@ -96,9 +96,11 @@ final class BatchQueueTests: XCTestCase {
         let q = try makeQueue(leaseMs: 200)
         try q.submit(jobID: "j", payload: Data("p".utf8))
         let a = try XCTUnwrap(try q.take(worker: "A"))
+        XCTAssertFalse(a.reclaimed)
         XCTAssertTrue(try q.writeCheckpoint(a, step: 5, data: Data("from A".utf8)))
         // A stalls; its lease lapses and B reclaims the entry.
         let b = try XCTUnwrap(try eventually { try q.take(worker: "B") })
+        XCTAssertTrue(b.reclaimed, "taken over from a lapsed lease (worker metric leases_reclaimed)")
         XCTAssertEqual(b.epoch, a.epoch + 1)
         XCTAssertEqual(b.attempt, 2)
         XCTAssertEqual(b.checkpoint, Data("from A".utf8))
