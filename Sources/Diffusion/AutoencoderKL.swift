@@ -244,10 +244,13 @@ struct VAEDecoder {
         convOut = try Conv2d(w, "conv_out", in: s.channels[0], out: outChannels, kernel: 3, padding: 1)
     }
 
+    /// With `Autograd.recomputeActivations`, each resnet (and the mid block) keeps only its
+    /// input for the backward: at 512² the decoder's kept activations are most of a guided
+    /// step's peak memory.
     func callAsFunction(_ z: Tensor) -> Tensor {
-        var h = mid(convIn(z))
+        var h = Autograd.checkpointed([convIn(z)]) { [mid] in mid($0[0]) }
         for block in blocks {
-            for resnet in block.resnets { h = resnet(h) }
+            for resnet in block.resnets { h = Autograd.checkpointed([h]) { resnet($0[0]) } }
             if let up = block.up { h = up(h.upsampleNearest2x()) }
         }
         return convOut(normOut(h).silu())

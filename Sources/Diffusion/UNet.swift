@@ -237,10 +237,18 @@ public final class UNet2DConditionModel {
         let time = timeLinear2(timeLinear1(timestepFeatures(Array(repeating: timestep, count: sample.shape[0]))).silu())
         var h = convIn(sample)
         var skips = [h]
+        // With `Autograd.recomputeActivations`, resnets and transformers keep only their inputs
+        // for the backward (a 64² self-attention's probabilities alone are 0.5 GB).
+        func resnet(_ block: ResnetBlock, _ x: Tensor) -> Tensor {
+            Autograd.checkpointed([x, time]) { block($0[0], time: $0[1]) }
+        }
+        func attend(_ block: SpatialTransformer, _ x: Tensor) -> Tensor {
+            Autograd.checkpointed([x, context]) { block($0[0], context: $0[1]) }
+        }
         for level in down {
-            for (j, resnet) in level.resnets.enumerated() {
-                h = resnet(h, time: time)
-                if j < level.attentions.count { h = level.attentions[j](h, context: context) }
+            for (j, block) in level.resnets.enumerated() {
+                h = resnet(block, h)
+                if j < level.attentions.count { h = attend(level.attentions[j], h) }
                 skips.append(h)
             }
             if let sampler = level.sampler {
@@ -248,13 +256,13 @@ public final class UNet2DConditionModel {
                 skips.append(h)
             }
         }
-        h = midResnets[0](h, time: time)
-        if let midAttention { h = midAttention(h, context: context) }
-        h = midResnets[1](h, time: time)
+        h = resnet(midResnets[0], h)
+        if let midAttention { h = attend(midAttention, h) }
+        h = resnet(midResnets[1], h)
         for level in up {
-            for (j, resnet) in level.resnets.enumerated() {
-                h = resnet(Tensor.concat([h, skips.removeLast()], axis: 1), time: time)
-                if j < level.attentions.count { h = level.attentions[j](h, context: context) }
+            for (j, block) in level.resnets.enumerated() {
+                h = resnet(block, Tensor.concat([h, skips.removeLast()], axis: 1))
+                if j < level.attentions.count { h = attend(level.attentions[j], h) }
             }
             if let sampler = level.sampler { h = sampler(h.upsampleNearest2x()) }
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One recorded op (or a leaf variable, with no parents and no backward): the nodes of its
 /// inputs (nil for those that need no gradient) and the function from its output gradient
 /// to theirs.
@@ -74,5 +76,36 @@ public enum Autograd {
             }
         }
         return postOrder.reversed()
+    }
+}
+
+/// Gradient checkpointing: a block's activations are recomputed in the backward pass
+/// instead of being kept from the forward one. Results are bit-identical either way (the
+/// forward is deterministic for a thread count); memory falls to the blocks' inputs plus one
+/// block's activations at a time, for one more forward of each block.
+extension Autograd {
+    /// On: `checkpointed` blocks keep only their inputs. `MUSE_RECOMPUTE=1` turns it on for
+    /// the process (tests switch it to compare); like the recording flag, not for sharing.
+    nonisolated(unsafe) public static var recomputeActivations =
+        ProcessInfo.processInfo.environment["MUSE_RECOMPUTE"] == "1"
+
+    /// `body(inputs)`, recorded as one op whose backward runs `body` again with recording on
+    /// and back-propagates through that copy. `body` must be a pure function of `inputs`
+    /// (weights it captures are constants). Plain `body(inputs)` when recomputation is off,
+    /// nothing is recorded, or no input needs a gradient.
+    public static func checkpointed(_ inputs: [Tensor], _ body: @escaping ([Tensor]) -> Tensor) -> Tensor {
+        guard recomputeActivations, isRecording, inputs.contains(where: \.requiresGrad) else { return body(inputs) }
+        let output = noGrad { body(inputs) }
+        let saved = inputs.map { (value: $0.detached(), needsGradient: $0.requiresGrad) }
+        return Tensor.result(shape: output.shape, data: output.data, inputs: inputs) { gradient in
+            // Backward closures run with recording off; this one records its own copy.
+            let depth = recordingDisabledDepth
+            recordingDisabledDepth = 0
+            defer { recordingDisabledDepth = depth }
+            let replay = saved.map { $0.needsGradient ? $0.value.asVariable() : $0.value }
+            let variables = replay.filter(\.requiresGrad)
+            var grads = gradients(of: body(replay), withRespectTo: variables, seed: gradient).makeIterator()
+            return saved.map { $0.needsGradient ? grads.next() : nil }
+        }
     }
 }
