@@ -16,6 +16,9 @@ public final class LeasedJob: @unchecked Sendable {
     private var lostReason: String?
     private var timer: DispatchSourceTimer?
     private var renewFailures = 0
+    /// Set when publish, fail or release begins: a renewal refused from then on is the job
+    /// ending here, not another owner taking it (an in-flight renewal can lose that race).
+    private var ending = false
     /// Called from the renewal thread with notable events (for logs).
     public var onEvent: (@Sendable (String) -> Void)?
 
@@ -77,7 +80,12 @@ public final class LeasedJob: @unchecked Sendable {
                 if renewFailures > 0 { onEvent?("lease renewal works again") }
                 renewFailures = 0
             } else {
-                markLost("another worker took the job over (epoch \(lease.epoch) is no longer current)")
+                lock.lock()
+                let endingHere = ending
+                lock.unlock()
+                if !endingHere {
+                    markLost("another worker took the job over (epoch \(lease.epoch) is no longer current)")
+                }
                 stopRenewing()
             }
         } catch {
@@ -96,7 +104,14 @@ public final class LeasedJob: @unchecked Sendable {
         return nil
     }
 
+    private func beginEnding() {
+        lock.lock()
+        ending = true
+        lock.unlock()
+    }
+
     public func publish(fields: [(String, Data)]) throws -> PublishOutcome {
+        beginEnding()  // renewals go on until the result is in: a slow publish keeps its lease
         let outcome = try queue.publish(lease, fields: fields)
         if outcome == .stale { markLost("result refused (epoch \(lease.epoch) is no longer current)") }
         stopRenewing()
@@ -104,6 +119,7 @@ public final class LeasedJob: @unchecked Sendable {
     }
 
     public func fail(error: String, permanent: Bool) throws -> FailOutcome {
+        beginEnding()
         stopRenewing()
         let outcome = try queue.fail(lease, error: error, permanent: permanent)
         if outcome == .stale { markLost("failure report refused (epoch \(lease.epoch) is no longer current)") }
@@ -111,6 +127,7 @@ public final class LeasedJob: @unchecked Sendable {
     }
 
     public func release() throws -> Bool {
+        beginEnding()
         stopRenewing()
         return try queue.release(lease)
     }

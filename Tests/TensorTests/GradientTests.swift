@@ -174,8 +174,8 @@ final class GradientTests: XCTestCase {
                 let scale = a.map(abs).max()!
                 XCTAssertGreaterThan(scale, 1)
                 // Measured: 1.9e-7 of the largest gradient (float summation order).
-                print("checkpoint relative difference", zip(a, b).map { abs($0 - $1) }.max()! / scale)
-                XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max()! / scale, 2e-6, "variable context: \(contextIsVariable)")
+                XCTAssertLessThan(
+                    zip(a, b).map { abs($0 - $1) }.max()! / scale, 2e-6, "variable context: \(contextIsVariable)")
             }
         }
         // And against finite differences through the checkpointed path.

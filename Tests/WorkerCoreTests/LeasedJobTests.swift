@@ -54,6 +54,20 @@ final class LeasedJobTests: XCTestCase {
         XCTAssertTrue(waitUntil(5, "C's renewal to report the loss") { c.isLost })
         XCTAssertTrue(c.lostBecause?.contains("another worker") ?? false)
     }
+
+    /// A renewal that runs after the owner published (an in-flight timer tick) is refused by
+    /// the queue, since the job is done: that is the job ending here, not a takeover.
+    func testRenewalAfterPublishIsNotALoss() throws {
+        let redis = try RedisServer.temporary()
+        let q = try BatchQueue(client: try redis.client(), batchID: "ending")
+        let side = try BatchQueue(client: try redis.client(), batchID: "ending")
+        try q.create(spec: Data("{}".utf8), maxAttempts: 3, leaseMs: 30_000)
+        try q.submit(jobID: "job1", payload: Data("{}".utf8))
+        let a = LeasedJob(lease: try XCTUnwrap(try q.take(worker: "A")), queue: q, renewQueue: side, leaseMs: 30_000)
+        XCTAssertEqual(try a.publish(fields: [("png", Data([1]))]), .published)
+        a.renewOnce()  // the tick that lost the race with publish
+        XCTAssertFalse(a.isLost, a.lostBecause ?? "")
+    }
 }
 
 /// Polls `condition` until it holds or `timeout` seconds pass.
