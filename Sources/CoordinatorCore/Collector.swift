@@ -211,7 +211,7 @@ public final class Collector {
         let url = try PathConfinement.resolve(job.output, under: output)
         try Self.writeDurably(png, to: url)
         self.metrics?.wrotePNG(bytes: png.count)
-        if let source = job.content.imageSHA256 { line.sourceOutput = try ensureSource(source) }
+        if let source = job.content.imageSHA256 { line.sourceOutput = try ensureSource(source, job: job) }
         if case .object(var document)? = metrics.traceDocument {
             document["job_id"] = .string(job.id)
             let path = "traces/" + (job.output as NSString).deletingPathExtension + ".json"
@@ -273,11 +273,18 @@ public final class Collector {
 
     /// Source images of edits, kept next to the results for the contact sheet and the
     /// report; returns the path relative to the output folder (nil: the blob is gone).
-    private func ensureSource(_ sha: String) throws -> String? {
+    private func ensureSource(_ sha: String, job: PipelineJob) throws -> String? {
         let path = "sources/\(sha.prefix(16)).png"
         let url = output.appendingPathComponent(path)
         if FileManager.default.fileExists(atPath: url.path) { return path }
-        guard let bytes = try queue.blob(name: sha) else { return nil }
+        let stored: Data?
+        if let shared = job.sharedSources {
+            // This host may not mount the folder: then the source is left out, as a gone blob is.
+            stored = try? SharedSources.read(sha256: sha, root: SharedSources.root(job: shared))
+        } else {
+            stored = try queue.blob(name: sha)
+        }
+        guard let bytes = stored else { return nil }
         try Self.writeDurably(bytes, to: url)
         return path
     }

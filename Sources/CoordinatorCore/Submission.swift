@@ -19,19 +19,25 @@ public func openBatch(_ client: RedisClient, _ id: String) throws -> BatchQueue 
     return q
 }
 
-/// Creates the batch, uploads the source images, then submits the jobs (never a job
-/// before its image). Returns (new, already present) counts.
+/// Creates the batch, uploads the source images (or writes them to the shared folder),
+/// then submits the jobs (never a job before its image). Returns (new, already present) counts.
 @discardableResult
 public func submitSpec(_ spec: LoadedSpec, client: RedisClient, skipping collected: Set<String> = []) throws -> (
     added: Int, existing: Int, skipped: Int
 ) {
     let q = try BatchQueue(client: client, batchID: spec.batchID)
     try q.create(spec: try CanonicalJSON.encode(spec.info), maxAttempts: spec.maxAttempts, leaseMs: spec.leaseMs)
-    var needed = Set<String>()
+    var needed: [String: String?] = [:]  // sha → shared folder (nil: a Redis blob)
     for job in spec.jobs where !collected.contains(job.id) {
-        if let sha = job.content.imageSHA256 { needed.insert(sha) }
+        if let sha = job.content.imageSHA256 { needed[sha] = job.sharedSources }
     }
-    for sha in needed.sorted() { try q.putBlob(name: sha, data: spec.blobs[sha]!) }
+    for (sha, shared) in needed.sorted(by: { $0.key < $1.key }) {
+        if let shared {
+            try SharedSources.write(spec.blobs[sha]!, sha256: sha, root: URL(fileURLWithPath: shared))
+        } else {
+            try q.putBlob(name: sha, data: spec.blobs[sha]!)
+        }
+    }
     var added = 0
     var existing = 0
     var skipped = 0

@@ -101,6 +101,9 @@ public struct PipelineJob: Codable, Equatable, Sendable {
     /// Contact-sheet cell: one row per (prompt, seed) or source image, one column per emotion.
     public var sheetRow: Int
     public var sheetColumn: Int
+    /// Edit only: the folder holding the source as `<sha256>.png` (`editing.shared_sources`);
+    /// nil: the source is a blob in Redis. A location, not part of the job's identity.
+    public var sharedSources: String?
 
     public init(
         id: String, content: JobContent, locations: ModelLocations, checkpointEvery: Int, index: Int,
@@ -123,6 +126,7 @@ public struct PipelineJob: Codable, Equatable, Sendable {
         case imagePath = "image_path"
         case sheetRow = "sheet_row"
         case sheetColumn = "sheet_column"
+        case sharedSources = "shared_sources"
     }
 
     public func encoded() throws -> Data { try CanonicalJSON.encode(self) }

@@ -96,11 +96,20 @@ final class JobRun {
         var image: RGBImage?
         if c.kind == .edit {
             guard let sha = c.imageSHA256 else { throw JobFailure("edit job without an image", permanent: true) }
-            guard let fetched = try patiently("read the source image", { try queue.blob(name: sha) }) else {
-                throw Interrupted()
-            }
-            guard let bytes = fetched else {
-                throw JobFailure("source image blob \(sha) (\(job.imagePath ?? "?")) is missing from Redis")
+            let bytes: Data
+            if let shared = job.sharedSources {
+                // A mount that is down here may be up on another host: retried, not permanent.
+                do { bytes = try SharedSources.read(sha256: sha, root: SharedSources.root(job: shared)) } catch {
+                    throw JobFailure("\(error) (\(job.imagePath ?? sha))")
+                }
+            } else {
+                guard let fetched = try patiently("read the source image", { try queue.blob(name: sha) }) else {
+                    throw Interrupted()
+                }
+                guard let blob = fetched else {
+                    throw JobFailure("source image blob \(sha) (\(job.imagePath ?? "?")) is missing from Redis")
+                }
+                bytes = blob
             }
             do { image = try PNGCodec.decode(bytes) } catch {
                 throw JobFailure("source image \(job.imagePath ?? sha) cannot be decoded: \(error)", permanent: true)
