@@ -105,7 +105,9 @@ struct ExpansionPlan {
                             let content = JobContent(
                                 kind: .edit, synthesis: job, imageSHA256: sources.hashes[img.path],
                                 models: fingerprints)
-                            try add(content, imagePath: img.path, column: column + 1, origin: img.place) {
+                            try add(
+                                content, imagePath: img.path, column: column + 1, origin: "\(img.place) '\(img.path)'"
+                            ) {
                                 "edit-\(stem)\(tag(method))-\($0)"
                             }
                         }

@@ -53,16 +53,20 @@ enum SourceImagePreparer {
         }
     }
 
-    /// Decodes PNG or JPEG (by signature), fits it, and makes the blob.
+    /// Decodes PNG or JPEG (by signature, whatever `name` says), fits it, and makes the blob.
     static func prepare(
-        _ bytes: Data, fit: ImageFit, requested: (width: Int?, height: Int?), rules: ImageSizeRules?
+        _ bytes: Data, named name: String, fit: ImageFit, requested: (width: Int?, height: Int?),
+        rules: ImageSizeRules?
     ) throws -> PreparedSource {
         let isJPEG = JPEGCodec.isJPEG(bytes)
+        let isPNG = bytes.starts(with: [0x89, 0x50, 0x4E, 0x47])
+        if !isJPEG && !isPNG && !name.lowercased().hasSuffix(".png") {
+            throw SourceImageError("is neither a PNG nor a JPEG image (no PNG or JPEG signature)")
+        }
         let decoded: RGBImage
         do { decoded = isJPEG ? try JPEGCodec.decode(bytes) : try PNGCodec.decode(bytes) } catch {
-            let kind = isJPEG ? "JPEG" : "PNG"
-            let hint = isJPEG || bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) ? "" : " (sources are PNG or JPEG files)"
-            throw SourceImageError("is not a readable \(kind) image: \(error)\(hint)")
+            let hint = isJPEG || isPNG ? "" : " (sources are PNG or JPEG files)"
+            throw SourceImageError("is not a readable \(isJPEG ? "JPEG" : "PNG") image: \(error)\(hint)")
         }
         guard let rules else { return PreparedSource(image: decoded, png: bytes) }
         let size = try target(

@@ -36,12 +36,16 @@ extension SpecLoader {
                 }
             }
         }
+        let issuesBefore = r.issues.count
         if let node = e["images_glob"] { plan.images += globbedImages(node, imagesRoot: imagesRoot, seen: &seen) }
+        let imagesComplete = r.issues.count == issuesBefore
         if plan.images.count > JobSpec.maxJobs {
             r.issue("editing", "\(plan.images.count) source images (at most \(JobSpec.maxJobs))")
             plan.images = []
         }
-        if let node = e["captions"] { applyCaptions(node, to: &plan.images, imagesRoot: imagesRoot) }
+        if let node = e["captions"] {
+            applyCaptions(node, to: &plan.images, imagesRoot: imagesRoot, imagesComplete: imagesComplete)
+        }
         plan.emotions = emotions(e["emotions"], "editing.emotions")
         if let v = e["source_prompt"].flatMap({ r.string($0, "editing.source_prompt") }) { plan.sourcePrompt = v }
         if let v = r.double(e["strength"], "editing.strength", check: JobSettings.strengthRule.problem) {
@@ -99,7 +103,7 @@ extension SpecLoader {
             if matches.isEmpty { r.issue(p, "'\(pattern)' matches no file under \(imagesRoot.path)", item) }
             for m in matches where seen[m.path] == nil {
                 seen[m.path] = "\(p) ('\(m.path)')"
-                out.append(EditPlan.Source(path: m.path, url: m.url, node: item, place: "\(p) '\(m.path)'"))
+                out.append(EditPlan.Source(path: m.path, url: m.url, node: item, place: p))
             }
         }
         return out
@@ -112,8 +116,9 @@ extension SpecLoader {
 
     /// `editing.captions` (relative to images_root): each row's caption goes to the image its
     /// `file_name` names; a row naming no image of the batch is an error (a typo, or a glob that
-    /// missed). An image's own `{path, source_prompt}` entry keeps its caption.
-    func applyCaptions(_ node: SpecNode, to images: inout [EditPlan.Source], imagesRoot: URL) {
+    /// missed) — unless a glob already failed (`imagesComplete` false), when that would only
+    /// repeat its error. An image's own `{path, source_prompt}` entry keeps its caption.
+    func applyCaptions(_ node: SpecNode, to images: inout [EditPlan.Source], imagesRoot: URL, imagesComplete: Bool) {
         guard let path = r.string(node, "editing.captions", allowEmpty: false) else { return }
         let url: URL
         do { url = try PathConfinement.resolve(path, under: imagesRoot) } catch {
@@ -132,7 +137,11 @@ extension SpecLoader {
         for row in contents.rows {
             let key = folder.isEmpty ? row.fileName : folder + "/" + row.fileName
             guard let i = byPath[key] else {
-                problems.append("\(row.place): file_name '\(row.fileName)' (\(key)) is not among the editing images")
+                let resolved = key == row.fileName ? "" : " (\(key) under images_root)"
+                if imagesComplete {
+                    problems.append(
+                        "\(row.place): file_name '\(row.fileName)'\(resolved) is not among the editing images")
+                }
                 continue
             }
             if !images[i].inlineCaption { images[i].sourcePrompt = row.caption }
@@ -170,9 +179,9 @@ extension SpecLoader {
             let prepared: PreparedSource
             do {
                 prepared = try SourceImagePreparer.prepare(
-                    bytes, fit: plan.fit, requested: (plan.width, plan.height), rules: sizeRules)
+                    bytes, named: img.path, fit: plan.fit, requested: (plan.width, plan.height), rules: sizeRules)
             } catch {
-                let separator = "\(error)".hasPrefix("is not") ? " " : ": "
+                let separator = "\(error)".hasPrefix("is ") ? " " : ": "
                 r.issue(p, "'\(img.path)'\(separator)\(error)", img.node)
                 continue
             }

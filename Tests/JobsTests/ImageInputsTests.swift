@@ -115,7 +115,7 @@ final class ImageInputsTests: SpecFixture {
             """
             images_root: data
             editing:
-              images_glob: ["photos/*.png", "nothing/*.png", "../*.png"]
+              images_glob: "photos/*.png"
               captions: captions.jsonl
               source_prompt: a photo
               emotions: [awe]
@@ -123,10 +123,8 @@ final class ImageInputsTests: SpecFixture {
         assertMentions(
             text,
             [
-                "editing.images_glob[1]: 'nothing/*.png' matches no file",
-                "editing.images_glob[2]: '../*.png': '../*.png' leaves its root folder",
                 "editing.captions: captions.jsonl line 2: file_name 'photos/a.png' already has a caption at captions.jsonl line 1",
-                "editing.captions: captions.jsonl line 3: file_name 'photos/missing.png' (photos/missing.png) is not among the editing images",
+                "editing.captions: captions.jsonl line 3: file_name 'photos/missing.png' is not among the editing images",
                 "captions.jsonl line 4: give \"source_prompt\" or \"text\", not both",
                 "captions.jsonl line 5: file_name '../escape.png' leaves its root folder",
                 "captions.jsonl line 6: no caption",
@@ -134,11 +132,37 @@ final class ImageInputsTests: SpecFixture {
                 "captions.jsonl line 8: no \"file_name\"",
                 "captions.jsonl line 9: not a JSON object",
             ])
+        // file_name is relative to the captions file's folder; a failed glob is reported alone
+        // (its missing images would make every captions row look unmatched).
+        try write("data/photos/meta.jsonl", #"{"file_name": "nope.png", "text": "x"}"# + "\n")
+        assertMentions(
+            try problems(
+                "images_root: data\nediting:\n  images_glob: photos/*.png\n  captions: photos/meta.jsonl\n"
+                    + "  source_prompt: a photo\n  emotions: [awe]"),
+            [
+                "meta.jsonl line 1: file_name 'nope.png' (photos/nope.png under images_root) is not among the editing images"
+            ])
+        let globs = try problems(
+            """
+            images_root: data
+            editing:
+              images_glob: ["photos/*.png", "nothing/*.png", "../*.png"]
+              captions: photos/meta.jsonl
+              source_prompt: a photo
+              emotions: [awe]
+            """)
+        assertMentions(
+            globs,
+            [
+                "editing.images_glob[1]: 'nothing/*.png' matches no file",
+                "editing.images_glob[2]: '../*.png': '../*.png' leaves its root folder",
+            ])
+        XCTAssertFalse(globs.contains("not among"), globs)
         // Images without any caption are named (MUSE edits need one).
         try png("data/photos/b.png", gradient(64, 64))
         assertMentions(
             try problems("images_root: data\nediting:\n  images_glob: photos/*.png\n  emotions: [awe]"),
-            ["editing.images_glob 'photos/a.png': 'photos/a.png': a muse edit needs a source prompt"])
+            ["editing.images_glob: 'photos/a.png': a muse edit needs a source prompt"])
     }
 
     func testJPEGSourceIsUploadedAsACanonicalPNG() throws {
@@ -156,13 +180,21 @@ final class ImageInputsTests: SpecFixture {
 
         try write("broken.jpg", jpeg.prefix(jpeg.count / 2))
         try write("fake.png", Data("GIF89a nope".utf8))
+        try write("fake.jpg", Data("GIF89a nope".utf8))
         assertMentions(
-            try problems("editing:\n  images: [broken.jpg, fake.png]\n  source_prompt: a photo\n  emotions: [awe]"),
+            try problems(
+                "editing:\n  images: [broken.jpg, fake.png, fake.jpg]\n  source_prompt: a photo\n  emotions: [awe]"),
             [
-                "editing.images[0]: 'broken.jpg' is not a readable JPEG image: cannot decode JPEG:",
+                "editing.images[0]: 'broken.jpg' is not a readable JPEG image: cannot decode JPEG: Premature end of JPEG file",
                 "editing.images[1]: 'fake.png' is not a readable PNG image: cannot decode PNG:",
                 "(sources are PNG or JPEG files)",
+                "editing.images[2]: 'fake.jpg' is neither a PNG nor a JPEG image",
             ])
+        // The same image listed twice under two names makes the same jobs: refused by name.
+        try write("copy.jpg", jpeg)
+        assertMentions(
+            try problems("editing:\n  images: [photo.jpg, copy.jpg]\n  source_prompt: a photo\n  emotions: [awe]"),
+            ["editing.images[1] 'copy.jpg': makes the same job (awe, seed 0) as editing.images[0] 'photo.jpg'"])
     }
 
     func testFitCropAndResize() throws {
