@@ -96,6 +96,29 @@ final class ImageInputsTests: SpecFixture {
         XCTAssertEqual(again.jobs.map(\.imagePath!), ["photos/a.png", "extra.png"])
     }
 
+    func testCSVCaptionsAndWrongCaptionFiles() throws {
+        try png("data/a.png", gradient(64, 64))
+        try png("data/b.png", RGBImage(width: 64, height: 64, fill: (9, 9, 9)))
+        try write("data/captions.csv", "file_name,text,split\na.png,\"a gradient, soft\",train\nb.png,,train\n")
+        let body =
+            "images_root: data\nediting:\n  images_glob: \"*.png\"\n  source_prompt: a photo\n  emotions: [awe]\n"
+        assertMentions(
+            try problems(body + "  captions: captions.csv"),
+            ["editing.captions: captions.csv row 2: no caption (a non-empty \"source_prompt\" or \"text\")"])
+        try write("data/captions.csv", "file_name,text,split\na.png,\"a gradient, soft\",train\n")
+        XCTAssertEqual(
+            try load(body + "  captions: captions.csv").jobs.map(\.content.prompt), ["a gradient, soft", "a photo"])
+        try write("data/captions.txt", "a.png a gradient")
+        try write("data/nofile.csv", "name,text\na.png,x\n")
+        assertMentions(
+            try problems(body + "  captions: captions.txt"),
+            ["editing.captions: captions.txt: captions must be a .jsonl or .csv file"])
+        assertMentions(
+            try problems(body + "  captions: nofile.csv"), ["nofile.csv: no \"file_name\" column (header: name, text)"])
+        assertMentions(
+            try problems(body + "  captions: ../spec.yaml"), ["editing.captions: '../spec.yaml' leaves its root"])
+    }
+
     func testCaptionAndGlobProblems() throws {
         try png("data/photos/a.png", gradient(64, 64))
         try write(
