@@ -28,6 +28,7 @@ let package = Package(
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         // hiredis and libpng pkg-config files add -D_FILE_OFFSET_BITS=64, which SwiftPM rejects: link by name.
         .systemLibrary(name: "CPNG", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
 
@@ -47,7 +48,7 @@ let package = Package(
             ]),
         .target(name: "RedisQueue", dependencies: ["CHiredis", "Support"]),
         .target(name: "Checkpoints", dependencies: ["CZstd", "CZlib", "Support"]),
-        .target(name: "Imaging", dependencies: ["CPNG", "Support"]),
+        .target(name: "Imaging", dependencies: ["CPNG", "CJPEG", "Support"]),
         .target(
             name: "Jobs",
             dependencies: [
@@ -97,10 +98,10 @@ let package = Package(
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "RedisQueueTests", dependencies: ["RedisQueue", "Support", "CHiredis"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "CZstd", "CZlib"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CPNG"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CPNG", "CJPEG"]),
         .testTarget(
             name: "JobsTests",
-            dependencies: ["Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CHiredis"]),
+            dependencies: ["Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CJPEG", "CHiredis"]),
         .testTarget(
             name: "WorkerCoreTests",
             dependencies: [

@@ -21,6 +21,7 @@ public enum DatasetFiles {
             case fileName = "file_name"
             case prompt, emotion, method, seed, kind
             case jobID = "job_id"
+            case sourceID = "source_id"
             case targetProbability = "target_probability"
             case topEmotion = "top_emotion"
             case evaluatorTargetProbability = "evaluator_target_probability"
@@ -36,6 +37,7 @@ public enum DatasetFiles {
             try c.encode(entry.seed, forKey: .seed)
             try c.encode(entry.kind, forKey: .kind)
             try c.encode(entry.jobID, forKey: .jobID)
+            try c.encode(entry.sourceID, forKey: .sourceID)
             try c.encode(entry.targetProbability, forKey: .targetProbability)
             try c.encode(entry.topEmotion, forKey: .topEmotion)
             // Only an independent evaluator's result counts: `evaluation` without

@@ -44,45 +44,45 @@ public struct RGBImage: Equatable, Sendable {
         return RGBImage(width: width, height: height, channels: 3, pixels: out)
     }
 
-    /// Area-averaging (box) resample: each output pixel averages the source pixels it
-    /// covers, so downscaled thumbnails do not alias; upscaling degenerates to nearest.
+    /// Area-averaging resample: each output pixel averages exactly the source area it covers
+    /// (fractional edge pixels weighted), so downscaling does not alias; upscaling is bilinear.
+    /// Integer arithmetic: the same bytes on every machine.
     public func resized(width w: Int, height h: Int) -> RGBImage {
         precondition(w > 0 && h > 0)
         if w == width && h == height { return self }
-        let ch = channels
-        var out = [UInt8](repeating: 0, count: w * h * ch)
-        pixels.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for oy in 0..<h {
-                    let y0 = oy * height / h
-                    let y1 = max(y0 + 1, (oy + 1) * height / h)
-                    for ox in 0..<w {
-                        let x0 = ox * width / w
-                        let x1 = max(x0 + 1, (ox + 1) * width / w)
-                        var s0 = 0
-                        var s1 = 0
-                        var s2 = 0
-                        var s3 = 0
-                        for y in y0..<y1 {
-                            var base = (y * width + x0) * ch
-                            for _ in x0..<x1 {
-                                s0 += Int(src[base])
-                                s1 += Int(src[base + 1])
-                                s2 += Int(src[base + 2])
-                                if ch == 4 { s3 += Int(src[base + 3]) }
-                                base += ch
-                            }
-                        }
-                        let n = (y1 - y0) * (x1 - x0)
-                        let o = (oy * w + ox) * ch
-                        dst[o] = UInt8((s0 + n / 2) / n)
-                        dst[o + 1] = UInt8((s1 + n / 2) / n)
-                        dst[o + 2] = UInt8((s2 + n / 2) / n)
-                        if ch == 4 { dst[o + 3] = UInt8((s3 + n / 2) / n) }
-                    }
-                }
-            }
+        return Resample.resize(self, width: w, height: h)
+    }
+
+    /// The `width`×`height` rectangle at (`x`, `y`), which must lie inside the image.
+    public func cropped(x: Int, y: Int, width w: Int, height h: Int) -> RGBImage {
+        precondition(x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= width && y + h <= height, "crop outside the image")
+        if x == 0 && y == 0 && w == width && h == height { return self }
+        var out = [UInt8]()
+        out.reserveCapacity(w * h * channels)
+        for row in y..<(y + h) {
+            let start = (row * width + x) * channels
+            out += pixels[start..<(start + w * channels)]
         }
-        return RGBImage(width: w, height: h, channels: ch, pixels: out)
+        return RGBImage(width: w, height: h, channels: channels, pixels: out)
+    }
+
+    /// The centred `width`×`height` rectangle (at most the image's size).
+    public func centreCropped(width w: Int, height h: Int) -> RGBImage {
+        cropped(x: (width - w) / 2, y: (height - h) / 2, width: w, height: h)
+    }
+
+    /// Scaled, keeping the aspect ratio, to the smallest size covering `width`×`height`, then
+    /// centre-cropped to it. The crop is taken from the source first (the centred rectangle of
+    /// the target's aspect), so only the pixels kept are resampled.
+    public func coverResized(width w: Int, height h: Int) -> RGBImage {
+        precondition(w > 0 && h > 0 && width > 0 && height > 0)
+        // The source rectangle of aspect w:h: full width or full height.
+        var cw = width
+        var ch = Int((Double(width) * Double(h) / Double(w)).rounded())
+        if ch > height {
+            ch = height
+            cw = max(1, min(width, Int((Double(height) * Double(w) / Double(h)).rounded())))
+        }
+        return centreCropped(width: cw, height: max(1, ch)).resized(width: w, height: h)
     }
 }

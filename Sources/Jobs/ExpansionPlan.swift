@@ -14,9 +14,8 @@ struct ExpansionPlan {
     var jobCount: Int {
         var n = 0
         if let g = generation {
-            let (a, o1) = g.prompts.count.multipliedReportingOverflow(by: g.samples)
-            let (b, o2) = a.multipliedReportingOverflow(by: g.emotions.count)
-            n = o1 || o2 ? Int.max : b
+            // Each row is at most 10,000 samples × 8 emotions, and rows at most a few × maxJobs.
+            n = g.rows.reduce(0) { $0 + g.samples(of: $1) * g.emotions(of: $1).count }
         }
         if let e = editing {
             let (c, o) = e.images.count.multipliedReportingOverflow(by: e.emotions.count)
@@ -28,7 +27,7 @@ struct ExpansionPlan {
 
     var sheetColumns: Int {
         let editColumns = (editing?.emotions.count ?? 0) + 1
-        return max(generation?.emotions.count ?? 0, editing == nil ? 0 : editColumns, 1)
+        return max(generation?.columns.count ?? 0, editing == nil ? 0 : editColumns, 1)
     }
 
     func expand(
@@ -37,13 +36,28 @@ struct ExpansionPlan {
     ) throws -> [PipelineJob] {
         var jobs: [PipelineJob] = []
         var row = 0
-        func add(_ content: JobContent, imagePath: String?, column: Int, name: (String) -> String) throws {
+        // Rows that come out as the same job (a prompts-file row whose seed another row derives,
+        // say) are refused by name: a batch never holds one job twice.
+        var firstRow: [String: String] = [:]
+        func add(
+            _ content: JobContent, imagePath: String?, sourceID: String? = nil, column: Int, origin: String,
+            name: (String) -> String
+        ) throws {
             let id = try content.jobID()
+            if let first = firstRow[id] {
+                if reader.issues.count < PromptsFile.maxProblems {
+                    reader.issue(
+                        origin, "makes the same job (\(content.emotion.rawValue), seed \(content.seed)) as \(first)")
+                }
+                return
+            }
+            firstRow[id] = origin
             let output = "\(content.emotion.rawValue)/\(name(String(id.prefix(8)))).png"
-            jobs.append(
-                PipelineJob(
-                    id: id, content: content, locations: locations, checkpointEvery: engine.checkpointEvery,
-                    index: jobs.count, output: output, imagePath: imagePath, sheetRow: row, sheetColumn: column))
+            var job = PipelineJob(
+                id: id, content: content, locations: locations, checkpointEvery: engine.checkpointEvery,
+                index: jobs.count, output: output, imagePath: imagePath, sheetRow: row, sheetColumn: column)
+            job.sourceID = sourceID
+            jobs.append(job)
         }
         do {
             // Several methods: one sheet row per method, and the method in the file name.
@@ -53,15 +67,23 @@ struct ExpansionPlan {
                 var settings = engine.settings
                 settings.width = g.width
                 settings.height = g.height
-                for prompt in g.prompts {
-                    for seed in seeds(g, prompt: prompt) {
+                let columns = g.columns
+                for (r, genRow) in g.rows.enumerated() {
+                    let prompt = genRow.prompt
+                    let origin =
+                        genRow.sourceID.map { "generation (prompt '\(prompt.prefix(40))', id '\($0)')" }
+                        ?? "generation (prompt \(r + 1), '\(prompt.prefix(40))')"
+                    for seed in seeds(g, row: genRow) {
                         for method in engine.methods {
-                            for (column, emotion) in g.emotions.enumerated() {
+                            for emotion in g.emotions(of: genRow) {
                                 let job = SynthesisJob(
                                     prompt: prompt, emotion: emotion, method: method, seed: seed, settings: settings)
                                 let content = JobContent(
                                     kind: .generate, synthesis: job, imageSHA256: nil, models: fingerprints)
-                                try add(content, imagePath: nil, column: column) {
+                                try add(
+                                    content, imagePath: nil, sourceID: genRow.sourceID,
+                                    column: columns.firstIndex(of: emotion) ?? 0, origin: origin
+                                ) {
                                     "\(Slug.make(prompt))-\(seed)\(tag(method))-\($0)"
                                 }
                             }
@@ -83,7 +105,9 @@ struct ExpansionPlan {
                             let content = JobContent(
                                 kind: .edit, synthesis: job, imageSHA256: sources.hashes[img.path],
                                 models: fingerprints)
-                            try add(content, imagePath: img.path, column: column + 1) {
+                            try add(
+                                content, imagePath: img.path, column: column + 1, origin: "\(img.place) '\(img.path)'"
+                            ) {
                                 "edit-\(stem)\(tag(method))-\($0)"
                             }
                         }
@@ -95,12 +119,14 @@ struct ExpansionPlan {
             reader.issue("", "cannot encode a job: \(error)")
             throw SpecError(file: file, issues: reader.issues)
         }
+        if !reader.issues.isEmpty { throw SpecError(file: file, issues: reader.issues) }
         return jobs
     }
 
-    /// A prompt's seeds: the explicit list, or `count` seeds derived from the batch seed.
-    func seeds(_ g: SpecLoader.GenerationPlan, prompt: String) -> [UInt64] {
+    /// A row's seeds: its own one, the explicit list, or `count` seeds derived from the batch seed.
+    func seeds(_ g: SpecLoader.GenerationPlan, row: SpecLoader.GenerationRow) -> [UInt64] {
+        if let own = row.seed { return [own] }
         if let explicit = g.seeds { return explicit.map(\.seed) }
-        return (0..<g.count).map { SeedDerivation.seed(batchSeed: g.batchSeed, prompt: prompt, sample: $0) }
+        return (0..<g.count).map { SeedDerivation.seed(batchSeed: g.batchSeed, prompt: row.prompt, sample: $0) }
     }
 }

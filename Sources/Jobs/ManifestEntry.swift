@@ -142,6 +142,8 @@ public struct ManifestEntry: Codable, Equatable, Sendable {
     public var seed: UInt64
     public var method: String
     public var image: Image?
+    /// The prompts file's `id` of the job's row (generation from a prompts file with ids).
+    public var sourceID: String?
     public var settings: JobSettings
     public var checkpointEvery: Int
     public var models: Models
@@ -175,6 +177,7 @@ public struct ManifestEntry: Codable, Equatable, Sendable {
         case status, index, kind, prompt, emotion, seed, method, image, settings, models, output, sha256, width, height
         case probabilities, timings, worker, attempts, epoch, segments, trace, error, sheet, evaluation
         case jobID = "job_id"
+        case sourceID = "source_id"
         case traceFile = "trace_file"
         case sourceOutput = "source_output"
         case checkpointEvery = "checkpoint_every"
@@ -198,6 +201,7 @@ public struct ManifestEntry: Codable, Equatable, Sendable {
         seed = c.seed
         method = c.synthesis.method.rawValue
         image = job.imagePath.map { Image(path: $0, sha256: c.imageSHA256 ?? "") }
+        sourceID = job.sourceID
         settings = c.settings
         checkpointEvery = job.checkpointEvery
         models = Models(locations: job.locations, fingerprints: c.models)

@@ -98,6 +98,9 @@ public struct PipelineJob: Codable, Equatable, Sendable {
     public var output: String
     /// Edit only: the source image's path as the spec gave it (for the manifest).
     public var imagePath: String?
+    /// The prompts file's `id` of the row this job came from: the user's label, carried into
+    /// the manifest and metadata.jsonl. Not part of `content`, so not of the job id.
+    public var sourceID: String?
     /// Contact-sheet cell: one row per (prompt, seed) or source image, one column per emotion.
     public var sheetRow: Int
     public var sheetColumn: Int
@@ -124,6 +127,7 @@ public struct PipelineJob: Codable, Equatable, Sendable {
         case id, content, locations, index, output
         case checkpointEvery = "checkpoint_every"
         case imagePath = "image_path"
+        case sourceID = "source_id"
         case sheetRow = "sheet_row"
         case sheetColumn = "sheet_column"
         case sharedSources = "shared_sources"

@@ -90,15 +90,21 @@ extension SpecLoader {
             if let problem = GuidanceWindow(settings: settings, method: method).problem {
                 r.issue("editing.strength", "\(method.rawValue): \(problem)")
             }
+            var uncaptioned = 0
             for img in editing.images {
                 let job = SynthesisJob(
                     prompt: img.sourcePrompt ?? editing.sourcePrompt, emotion: .awe, method: method, settings: settings)
                 do { try job.validate() } catch let e as SettingsError where e.key == "source_prompt" {
+                    uncaptioned += 1
+                    guard uncaptioned <= PromptsFile.maxProblems else { continue }
                     r.issue(
-                        "editing.images[\(img.index)]",
-                        "'\(img.path)': \(e.message); give editing.source_prompt or this image's source_prompt",
-                        img.node)
+                        img.place,
+                        "'\(img.path)': \(e.message); give editing.source_prompt, a captions row or this image's "
+                            + "source_prompt", img.node)
                 } catch {}
+            }
+            if uncaptioned > PromptsFile.maxProblems {
+                r.issue("editing", "… and \(uncaptioned - PromptsFile.maxProblems) more images without a caption")
             }
         }
     }

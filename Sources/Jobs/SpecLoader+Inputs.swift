@@ -6,10 +6,24 @@ import Vocabulary
 /// The `generation:` and `editing:` sections and the source images they name.
 extension SpecLoader {
     static let generationKeys = ["prompts", "prompts_file", "emotions", "seeds", "seed", "count", "width", "height"]
-    static let editingKeys = ["images", "emotions", "source_prompt", "strength"]
+    static let editingKeys = [
+        "images", "images_glob", "captions", "fit", "width", "height", "emotions", "source_prompt", "strength",
+    ]
+
+    /// One prompt of the batch: an inline prompt, or a prompts-file row with what it overrides.
+    struct GenerationRow {
+        var prompt: String
+        /// nil: `generation.emotions`.
+        var emotions: [Emotion]?
+        /// nil: the spec's seeds; else this row's one sample.
+        var seed: UInt64?
+        /// The prompts file's `id`: a label carried into the manifest, not part of the job.
+        var sourceID: String?
+    }
 
     struct GenerationPlan {
-        var prompts: [String] = []
+        var rows: [GenerationRow] = []
+        /// The spec's emotions (empty when every row names its own).
         var emotions: [Emotion] = []
         /// Explicit seeds with their sample numbers; nil: derived from `batchSeed`.
         var seeds: [(sample: Int, seed: UInt64)]?
@@ -17,22 +31,38 @@ extension SpecLoader {
         var count = 1
         var width: Int?
         var height: Int?
-        var samples: Int { seeds?.count ?? count }
+
+        func emotions(of row: GenerationRow) -> [Emotion] { row.emotions ?? emotions }
+        func samples(of row: GenerationRow) -> Int { row.seed == nil ? seeds?.count ?? count : 1 }
+
+        /// Contact-sheet columns: the spec's emotions, then those only rows name, in first use.
+        var columns: [Emotion] {
+            var out = emotions
+            for row in rows { for e in row.emotions ?? [] where !out.contains(e) { out.append(e) } }
+            return out
+        }
     }
 
     struct EditPlan {
         struct Source {
             var path: String
             var url: URL
-            var node: SpecNode
-            var index: Int
+            var node: SpecNode?
+            /// Where the spec names it, for messages: `editing.images[2]`, `editing.images_glob[0]`.
+            var place: String
             /// This image's caption, overriding `editing.source_prompt`.
             var sourcePrompt: String?
+            /// The caption is the image's own entry's (`{path, source_prompt}`): a captions file
+            /// does not replace it.
+            var inlineCaption = false
         }
         var images: [Source] = []
         var emotions: [Emotion] = []
         var sourcePrompt = ""
         var strength: Float = 1
+        var fit = ImageFit.refuse
+        var width: Int?
+        var height: Int?
     }
 
     struct SourceImages {
@@ -48,10 +78,20 @@ extension SpecLoader {
         guard let g = r.map(node, "generation", allowed: Self.generationKeys) else { return nil }
         var plan = GenerationPlan()
         if g["prompts"] != nil || g["prompts_file"] == nil {
-            plan.prompts = uniqueStrings(g["prompts"], "generation.prompts", what: "prompt", allowEmpty: true)
+            plan.rows = uniqueStrings(g["prompts"], "generation.prompts", what: "prompt", allowEmpty: true).map {
+                GenerationRow(prompt: $0)
+            }
         }
-        if let node = g["prompts_file"] { plan.prompts += promptsFile(node, already: plan.prompts) }
-        plan.emotions = emotions(g["emotions"], "generation.emotions")
+        if let node = g["prompts_file"] { plan.rows += promptsFile(node, inline: plan.rows.map(\.prompt)) }
+        // Rows of a prompts file may all name their own emotions; anything else needs the spec's.
+        let rowsWithout = plan.rows.filter { $0.emotions == nil }.count
+        if g["emotions"] != nil || g["prompts_file"] == nil {
+            plan.emotions = emotions(g["emotions"], "generation.emotions")
+        } else if rowsWithout > 0 {
+            r.issue(
+                "generation.emotions",
+                "required: \(rowsWithout) prompt\(rowsWithout == 1 ? "" : "s") name no emotions of their own")
+        }
         if g["seeds"] != nil && (g["seed"] != nil || g["count"] != nil) {
             r.issue(
                 "generation.seeds", "give either seeds (explicit list) or seed + count (derived seeds), not both",
@@ -77,29 +117,40 @@ extension SpecLoader {
         return plan
     }
 
-    /// The prompts of `generation.prompts_file` (relative to the spec's folder), checked like
-    /// the inline list: distinct, at most `JobSpec.maxJobs`.
-    func promptsFile(_ node: SpecNode, already: [String]) -> [String] {
+    /// The rows of `generation.prompts_file` (relative to the spec's folder), every row checked:
+    /// at most `JobSpec.maxJobs`, no (prompt, seed) twice, none repeating an inline prompt
+    /// without a seed of its own.
+    func promptsFile(_ node: SpecNode, inline: [String]) -> [GenerationRow] {
         guard let path = r.string(node, "generation.prompts_file", allowEmpty: false),
             let url = specPath(path, "generation.prompts_file", node)
         else { return [] }
-        let prompts: [String]
-        do { prompts = try PromptsFile.read(url) } catch {
+        var contents: PromptsFile.Contents
+        do { contents = try PromptsFile.read(url, maxRows: JobSpec.maxJobs) } catch {
             r.issue("generation.prompts_file", "\(error)", node)
             return []
         }
-        if prompts.isEmpty { r.issue("generation.prompts_file", "\(path) holds no prompts", node) }
-        if prompts.count > JobSpec.maxJobs {
-            r.issue(
-                "generation.prompts_file", "\(path) holds \(prompts.count) prompts (at most \(JobSpec.maxJobs))", node)
-            return []
+        if contents.rows.isEmpty && contents.problems.isEmpty {
+            r.issue("generation.prompts_file", "\(path) holds no prompts", node)
         }
-        var seen = Set(already)
-        for (i, p) in prompts.enumerated() where !seen.insert(p).inserted {
-            r.issue("generation.prompts_file", "\(path) row \(i + 1): duplicate prompt '\(p.prefix(60))'", node)
-            return []
+        let inlineIndex = Dictionary(inline.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        for row in contents.rows where row.seed == nil {
+            if let j = inlineIndex[row.prompt] {
+                contents.problems.append("\(row.place): duplicate of generation.prompts[\(j)]")
+            }
         }
-        return prompts
+        reportProblems(contents.problems, "generation.prompts_file", node)
+        guard contents.problems.isEmpty else { return [] }
+        return contents.rows.map {
+            GenerationRow(prompt: $0.prompt, emotions: $0.emotions, seed: $0.seed, sourceID: $0.id)
+        }
+    }
+
+    /// A data file's problems as issues at `key`: the first `PromptsFile.maxProblems`, then a count.
+    func reportProblems(_ problems: [String], _ key: String, _ node: SpecNode?) {
+        for problem in problems.prefix(PromptsFile.maxProblems) { r.issue(key, problem, node) }
+        if problems.count > PromptsFile.maxProblems {
+            r.issue(key, "… and \(problems.count - PromptsFile.maxProblems) more problems", node)
+        }
     }
 
     func readSeeds(_ node: SpecNode?) -> [(sample: Int, seed: UInt64)] {
@@ -119,89 +170,6 @@ extension SpecLoader {
             list.append((sample: i, seed: UInt64(v)))
         }
         return list
-    }
-
-    func readEditing(_ node: SpecNode?, imagesRoot: URL) -> EditPlan? {
-        guard let e = r.map(node, "editing", allowed: Self.editingKeys) else { return nil }
-        var plan = EditPlan()
-        if e["images"] == nil {
-            r.issue("editing.images", "required (a list of PNG paths relative to images_root)")
-        } else if let items = r.list(e["images"], "editing.images") {
-            if items.isEmpty { r.issue("editing.images", "must list at least one image", e["images"]) }
-            var seen: [String: Int] = [:]
-            for (i, item) in items.enumerated() {
-                let p = "editing.images[\(i)]"
-                guard let (path, caption) = editImage(item, p) else { continue }
-                if let j = seen[path] {
-                    r.issue(p, "duplicate of editing.images[\(j)]", item)
-                    continue
-                }
-                seen[path] = i
-                do {
-                    let url = try PathConfinement.resolve(path, under: imagesRoot)
-                    plan.images.append(
-                        EditPlan.Source(path: path, url: url, node: item, index: i, sourcePrompt: caption))
-                } catch {
-                    r.issue(p, "\(error)", item)
-                }
-            }
-        }
-        plan.emotions = emotions(e["emotions"], "editing.emotions")
-        if let v = e["source_prompt"].flatMap({ r.string($0, "editing.source_prompt") }) { plan.sourcePrompt = v }
-        if let v = r.double(e["strength"], "editing.strength", check: JobSettings.strengthRule.problem) {
-            plan.strength = Float(v)
-        }
-        return plan
-    }
-
-    /// An `editing.images` entry: a path, or {path, source_prompt} giving the image its own caption.
-    func editImage(_ item: SpecNode, _ p: String) -> (path: String, caption: String?)? {
-        guard case .map = item else { return r.string(item, p, allowEmpty: false).map { ($0, nil) } }
-        guard let m = r.map(item, p, allowed: ["path", "source_prompt"]) else { return nil }
-        guard let pathNode = m["path"] else {
-            r.issue("\(p).path", "required (the PNG's path relative to images_root)", item)
-            return nil
-        }
-        guard let path = r.string(pathNode, "\(p).path", allowEmpty: false) else { return nil }
-        return (path, m["source_prompt"].flatMap { r.string($0, "\(p).source_prompt") })
-    }
-
-    /// Reads, decodes and size-checks every source image.
-    func readSourceImages(_ plan: EditPlan, sizeRules: ImageSizeRules?) -> SourceImages {
-        var sources = SourceImages()
-        for img in plan.images {
-            let p = "editing.images[\(img.index)]"
-            let bytes: Data
-            do { bytes = try RegularFile.read(img.url.path, limit: JobSpec.maxImageBytes) } catch let e as FileReadError
-            {
-                r.issue(p, "cannot read '\(img.path)' (\(e.reason): \(img.url.path))", img.node)
-                continue
-            } catch {
-                r.issue(p, "cannot read '\(img.path)' (\(error))", img.node)
-                continue
-            }
-            let decoded: RGBImage
-            do { decoded = try PNGCodec.decode(bytes) } catch {
-                r.issue(p, "'\(img.path)' is not a readable PNG image: \(error)", img.node)
-                continue
-            }
-            if let sizeRules, let problem = sizeRules.problem(width: decoded.width, height: decoded.height) {
-                r.issue(p, "'\(img.path)': \(problem): resize or crop it first", img.node)
-                continue
-            }
-            if let sizeRules,
-                let problem = sizeRules.memoryProblem(
-                    width: decoded.width, height: decoded.height, environment: environment)
-            {
-                r.issue(p, "'\(img.path)': \(problem): use a smaller image", img.node)
-                continue
-            }
-            let sha = Hashing.sha256Hex(bytes)
-            sources.blobs[sha] = bytes
-            sources.sizes[sha] = (decoded.width, decoded.height)
-            sources.hashes[img.path] = sha
-        }
-        return sources
     }
 
     /// A required, non-empty list of distinct strings.

@@ -78,7 +78,9 @@ final class SpecLoader {
         let imagesRoot = readImagesRoot(top["images_root"])
         let generation =
             top["generation"] == nil ? nil : readGeneration(top["generation"], sizeRules: models?.sizeRules)
-        let editing = top["editing"] == nil ? nil : readEditing(top["editing"], imagesRoot: imagesRoot)
+        let editing =
+            top["editing"] == nil
+            ? nil : readEditing(top["editing"], imagesRoot: imagesRoot, sizeRules: models?.sizeRules)
         if top["generation"] == nil && top["editing"] == nil {
             r.issue("", "the spec has neither a generation nor an editing section: nothing to do")
         }

@@ -23,9 +23,11 @@ final class DatasetFilesTests: XCTestCase {
                 settings: JobSettings(steps: 2))
             let content = JobContent(kind: .generate, synthesis: synthesis, imageSHA256: nil, models: models)
             let id = try content.jobID()
-            let job = PipelineJob(
+            var job = PipelineJob(
                 id: id, content: content, locations: models, checkpointEvery: 0, index: i,
                 output: "\(emotion.rawValue)/\(id.prefix(8)).png", imagePath: nil, sheetRow: 0, sheetColumn: i)
+            // A prompts-file row's id reaches the manifest and metadata.jsonl.
+            if emotion == .awe { job.sourceID = "lake-7" }
             jobs[id] = job
             XCTAssertTrue(try q.submit(jobID: id, payload: try job.encoded()))
         }
@@ -76,7 +78,12 @@ final class DatasetFilesTests: XCTestCase {
             XCTAssertEqual(row["kind"] as? String, "generate")
             XCTAssertEqual(row["target_probability"] as? Double, 0.25)
             XCTAssertEqual(row["top_emotion"] as? String, "awe")
-            XCTAssertEqual(row.keys.count, 11, "every key on every line")
+            XCTAssertEqual(row.keys.count, 12, "every key on every line")
+            if job.sourceID != nil {
+                XCTAssertEqual(row["source_id"] as? String, "lake-7")
+            } else {
+                XCTAssertTrue(row["source_id"] is NSNull)
+            }
             if id == doneIDs[0] {
                 XCTAssertEqual(row["evaluator_target_probability"] as? Double, 0.6)
                 XCTAssertEqual(row["evaluator_top_emotion"] as? String, "awe")

@@ -395,7 +395,7 @@ final class SpecTests: XCTestCase {
         for (file, message) in [
             ("bad.jsonl", "bad.jsonl line 2: not a JSON object with a \"prompt\" string"),
             ("bad.csv", "bad.csv: no \"prompt\" column (header: id, text)"),
-            ("dup.txt", "dup.txt row 2: duplicate prompt 'a barn'"),
+            ("dup.txt", "dup.txt line 2: duplicate of dup.txt line 1 (prompt 'a barn')"),
             ("missing.txt", "generation.prompts_file: cannot read"),
         ] {
             let text = try problems("generation:\n  prompts_file: \(file)\n  emotions: [awe]\n  seeds: [1]")
