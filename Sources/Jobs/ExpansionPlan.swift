@@ -40,8 +40,8 @@ struct ExpansionPlan {
         // say) are refused by name: a batch never holds one job twice.
         var firstRow: [String: String] = [:]
         func add(
-            _ content: JobContent, imagePath: String?, sourceID: String? = nil, column: Int, origin: String,
-            name: (String) -> String
+            _ content: JobContent, imagePath: String?, sourceID: String? = nil, sharedSources: String? = nil,
+            column: Int, origin: String, name: (String) -> String
         ) throws {
             let id = try content.jobID()
             if let first = firstRow[id] {
@@ -57,6 +57,7 @@ struct ExpansionPlan {
                 id: id, content: content, locations: locations, checkpointEvery: engine.checkpointEvery,
                 index: jobs.count, output: output, imagePath: imagePath, sheetRow: row, sheetColumn: column)
             job.sourceID = sourceID
+            job.sharedSources = sharedSources
             jobs.append(job)
         }
         do {
@@ -106,7 +107,8 @@ struct ExpansionPlan {
                                 kind: .edit, synthesis: job, imageSHA256: sources.hashes[img.path],
                                 models: fingerprints)
                             try add(
-                                content, imagePath: img.path, column: column + 1, origin: "\(img.place) '\(img.path)'"
+                                content, imagePath: img.path, sharedSources: e.sharedSources, column: column + 1,
+                                origin: "\(img.place) '\(img.path)'"
                             ) {
                                 "edit-\(stem)\(tag(method))-\($0)"
                             }

@@ -40,7 +40,8 @@ public enum SharedSources {
             try bytes.write(to: url, options: .atomic)
         } catch {
             throw Problem(
-                description: "cannot write the source image to the shared folder \(url.path): \(error.localizedDescription)",
+                description:
+                    "cannot write the source image to the shared folder \(url.path): \(error.localizedDescription)",
                 damaged: false)
         }
         return true
@@ -54,7 +55,8 @@ public enum SharedSources {
             throw Problem(description: "cannot read the shared source image \(path): \(error)", damaged: false)
         }
         guard Hashing.sha256Hex(bytes) == sha256 else {
-            throw Problem(description: "the shared source image \(path) does not hold the submitted bytes", damaged: true)
+            throw Problem(
+                description: "the shared source image \(path) does not hold the submitted bytes", damaged: true)
         }
         return bytes
     }

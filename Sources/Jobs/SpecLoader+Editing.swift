@@ -52,7 +52,27 @@ extension SpecLoader {
             plan.strength = Float(v)
         }
         readFit(e, into: &plan, sizeRules: sizeRules)
+        if let node = e["shared_sources"] { plan.sharedSources = sharedSourcesFolder(node) }
         return plan
+    }
+
+    /// `editing.shared_sources`: absolute, since workers on other hosts read the same path.
+    func sharedSourcesFolder(_ node: SpecNode) -> String? {
+        let key = "editing.shared_sources"
+        guard let text = r.string(node, key, allowEmpty: false) else { return nil }
+        guard text.hasPrefix("/") else {
+            r.issue(key, "must be an absolute path that every worker host mounts, got '\(text)'", node)
+            return nil
+        }
+        let components = text.split(separator: "/")
+        guard !components.contains(".."), !components.contains("."), text.utf8.count <= 1024,
+            !text.contains("\0")
+        else {
+            r.issue(
+                key, "'\(text.prefix(80))' must be a plain absolute path (no '.' or '..', at most 1024 bytes)", node)
+            return nil
+        }
+        return "/" + components.joined(separator: "/")
     }
 
     /// `editing.fit` and the target `editing.width`/`height` it may use.

@@ -8,6 +8,7 @@ extension SpecLoader {
     static let generationKeys = ["prompts", "prompts_file", "emotions", "seeds", "seed", "count", "width", "height"]
     static let editingKeys = [
         "images", "images_glob", "captions", "fit", "width", "height", "emotions", "source_prompt", "strength",
+        "shared_sources",
     ]
 
     /// One prompt of the batch: an inline prompt, or a prompts-file row with what it overrides.
@@ -63,6 +64,8 @@ extension SpecLoader {
         var fit = ImageFit.refuse
         var width: Int?
         var height: Int?
+        /// `editing.shared_sources`: an absolute folder every host mounts (nil: Redis blobs).
+        var sharedSources: String?
     }
 
     struct SourceImages {
