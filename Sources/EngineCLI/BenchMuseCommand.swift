@@ -80,6 +80,13 @@ struct BenchMuseCommand: ParsableCommand {
         precondition(guidedState.trace.stepTraces.allSatisfy(\.guided), "the guided job's first steps were not guided")
         BenchLine.print("first guided step (WHICH + K=\(k)), full VAE decoder", guidedFirst)
         BenchLine.print("guided step, K=\(k), full VAE decoder", guidedStep)
+        // The other memory mode, in the same run (peak RSS needs a process each: /usr/bin/time -v).
+        let recomputing = Autograd.recomputeActivations
+        Autograd.recomputeActivations = !recomputing
+        let (_, otherMode, _) = try twoSteps(guided)
+        Autograd.recomputeActivations = recomputing
+        BenchLine.print(
+            "guided step, K=\(k), full VAE, activations \(recomputing ? "kept" : "recomputed") (other mode)", otherMode)
 
         var tinyFirst = 0.0
         var tinyStep = 0.0
@@ -221,6 +228,11 @@ enum BenchLine {
         Swift.print("CPU: \(BLAS.cpuModelName()), \(ProcessInfo.processInfo.activeProcessorCount) cores")
         Swift.print("BLAS: \(blas)")
         Swift.print("engine threads: \(Threads.count) (MUSE_THREADS)")
+        Swift.print(
+            "activations for the backward: "
+                + (Autograd.recomputeActivations ? "recomputed per block (MUSE_RECOMPUTE=1)" : "kept (MUSE_RECOMPUTE unset)")
+                + "; Winograd weight cache: MUSE_WINOGRAD_CACHE_MB="
+                + (ProcessInfo.processInfo.environment["MUSE_WINOGRAD_CACHE_MB"] ?? "unset (4096)"))
         Swift.print("load before: \(loadAverage())")
         fflush(stdout)
     }
