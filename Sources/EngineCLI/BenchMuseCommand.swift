@@ -230,7 +230,8 @@ enum BenchLine {
         Swift.print("engine threads: \(Threads.count) (MUSE_THREADS)")
         Swift.print(
             "activations for the backward: "
-                + (Autograd.recomputeActivations ? "recomputed per block (MUSE_RECOMPUTE=1)" : "kept (MUSE_RECOMPUTE unset)")
+                + (Autograd.recomputeActivations
+                    ? "recomputed per block (MUSE_RECOMPUTE=1)" : "kept (MUSE_RECOMPUTE unset)")
                 + "; Winograd weight cache: MUSE_WINOGRAD_CACHE_MB="
                 + (ProcessInfo.processInfo.environment["MUSE_WINOGRAD_CACHE_MB"] ?? "unset (4096)"))
         Swift.print("load before: \(loadAverage())")
