@@ -145,7 +145,7 @@ let tinyModels = """
 func copyDemoImages(to dir: URL) throws {
     let images = dir.appendingPathComponent("images")
     try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
-    for name in ["sunset.png", "house.png"] {
+    for name in ["sunset.png", "house.png", "miniworld-house.png", "miniworld-boat.png"] {
         let src = packageRoot.appendingPathComponent("manifests/images/\(name)")
         try? FileManager.default.removeItem(at: images.appendingPathComponent(name))
         try FileManager.default.copyItem(at: src, to: images.appendingPathComponent(name))
