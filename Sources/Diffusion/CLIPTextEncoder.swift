@@ -129,7 +129,7 @@ public final class CLIPTextEncoder {
             x.rank == 3 && x.shape[2] == hiddenSize, "CLIP text: inputs \(x.shape), want [B, T, \(hiddenSize)]")
         precondition(x.shape[1] <= maxPositions, "CLIP text: \(x.shape[1]) tokens, at most \(maxPositions)")
         var h = x + positionEmbedding.narrowed(axis: 0, start: 0, length: x.shape[1])
-        for layer in layers { h = layer(h, causal: true) }
+        for layer in layers { h = Autograd.checkpointed([h]) { layer($0[0], causal: true) } }
         return finalLayerNorm(h)
     }
 

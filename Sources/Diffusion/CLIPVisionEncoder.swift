@@ -65,7 +65,7 @@ public final class CLIPVisionEncoder {
         let cls = classEmbedding.reshaped([1, 1, hiddenSize])
         var h = Tensor.concat([Tensor.concat(Array(repeating: cls, count: batch), axis: 0), patches], axis: 1)
         h = preLayerNorm(h + positionEmbedding)
-        for layer in layers { h = layer(h, causal: false) }
+        for layer in layers { h = Autograd.checkpointed([h]) { layer($0[0], causal: false) } }
         return h
     }
 

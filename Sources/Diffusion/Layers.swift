@@ -4,25 +4,30 @@ import Tensor
 // so weight names map one to one.
 
 public struct Linear {
-    public let weight: Tensor
+    /// The weight as stored (float32, or bfloat16 with `MUSE_WEIGHTS_DTYPE=bf16`).
+    public let store: WeightStore
     public let bias: Tensor?
+    public var weight: Tensor { store.tensor }
     public init(_ w: ModelWeights, _ name: String, in inFeatures: Int, out outFeatures: Int, bias: Bool = true) throws {
-        weight = try w.tensor(name + ".weight", shape: [outFeatures, inFeatures])
+        store = WeightStore(try w.tensor(name + ".weight", shape: [outFeatures, inFeatures]))
         self.bias = bias ? try w.tensor(name + ".bias", shape: [outFeatures]) : nil
     }
     public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight, bias) }
 }
 
 public struct Conv2d {
-    public let weight: Tensor
+    /// The weight as stored (float32, or bfloat16 with `MUSE_WEIGHTS_DTYPE=bf16`: then
+    /// widened per call, so Winograd transforms it per call too).
+    public let store: WeightStore
     public let bias: Tensor?
+    public var weight: Tensor { store.tensor }
     public let stride: Int
     public let padding: Int
     public init(
         _ w: ModelWeights, _ name: String, in inChannels: Int, out outChannels: Int, kernel: Int,
         stride: Int = 1, padding: Int = 0, bias: Bool = true
     ) throws {
-        weight = try w.tensor(name + ".weight", shape: [outChannels, inChannels, kernel, kernel])
+        store = WeightStore(try w.tensor(name + ".weight", shape: [outChannels, inChannels, kernel, kernel]))
         self.bias = bias ? try w.tensor(name + ".bias", shape: [outChannels]) : nil
         self.stride = stride
         self.padding = padding
@@ -148,7 +153,7 @@ extension Linear {
     }
 
     public init(weight: Tensor, bias: Tensor?) {
-        self.weight = weight
+        store = WeightStore(weight)
         self.bias = bias
     }
 }
