@@ -2,7 +2,7 @@ import Foundation
 import Tensor
 
 /// How layers keep their weights: `MUSE_WEIGHTS_DTYPE=bf16` halves their memory (SD 1.5's
-/// linear and convolution weights plus the ViT-L/14 towers: 6.0 GB → 3.0 GB) by storing
+/// linear and convolution weights plus the ViT-L/14 towers: about 6 GB → 3 GB) by storing
 /// bfloat16 and widening to float32 on each use; all arithmetic stays float32. The rounding
 /// (8 significant bits) moves outputs by about 1e-2 relative: a different model, not the
 /// same one faster — results are not comparable with float32 runs, and every worker of a

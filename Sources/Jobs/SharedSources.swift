@@ -10,8 +10,6 @@ public enum SharedSources {
 
     public struct Problem: Error, CustomStringConvertible {
         public let description: String
-        /// True when the file is there but holds other bytes (not a mount that is down).
-        public let damaged: Bool
     }
 
     public static func fileName(sha256: String) -> String { sha256 + ".png" }
@@ -41,8 +39,7 @@ public enum SharedSources {
         } catch {
             throw Problem(
                 description:
-                    "cannot write the source image to the shared folder \(url.path): \(error.localizedDescription)",
-                damaged: false)
+                    "cannot write the source image to the shared folder \(url.path): \(error.localizedDescription)")
         }
         return true
     }
@@ -52,11 +49,10 @@ public enum SharedSources {
         let path = URL(fileURLWithPath: root).appendingPathComponent(fileName(sha256: sha256)).path
         let bytes: Data
         do { bytes = try RegularFile.read(path, limit: JobSpec.maxImageBytes) } catch {
-            throw Problem(description: "cannot read the shared source image \(path): \(error)", damaged: false)
+            throw Problem(description: "cannot read the shared source image \(path): \(error)")
         }
         guard Hashing.sha256Hex(bytes) == sha256 else {
-            throw Problem(
-                description: "the shared source image \(path) does not hold the submitted bytes", damaged: true)
+            throw Problem(description: "the shared source image \(path) does not hold the submitted bytes")
         }
         return bytes
     }

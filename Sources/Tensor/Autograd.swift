@@ -80,9 +80,10 @@ public enum Autograd {
 }
 
 /// Gradient checkpointing: a block's activations are recomputed in the backward pass
-/// instead of being kept from the forward one. Results are bit-identical either way (the
-/// forward is deterministic for a thread count); memory falls to the blocks' inputs plus one
-/// block's activations at a time, for one more forward of each block.
+/// instead of being kept from the forward one. The recomputed forward is the same bit for
+/// bit; gradients differ only in the order a tensor's contributions are summed (a few 1e-7),
+/// the same on every run; memory falls to the blocks' inputs plus one block's activations at
+/// a time, for one more forward of each block.
 extension Autograd {
     /// On: `checkpointed` blocks keep only their inputs. `MUSE_RECOMPUTE=1` turns it on for
     /// the process (tests switch it to compare); like the recording flag, not for sharing.
