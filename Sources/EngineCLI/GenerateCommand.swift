@@ -31,7 +31,8 @@ struct GenerateCommand: ParsableCommand {
         try EngineCLI.runJob(museEngine, job, image: nil, options: engine)
     }
 
-    /// Plain DDIM text-to-image through StableDiffusion.denoise.
+    /// Plain text-to-image through StableDiffusion.denoise (DDIM) or denoiseDPMSolver
+    /// (`--scheduler dpmpp-2m`).
     func plain(_ checked: MUSEEngineOptions.Checked) throws {
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let sd = try StableDiffusion(folder: checked.paths.model)
@@ -40,16 +41,25 @@ struct GenerateCommand: ParsableCommand {
         let side = try unet.int("sample_size", default: 64) * sd.vae.downsampleFactor
         let began = Date()
         let z = Tensor.randomNormal(sd.latentShape(height: side, width: side), seed: engine.seed)
-        let latent = sd.denoise(
-            from: z, prompt: prompt, negativePrompt: engine.negativePrompt, steps: steps,
-            guidance: engine.guidance
-        ) { done, total in EngineCLI.log("step \(done)/\(total)") }
+        let progress = { (done: Int, total: Int) in EngineCLI.log("step \(done)/\(total)") }
+        let latent: Tensor
+        switch checked.settings.scheduler {
+        case .ddim:
+            latent = sd.denoise(
+                from: z, prompt: prompt, negativePrompt: engine.negativePrompt, steps: steps,
+                guidance: engine.guidance, progress: progress)
+        case .dpmpp2m:
+            latent = try sd.denoiseDPMSolver(
+                from: z, prompt: prompt, negativePrompt: engine.negativePrompt, steps: steps,
+                guidance: engine.guidance, progress: progress)
+        }
         let (w, h, bytes) = sd.decodeToImage(latent).rgbBytes()
         try EngineCLI.writePNG(bytes, width: w, height: h, to: engine.out)
         let seconds = Date().timeIntervalSince(began)
         if let tracePath = engine.trace {
             let summary: [String: String] = [
                 "mode": "plain", "prompt": prompt, "seed": "\(engine.seed)", "steps": "\(steps)",
+                "scheduler": checked.settings.scheduler.rawValue,
                 "guidance": "\(engine.guidance)", "seconds": String(format: "%.3f", seconds),
             ]
             try EngineCLI.writeJSON(summary, to: tracePath)
