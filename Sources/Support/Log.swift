@@ -107,12 +107,10 @@ struct StderrLineHandler: LogHandler {
         return f
     }()
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String,
-        file: String, function: String, line: UInt
-    ) {
+    func log(event: LogEvent) {
+        let (level, message) = (event.level, event.message)
         var all = metadata
-        if let extra { all.merge(extra) { $1 } }
+        if let extra = event.metadata { all.merge(extra) { $1 } }
         Self.lock.lock()
         defer { Self.lock.unlock() }
         let time = Self.clock.string(from: Date())
