@@ -35,8 +35,6 @@ public final class WeightStore: @unchecked Sendable {
         }
     }
 
-    public var precision: WeightPrecision { full == nil ? .bf16 : .f32 }
-
     /// Bytes the store holds.
     public var bytes: Int { full.map { $0.count * 4 } ?? (halves?.count ?? 0) * 2 }
 
