@@ -19,7 +19,7 @@ public final class CoordinatorMetrics: Sendable {
 
     static func name(_ subsystem: String, _ what: String, _ unit: String?, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(
-            namespace: "muse", subsystem: subsystem, metricName: what, unitName: unit, helpText: help)
+            namespace: "muse", subsystem: subsystem, metricName: what, unitName: unit ?? "", helpText: help)
     }
 
     public init() {

@@ -209,7 +209,7 @@ struct VAEEncoder {
             for resnet in block.resnets { h = resnet(h) }
             if let down = block.down { h = down(h.padded(right: 1, bottom: 1)) }
         }
-        return convOut(normOut(mid(h)).silu())
+        return convOut(normOut.thenSiLU(mid(h)))
     }
 }
 
@@ -253,6 +253,6 @@ struct VAEDecoder {
             for resnet in block.resnets { h = Autograd.checkpointed([h]) { resnet($0[0]) } }
             if let up = block.up { h = up(h.upsampleNearest2x()) }
         }
-        return convOut(normOut(h).silu())
+        return convOut(normOut.thenSiLU(h))
     }
 }

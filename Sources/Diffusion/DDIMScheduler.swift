@@ -231,7 +231,7 @@ public struct DDIMScheduler: Sendable {
     ) {
         let p = predictions(output: eps, alpha: alphaCumprod(timestep), sample: sample)
         var x0 = p.x0
-        var epsHat = p.eps
+        let epsHat = p.eps
         if config.clipSample { x0 = x0.clamp(-config.clipSampleRange...config.clipSampleRange) }
         let alphaPrev = alphaCumprod(previousTimestep(timestep, steps: steps))
         return (x0 * alphaPrev.squareRoot() + epsHat * (1 - alphaPrev).squareRoot(), x0)
@@ -246,7 +246,7 @@ public struct DDIMScheduler: Sendable {
     public func invertStep(eps: Tensor, fromTimestep: Int, toTimestep: Int, sample: Tensor) -> Tensor {
         let p = predictions(output: eps, alpha: alphaCumprod(fromTimestep), sample: sample)
         var x0 = p.x0
-        var epsHat = p.eps
+        let epsHat = p.eps
         if config.clipSample { x0 = x0.clamp(-config.clipSampleRange...config.clipSampleRange) }
         let alphaTo = alphaCumprod(toTimestep)
         return x0 * alphaTo.squareRoot() + epsHat * (1 - alphaTo).squareRoot()

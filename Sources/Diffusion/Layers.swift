@@ -49,6 +49,10 @@ public struct GroupNorm {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         x.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps)
     }
+    /// silu(self(x)), fused (Tensor.groupNormSiLU).
+    public func thenSiLU(_ x: Tensor) -> Tensor {
+        x.groupNormSiLU(groups: groups, weight: weight, bias: bias, eps: eps)
+    }
 }
 
 public struct LayerNorm {
@@ -95,12 +99,12 @@ struct ResnetBlock {
     }
 
     func callAsFunction(_ x: Tensor, time: Tensor? = nil) -> Tensor {
-        var h = conv1(norm1(x).silu())
+        var h = conv1(norm1.thenSiLU(x))
         if let timeProjection, let time {
             let t = timeProjection(time.silu())
             h = h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
         }
-        h = conv2(norm2(h).silu())
+        h = conv2(norm2.thenSiLU(h))
         return (shortcut?(x) ?? x) + h
     }
 }

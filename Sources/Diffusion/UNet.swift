@@ -266,6 +266,6 @@ public final class UNet2DConditionModel {
             }
             if let sampler = level.sampler { h = sampler(h.upsampleNearest2x()) }
         }
-        return convOut(normOut(h).silu())
+        return convOut(normOut.thenSiLU(h))
     }
 }

@@ -345,21 +345,24 @@ public final class SynthesisEngine {
     }
 
     /// Pre-pass without gradients: eps_u once for the step, eps_c with the current token, and
-    /// their classifier-free combination.
+    /// their classifier-free combination. Both branches run as one batch of 2 (at full size
+    /// 0.83× the time of two calls, `muse bench-muse` "batch 2" against "batch 1").
     func unguidedEps(_ s: SynthesisState, z: Tensor, t: Int, timings: inout PhaseTimings) -> (Tensor?, Tensor) {
         let job = s.job
         let w = job.settings.guidance
         return Autograd.noGrad {
             let cond = conditioning(
                 s, token: s.token.isEmpty ? nil : Tensor(shape: [s.token.count], data: s.token), timings: &timings)
-            let u: Tensor? =
-                w == 1
-                ? nil
-                : timed(&timings.unet) {
-                    sd.unet(z, timestep: Float(t), context: unconditional(job.settings.negativePrompt))
-                }
-            let c = timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) }
-            return (u, combine(u, c, w))
+            if w == 1 {
+                return (nil, timed(&timings.unet) { sd.unet(z, timestep: Float(t), context: cond) })
+            }
+            let both = timed(&timings.unet) {
+                sd.unet(
+                    Tensor.concat([z, z], axis: 0), timestep: Float(t),
+                    context: Tensor.concat([unconditional(job.settings.negativePrompt), cond], axis: 0))
+            }
+            let halves = both.chunked(2, axis: 0)
+            return (halves[0], combine(halves[0], halves[1], w))
         }
     }
 
@@ -567,7 +570,7 @@ public final class SynthesisEngine {
         return epsU + (epsC - epsU) * w
     }
 
-    func unconditional(_ negativePrompt: String) -> Tensor { plainConditioning(negativePrompt) }
+    public func unconditional(_ negativePrompt: String) -> Tensor { plainConditioning(negativePrompt) }
 
     func plainConditioning(_ prompt: String) -> Tensor {
         if let hit = conditioningCache[prompt] { return hit }

@@ -42,6 +42,31 @@ final class UNetTests: XCTestCase {
         XCTAssertLessThan(Parity.relativeError(grads[1], try f.tensor("grad_encoder_hidden_states")), 1e-5)
     }
 
+    /// Classifier-free guidance runs both branches as one batch of 2 (SynthesisEngine's pre-pass,
+    /// StableDiffusion.guidedNoise): each half must be what a call of its own gives, up to float
+    /// summation order (the GEMMs block differently for 2 samples). Measured 1.4e-6 of the
+    /// largest output; the margin is the diffusers-parity one.
+    func testBatchOfTwoEqualsTwoCalls() throws {
+        let unet = try Self.model.get()
+        let f = try Parity.fixture("unet")
+        let sample = try f.tensor("sample").narrowed(axis: 0, start: 0, length: 1)
+        let context = try f.tensor("encoder_hidden_states").narrowed(axis: 0, start: 0, length: 1)
+        let other = Tensor.randomNormal(context.shape, seed: 11)
+        let timestep = try f.tensor("timestep").data[0]
+        let both = unet(
+            Tensor.concat([sample, sample], axis: 0), timestep: timestep,
+            context: Tensor.concat([other, context], axis: 0)
+        ).chunked(2, axis: 0)
+        let separate = [
+            unet(sample, timestep: timestep, context: other), unet(sample, timestep: timestep, context: context),
+        ]
+        for (half, alone) in zip(both, separate) {
+            XCTAssertLessThan(Parity.relativeError(half, alone), 1e-5)
+        }
+        XCTAssertGreaterThan(
+            Parity.relativeError(both[0], both[1]), 1e-3, "the two contexts must give different outputs")
+    }
+
     func testTimestepEmbeddingAcrossTheSchedule() throws {
         let unet = try Self.model.get()
         let f = try Parity.fixture("unet_timesteps")

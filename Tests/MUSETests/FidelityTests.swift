@@ -68,8 +68,10 @@ final class FidelityTests: XCTestCase {
         XCTAssertNoThrow(try job.validate())
     }
 
-    /// e_inh comes from the x̂0 the prompt alone predicts: at step 0 (same z_T) that is exactly
-    /// what method `none` classifies there. The read-out with the token is kept beside it.
+    /// e_inh comes from the x̂0 the prompt alone predicts: at step 0 (same z_T) that is what
+    /// method `none` classifies there, up to float summation order (`none` runs both CFG
+    /// branches as one batch of 2, the read-out its conditional branch alone: measured 2.4e-6).
+    /// The read-out with the token is kept beside it, 1e-4 or more away.
     func testInherentEmotionIsReadFromThePromptOnlyPrediction() throws {
         var settings = Tiny.quickSettings(iterations: 1)
         settings.classifyEveryStep = true
@@ -82,7 +84,7 @@ final class FidelityTests: XCTestCase {
         XCTAssertEqual(muse.trace.startStep, 0)
         let promptOnly = try XCTUnwrap(muse.trace.inherentProbabilities)
         let reference = try XCTUnwrap(plain.trace.stepTraces[0].probabilities)
-        for (a, b) in zip(promptOnly, reference) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+        for (a, b) in zip(promptOnly, reference) { XCTAssertEqual(a, b, accuracy: 1e-5) }
         let withToken = try XCTUnwrap(muse.trace.startProbabilities)
         XCTAssertGreaterThan(zip(promptOnly, withToken).map { abs($0 - $1) }.max()!, 1e-4, "the token changes x̂0")
         let inherent = try XCTUnwrap(muse.trace.inherent)

@@ -93,7 +93,7 @@ final class MetricsEndpointTests: XCTestCase {
         defer { collect.stop() }
         var port: UInt16?
         XCTAssertTrue(
-            try waitUntil(30, "the collector's metrics port") {
+            waitUntil(30, "the collector's metrics port") {
                 port = self.loggedPort(collect)
                 return port != nil
             })

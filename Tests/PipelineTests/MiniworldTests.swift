@@ -31,6 +31,8 @@ final class MiniworldTests: XCTestCase {
         var emotion: String
         var seed: UInt64
         var evaluator: [String: Double]
+        /// The guide classifier's probabilities on the final image (what the losses act on).
+        var guide: [String: Double]
         var evaluatorTop: String?
         var inherent: String?
         var similar: [String]
@@ -78,6 +80,7 @@ final class MiniworldTests: XCTestCase {
                     prompt: o["prompt"] as? String ?? "", emotion: o["emotion"] as? String ?? "",
                     seed: (o["seed"] as? NSNumber)?.uint64Value ?? 0,
                     evaluator: evaluation?["probabilities"] as? [String: Double] ?? [:],
+                    guide: o["probabilities"] as? [String: Double] ?? [:],
                     evaluatorTop: evaluation?["top_emotion"] as? String, inherent: trace?["inherent"] as? String,
                     similar: trace?["similar"] as? [String] ?? [], startReason: trace?["start_reason"] as? String,
                     psnr: report["psnr"] as? Double, clipI: report["clip_i"] as? Double))
@@ -176,6 +179,27 @@ final class MiniworldTests: XCTestCase {
         "a blue boat on the right, and a house, two trees, a sheep, by a lake, among hills, cloudy, at noon, summer",
     ]
 
+    /// Pairs (muse, its ablation) of the guide's probability of what each term pushes down:
+    /// p(e_inh) against muse-no-inh where e_inh is not the target, Σ p(S) against muse-no-sim.
+    static func inherentAndSimilar(_ lines: [Line]) -> (
+        inherent: [(muse: Double, ablation: Double)], similar: [(muse: Double, ablation: Double)]
+    ) {
+        let by = Dictionary(grouping: lines, by: \.method)
+        let muse = Dictionary(uniqueKeysWithValues: (by["muse"] ?? []).map { ($0.key, $0) })
+        var inherent: [(muse: Double, ablation: Double)] = []
+        for l in by["muse-no-inh"] ?? [] {
+            guard let m = muse[l.key], let e = m.inherent, e != m.emotion else { continue }
+            inherent.append((m.guide[e] ?? 0, l.guide[e] ?? 0))
+        }
+        var similar: [(muse: Double, ablation: Double)] = []
+        for l in by["muse-no-sim"] ?? [] {
+            guard let m = muse[l.key], !m.similar.isEmpty else { continue }
+            similar.append(
+                (m.similar.map { m.guide[$0] ?? 0 }.reduce(0, +), m.similar.map { l.guide[$0] ?? 0 }.reduce(0, +)))
+        }
+        return (inherent, similar)
+    }
+
     static func emoA(_ lines: [Line]) -> Double {
         Double(lines.filter { $0.evaluatorTop == $0.emotion }.count) / Double(max(lines.count, 1))
     }
@@ -209,6 +233,17 @@ final class MiniworldTests: XCTestCase {
                     m.similar.map { l.evaluator[$0] ?? 0 }.reduce(0, +)
                 ))
         }
+        let (guideInh, guideSim) = Self.inherentAndSimilar(g)
+        print(
+            String(
+                format: "miniworld guide p(inherent): muse %.3f vs muse-no-inh %.3f over %d jobs (muse lower on %d)",
+                Self.mean(guideInh.map(\.muse)), Self.mean(guideInh.map(\.ablation)), guideInh.count,
+                guideInh.filter { $0.muse < $0.ablation }.count))
+        print(
+            String(
+                format: "miniworld guide p(similar): muse %.3f vs muse-no-sim %.3f over %d jobs (muse lower on %d)",
+                Self.mean(guideSim.map(\.muse)), Self.mean(guideSim.map(\.ablation)), guideSim.count,
+                guideSim.filter { $0.muse < $0.ablation }.count))
         print(
             String(
                 format: "miniworld p(inherent): muse %.3f vs muse-no-inh %.3f over %d jobs", Self.mean(inh.map(\.0)),

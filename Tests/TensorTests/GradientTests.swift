@@ -80,6 +80,9 @@ final class GradientTests: XCTestCase {
             $0[0].groupNorm(groups: 4, weight: $0[1], bias: $0[2], eps: 1e-6)
         }
         checkGradients([image]) { $0[0].groupNorm(groups: 2, weight: nil, bias: nil) }
+        checkGradients([image, random([8], seed: 22), random([8], seed: 23)]) {
+            $0[0].groupNormSiLU(groups: 4, weight: $0[1], bias: $0[2], eps: 1e-6)
+        }
     }
 
     func testConvolution() {

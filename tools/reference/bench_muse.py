@@ -225,6 +225,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", default="a quiet lake at dawn")
+    ap.add_argument("--phases-only", action="store_true", help="only the phases of one inner iteration")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
@@ -243,6 +244,61 @@ def main():
     print(f"models loaded in {now() - t0:.1f} s from {args.root}", flush=True)
     ddim = lambda: DDIMScheduler.from_config(m.scheduler_config)  # noqa: E731
     K = args.k
+
+    def run_phases():
+        # Phases of one inner iteration, on the guided job's state.
+        job = Job(m, ddim(), args.steps, K)
+        ts = job.scheduler.timesteps[1]
+        v = job.v.detach()
+        with torch.no_grad():
+            cond = m.conditioning(v)
+
+        def text_backward():
+            w = v.clone().requires_grad_(True)
+            m.conditioning(w).sum().backward()
+        # The kernel target beside the model phases: the UNet's commonest 3x3 convolution.
+        cx = torch.randn(1, 320, 64, 64, generator=torch.Generator().manual_seed(3))
+        cw = torch.randn(320, 320, 3, 3, generator=torch.Generator().manual_seed(4)) * 0.02
+        with torch.no_grad():
+            F.conv2d(cx, cw, padding=1)
+            line("phase: conv 3x3 320->320 at 64x64 forward", best(lambda: F.conv2d(cx, cw, padding=1), args.repeats))
+        line("phase: text encoder forward (token in its slot)",
+             best(lambda: m.conditioning(v.clone().requires_grad_(True)), args.repeats))
+        line("phase: text encoder forward+backward to the token", best(text_backward, args.repeats))
+        with torch.no_grad():
+            line("phase: UNet forward, 64x64 latent, batch 1",
+                 best(lambda: m.unet(job.z, ts, encoder_hidden_states=cond), args.repeats))
+            eps = m.unet(job.z, ts, encoder_hidden_states=cond).sample
+            line("phase: UNet forward, 64x64 latent, batch 2 (both CFG branches)",
+                 best(lambda: m.unet(torch.cat([job.z] * 2), ts, encoder_hidden_states=torch.cat([m.uncond, cond])),
+                      args.repeats))
+
+        def unet_backward():
+            c = cond.clone().requires_grad_(True)
+            m.unet(job.z, ts, encoder_hidden_states=c).sample.sum().backward()
+        line("phase: UNet forward+backward to the conditioning", best(unet_backward, args.repeats))
+        x0 = job.x0(eps, ts)
+        for name, tiny in [("VAE", False)] + ([("tiny", True)] if tiny_folder else []):
+            with torch.no_grad():
+                line(f"phase: {name} decoder forward, x0 -> 512x512", best(lambda: m.decode(x0, tiny), args.repeats))
+
+            def decoder_backward():
+                x = x0.clone().requires_grad_(True)
+                m.decode(x, tiny).sum().backward()
+            line(f"phase: {name} decoder forward+backward to x0", best(decoder_backward, args.repeats))
+        with torch.no_grad():
+            image = m.decode(x0, False)
+            line("phase: CLIP vision tower + head forward (224x224)", best(lambda: m.logits(image), args.repeats))
+
+        def clip_backward():
+            x = image.clone().requires_grad_(True)
+            (-m.logits(x).log_softmax(-1)[0, m.target]).backward()
+        line("phase: CLIP vision tower + head forward+backward to pixels", best(clip_backward, args.repeats))
+
+    if args.phases_only:
+        run_phases()
+        line("peak RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, "GB")
+        return
 
     def two_steps(job, guided):
         times = []
@@ -270,45 +326,7 @@ def main():
     finish = now() - t
     line("finish (VAE decode to 512x512, 8-bit, classify)", finish)
 
-    # Phases of one inner iteration, on the guided job's state.
-    job = Job(m, ddim(), args.steps, K)
-    ts = job.scheduler.timesteps[1]
-    v = job.v.detach()
-    with torch.no_grad():
-        cond = m.conditioning(v)
-
-    def text_backward():
-        w = v.clone().requires_grad_(True)
-        m.conditioning(w).sum().backward()
-    line("phase: text encoder forward (token in its slot)",
-         best(lambda: m.conditioning(v.clone().requires_grad_(True)), args.repeats))
-    line("phase: text encoder forward+backward to the token", best(text_backward, args.repeats))
-    with torch.no_grad():
-        line("phase: UNet forward, 64x64 latent, batch 1",
-             best(lambda: m.unet(job.z, ts, encoder_hidden_states=cond), args.repeats))
-        eps = m.unet(job.z, ts, encoder_hidden_states=cond).sample
-
-    def unet_backward():
-        c = cond.clone().requires_grad_(True)
-        m.unet(job.z, ts, encoder_hidden_states=c).sample.sum().backward()
-    line("phase: UNet forward+backward to the conditioning", best(unet_backward, args.repeats))
-    x0 = job.x0(eps, ts)
-    for name, tiny in [("VAE", False)] + ([("tiny", True)] if tiny_folder else []):
-        with torch.no_grad():
-            line(f"phase: {name} decoder forward, x0 -> 512x512", best(lambda: m.decode(x0, tiny), args.repeats))
-
-        def decoder_backward():
-            x = x0.clone().requires_grad_(True)
-            m.decode(x, tiny).sum().backward()
-        line(f"phase: {name} decoder forward+backward to x0", best(decoder_backward, args.repeats))
-    with torch.no_grad():
-        image = m.decode(x0, False)
-        line("phase: CLIP vision tower + head forward (224x224)", best(lambda: m.logits(image), args.repeats))
-
-    def clip_backward():
-        x = image.clone().requires_grad_(True)
-        (-m.logits(x).log_softmax(-1)[0, m.target]).backward()
-    line("phase: CLIP vision tower + head forward+backward to pixels", best(clip_backward, args.repeats))
+    run_phases()
 
     n_plain, n_guided = window(args.steps)
     d_plain, d_guided = window(args.dpm_steps)
@@ -324,6 +342,9 @@ def main():
              estimate(args.steps, plain, tiny_first, tiny_guided, finish) / 60, "min")
     line(f"image 512x512, DPM-Solver++(2M) {args.dpm_steps}, K={K}, full VAE",
          estimate(args.dpm_steps, dpm_plain, first, guided, finish) / 60, "min")
+    if tiny_folder:
+        line(f"image 512x512, DPM-Solver++(2M) {args.dpm_steps}, K={K}, tiny decoder",
+             estimate(args.dpm_steps, dpm_plain, tiny_first, tiny_guided, finish) / 60, "min")
     line("peak RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, "GB")
     print(f"load after: {load_average()}", flush=True)
 

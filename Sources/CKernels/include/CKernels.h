@@ -23,6 +23,16 @@ void muse_wino_output_row(
 /* count 3×3 kernels (w: [count][3][3]) to u[e·stride + k], k < count. */
 void muse_wino_weights(const float *w, long count, long stride, float *u);
 
+/* y[i] = silu(x[i]·scale + shift); y may equal x. */
+void muse_affine_silu(const float *x, float *y, long n, float scale, float shift);
+
+/* dh[i] = g[i]·silu'(x[i]·scale + shift): the gradient of muse_affine_silu's h; dh may equal g. */
+void muse_affine_silu_grad(const float *x, const float *g, float *dh, long n, float scale, float shift);
+
+/* y[i] = gelu(x[i]) (erf form); dx[i] = g[i]·gelu'(x[i]). y may equal x, dx may equal g. */
+void muse_gelu(const float *x, float *y, long n);
+void muse_gelu_grad(const float *x, const float *g, float *dx, long n);
+
 /* The clone the functions above run on this CPU: "avx512f", "avx2" or "baseline". */
 const char *muse_kernel_set(void);
 

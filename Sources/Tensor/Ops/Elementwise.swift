@@ -218,25 +218,48 @@ extension Tensor {
     public func sigmoid() -> Tensor { pointwise({ 1 / (1 + Foundation.exp(-$0)) }, saving: .output) { $0 * (1 - $0) } }
     public func tanh() -> Tensor { pointwise({ Foundation.tanh($0) }, saving: .output) { 1 - $0 * $0 } }
 
+    /// x·sigmoid(x), vectorised in C and split over the engine's threads (Normalization.swift
+    /// fuses it into group norm where a model has that pair).
     public func silu() -> Tensor {
-        pointwise({ $0 / (1 + Foundation.exp(-$0)) }, saving: .input) { x in
-            let s = 1 / (1 + Foundation.exp(-x))
-            return s * (1 + x * (1 - s))
+        let n = count
+        let out = data.withPointer { x in makeArray(n) { y in affineSiLU(x, y, n, scale: 1, shift: 0) } }
+        let input = data
+        return .result(shape: shape, data: out, inputs: [self]) { g in
+            let dx = g.data.withPointer { gp in
+                input.withPointer { x in makeArray(n) { o in affineSiLUGradient(x, gp, o, n, scale: 1, shift: 0) } }
+            }
+            return [Tensor(shape: g.shape, data: dx)]
         }
     }
 
-    /// Exact GELU (erf form), as torch.nn.functional.gelu's default.
+    /// Exact GELU (erf form), as torch.nn.functional.gelu's default; vectorised in C (FastExp.swift).
     public func gelu() -> Tensor {
-        pointwise({ 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) }, saving: .input) { x in
-            0.5 * (1 + erff(x * 0.70710678118654752)) + x * 0.3989422804014327 * Foundation.exp(-0.5 * x * x)
+        let n = count
+        let out = data.withPointer { x in makeArray(n) { y in vectorGELU(x, y, n) } }
+        let input = data
+        return .result(shape: shape, data: out, inputs: [self]) { g in
+            let dx = g.data.withPointer { gp in
+                input.withPointer { x in makeArray(n) { o in vectorGELUGradient(x, gp, o, n) } }
+            }
+            return [Tensor(shape: g.shape, data: dx)]
         }
     }
 
-    /// CLIP's quick_gelu: x·sigmoid(1.702x).
+    /// CLIP's quick_gelu: x·sigmoid(1.702x) = silu(1.702x)/1.702, so SiLU's kernels serve.
     public func quickGelu() -> Tensor {
-        pointwise({ $0 / (1 + Foundation.exp(-1.702 * $0)) }, saving: .input) { x in
-            let s = 1 / (1 + Foundation.exp(-1.702 * x))
-            return s + 1.702 * x * s * (1 - s)
+        let n = count
+        let out = data.withPointer { x in
+            makeArray(n) { y in
+                affineSiLU(x, y, n, scale: 1.702, shift: 0)
+                for i in 0..<n { y[i] /= 1.702 }
+            }
+        }
+        let input = data
+        return .result(shape: shape, data: out, inputs: [self]) { g in
+            let dx = g.data.withPointer { gp in
+                input.withPointer { x in makeArray(n) { o in affineSiLUGradient(x, gp, o, n, scale: 1.702, shift: 0) } }
+            }
+            return [Tensor(shape: g.shape, data: dx)]
         }
     }
 

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Softmax and normalisations, with VJPs in closed form (no per-element graph).
@@ -71,19 +72,29 @@ extension Tensor {
 
     /// Group norm over NC… tensors, as torch.nn.GroupNorm: per-channel affine.
     public func groupNorm(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+        normalize(groupLayout(groups), weight: weight, bias: bias, eps: eps)
+    }
+
+    /// silu(groupNorm(…)) in one pass: the pair every resnet of the UNet and the VAE runs twice.
+    /// Same values as the two ops apart; keeps only x̂ for the backward (the pair kept x̂ and the
+    /// norm's output) and writes the output once.
+    public func groupNormSiLU(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+        normalize(groupLayout(groups), weight: weight, bias: bias, eps: eps, thenSiLU: true)
+    }
+
+    func groupLayout(_ groups: Int) -> NormLayout {
         let channels = shape[1]
         precondition(channels % groups == 0, "group norm: \(channels) channels into \(groups) groups")
-        return normalize(
-            NormLayout(
-                groups: shape[0] * groups, groupsPerSample: groups,
-                blocksPerGroup: channels / groups, blockSize: shape[2...].reduce(1, *)),
-            weight: weight, bias: bias, eps: eps)
+        return NormLayout(
+            groups: shape[0] * groups, groupsPerSample: groups,
+            blocksPerGroup: channels / groups, blockSize: shape[2...].reduce(1, *))
     }
 
     // Long on purpose: the forward pass and its VJP closure share buffers, geometry and the
     // threading plan; split apart, the hot path would be spread over helpers that only it uses.
     /// Shared kernel: normalise each of `layout.groups` contiguous runs, then apply the affine.
-    func normalize(_ layout: NormLayout, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+    /// `thenSiLU`: the output is silu(x̂·w + b), and the VJP passes g through silu' first.
+    func normalize(_ layout: NormLayout, weight: Tensor?, bias: Tensor?, eps: Float, thenSiLU: Bool = false) -> Tensor {
         let size = layout.groupSize
         var invStd = [Float](repeating: 0, count: layout.groups)
         // x̂ is kept: it is both the output before the affine and what the VJP needs.
@@ -114,14 +125,23 @@ extension Tensor {
         let w = weight?.data
         let b = bias?.data
         let out =
-            w == nil && b == nil
+            w == nil && b == nil && !thenSiLU
             ? normalized
             : normalized.withPointer { xh in
                 makeArray(count) { o in
-                    layout.forEachBlock { start, a in
-                        let scale = w?[a] ?? 1
-                        let shift = b?[a] ?? 0
-                        for j in start..<(start + layout.blockSize) { o[j] = xh[j] * scale + shift }
+                    let (xa, oa) = (Int(bitPattern: xh), Int(bitPattern: o))
+                    parallelFor(layout.groups, work: count) { group in
+                        let xh = UnsafePointer<Float>(bitPattern: xa)!
+                        let o = UnsafeMutablePointer<Float>(bitPattern: oa)!
+                        layout.forEachBlock(inGroup: group) { start, a in
+                            let scale = w?[a] ?? 1
+                            let shift = b?[a] ?? 0
+                            if thenSiLU {
+                                muse_affine_silu(xh + start, o + start, layout.blockSize, scale, shift)
+                            } else {
+                                for j in start..<(start + layout.blockSize) { o[j] = xh[j] * scale + shift }
+                            }
+                        }
                     }
                 }
             }
@@ -129,7 +149,29 @@ extension Tensor {
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
         let (xShape, xNeeds, xCount) = (shape, requiresGrad, count)
-        return .result(shape: shape, data: out, inputs: inputs) { g in
+        return .result(shape: shape, data: out, inputs: inputs) { gOut in
+            // Through silu' first (x̂ and the affine give back its input), then as a plain norm.
+            let g =
+                !thenSiLU
+                ? gOut
+                : Tensor(
+                    shape: gOut.shape,
+                    data: gOut.data.withPointer { gp in
+                        normalized.withPointer { xh in
+                            makeArray(xCount) { o in
+                                let (ga, xa, oa) = (Int(bitPattern: gp), Int(bitPattern: xh), Int(bitPattern: o))
+                                parallelFor(layout.groups, work: xCount) { group in
+                                    layout.forEachBlock(inGroup: group) { start, a in
+                                        muse_affine_silu_grad(
+                                            UnsafePointer<Float>(bitPattern: xa)! + start,
+                                            UnsafePointer<Float>(bitPattern: ga)! + start,
+                                            UnsafeMutablePointer<Float>(bitPattern: oa)! + start, layout.blockSize,
+                                            w?[a] ?? 1, b?[a] ?? 0)
+                                    }
+                                }
+                            }
+                        }
+                    })
             let affineCount = weight?.count ?? bias?.count ?? 0
             var dw = [Float](repeating: 0, count: affineCount)
             var db = dw
