@@ -76,8 +76,8 @@ extension Tensor {
     }
 
     /// silu(groupNorm(…)) in one pass: the pair every resnet of the UNet and the VAE runs twice.
-    /// Same values as the two ops apart; keeps only x̂ for the backward (the pair kept x̂ and the
-    /// norm's output) and writes the output once.
+    /// The two ops' values to float rounding (the affine is one fused multiply-add here); keeps
+    /// only x̂ for the backward (the pair kept x̂ and the norm's output) and writes once.
     public func groupNormSiLU(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
         normalize(groupLayout(groups), weight: weight, bias: bias, eps: eps, thenSiLU: true)
     }
