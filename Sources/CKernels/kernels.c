@@ -11,32 +11,37 @@
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #define LANES 16
 
-// Cephes-style exp: x = k·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial; rel. error ~2e-7.
-// Below −87.3 (including −∞, masked scores) the result is exactly 0.
+// Cephes-style exp: x = k·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial; rel. error ~2e-7. The
+// argument is clamped to [−87.3, 88.3] (callers decide what lies below); inlined into each
+// clone so every caller's loop vectorises.
+__attribute__((always_inline)) static inline float exp_clamped(float v) {
+    float c = v < -87.3f ? -87.3f : (v > 88.3f ? 88.3f : v);
+    float t = c * 1.44269504088896341f + 12582912.0f;
+    float k = t - 12582912.0f;
+    float r = c - k * 0.693359375f + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t ti;
+    memcpy(&ti, &t, sizeof ti);
+    int32_t bits = ((ti - 0x4B400000) + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// y = exp(x − shift); below −87.3 (including −∞, masked scores) exactly 0.
 CLONES static void exp_shift(const float *x, float *y, long n, float shift) {
     // x and y may be the same buffer (in-place softmax): each y[i] depends only on x[i], so
     // that is safe, but the vectoriser's overlap check would fall back to scalar code.
     #pragma clang loop vectorize(assume_safety)
     for (long i = 0; i < n; i++) {
         float v = x[i] - shift;
-        float c = v < -87.3f ? -87.3f : (v > 88.3f ? 88.3f : v);
-        // Adding 1.5·2^23 rounds to an integer held in the low mantissa bits.
-        float t = c * 1.44269504088896341f + 12582912.0f;
-        float k = t - 12582912.0f;
-        float r = c - k * 0.693359375f + k * 2.12194440e-4f;
-        float p = 1.9875691500e-4f;
-        p = p * r + 1.3981999507e-3f;
-        p = p * r + 8.3334519073e-3f;
-        p = p * r + 4.1665795894e-2f;
-        p = p * r + 1.6666665459e-1f;
-        p = p * r + 5.0000001201e-1f;
-        p = p * r * r + r + 1.0f;
-        int32_t ti;
-        memcpy(&ti, &t, sizeof ti);
-        int32_t bits = ((ti - 0x4B400000) + 127) << 23;
-        float scale;
-        memcpy(&scale, &bits, sizeof scale);
-        y[i] = v < -87.3f ? 0.0f : p * scale;
+        y[i] = v < -87.3f ? 0.0f : exp_clamped(v);
     }
 }
 
@@ -180,28 +185,8 @@ CLONES void muse_wino_weights(const float *w, long count, long stride, float *u)
 }
 
 // SiLU after a normalisation's per-channel affine, h = x·scale + shift (scale 1, shift 0: SiLU
-// alone), and its derivative. exp(−h) is exp_shift's polynomial (rel. error ~2e-7); libm's
-// expf, one element at a time, made SiLU a tenth of the VAE decoder's time at 512².
-__attribute__((always_inline)) static inline float exp_clamped(float v) {
-    float c = v < -87.3f ? -87.3f : (v > 88.3f ? 88.3f : v);
-    float t = c * 1.44269504088896341f + 12582912.0f;
-    float k = t - 12582912.0f;
-    float r = c - k * 0.693359375f + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t ti;
-    memcpy(&ti, &t, sizeof ti);
-    int32_t bits = ((ti - 0x4B400000) + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
+// alone), and its derivative, with exp(−h) from exp_clamped; libm's expf, one element at a
+// time on one core, was most of SiLU's cost (the VAE decoder runs ~400 M of them at 512²).
 CLONES void muse_affine_silu(const float *x, float *y, long n, float scale, float shift) {
     #pragma clang loop vectorize(assume_safety)
     for (long i = 0; i < n; i++) {

@@ -249,48 +249,20 @@ final class MiniworldTests: XCTestCase {
                     format: "miniworld %@: %d jobs, evaluator Emo-A %.3f, p(target) %.3f", m, lines.count,
                     Self.emoA(lines), target))
         }
-        let muse = Dictionary(uniqueKeysWithValues: (methods["muse"] ?? []).map { ($0.key, $0) })
-        var inh: [(Double, Double)] = []
-        for l in methods["muse-no-inh"] ?? [] {
-            guard let m = muse[l.key], let e = m.inherent, e != m.emotion else { continue }
-            inh.append((m.evaluator[e] ?? 0, l.evaluator[e] ?? 0))
+        let readings: [(String, KeyPath<Line, [String: Double]>)] = [
+            ("evaluator, final image", \.evaluator), ("guide, final image", \.guide),
+            ("guide, last guided step", \.lastGuided),
+        ]
+        for (name, read) in readings {
+            let (inh, sim) = Self.inherentAndSimilar(g, at: read)
+            let lower = { (pairs: [(muse: Double, ablation: Double)]) in pairs.filter { $0.muse < $0.ablation }.count }
+            print(
+                String(
+                    format: "miniworld %@: p(inherent) muse %.3f vs muse-no-inh %.3f over %d (lower on %d); "
+                        + "Σp(similar) muse %.3f vs muse-no-sim %.3f over %d (lower on %d)",
+                    name, Self.mean(inh.map(\.muse)), Self.mean(inh.map(\.ablation)), inh.count, lower(inh),
+                    Self.mean(sim.map(\.muse)), Self.mean(sim.map(\.ablation)), sim.count, lower(sim)))
         }
-        var sim: [(Double, Double)] = []
-        for l in methods["muse-no-sim"] ?? [] {
-            guard let m = muse[l.key], !m.similar.isEmpty else { continue }
-            sim.append(
-                (
-                    m.similar.map { m.evaluator[$0] ?? 0 }.reduce(0, +),
-                    m.similar.map { l.evaluator[$0] ?? 0 }.reduce(0, +)
-                ))
-        }
-        let (lastInh, lastSim) = Self.inherentAndSimilar(g, at: \.lastGuided)
-        print(
-            String(
-                format:
-                    "miniworld guide at the last guided step p(inherent): muse %.3f vs muse-no-inh %.3f over %d (lower on %d); p(similar): %.3f vs %.3f over %d (lower on %d)",
-                Self.mean(lastInh.map(\.muse)), Self.mean(lastInh.map(\.ablation)), lastInh.count,
-                lastInh.filter { $0.muse < $0.ablation }.count, Self.mean(lastSim.map(\.muse)),
-                Self.mean(lastSim.map(\.ablation)), lastSim.count, lastSim.filter { $0.muse < $0.ablation }.count))
-        let (guideInh, guideSim) = Self.inherentAndSimilar(g)
-        print(
-            String(
-                format: "miniworld guide p(inherent): muse %.3f vs muse-no-inh %.3f over %d jobs (muse lower on %d)",
-                Self.mean(guideInh.map(\.muse)), Self.mean(guideInh.map(\.ablation)), guideInh.count,
-                guideInh.filter { $0.muse < $0.ablation }.count))
-        print(
-            String(
-                format: "miniworld guide p(similar): muse %.3f vs muse-no-sim %.3f over %d jobs (muse lower on %d)",
-                Self.mean(guideSim.map(\.muse)), Self.mean(guideSim.map(\.ablation)), guideSim.count,
-                guideSim.filter { $0.muse < $0.ablation }.count))
-        print(
-            String(
-                format: "miniworld p(inherent): muse %.3f vs muse-no-inh %.3f over %d jobs", Self.mean(inh.map(\.0)),
-                Self.mean(inh.map(\.1)), inh.count))
-        print(
-            String(
-                format: "miniworld p(similar): muse %.3f vs muse-no-sim %.3f over %d jobs", Self.mean(sim.map(\.0)),
-                Self.mean(sim.map(\.1)), sim.count))
         let reasons = Dictionary(grouping: methods["muse"] ?? [], by: { $0.startReason ?? "none" }).mapValues(\.count)
         print("miniworld muse start reasons: \(reasons)")
     }
