@@ -224,6 +224,18 @@ public struct DDIMScheduler: Sendable {
         predictions(output: eps, alpha: alphaCumprod(timestep), sample: sample).x0
     }
 
+    /// How much the model output moves per unit of ε at `timestep` when x̂0 and ε̂ move together
+    /// as ε-guidance moves them (universal guidance shifts ε̂ by s·√(1−ᾱ)·∇ℓ): 1 for epsilon,
+    /// 1/√ᾱ for v (ε = √ᾱ·v + √(1−ᾱ)·z), −√(1−ᾱ)/√ᾱ for sample (x̂0 = (z − √(1−ᾱ)·ε)/√ᾱ).
+    public func outputPerEpsilon(timestep: Int) -> Float {
+        let alpha = alphaCumprod(timestep)
+        switch config.predictionType {
+        case .epsilon: return 1
+        case .vPrediction: return 1 / alpha.squareRoot()
+        case .sample: return -(1 - alpha).squareRoot() / alpha.squareRoot()
+        }
+    }
+
     /// One DDIM step (eta 0) from `timestep` to `previousTimestep(timestep, steps)`:
     /// prev = √ᾱ_prev·x̂0 + √(1−ᾱ_prev)·ε̂, in float32 exactly as diffusers orders it.
     public func step(eps: Tensor, timestep: Int, sample: Tensor, steps: Int) -> (

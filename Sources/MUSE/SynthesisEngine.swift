@@ -457,7 +457,8 @@ public final class SynthesisEngine {
         let loss = EmotionLoss(target: job.emotion, inherent: nil, similar: [], lambdaInherent: 0, lambdaSimilar: 0)
         let alpha = sd.scheduler.alphaCumprod(t)
         let alphaPrev = sd.scheduler.alphaCumprod(sd.scheduler.previousTimestep(t, steps: job.settings.steps))
-        let factor = settings.universalScale * (1 - alpha).squareRoot()
+        // ε̂ = ε + s·√(1−ᾱ)·∇ℓ, expressed in the model's own output (ε, v or x0)
+        let factor = settings.universalScale * (1 - alpha).squareRoot() * sd.scheduler.outputPerEpsilon(timestep: t)
         var zt = z
         var records: [InnerIterationTrace] = []
         for take in 0..<settings.universalRecurrence {

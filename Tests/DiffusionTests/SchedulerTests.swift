@@ -115,6 +115,29 @@ final class SchedulerTests: XCTestCase {
             [0.17705467343330383, -0.6946973204612732, 1.3042476177215576, -0.2094871699810028], 1e-6)
     }
 
+    /// A shift of Δ in ε, carried into the model output by outputPerEpsilon, moves x̂0 and the
+    /// DDIM step the same way for every prediction type (universal guidance relies on it).
+    func testOutputPerEpsilonMovesEveryPredictionTypeAlike() throws {
+        let sample = Tensor(shape: [4], data: [0.5, -1.0, 2.0, 0.25])
+        let output = Tensor(shape: [4], data: [0.1, -0.2, 0.3, 0.05])
+        let delta = Tensor(shape: [4], data: [0.3, 0.1, -0.2, 0.4])
+        for kind in [DDIMConfig.Prediction.epsilon, .vPrediction, .sample] {
+            var c = DDIMConfig.stableDiffusion
+            c.predictionType = kind
+            let s = DDIMScheduler(config: c)
+            for t in [101, 501, 901] {
+                let shifted = output + delta * s.outputPerEpsilon(timestep: t)
+                let before = s.predictions(output: output, alpha: s.alphaCumprod(t), sample: sample)
+                let after = s.predictions(output: shifted, alpha: s.alphaCumprod(t), sample: sample)
+                let a = s.alphaCumprod(t)
+                // ε-guidance: ε̂ moves by Δ, x̂0 by −√(1−ᾱ)/√ᾱ·Δ
+                assertClose((after.eps - before.eps).data, delta.data, 1e-5, "\(kind) ε̂ t=\(t)")
+                let x0Move = (delta * (-(1 - a).squareRoot() / a.squareRoot())).data
+                assertClose((after.x0 - before.x0).data, x0Move, 1e-4, "\(kind) x̂0 t=\(t)")
+            }
+        }
+    }
+
     /// The fixture's 10-step txt2img loop, replayed from its stored (guided) eps: no UNet needed.
     func testStepsReplayTxt2imgFixture() throws {
         let s = try sd()

@@ -9,6 +9,11 @@
                      clip-vision embedding of the step's decoded x̂0 and the clip-text embedding
                      of the prompt — at each of 50 DDIM steps for a few prompts, with the
                      engine's settle rule (|Δs_t| < 0.005 on 2 consecutive steps) applied to it.
+  look-words.png     whether the UNet renders a look from words (what an emotion token can steer):
+                     rows = emotions, columns = held-out content captions with two of that
+                     emotion's LOOK_WORDS appended, last row without; logged: the evaluator's
+                     accuracy and mean p(emotion) on them.
+                     --looks-only runs just this part.
 """
 import argparse
 import json
@@ -24,7 +29,7 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train as T  # noqa: E402
-from make_data import write_examples  # noqa: E402
+from make_data import LOOK_WORDS, write_examples  # noqa: E402
 
 EMO = T.EMOTIONS
 
@@ -113,6 +118,46 @@ def settle_step(s, delta=0.005, m=2, min_start=0.1, latest=0.5):
     return None, "never"
 
 
+@torch.no_grad()
+def look_words_check(pipe, heads, full, split, out, steps, guidance, columns=8):
+    """Content-only held-out captions (their look phrase, if any, removed), each with two look
+    words of every emotion; one seed per column, shared by all rows."""
+    looks = {w for ws in LOOK_WORDS.values() for w in ws}
+    content = []
+    for i in np.nonzero(split)[0]:
+        parts = full[i].split(", ")
+        while parts and parts[-1] in looks:
+            parts.pop()
+        if parts and len(", ".join(parts)) < 100:
+            content.append(", ".join(parts))
+        if len(content) == columns:
+            break
+    t0 = time.time()
+
+    def sample(prompts):
+        g = [torch.Generator().manual_seed(500 + j) for j in range(len(prompts))]
+        return pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, height=64, width=64,
+                     generator=g, output_type="np").images
+
+    rows, hits, ptarget = [], [], []
+    plain = sample(content)
+    for e, name in enumerate(EMO):
+        imgs = sample([f"{c}, {LOOK_WORDS[name][0]}, {LOOK_WORDS[name][2]}" for c in content])
+        rows.append(np.concatenate(list(imgs), 1))
+        p = classify(heads, torch.from_numpy(imgs).permute(0, 3, 1, 2).float())["evaluator"]
+        hits.append((p.argmax(-1) == e).float().mean().item())
+        ptarget.append(p[:, e].mean().item())
+    rows.append(np.concatenate(list(plain), 1))
+    grid = (np.concatenate(rows, 0) * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(
+        os.path.join(out, "look-words.png"), optimize=True)
+    T.log(f"look words: DDIM {steps} steps, guidance {guidance}, {columns} held-out content captions × 8 emotions "
+          f"(two look words each; last row: no look words): evaluator accuracy {np.mean(hits):.2f} "
+          f"(per emotion " + " ".join(f"{EMO[e][:4]} {h:.2f}" for e, h in enumerate(hits)) + "), mean p(emotion) "
+          f"{np.mean(ptarget):.3f} (0.125 if the words changed nothing: the eight p(e) of one image sum to 1); "
+          f"look-words.png ({time.time() - t0:.0f}s)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/tmp/miniworld-data")
@@ -120,6 +165,7 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--guidance", type=float, default=6.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--looks-only", action="store_true", help="only the look-words check")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     T.quiet()
@@ -130,6 +176,9 @@ def main():
     split = np.load(os.path.join(args.data, "split.npy"))
     labels = np.load(os.path.join(args.data, "labels.npy"))
     images = np.load(os.path.join(args.data, "images.npy"), mmap_mode="r")
+    look_words_check(pipe, heads, full, split, args.out, args.steps, args.guidance)
+    if args.looks_only:
+        return
     write_examples(np.asarray(images[:2000]), labels[:2000], os.path.join(args.out, "data-examples.png"))
     T.log("check: wrote data-examples.png (rows: " + ", ".join(EMO) + ")")
 

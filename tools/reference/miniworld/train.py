@@ -11,7 +11,8 @@ Phases (each logged with losses and wall times to --log):
   vae       AutoencoderKL, 3 levels (downsample factor 4 → 4×16×16 latents), L1 + MSE + small
             KL; scaling_factor = 1 / std of the training latents (as SD's 0.18215 was chosen).
   unet      UNet2DConditionModel on the scaled VAE latents, conditioned on the (frozen) CLIP
-            text tower's last hidden state; DDPM epsilon objective with SD 1.5's schedule
+            text tower's last hidden state; DDPM v-prediction objective (--unet-prediction; on SD 1.5's
+            epsilon objective the UNet learned to ignore look words, see train_unet) with its schedule
             (scaled_linear 0.00085–0.012, 1000 steps); the data set's ~10 % empty captions are
             the caption dropout for classifier-free guidance; EMA weights are exported.
   eval      a second classifier (the evaluator): CLIPVisionModelWithProjection with another
@@ -423,12 +424,13 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                          prediction_type="epsilon")
+                          prediction_type=args.unet_prediction)
+    v_pred = args.unet_prediction == "v_prediction"
     acp = sched.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     log(f"unet: {nparams(unet)} params, channels {args.unet_channels}; {args.unet_steps} steps of batch "
         f"{args.unet_batch}, lr {lr}, EMA {args.ema}, until {cap} min{'' if init is None else ', continuing'}; "
-        f"epsilon objective, scaled_linear 0.00085–0.012")
+        f"{args.unet_prediction} objective, min-SNR {args.unet_min_snr}, scaled_linear 0.00085–0.012")
     unet.train()
     z_all = lat * scale
     gen = torch.Generator().manual_seed(args.seed + 5)
@@ -450,15 +452,18 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
         a = acp[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
         pred = unet(zt, t, encoder_hidden_states=ctx).sample
+        # v = √ᾱ·ε − √(1−ᾱ)·z0 (Salimans & Ho 2022). In x̂0 terms the epsilon loss weighs a
+        # sample by SNR and the v loss by SNR + 1: at t ≥ 600 (SNR < 0.2), where z_t no longer
+        # shows the global look and only the caption can say it, v weighs x̂0 6× (t = 600) to
+        # 70× (t = 900) more. The epsilon runs (1 December) learned to ignore the look words.
+        target = a.sqrt() * noise - (1 - a).sqrt() * z0 if v_pred else noise
         if args.unet_min_snr > 0:
-            # min-SNR-γ weighting (Hang et al. 2023) for the epsilon objective: min(SNR, γ)/SNR
-            # per sample, so the noisy steps, where the global look is decided, count as much
-            # as the nearly clean ones.
+            # min-SNR-γ weighting (Hang et al. 2023): x̂0 weight min(SNR, γ) per sample
             snr = (a / (1 - a)).view(-1)
-            w = torch.clamp(snr, max=args.unet_min_snr) / snr
-            loss = (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+            w = torch.clamp(snr, max=args.unet_min_snr) / (snr + 1 if v_pred else snr)
+            loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
         else:
-            loss = F.mse_loss(pred, noise)
+            loss = F.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -488,8 +493,11 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
             ctx = hs[data.used_ci[vi]].float()
             pc = ema(zt, t, encoder_hidden_states=ctx).sample
             pu = ema(zt, t, encoder_hidden_states=hs[data.cap_index[""]].float().expand(len(vi), -1, -1)).sample
-            parts.append(f"t={tt}: cond {F.mse_loss(pc, noise).item():.4f} uncond {F.mse_loss(pu, noise).item():.4f}")
-        log("unet (EMA): held-out epsilon MSE  " + "; ".join(parts))
+            # x̂0 error, comparable across prediction types (what the caption adds is cond vs uncond)
+            def x0(o, a=a, zt=zt):
+                return a.sqrt() * zt - (1 - a).sqrt() * o if v_pred else (zt - (1 - a).sqrt() * o) / a.sqrt()
+            parts.append(f"t={tt}: cond {F.mse_loss(x0(pc), z0).item():.4f} uncond {F.mse_loss(x0(pu), z0).item():.4f}")
+        log("unet (EMA): held-out x̂0 MSE (scaled latents, variance ≈ 1)  " + "; ".join(parts))
     log(f"unet: trained {step} steps in {time.time() - t0:.0f}s")
     return ema
 
@@ -565,7 +573,7 @@ def sd_text_encoder(text):
     return te.eval()
 
 
-def export(out, tok_dir, text, vision, head, vae, scale, unet, ev_tower, ev_head):
+def export(out, tok_dir, text, vision, head, vae, scale, unet, ev_tower, ev_head, prediction):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     os.makedirs(out, exist_ok=True)
@@ -573,7 +581,7 @@ def export(out, tok_dir, text, vision, head, vae, scale, unet, ev_tower, ev_head
     vae.register_to_config(scaling_factor=float(round(scale, 5)))
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                               beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                              timestep_spacing="leading", prediction_type="epsilon")
+                              timestep_spacing="leading", prediction_type=prediction)
     from transformers import CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(tok_dir)
@@ -657,6 +665,7 @@ def main():
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--unet2-lr", type=float, default=2e-4)
     ap.add_argument("--unet-min-snr", type=float, default=0, help="min-SNR-γ loss weighting (0: plain MSE)")
+    ap.add_argument("--unet-prediction", choices=["epsilon", "v_prediction"], default="v_prediction")
     ap.add_argument("--unet2-max-min", type=float, default=14)
     ap.add_argument("--eval-steps", type=int, default=1500)
     ap.add_argument("--eval-batch", type=int, default=128)
@@ -774,7 +783,7 @@ def main():
         ev_tower.load_state_dict(ek["tower"])
         ev_head = torch.nn.Linear(ev_tower.config.projection_dim, 8)
         ev_head.load_state_dict(ek["head"])
-        export(args.out, tok_dir, text, vision, head, vae, vk["scale"], unet, ev_tower, ev_head)
+        export(args.out, tok_dir, text, vision, head, vae, vk["scale"], unet, ev_tower, ev_head, args.unet_prediction)
         times["export"] = time.time() - t
     log(f"[{args.phases}] phase times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items())
         + f"; process total {(time.time() - T0) / 60:.1f} min")
