@@ -35,6 +35,9 @@ public struct DDIMConfig: Equatable, Sendable {
     public var timestepSpacing = Spacing.leading
     public var clipSample = true
     public var clipSampleRange: Float = 1
+    /// Rescale the betas so ᾱ at the last training step is exactly 0 (Lin et al. 2024, "Common
+    /// diffusion noise schedules and sample steps are flawed"): the model starts from pure noise.
+    public var rescaleBetasZeroSnr = false
 
     public init() {}
 
@@ -87,9 +90,26 @@ public struct DDIMConfig: Equatable, Sendable {
         timestepSpacing = try choice("timestep_spacing", defaultSpacing)
         clipSample = try c.bool("clip_sample", default: true)
         clipSampleRange = try c.float("clip_sample_range", default: 1, "a finite number > 0") { $0.isFinite && $0 > 0 }
-        for key in ["thresholding", "rescale_betas_zero_snr"] where try c.bool(key, default: false) {
-            throw c.fail(key, "= true is not supported")
+        if try c.bool("thresholding", default: false) { throw c.fail("thresholding", "= true is not supported") }
+        rescaleBetasZeroSnr = try c.bool("rescale_betas_zero_snr", default: false)
+        if let (key, why) = zeroSNRProblem() { throw c.fail(key, why) }
+    }
+
+    /// Why this schedule cannot be rescaled to zero terminal SNR, when asked to: epsilon
+    /// prediction cannot give x̂0 = (z − √(1−ᾱ)·ε)/√ᾱ at ᾱ = 0, and a last beta of 0 leaves
+    /// ᾱ flat at the end, where the rescaling divides 0 by 0.
+    func zeroSNRProblem() -> (key: String, why: String)? {
+        guard rescaleBetasZeroSnr else { return nil }
+        if predictionType == .epsilon {
+            return (
+                "rescale_betas_zero_snr",
+                "= true needs prediction_type v_prediction or sample (epsilon gives no x̂0 where ᾱ = 0)"
+            )
         }
+        if (trainedBetas ?? DDIMScheduler.betas(self)).last ?? 0 <= 0 {
+            return ("rescale_betas_zero_snr", "= true needs a last beta above 0 (ᾱ must still fall at the end)")
+        }
+        return nil
     }
 
     /// The first value out of range in a config built in code, as (key, problem); nil when
@@ -112,7 +132,7 @@ public struct DDIMConfig: Equatable, Sendable {
         if !(clipSampleRange.isFinite && clipSampleRange > 0) {
             return ("clip_sample_range", "= \(clipSampleRange) is not a finite number > 0")
         }
-        return nil
+        return zeroSNRProblem()
     }
 }
 
@@ -131,7 +151,8 @@ public struct DDIMScheduler: Sendable {
 
     public init(config: DDIMConfig) {
         self.config = config
-        let betas = config.trainedBetas ?? Self.betas(config)
+        let configured = config.trainedBetas ?? Self.betas(config)
+        let betas = config.rescaleBetasZeroSnr ? Self.zeroTerminalSNR(configured) : configured
         var product = 1.0
         var cumprod = [Float]()
         for b in betas {
@@ -157,6 +178,25 @@ public struct DDIMScheduler: Sendable {
                 Float(min(1 - alphaBar(Double(i + 1) / Double(n)) / alphaBar(Double(i) / Double(n)), 0.999))
             }
         }
+    }
+
+    /// diffusers' rescale_zero_terminal_snr in float32: √ᾱ shifted so its last value is 0 and
+    /// scaled so its first is unchanged, then turned back into betas (the last one is 1).
+    /// The schedule must have a last beta above 0 (`DDIMConfig.zeroSNRProblem`).
+    static func zeroTerminalSNR(_ betas: [Float]) -> [Float] {
+        var product = 1.0
+        let roots = betas.map { b -> Float in
+            product *= Double(1 - b)  // torch.cumprod as in init
+            return Float(product).squareRoot()
+        }
+        let first = roots[0]
+        let last = roots[roots.count - 1]
+        let scale = first / (first - last)
+        let bars = roots.map { r -> Float in
+            let shifted = (r - last) * scale
+            return shifted * shifted
+        }
+        return bars.indices.map { i in 1 - (i == 0 ? bars[0] : bars[i] / bars[i - 1]) }
     }
 
     /// torch.linspace(start, end, n, dtype=float32) on CPU: fused multiply-adds from both ends.
@@ -227,6 +267,8 @@ public struct DDIMScheduler: Sendable {
     /// How much the model output moves per unit of ε at `timestep` when x̂0 and ε̂ move together
     /// as ε-guidance moves them (universal guidance shifts ε̂ by s·√(1−ᾱ)·∇ℓ): 1 for epsilon,
     /// 1/√ᾱ for v (ε = √ᾱ·v + √(1−ᾱ)·z), −√(1−ᾱ)/√ᾱ for sample (x̂0 = (z − √(1−ᾱ)·ε)/√ᾱ).
+    /// Infinite for v and sample where ᾱ = 0 (a zero-terminal-SNR schedule's last step): there
+    /// z is pure noise and no shift of ε moves x̂0.
     public func outputPerEpsilon(timestep: Int) -> Float {
         let alpha = alphaCumprod(timestep)
         switch config.predictionType {

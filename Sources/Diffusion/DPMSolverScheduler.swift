@@ -91,7 +91,7 @@ public struct DPMSolverConfig: Equatable, Sendable {
             !$0.isNaN
         }
         for key in [
-            "thresholding", "rescale_betas_zero_snr", "use_karras_sigmas", "use_exponential_sigmas",
+            "thresholding", "use_karras_sigmas", "use_exponential_sigmas",
             "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas", "use_dynamic_shifting",
         ]
         where try c.bool(key, default: false) {
@@ -168,7 +168,10 @@ public struct DPMSolverMultistepScheduler: Sendable {
         try config.check(source: "DPMSolverConfig")
         self.config = config
         ddim = DDIMScheduler(config: config.schedule)
-        alphasCumprod = ddim.alphasCumprod
+        var cumprod = ddim.alphasCumprod
+        // as diffusers: a zero-terminal-SNR schedule's last ᾱ becomes 2⁻²⁴, so σ and λ stay finite
+        if config.schedule.rescaleBetasZeroSnr { cumprod[cumprod.count - 1] = 0x1p-24 }
+        alphasCumprod = cumprod
         trainSigmas = alphasCumprod.map { a in ((1 - a) / a).squareRoot() }
         let trainSteps = config.schedule.numTrainTimesteps
         if config.lambdaMinClipped == -.infinity {

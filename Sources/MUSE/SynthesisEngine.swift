@@ -457,8 +457,11 @@ public final class SynthesisEngine {
         let loss = EmotionLoss(target: job.emotion, inherent: nil, similar: [], lambdaInherent: 0, lambdaSimilar: 0)
         let alpha = sd.scheduler.alphaCumprod(t)
         let alphaPrev = sd.scheduler.alphaCumprod(sd.scheduler.previousTimestep(t, steps: job.settings.steps))
-        // ε̂ = ε + s·√(1−ᾱ)·∇ℓ, expressed in the model's own output (ε, v or x0)
-        let factor = settings.universalScale * (1 - alpha).squareRoot() * sd.scheduler.outputPerEpsilon(timestep: t)
+        // ε̂ = ε + s·√(1−ᾱ)·∇ℓ, expressed in the model's own output (ε, v or x0). Where ᾱ = 0
+        // (zero terminal SNR) x̂0 does not depend on ε, so there is nothing to shift: factor 0.
+        let factor =
+            alpha > 0
+            ? settings.universalScale * (1 - alpha).squareRoot() * sd.scheduler.outputPerEpsilon(timestep: t) : 0
         var zt = z
         var records: [InnerIterationTrace] = []
         for take in 0..<settings.universalRecurrence {

@@ -116,7 +116,7 @@ final class DPMSolverTests: XCTestCase {
             (#"{"use_lu_lambdas": true}"#, "use_lu_lambdas"),
             (#"{"use_exponential_sigmas": true}"#, "use_exponential_sigmas"),
             (#"{"thresholding": true}"#, "thresholding"),
-            (#"{"rescale_betas_zero_snr": true}"#, "rescale_betas_zero_snr"),
+            (#"{"rescale_betas_zero_snr": true}"#, "rescale_betas_zero_snr"),  // with epsilon
             (#"{"solver_order": 3}"#, "solver_order"),
             (#"{"solver_type": "rk4"}"#, "solver_type"),
             (#"{"final_sigmas_type": "sigma_max"}"#, "final_sigmas_type"),
@@ -166,6 +166,24 @@ final class DPMSolverTests: XCTestCase {
         }
         print("DPM-Solver sigmas: max relative |Δ| \(worstSigma)")
         XCTAssertLessThanOrEqual(worstSigma, 5e-7)
+    }
+
+    /// rescale_betas_zero_snr: diffusers sets the last ᾱ to 2⁻²⁴ (σ = 4096); sigmas of 10
+    /// trailing steps on SD's schedule with v-prediction, printed by hand from diffusers 0.42.1.
+    func testZeroTerminalSNRSigmasMatchDiffusers() throws {
+        var c = DPMSolverConfig.stableDiffusion
+        c.schedule.predictionType = .vPrediction
+        c.schedule.timestepSpacing = .trailing
+        c.schedule.rescaleBetasZeroSnr = true
+        let s = try DPMSolverMultistepScheduler(config: c)
+        XCTAssertEqual(s.timesteps(steps: 10), [999, 899, 799, 699, 599, 499, 399, 299, 199, 99])
+        let want: [Float] = [
+            4096.0, 18.130056381225586, 7.410707473754883, 4.114185333251953, 2.604856252670288,
+            1.7680810689926147, 1.24137544631958, 0.8747435808181763, 0.59475177526474, 0.3549894392490387, 0,
+        ]
+        let got = s.sigmas(steps: 10)
+        XCTAssertEqual(got.count, want.count)
+        for (a, b) in zip(got, want) { XCTAssertEqual(a, b, accuracy: max(b * 2e-6, 0), "σ \(b)") }
     }
 
     /// Every step count 1...trainSteps for the spacings (leading, trailing, linspace, clipped λ):

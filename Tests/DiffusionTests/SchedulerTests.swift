@@ -138,6 +138,61 @@ final class SchedulerTests: XCTestCase {
         }
     }
 
+    /// rescale_betas_zero_snr on SD's schedule with v-prediction and trailing spacing (the
+    /// bundled miniworld UNet's scheduler): ᾱ, timesteps and two DDIM steps against diffusers
+    /// 0.42.1 (DDIMScheduler(..., rescale_betas_zero_snr=True), printed by hand).
+    func testZeroTerminalSNRMatchesDiffusers() throws {
+        var c = DDIMConfig.stableDiffusion
+        c.predictionType = .vPrediction
+        c.timestepSpacing = .trailing
+        c.rescaleBetasZeroSnr = true
+        let s = DDIMScheduler(config: c)
+        let want: [Int: Float] = [
+            0: 0.9991499781608582, 1: 0.9982334971427917, 250: 0.6524567604064941, 500: 0.2410186380147934,
+            750: 0.03279908001422882, 900: 0.002960391342639923, 980: 7.707603799644858e-05,
+            998: 1.9679633567193378e-07,
+        ]
+        for (t, a) in want { XCTAssertEqual(s.alphaCumprod(t) / a, 1, accuracy: 2e-6, "ᾱ_\(t)") }
+        XCTAssertEqual(s.alphaCumprod(999), 0, "the last step is pure noise")
+        XCTAssertEqual(Array(s.timesteps(steps: 50).prefix(3)), [999, 979, 959])
+        let sample = Tensor(shape: [1, 4, 1, 1], data: [0.5, -1.0, 2.0, 0.25])
+        let v = Tensor(shape: [1, 4, 1, 1], data: [0.1, 0.2, -0.3, 0.4])
+        let first = s.step(eps: v, timestep: 999, sample: sample, steps: 50)
+        assertClose(first.predictedOriginal.data, [-0.1, -0.2, 0.3, -0.4], 1e-7, "x̂0 = −v at ᾱ = 0")
+        assertClose(
+            first.prevSample.data, [0.49905234575271606, -1.0018095970153809, 2.002692937850952, 0.24628442525863647],
+            1e-6)
+        let middle = s.step(eps: v, timestep: 499, sample: sample, steps: 50)
+        assertClose(
+            middle.prevSample.data, [0.4965883791446686, -1.0058233737945557, 2.0084850788116455, 0.2372284233570099],
+            1e-6)
+        assertClose(
+            middle.predictedOriginal.data,
+            [0.1591072678565979, -0.6663848757743835, 1.2457271814346313, -0.22509539127349854], 1e-6)
+        XCTAssertTrue(s.outputPerEpsilon(timestep: 499).isFinite)
+    }
+
+    /// Zero terminal SNR with epsilon prediction (no x̂0 at ᾱ = 0) or with a schedule whose last
+    /// beta is 0 (the rescaling would divide 0 by 0) is refused, naming the key.
+    func testZeroTerminalSNRRefusesWhatItCannotRun() throws {
+        let dir = NSTemporaryDirectory() + "ddim-zsnr-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/c.json"
+        for (json, words) in [
+            (#"{"rescale_betas_zero_snr": true}"#, "prediction_type"),
+            (#"{"rescale_betas_zero_snr": true, "prediction_type": "v_prediction", "beta_end": 0}"#, "last beta"),
+        ] {
+            try json.write(toFile: path, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try DDIMConfig(path: path), json) {
+                XCTAssertTrue("\($0)".contains("rescale_betas_zero_snr") && "\($0)".contains(words), "\($0)")
+            }
+        }
+        try #"{"rescale_betas_zero_snr": true, "prediction_type": "sample"}"#.write(
+            toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(DDIMScheduler(config: try DDIMConfig(path: path)).alphaCumprod(999), 0)
+    }
+
     /// The fixture's 10-step txt2img loop, replayed from its stored (guided) eps: no UNet needed.
     func testStepsReplayTxt2imgFixture() throws {
         let s = try sd()

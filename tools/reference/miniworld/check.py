@@ -119,7 +119,7 @@ def settle_step(s, delta=0.005, m=2, min_start=0.1, latest=0.5):
 
 
 @torch.no_grad()
-def look_words_check(pipe, heads, full, split, out, steps, guidance, columns=8):
+def look_words_check(pipe, heads, full, split, out, steps, guidance, rescale, data_luma, columns=8):
     """Content-only held-out captions (their look phrase, if any, removed), each with two look
     words of every emotion; one seed per column, shared by all rows."""
     looks = {w for ws in LOOK_WORDS.values() for w in ws}
@@ -137,9 +137,9 @@ def look_words_check(pipe, heads, full, split, out, steps, guidance, columns=8):
     def sample(prompts):
         g = [torch.Generator().manual_seed(500 + j) for j in range(len(prompts))]
         return pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, height=64, width=64,
-                     generator=g, output_type="np").images
+                     generator=g, output_type="np", guidance_rescale=rescale).images
 
-    rows, hits, ptarget = [], [], []
+    rows, hits, ptarget, luma = [], [], [], []
     plain = sample(content)
     for e, name in enumerate(EMO):
         imgs = sample([f"{c}, {LOOK_WORDS[name][0]}, {LOOK_WORDS[name][2]}" for c in content])
@@ -147,6 +147,7 @@ def look_words_check(pipe, heads, full, split, out, steps, guidance, columns=8):
         p = classify(heads, torch.from_numpy(imgs).permute(0, 3, 1, 2).float())["evaluator"]
         hits.append((p.argmax(-1) == e).float().mean().item())
         ptarget.append(p[:, e].mean().item())
+        luma.append(float(imgs.mean()))
     rows.append(np.concatenate(list(plain), 1))
     grid = (np.concatenate(rows, 0) * 255 + 0.5).clip(0, 255).astype(np.uint8)
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(
@@ -156,6 +157,9 @@ def look_words_check(pipe, heads, full, split, out, steps, guidance, columns=8):
           f"(per emotion " + " ".join(f"{EMO[e][:4]} {h:.2f}" for e, h in enumerate(hits)) + "), mean p(emotion) "
           f"{np.mean(ptarget):.3f} (0.125 if the words changed nothing: the eight p(e) of one image sum to 1); "
           f"look-words.png ({time.time() - t0:.0f}s)")
+    T.log("look words: mean pixel value (0–1) per emotion, generated vs held-out data: " + " ".join(
+        f"{EMO[e][:4]} {luma[e]:.2f}/{data_luma[e]:.2f}" for e in range(8))
+          + (f"; guidance_rescale {rescale}" if rescale else ""))
 
 
 def main():
@@ -165,6 +169,7 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--guidance", type=float, default=6.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--guidance-rescale", type=float, default=0.0, help="diffusers' guidance_rescale (look words)")
     ap.add_argument("--looks-only", action="store_true", help="only the look-words check")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -176,7 +181,9 @@ def main():
     split = np.load(os.path.join(args.data, "split.npy"))
     labels = np.load(os.path.join(args.data, "labels.npy"))
     images = np.load(os.path.join(args.data, "images.npy"), mmap_mode="r")
-    look_words_check(pipe, heads, full, split, args.out, args.steps, args.guidance)
+    held = np.nonzero(split)[0][:2000]
+    data_luma = [float(np.asarray(images[held[labels[held] == e]]).mean()) / 255 for e in range(8)]
+    look_words_check(pipe, heads, full, split, args.out, args.steps, args.guidance, args.guidance_rescale, data_luma)
     if args.looks_only:
         return
     write_examples(np.asarray(images[:2000]), labels[:2000], os.path.join(args.out, "data-examples.png"))

@@ -423,14 +423,21 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
     ema = unet_model(tuple(args.unet_channels))
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
+    # zero terminal SNR (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+    # flawed"): SD's schedule keeps √ᾱ_999 = 0.068 of the image at the last step, which on 16×16
+    # latents is as large as the noise's own spatial mean (1/16), so the UNet learns to read an
+    # image's brightness and grade from z_T — and at sampling, where z_T is pure noise, it draws
+    # them from the noise, not the caption: fear and sadness came out mid-grey.
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                          prediction_type=args.unet_prediction)
+                          prediction_type=args.unet_prediction, rescale_betas_zero_snr=args.unet_zero_snr)
     v_pred = args.unet_prediction == "v_prediction"
+    assert v_pred or not args.unet_zero_snr, "zero terminal SNR needs v_prediction (ε cannot give x̂0 at ᾱ = 0)"
     acp = sched.alphas_cumprod
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     log(f"unet: {nparams(unet)} params, channels {args.unet_channels}; {args.unet_steps} steps of batch "
         f"{args.unet_batch}, lr {lr}, EMA {args.ema}, until {cap} min{'' if init is None else ', continuing'}; "
-        f"{args.unet_prediction} objective, min-SNR {args.unet_min_snr}, scaled_linear 0.00085–0.012")
+        f"{args.unet_prediction} objective, min-SNR {args.unet_min_snr}, scaled_linear 0.00085–0.012"
+        f"{', zero terminal SNR' if args.unet_zero_snr else ''}, noise offset {args.unet_noise_offset}")
     unet.train()
     z_all = lat * scale
     gen = torch.Generator().manual_seed(args.seed + 5)
@@ -448,6 +455,8 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
         # caption teaches the UNet to ignore positions (the first run did that)
         ctx = hs[data.used_ci[idx]].float()
         noise = torch.randn(z0.shape, generator=gen)
+        if args.unet_noise_offset > 0:  # "offset noise": a per-channel constant, so z_T's mean is noise too
+            noise = noise + args.unet_noise_offset * torch.randn(z0.shape[:2] + (1, 1), generator=gen)
         t = torch.randint(0, 1000, (len(idx),), generator=gen)
         a = acp[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
@@ -484,7 +493,7 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
         g = torch.Generator().manual_seed(7)
         vi = torch.from_numpy(data.val_idx[:512])
         parts = []
-        for tt in (50, 250, 500, 750, 950):
+        for tt in (50, 250, 500, 750, 950, 999):
             z0 = z_all[vi]
             noise = torch.randn(z0.shape, generator=g)
             a = acp[tt]
@@ -573,7 +582,7 @@ def sd_text_encoder(text):
     return te.eval()
 
 
-def export(out, tok_dir, text, vision, head, vae, scale, unet, ev_tower, ev_head, prediction):
+def export(out, tok_dir, text, vision, head, vae, scale, unet, ev_tower, ev_head, prediction, zero_snr):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     os.makedirs(out, exist_ok=True)
@@ -581,7 +590,9 @@ def export(out, tok_dir, text, vision, head, vae, scale, unet, ev_tower, ev_head
     vae.register_to_config(scaling_factor=float(round(scale, 5)))
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                               beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                              timestep_spacing="leading", prediction_type=prediction)
+                              prediction_type=prediction, rescale_betas_zero_snr=zero_snr,
+                              # trailing: inference starts at t = 999, the step zero SNR trained for
+                              timestep_spacing="trailing" if zero_snr else "leading")
     from transformers import CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(tok_dir)
@@ -666,6 +677,9 @@ def main():
     ap.add_argument("--unet2-lr", type=float, default=2e-4)
     ap.add_argument("--unet-min-snr", type=float, default=0, help="min-SNR-γ loss weighting (0: plain MSE)")
     ap.add_argument("--unet-prediction", choices=["epsilon", "v_prediction"], default="v_prediction")
+    ap.add_argument("--unet-zero-snr", action=argparse.BooleanOptionalAction, default=False,
+                    help="rescale the schedule to zero terminal SNR (needs v_prediction)")
+    ap.add_argument("--unet-noise-offset", type=float, default=0.0, help="offset noise (per-channel constant)")
     ap.add_argument("--unet2-max-min", type=float, default=14)
     ap.add_argument("--eval-steps", type=int, default=1500)
     ap.add_argument("--eval-batch", type=int, default=128)
@@ -783,7 +797,8 @@ def main():
         ev_tower.load_state_dict(ek["tower"])
         ev_head = torch.nn.Linear(ev_tower.config.projection_dim, 8)
         ev_head.load_state_dict(ek["head"])
-        export(args.out, tok_dir, text, vision, head, vae, vk["scale"], unet, ev_tower, ev_head, args.unet_prediction)
+        export(args.out, tok_dir, text, vision, head, vae, vk["scale"], unet, ev_tower, ev_head, args.unet_prediction,
+               args.unet_zero_snr)
         times["export"] = time.time() - t
     log(f"[{args.phases}] phase times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items())
         + f"; process total {(time.time() - T0) / 60:.1f} min")
