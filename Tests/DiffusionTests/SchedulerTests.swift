@@ -138,8 +138,8 @@ final class SchedulerTests: XCTestCase {
         }
     }
 
-    /// rescale_betas_zero_snr on SD's schedule with v-prediction and trailing spacing (the
-    /// bundled miniworld UNet's scheduler): ᾱ, timesteps and two DDIM steps against diffusers
+    /// rescale_betas_zero_snr on SD's schedule with v-prediction and trailing spacing (what
+    /// `train.py --unet-zero-snr` exports): ᾱ, timesteps and two DDIM steps against diffusers
     /// 0.42.1 (DDIMScheduler(..., rescale_betas_zero_snr=True), printed by hand).
     func testZeroTerminalSNRMatchesDiffusers() throws {
         var c = DDIMConfig.stableDiffusion

@@ -426,8 +426,9 @@ def train_unet(data, lat, scale, hs, args, rng, init=None, lr=None, cap=None, wa
     # zero terminal SNR (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
     # flawed"): SD's schedule keeps √ᾱ_999 = 0.068 of the image at the last step, which on 16×16
     # latents is as large as the noise's own spatial mean (1/16), so the UNet learns to read an
-    # image's brightness and grade from z_T — and at sampling, where z_T is pure noise, it draws
-    # them from the noise, not the caption: fear and sadness came out mid-grey.
+    # image's brightness and grade from z_T — and at sampling, where z_T is pure noise, to draw
+    # them from the noise, not the caption. Run 5 tested it as the reason fear and sadness come
+    # out mid-grey: it was not (TRAINING_LOG.txt), so the shipped UNet keeps SD's schedule.
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                           prediction_type=args.unet_prediction, rescale_betas_zero_snr=args.unet_zero_snr)
     v_pred = args.unet_prediction == "v_prediction"
