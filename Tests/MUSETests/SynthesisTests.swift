@@ -225,6 +225,39 @@ final class SynthesisTests: XCTestCase {
         XCTAssertGreaterThan(full.latent, 5, "full inversion with random weights is not expected to reconstruct")
     }
 
+    /// A v-prediction model on a zero-terminal-SNR schedule (the tiny SD's weights with
+    /// rescale_betas_zero_snr and trailing spacing): the first step is t = 999, where ᾱ = 0,
+    /// and MUSE, universal guidance (guided there: its ε shift is 0 where ᾱ = 0) and an edit at
+    /// strength 1 all finish with finite images and probabilities.
+    func testZeroTerminalSNRModelRunsEveryPath() throws {
+        let dir = NSTemporaryDirectory() + "zsnr-sd-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: Tiny.sd, toPath: dir)
+        let config = dir + "/scheduler/scheduler_config.json"
+        var json = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config))) as? [String: Any])
+        json["prediction_type"] = "v_prediction"
+        json["rescale_betas_zero_snr"] = true
+        json["timestep_spacing"] = "trailing"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: config))
+        let engine = try SynthesisEngine.load(model: dir, tower: Tiny.tower, head: Tiny.head, text: Tiny.text)
+        XCTAssertEqual(engine.sd.scheduler.alphaCumprod(999), 0)
+        for method in [SynthesisMethod.muse, .universalGuidance] {
+            let result = try engine.run(job(.sadness, method, seed: 3, steps: 6))
+            let first = try XCTUnwrap(result.trace.stepTraces.first)
+            XCTAssertEqual(first.timestep, 999, "\(method)")
+            XCTAssertTrue(first.guided, "\(method) guides from step 0")
+            XCTAssertTrue(result.image.data.allSatisfy(\.isFinite), "\(method)")
+            XCTAssertTrue(result.probabilities.allSatisfy(\.isFinite), "\(method)")
+        }
+        let edit = SynthesisJob(
+            prompt: prompt, emotion: .awe, method: .muse, seed: 1,
+            settings: JobSettings(steps: 5, strength: 1, muse: Tiny.quickSettings()))
+        let edited = try engine.run(edit, image: Self.testPattern())
+        XCTAssertEqual(edited.trace.stepTraces.first?.timestep, 999)
+        XCTAssertTrue(edited.image.data.allSatisfy(\.isFinite))
+    }
+
     func testEditErrors() throws {
         let engine = try Tiny.engine()
         let edit = SynthesisJob(prompt: "a photo", emotion: .awe, settings: JobSettings(steps: 4, strength: 0.5))
