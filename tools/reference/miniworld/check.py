@@ -119,7 +119,7 @@ def settle_step(s, delta=0.005, m=2, min_start=0.1, latest=0.5):
 
 
 @torch.no_grad()
-def look_words_check(pipe, heads, full, split, out, steps, guidance, rescale, data_luma, columns=8):
+def look_words_check(pipe, heads, full, split, out, steps, guidance, rescale, data_luma, vae_luma, columns=8):
     """Content-only held-out captions (their look phrase, if any, removed), each with two look
     words of every emotion; one seed per column, shared by all rows."""
     looks = {w for ws in LOOK_WORDS.values() for w in ws}
@@ -157,8 +157,9 @@ def look_words_check(pipe, heads, full, split, out, steps, guidance, rescale, da
           f"(per emotion " + " ".join(f"{EMO[e][:4]} {h:.2f}" for e, h in enumerate(hits)) + "), mean p(emotion) "
           f"{np.mean(ptarget):.3f} (0.125 if the words changed nothing: the eight p(e) of one image sum to 1); "
           f"look-words.png ({time.time() - t0:.0f}s)")
-    T.log("look words: mean pixel value (0–1) per emotion, generated vs held-out data: " + " ".join(
-        f"{EMO[e][:4]} {luma[e]:.2f}/{data_luma[e]:.2f}" for e in range(8))
+    T.log("look words: mean pixel value (0–1) per emotion, generated / held-out data (64 each) / their VAE "
+          "reconstruction: " + " ".join(f"{EMO[e][:4]} {luma[e]:.2f}/{data_luma[e]:.2f}/{vae_luma[e]:.2f}"
+                                          for e in range(8))
           + (f"; guidance_rescale {rescale}" if rescale else ""))
 
 
@@ -182,8 +183,15 @@ def main():
     labels = np.load(os.path.join(args.data, "labels.npy"))
     images = np.load(os.path.join(args.data, "images.npy"), mmap_mode="r")
     held = np.nonzero(split)[0][:2000]
-    data_luma = [float(np.asarray(images[held[labels[held] == e]]).mean()) / 255 for e in range(8)]
-    look_words_check(pipe, heads, full, split, args.out, args.steps, args.guidance, args.guidance_rescale, data_luma)
+    data_luma, vae_luma = [], []
+    for e in range(8):
+        x = torch.from_numpy(np.asarray(images[held[labels[held] == e][:64]])).permute(0, 3, 1, 2).float() / 255
+        data_luma.append(x.mean().item())
+        with torch.no_grad():  # what the VAE alone keeps of the brightness
+            r = pipe.vae.decode(pipe.vae.encode(x * 2 - 1).latent_dist.mean).sample.clamp(-1, 1)
+        vae_luma.append(((r + 1) / 2).mean().item())
+    look_words_check(pipe, heads, full, split, args.out, args.steps, args.guidance, args.guidance_rescale,
+                     data_luma, vae_luma)
     if args.looks_only:
         return
     write_examples(np.asarray(images[:2000]), labels[:2000], os.path.join(args.out, "data-examples.png"))
