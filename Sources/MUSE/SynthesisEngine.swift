@@ -448,7 +448,8 @@ public final class SynthesisEngine {
     /// formula and the decoder; z_{t−1} = DDIM(z_t, ε̂); between takes z_t is re-noised from
     /// z_{t−1} as √(ᾱ_t/ᾱ_{t−1})·z_{t−1} + √(1−ᾱ_t/ᾱ_{t−1})·ε′. ε′ is drawn from a seed
     /// made of the job's seed, the step and the take, so a resumed job draws the same noise.
-    /// Returns z_{t−1} of the last take and its ε̂.
+    /// Returns z_{t−1} of the last take and its guided model output (ε̂ for an epsilon model; the
+    /// same shift carried into v or x0 for the others).
     func universalGuidance(
         _ s: SynthesisState, z: Tensor, t: Int, timings: inout PhaseTimings
     ) throws -> (next: Tensor, eps: Tensor, records: [InnerIterationTrace]) {
@@ -466,7 +467,7 @@ public final class SynthesisEngine {
         var records: [InnerIterationTrace] = []
         for take in 0..<settings.universalRecurrence {
             let began = Date()
-            let (value, p, eps, grad) = guidanceGradient(z: zt, t: t, job: job, timings: &timings) {
+            let (value, p, output, grad) = guidanceGradient(z: zt, t: t, job: job, timings: &timings) {
                 loss(logits: classifier.logits(images: $0))
             }
             guard value.scalar.isFinite, grad.data.allSatisfy(\.isFinite) else {
@@ -475,11 +476,11 @@ public final class SynthesisEngine {
             records.append(
                 InnerIterationTrace(
                     loss: value.scalar, probabilities: p.data, seconds: Date().timeIntervalSince(began)))
-            let guidedEps = Autograd.noGrad { eps + grad * factor }
+            let guidedOutput = Autograd.noGrad { output + grad * factor }
             let prev = Autograd.noGrad {
-                sd.scheduler.step(eps: guidedEps, timestep: t, sample: zt, steps: job.settings.steps).prevSample
+                sd.scheduler.step(eps: guidedOutput, timestep: t, sample: zt, steps: job.settings.steps).prevSample
             }
-            if take == settings.universalRecurrence - 1 { return (prev, guidedEps, records) }
+            if take == settings.universalRecurrence - 1 { return (prev, guidedOutput, records) }
             let noise = Tensor.randomNormal(zt.shape, seed: recurrenceSeed(job.seed, step: s.stepIndex, take: take))
             zt = Autograd.noGrad {
                 prev * (alpha / alphaPrev).squareRoot() + noise * (1 - alpha / alphaPrev).squareRoot()
