@@ -153,14 +153,18 @@ public struct DDIMScheduler: Sendable {
         self.config = config
         let configured = config.trainedBetas ?? Self.betas(config)
         let betas = config.rescaleBetasZeroSnr ? Self.zeroTerminalSNR(configured) : configured
+        alphasCumprod = Self.cumulativeAlphas(betas)
+        finalAlphaCumprod = config.setAlphaToOne ? 1 : alphasCumprod[0]
+    }
+
+    /// ᾱ_t = ∏(1 − β) as torch computes it: alphas = 1 − betas in float32, the cumulative
+    /// product accumulated in double.
+    static func cumulativeAlphas(_ betas: [Float]) -> [Float] {
         var product = 1.0
-        var cumprod = [Float]()
-        for b in betas {
-            product *= Double(1 - b)  // torch: alphas = 1 - betas in float32, cumprod accumulates in double
-            cumprod.append(Float(product))
+        return betas.map { b in
+            product *= Double(1 - b)
+            return Float(product)
         }
-        alphasCumprod = cumprod
-        finalAlphaCumprod = config.setAlphaToOne ? 1 : cumprod[0]
     }
 
     static func betas(_ c: DDIMConfig) -> [Float] {
@@ -184,11 +188,7 @@ public struct DDIMScheduler: Sendable {
     /// scaled so its first is unchanged, then turned back into betas (the last one is 1).
     /// The schedule must have a last beta above 0 (`DDIMConfig.zeroSNRProblem`).
     static func zeroTerminalSNR(_ betas: [Float]) -> [Float] {
-        var product = 1.0
-        let roots = betas.map { b -> Float in
-            product *= Double(1 - b)  // torch.cumprod as in init
-            return Float(product).squareRoot()
-        }
+        let roots = cumulativeAlphas(betas).map { $0.squareRoot() }
         let first = roots[0]
         let last = roots[roots.count - 1]
         let scale = first / (first - last)
