@@ -231,14 +231,24 @@ public final class LocalBatchRun {
         return failed.isEmpty && missing == 0 ? 0 : ExitCodes.failedJobs
     }
 
-    /// How the batch did at its purpose: jobs whose image the classifier ranks first for the
-    /// target emotion, and the mean probability of the target.
+    /// How the batch did at its purpose: jobs whose image ranks the target emotion first, and
+    /// the mean probability of the target — by the evaluator when the spec has one (the guide
+    /// classifier is what MUSE optimised against, so it flatters), then by the guide.
     public static func emotionOutcome(_ lines: [ManifestEntry]) -> String? {
-        let scored = lines.filter { $0.status == "done" && $0.targetProbability != nil }
-        guard !scored.isEmpty else { return nil }
-        let hits = scored.filter { $0.topEmotion == $0.emotion }.count
-        let mean = scored.compactMap(\.targetProbability).reduce(0, +) / Double(scored.count)
-        return String(
-            format: "target emotion ranked first in %d of %d images; mean p(target) %.3f", hits, scored.count, mean)
+        let done = lines.filter { $0.status == "done" }
+        let evaluated = done.compactMap { e -> (hit: Bool, p: Double)? in
+            guard let p = e.evaluation?["target_probability"]?.doubleValue else { return nil }
+            return (e.evaluation?["top_emotion"]?.stringValue == e.emotion, p)
+        }
+        let guided = done.compactMap { e in e.targetProbability.map { (hit: e.topEmotion == e.emotion, p: $0) } }
+        func line(_ who: String, _ reads: [(hit: Bool, p: Double)]) -> String {
+            String(
+                format: "%@: target emotion ranked first in %d of %d images; mean p(target) %.3f", who,
+                reads.filter(\.hit).count, reads.count, reads.map(\.p).reduce(0, +) / Double(reads.count))
+        }
+        if !evaluated.isEmpty {
+            return line("evaluator", evaluated) + (guided.isEmpty ? "" : "\n  " + line("guide classifier", guided))
+        }
+        return guided.isEmpty ? nil : line("guide classifier (the spec has no evaluation:)", guided)
     }
 }

@@ -21,9 +21,16 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(
         name: .customLong("classifier-tower"),
         help:
-            "CLIP vision tower folder (CLIPVisionModelWithProjection or CLIPModel). Default: models/miniworld/clip-vision."
+            "The guide's CLIP vision tower folder (CLIPVisionModelWithProjection or CLIPModel). Default: models/miniworld/guide-vision (clip-vision with --zero-shot)."
     )
     var tower: String?
+
+    @Option(
+        name: .customLong("prompt-tower"),
+        help:
+            "The vision half of --clip-text's CLIP pair (s_t and CLIP score), when the classifier tower is another model; needs a linear head. Default: models/miniworld/clip-vision with the bundled tower, else the classifier tower."
+    )
+    var promptTower: String?
 
     @Option(
         name: .customLong("classifier-head"),
@@ -92,7 +99,7 @@ struct MUSEEngineOptions: ParsableArguments {
         var emotion: Emotion?
         var method: SynthesisMethod
         var settings: JobSettings
-        var paths: (model: String, tower: String, head: String?, text: String)
+        var paths: ModelPaths
         /// Loaded only when guidance uses it.
         var tinyDecoder: String?
     }
@@ -216,15 +223,33 @@ struct MUSEEngineOptions: ParsableArguments {
         }
     }
 
+    struct ModelPaths {
+        var model: String
+        var tower: String
+        var head: String?
+        var text: String
+        var promptTower: String?
+    }
+
     /// Resolved model paths; bundled defaults are searched for only when needed.
-    func paths() throws -> (model: String, tower: String, head: String?, text: String) {
+    func paths() throws -> ModelPaths {
         func bundled(_ relative: String) throws -> String { try EngineCLI.BundledModels.root() + "/" + relative }
         let model = try self.model ?? bundled("models/miniworld/sd")
-        let tower = try self.tower ?? bundled("models/miniworld/clip-vision")
+        // The bundled guide tower is fine-tuned for robustness, away from clip-text's space, so
+        // it comes with clip-vision as its prompt tower; a zero-shot head needs that pair itself.
+        let bundledGuide = self.tower == nil && !zeroShot
+        let tower =
+            try self.tower ?? bundled(zeroShot ? "models/miniworld/clip-vision" : "models/miniworld/guide-vision")
         var head: String? = nil
         if !zeroShot {
             head = try self.head ?? (self.tower == nil ? bundled("models/miniworld/emotion-head.safetensors") : nil)
         }
+        if promptTower != nil && head == nil {
+            throw EngineCLI.Failure(
+                "--prompt-tower needs a linear head (--classifier-head): the zero-shot head compares the classifier tower with --clip-text directly"
+            )
+        }
+        let promptTower = try self.promptTower ?? (bundledGuide ? bundled("models/miniworld/clip-vision") : nil)
         let text: String
         if let clipText {
             text = clipText
@@ -238,7 +263,7 @@ struct MUSEEngineOptions: ParsableArguments {
             )
         }
         for (what, path) in [("model folder", model), ("classifier tower", tower), ("CLIP text model", text)]
-            + (head.map { [("classifier head", $0)] } ?? [])
+            + (head.map { [("classifier head", $0)] } ?? []) + (promptTower.map { [("prompt tower", $0)] } ?? [])
         {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw EngineCLI.Failure("\(what) \(path) does not exist")
@@ -249,7 +274,7 @@ struct MUSEEngineOptions: ParsableArguments {
                 throw EngineCLI.Failure("\(what): \(name) is \(bad.kind), not a regular file")
             }
         }
-        return (model, tower, head, text)
+        return ModelPaths(model: model, tower: tower, head: head, text: text, promptTower: promptTower)
     }
 
     func loadEngine(_ checked: Checked) throws -> SynthesisEngine {
@@ -257,7 +282,8 @@ struct MUSEEngineOptions: ParsableArguments {
         let began = Date()
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let engine = try SynthesisEngine.load(
-            model: p.model, tower: p.tower, head: p.head, text: p.text, tinyDecoder: checked.tinyDecoder)
+            model: p.model, tower: p.tower, head: p.head, text: p.text, promptTower: p.promptTower,
+            tinyDecoder: checked.tinyDecoder)
         EngineCLI.log(
             String(
                 format: "loaded %@ and the classifier (%@) in %.1f s", p.model, engine.classifier.headDescription,

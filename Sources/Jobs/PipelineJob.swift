@@ -12,6 +12,9 @@ public struct ModelSet: Codable, Equatable, Sendable, Hashable {
     public var tower: String
     public var head: String?
     public var text: String
+    /// The vision half of `text`'s CLIP pair, which scores images against prompts (s_t, CLIP
+    /// score, CLIP-I) when the guide's `tower` is another model (nil: `tower` does).
+    public var promptTower: String?
     /// The AutoencoderTiny folder for `guidance_decoder: tiny` (nil: none).
     public var tinyDecoder: String?
     /// The spec's `evaluation:` classifier, which only scores finished images: a CLIP vision
@@ -21,13 +24,15 @@ public struct ModelSet: Codable, Equatable, Sendable, Hashable {
     public var evaluatorText: String?
 
     public init(
-        model: String, tower: String, head: String?, text: String, tinyDecoder: String? = nil,
-        evaluatorTower: String? = nil, evaluatorHead: String? = nil, evaluatorText: String? = nil
+        model: String, tower: String, head: String?, text: String, promptTower: String? = nil,
+        tinyDecoder: String? = nil, evaluatorTower: String? = nil, evaluatorHead: String? = nil,
+        evaluatorText: String? = nil
     ) {
         self.model = model
         self.tower = tower
         self.head = head
         self.text = text
+        self.promptTower = promptTower
         self.tinyDecoder = tinyDecoder
         self.evaluatorTower = evaluatorTower
         self.evaluatorHead = evaluatorHead
@@ -36,6 +41,7 @@ public struct ModelSet: Codable, Equatable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case model, tower, head, text
+        case promptTower = "prompt_tower"
         case tinyDecoder = "tiny_decoder"
         case evaluatorTower = "evaluator_tower"
         case evaluatorHead = "evaluator_head"

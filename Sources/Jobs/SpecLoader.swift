@@ -7,7 +7,7 @@ import Vocabulary
 /// field's path and line) and carries on, so one run reports every problem; `load` throws
 /// them together once all sections are read.
 final class SpecLoader {
-    static let classifierKeys = ["tower", "head", "text"]
+    static let classifierKeys = ["tower", "head", "text", "prompt_tower"]
     static let evaluationKeys = ["tower", "head", "text"]
     static let queueKeys = ["max_attempts", "lease_seconds"]
 
@@ -23,6 +23,7 @@ final class SpecLoader {
         var tower: Location
         var head: Location?
         var text: Location
+        var promptTower: Location?
         var tinyDecoder: Location?
         var evaluator: Evaluator?
         var sizeRules: ImageSizeRules
@@ -101,7 +102,8 @@ final class SpecLoader {
         let fingerprints = try fingerprint(models)
         let locations = ModelLocations(
             model: models.model.spec, tower: models.tower.spec, head: models.head?.spec, text: models.text.spec,
-            tinyDecoder: models.tinyDecoder?.spec, evaluatorTower: models.evaluator?.tower.spec,
+            promptTower: models.promptTower?.spec, tinyDecoder: models.tinyDecoder?.spec,
+            evaluatorTower: models.evaluator?.tower.spec,
             evaluatorHead: models.evaluator?.head?.spec, evaluatorText: models.evaluator?.text?.spec)
         let jobs = try plan.expand(
             engine: engine, sources: sources, locations: locations, fingerprints: fingerprints, reader: r, file: file)
@@ -223,6 +225,7 @@ final class SpecLoader {
                         + "(used for MUSE's timing and the zero-shot head)")
             }
         }
+        let promptTower = readPromptTower(c, hasHead: c["head"] != nil)
         guard let model, let tower, let text, let sizeRules, let stepRules else { return nil }
         var tinyDecoder = location(top["tiny_decoder"], "tiny_decoder", required: false)
         if let tiny = tinyDecoder, !FileManager.default.fileExists(atPath: tiny.path + "/config.json") {
@@ -232,8 +235,32 @@ final class SpecLoader {
             tinyDecoder = nil
         }
         return Models(
-            model: model, tower: tower, head: head, text: text, tinyDecoder: tinyDecoder,
+            model: model, tower: tower, head: head, text: text, promptTower: promptTower, tinyDecoder: tinyDecoder,
             evaluator: readEvaluator(top["evaluation"]), sizeRules: sizeRules, stepRules: stepRules)
+    }
+
+    /// `classifier.prompt_tower`: the vision half of `text`'s CLIP pair, for a guide tower that
+    /// is not (the bundled miniature world's is fine-tuned for robustness). Only with a linear
+    /// head: a zero-shot head compares the tower with `text` directly, so they must be a pair.
+    func readPromptTower(_ c: [String: SpecNode], hasHead: Bool) -> Location? {
+        guard let node = c["prompt_tower"] else { return nil }
+        guard let promptTower = location(node, "classifier.prompt_tower", required: false) else { return nil }
+        guard hasHead else {
+            r.issue(
+                "classifier.prompt_tower",
+                "needs classifier.head: a zero-shot head compares the tower with classifier.text directly, so the "
+                    + "tower must be text's CLIP pair already", node)
+            return nil
+        }
+        guard JobSpec.isDirectory(promptTower.path),
+            FileManager.default.fileExists(atPath: promptTower.path + "/config.json")
+        else {
+            r.issue(
+                "classifier.prompt_tower",
+                "'\(promptTower.spec)' is not a CLIP model folder (needs config.json and weights)", node)
+            return nil
+        }
+        return promptTower
     }
 
     /// `evaluation:` {tower, head} or {tower, text} (zero-shot; text may be omitted when the
@@ -302,6 +329,7 @@ final class SpecLoader {
                 tower: try ModelFingerprint.compute(path: m.tower.path),
                 head: try m.head.map { try ModelFingerprint.compute(path: $0.path) },
                 text: try ModelFingerprint.compute(path: m.text.path),
+                promptTower: try m.promptTower.map { try ModelFingerprint.compute(path: $0.path) },
                 tinyDecoder: try m.tinyDecoder.map { try ModelFingerprint.compute(path: $0.path) },
                 evaluatorTower: try m.evaluator.map { try ModelFingerprint.compute(path: $0.tower.path) },
                 evaluatorHead: try m.evaluator?.head.map { try ModelFingerprint.compute(path: $0.path) },

@@ -43,11 +43,13 @@ public final class SynthesisEngine {
     /// DPM-Solver++(2M) from the model's scheduler config, made on first use.
     private var dpmSolver: DPMSolverMultistepScheduler?
 
-    /// `timingText`: a CLIP text model with projection into the classifier tower's space,
-    /// used to embed the prompt for s_t.
+    /// `timingText`: a CLIP text model with projection, used to embed the prompt for s_t (and
+    /// CLIP score); `promptTower` is its vision half, when the classifier's tower is another
+    /// model (nil: the classifier's tower is `timingText`'s pair).
     public init(
         sd: StableDiffusion, classifier: EmotionClassifier, timingText: CLIPTextEncoder,
-        timingTokenizer: CLIPTokenizer, tinyDecoder: AutoencoderTiny? = nil, evaluator: EmotionClassifier? = nil
+        timingTokenizer: CLIPTokenizer, promptTower: CLIPVisionEncoder? = nil, tinyDecoder: AutoencoderTiny? = nil,
+        evaluator: EmotionClassifier? = nil
     ) throws {
         self.sd = sd
         self.classifier = classifier
@@ -60,19 +62,26 @@ public final class SynthesisEngine {
             }
         }
         self.tinyDecoder = tinyDecoder
-        promptScorer = try PromptScorer(tower: classifier.tower, text: timingText, tokenizer: timingTokenizer)
+        promptScorer = try PromptScorer(
+            tower: promptTower ?? classifier.tower, text: timingText, tokenizer: timingTokenizer)
         sizeRules = try ImageSizeRules(modelFolder: sd.folder)
     }
 
     /// Loads everything from folders: an SD 1.x diffusers folder, a CLIP vision tower
     /// (CLIPVisionModelWithProjection or CLIPModel), a linear head file (nil: zero-shot head
     /// from `textFolder`) and a CLIP text model with projection (CLIPTextModelWithProjection
-    /// or CLIPModel) for timing and the zero-shot head; optionally the tiny decoder and an
-    /// evaluator classifier.
+    /// or CLIPModel) for timing and the zero-shot head, and the vision half of that CLIP pair
+    /// when the tower is not it (`promptTower`, with a linear head only); optionally the tiny
+    /// decoder and an evaluator classifier.
     public static func load(
-        model: String, tower towerFolder: String, head: String?, text textFolder: String, tinyDecoder: String? = nil,
-        evaluator: EvaluatorFiles? = nil
+        model: String, tower towerFolder: String, head: String?, text textFolder: String,
+        promptTower: String? = nil, tinyDecoder: String? = nil, evaluator: EvaluatorFiles? = nil
     ) throws -> SynthesisEngine {
+        if promptTower != nil && head == nil {
+            throw SynthesisError(
+                "a prompt tower needs a linear head: the zero-shot head compares the classifier tower with the text model directly"
+            )
+        }
         let sd = try StableDiffusion(folder: model)
         let tower = try CLIPVisionEncoder(folder: towerFolder)
         let classifier =
@@ -81,6 +90,7 @@ public final class SynthesisEngine {
         return try SynthesisEngine(
             sd: sd, classifier: classifier, timingText: try CLIPTextEncoder(folder: textFolder),
             timingTokenizer: try CLIPTokenizer(folder: textFolder),
+            promptTower: try promptTower.map { try CLIPVisionEncoder(folder: $0) },
             tinyDecoder: try tinyDecoder.map { try AutoencoderTiny(folder: $0) }, evaluator: try evaluator?.load())
     }
 

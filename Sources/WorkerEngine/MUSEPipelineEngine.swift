@@ -29,13 +29,15 @@ public final class MUSEPipelineEngine: PipelineEngine {
         let tower = try resolve(l.tower, "classifier tower")
         let head = try l.head.map { try resolve($0, "classifier head") }
         let text = try resolve(l.text, "CLIP text model")
+        let promptTower = try l.promptTower.map { try resolve($0, "prompt tower") }
         let tiny = try l.tinyDecoder.map { try resolve($0, "tiny decoder") }
         let evalTower = try l.evaluatorTower.map { try resolve($0, "evaluator tower") }
         let evalHead = try l.evaluatorHead.map { try resolve($0, "evaluator head") }
         let evalText = try l.evaluatorText.map { try resolve($0, "evaluator text model") }
         let found = ModelFingerprints(
             model: try fingerprint(model), tower: try fingerprint(tower),
-            head: try head.map(fingerprint), text: try fingerprint(text), tinyDecoder: try tiny.map(fingerprint),
+            head: try head.map(fingerprint), text: try fingerprint(text),
+            promptTower: try promptTower.map(fingerprint), tinyDecoder: try tiny.map(fingerprint),
             evaluatorTower: try evalTower.map(fingerprint), evaluatorHead: try evalHead.map(fingerprint),
             evaluatorText: try evalText.map(fingerprint))
         let expected = job.content.models
@@ -43,6 +45,7 @@ public final class MUSEPipelineEngine: PipelineEngine {
             ("model", model, found.model, expected.model), ("classifier tower", tower, found.tower, expected.tower),
             ("CLIP text model", text, found.text, expected.text),
             ("classifier head", head ?? "", found.head ?? "", expected.head ?? ""),
+            ("prompt tower", promptTower ?? "", found.promptTower ?? "", expected.promptTower ?? ""),
             ("tiny decoder", tiny ?? "", found.tinyDecoder ?? "", expected.tinyDecoder ?? ""),
             ("evaluator tower", evalTower ?? "", found.evaluatorTower ?? "", expected.evaluatorTower ?? ""),
             ("evaluator head", evalHead ?? "", found.evaluatorHead ?? "", expected.evaluatorHead ?? ""),
@@ -64,7 +67,8 @@ public final class MUSEPipelineEngine: PipelineEngine {
                 }
             }
             let engine = try SynthesisEngine.load(
-                model: model, tower: tower, head: head, text: text, tinyDecoder: tiny, evaluator: evaluator)
+                model: model, tower: tower, head: head, text: text, promptTower: promptTower, tinyDecoder: tiny,
+                evaluator: evaluator)
             loaded = (l, found, engine)
         } catch {
             throw JobFailure("cannot load the models (\(model)): \(error)")

@@ -101,8 +101,46 @@ final class CollectorTests: XCTestCase {
             try FileManager.default.contentsOfDirectory(atPath: out.path).allSatisfy { !$0.contains(".tmp-") })
     }
 
+    /// `run`'s closing line reads the evaluator first (the guide flatters what was optimised
+    /// against it), the guide second; failed jobs do not count.
     func testEmotionOutcomeSummary() {
         XCTAssertNil(LocalBatchRun.emotionOutcome([]))
+        let models = ModelFingerprints(model: "m", tower: "t", head: nil, text: "x")
+        let job = PipelineJob(
+            id: "j",
+            content: JobContent(
+                kind: .generate,
+                synthesis: SynthesisJob(prompt: "p", emotion: .fear, seed: 1, settings: JobSettings(steps: 2)),
+                imageSHA256: nil, models: models),
+            locations: models, checkpointEvery: 0, index: 0, output: "fear/j.png", imagePath: nil, sheetRow: 0,
+            sheetColumn: 0)
+        func entry(status: String = "done", guide: (String, Double), evaluator: (String, Double)?) -> ManifestEntry {
+            var e = ManifestEntry(job: job, batchID: "b", status: status, attempts: 1)
+            (e.topEmotion, e.targetProbability) = guide
+            e.evaluation = evaluator.map {
+                .object(["top_emotion": .string($0.0), "target_probability": .double($0.1)])
+            }
+            return e
+        }
+        let entries = [
+            entry(guide: ("fear", 0.9), evaluator: ("fear", 0.6)),
+            entry(guide: ("fear", 0.7), evaluator: ("sadness", 0.2)),
+            entry(guide: ("awe", 0.2), evaluator: ("awe", 0.1)),
+            entry(status: "failed", guide: ("fear", 1), evaluator: ("fear", 1)),
+        ]
+        XCTAssertEqual(
+            LocalBatchRun.emotionOutcome(entries),
+            "evaluator: target emotion ranked first in 1 of 3 images; mean p(target) 0.300\n"
+                + "  guide classifier: target emotion ranked first in 2 of 3 images; mean p(target) 0.600")
+        XCTAssertEqual(
+            LocalBatchRun.emotionOutcome(
+                entries.map {
+                    var e = $0
+                    e.evaluation = nil
+                    return e
+                }),
+            "guide classifier (the spec has no evaluation:): target emotion ranked first in 2 of 3 images; "
+                + "mean p(target) 0.600")
         XCTAssertEqual(formatDuration(3725), "1:02:05")
         XCTAssertEqual(formatDuration(.nan), "?")
     }

@@ -191,6 +191,47 @@ final class SpecTests: XCTestCase {
         XCTAssertNil(loaded.jobs[0].content.models.evaluatorText)
     }
 
+    /// `classifier.prompt_tower` (the CLIP pair's vision half beside a guide tower that left
+    /// the text space) travels with the job and is part of its identity; a bad one is named.
+    func testPromptTowerJoinsTheJobsModels() throws {
+        func classifier(_ extra: String, head: Bool = true) -> String {
+            """
+            model: bundled:tiny-sd
+            classifier:
+              tower: bundled:tiny-clip-vision
+            \(head ? "  head: bundled:tiny-emotion-head.safetensors\n" : "")  text: bundled:tiny-clip-text
+            \(extra)
+            generation: {prompts: [a lake], emotions: [awe], seeds: [1]}
+            """
+        }
+        let plain = try JobSpec.load(path: try writeSpec(classifier(""), in: dir), environment: env)
+        let paired = try JobSpec.load(
+            path: try writeSpec(classifier("  prompt_tower: bundled:tiny-clip-vision"), in: dir, name: "p.yaml"),
+            environment: env)
+        XCTAssertNil(plain.jobs[0].locations.promptTower)
+        XCTAssertNil(plain.jobs[0].content.models.promptTower)
+        XCTAssertEqual(paired.jobs[0].locations.promptTower, "bundled:tiny-clip-vision")
+        XCTAssertEqual(paired.jobs[0].content.models.promptTower, paired.jobs[0].content.models.tower)
+        XCTAssertNotEqual(paired.jobs[0].id, plain.jobs[0].id, "the prompt tower is part of the job")
+
+        func problems(_ text: String) throws -> String {
+            do {
+                _ = try JobSpec.load(path: try writeSpec(text, in: dir, name: "bad.yaml"), environment: env)
+                XCTFail("accepted:\n\(text)")
+            } catch let e as SpecError { return e.description }
+            return ""
+        }
+        let file = try problems(classifier("  prompt_tower: bundled:tiny-emotion-head.safetensors"))
+        XCTAssertTrue(
+            file.contains(
+                "classifier.prompt_tower: 'bundled:tiny-emotion-head.safetensors' is not a CLIP model folder"),
+            file)
+        let zeroShot = try problems(classifier("  prompt_tower: bundled:tiny-clip-vision", head: false))
+        XCTAssertTrue(zeroShot.contains("classifier.prompt_tower: needs classifier.head"), zeroShot)
+        let missing = try problems(classifier("  prompt_tower: bundled:no-such-tower"))
+        XCTAssertTrue(missing.contains("classifier.prompt_tower: 'bundled:no-such-tower' not found"), missing)
+    }
+
     /// MUSE edits need a caption; settings that leave no step guided are refused with the field.
     func testEditsWithoutCaptionOrGuidedStepAreRefused() throws {
         let noCaption = try problems(

@@ -45,7 +45,10 @@ def load(out):
     pipe.set_progress_bar_config(disable=True)
     text = CLIPTextModelWithProjection.from_pretrained(os.path.join(out, "clip-text"), torch_dtype=torch.float32).eval()
     heads = {}
-    for name, tower_dir, head_file in (("guide", "clip-vision", "emotion-head.safetensors"),
+    # The guide's tower is guide-vision once guide_head.py has tuned it (the shipped set), else
+    # the CLIP pair's clip-vision (a fresh train.py export).
+    guide_dir = "guide-vision" if os.path.isdir(os.path.join(out, "guide-vision")) else "clip-vision"
+    for name, tower_dir, head_file in (("guide", guide_dir, "emotion-head.safetensors"),
                                        ("evaluator", "evaluator-vision", "evaluator-head.safetensors")):
         tower = CLIPVisionModelWithProjection.from_pretrained(os.path.join(out, tower_dir)).eval()
         h = load_file(os.path.join(out, head_file))

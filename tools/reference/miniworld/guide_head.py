@@ -1,18 +1,28 @@
-"""Refit the guide's emotion head to be noise-aware: an experiment, not applied to the shipped
-models (TRAINING_LOG.txt after run 5: the demo gained, the 224-job eval batch lost).
+"""Make the guide classifier read x̂0 the way the image looks: the step that produced the shipped
+guide (models/miniworld/guide-vision + emotion-head.safetensors) from train.py's export.
 
 MUSE's guide classifies the decoded x̂0 of every guided step, and x̂0 at t = 300…900 is a blurred
-guess. The clean-trained head read those guesses at 33 % held-out accuracy, and the emotion
-token found directions that raised its p(target) without changing the look (p(anger) on one
-x̂0 at t = 881: 0.007 → 0.55 while the mean pixel value moved 0.42 → 0.48). Real CLIP ViT-L
-features survive blur far better than this 1 M-parameter tower's, so here the linear head is
-refit — the clip-vision tower, and so s_t and CLIP score, unchanged — on the tower's embeddings
-of clean training images and of decoded x̂0 predictions (classifier-free guidance 7.5, the
-engine's default) at timesteps drawn from --t-min…--t-max, labelled with their source image's
-emotion: the time-aware classifier of classifier guidance, without the time input.
+guess. The clean-trained head on the CLIP tower read those guesses at 33 % held-out accuracy, and
+the emotion token found directions that raised its p(target) without changing the look (p(anger)
+on one x̂0 at t = 881: 0.007 → 0.55 while the mean pixel value moved 0.42 → 0.48; token_reach.py).
+Here a copy of the CLIP vision tower and the head are fine-tuned on clean training images and on
+decoded x̂0 predictions (classifier-free guidance 7.5, the engine's default) at timesteps drawn
+from --t-min…--t-max, labelled with their source image's emotion — the time-aware classifier of
+classifier guidance, without the time input — and, with --adversarial EPS, on L2 PGD perturbations
+of radius EPS of them (Madry et al. 2018): an adversarially robust classifier's input gradient
+follows what the image looks like (Santurkar et al. 2019), so the token is steered toward the look
+instead of toward features only the classifier sees. Then the linear head is refit on the tuned
+tower's embeddings. The tuned tower is written to OUT/--tower-dir; it leaves clip-text's space, so
+the spec names clip-vision as `classifier.prompt_tower` for s_t and CLIP score.
 
-    cp -r models/miniworld /tmp/mw-guide
-    /work/venv/bin/python tools/reference/miniworld/guide_head.py --out /tmp/mw-guide   # ~2 min, 2 cores
+The shipped guide (TRAINING_LOG.txt, 2 December, 15 min on 1 thread):
+
+    python tools/reference/miniworld/guide_head.py --out EXPORT --threads 1 --tune-tower 600 --adversarial 2 --tower-lr 2e-4
+
+EXPORT is train.py's export (train.py --out), whose emotion-head.safetensors is still the
+clean-trained head: the script starts from OUT/clip-vision and OUT/emotion-head.safetensors and
+overwrites the head. Without --tune-tower only the head is refit, on clip-vision (tried on
+2 December and not shipped).
 """
 import argparse
 import json
@@ -23,11 +33,29 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import CLIPVisionModelWithProjection
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import check as C  # noqa: E402
 import train as T  # noqa: E402
+
+
+def attack(tower, head, x, y, eps, steps, generator):
+    """L2 PGD (Madry et al. 2018) from a random start: the perturbation of norm ≤ eps that most
+    raises the loss, images kept in [0, 1]."""
+    def norms(d):
+        return d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+    delta = torch.randn(x.shape, generator=generator)
+    delta = delta / norms(delta) * eps * torch.rand(len(x), 1, 1, 1, generator=generator)
+    for _ in range(steps):
+        delta = ((x + delta).clamp(0, 1) - x).requires_grad_(True)
+        loss = F.cross_entropy(head(tower(pixel_values=T.clip_normalise(x + delta)).image_embeds), y)
+        grad, = torch.autograd.grad(loss, delta)
+        delta = delta.detach() + 2.5 * eps / steps * grad / norms(grad)
+        delta = delta * (eps / norms(delta)).clamp(max=1)
+    return (x + delta).clamp(0, 1).detach()
 
 
 def main():
@@ -41,15 +69,24 @@ def main():
     ap.add_argument("--steps", type=int, default=3000, help="full-batch AdamW steps on the head")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tune-tower", type=int, default=0, metavar="STEPS",
-                    help="also fine-tune the clip-vision tower (batch 128, lr 1e-4) for STEPS steps on the same "
-                         "images; rewrites OUT/clip-vision, which s_t and CLIP score use too")
+                    help="also fine-tune a copy of the clip-vision tower (batch 128, --tower-lr) for STEPS steps on "
+                         "the same images, written to OUT/--tower-dir")
+    ap.add_argument("--adversarial", type=float, default=0, metavar="EPS",
+                    help="with --tune-tower: train on L2 PGD perturbations of radius EPS (pixels in [0,1]) so the "
+                         "guide's gradient follows what the image looks like (robust models' gradients are "
+                         "perceptually aligned)")
+    ap.add_argument("--pgd-steps", type=int, default=3)
+    ap.add_argument("--tower-lr", type=float, default=1e-4)
+    ap.add_argument("--tower-dir", default="guide-vision",
+                    help="folder under OUT the tuned tower is written to (clip-vision stays the CLIP pair's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     T.quiet()
     T.LOG = os.path.join(args.out, "TRAINING_LOG.txt")
     pipe, _, heads = C.load(args.out)
-    tower, w0, b0 = heads["guide"]
+    _, w0, b0 = heads["guide"]
+    tower = CLIPVisionModelWithProjection.from_pretrained(os.path.join(args.out, "clip-vision")).eval()
     tok, te, unet, vae = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae
     acp, sf = pipe.scheduler.alphas_cumprod, vae.config.scaling_factor
     v_pred = pipe.scheduler.config.prediction_type == "v_prediction"
@@ -107,16 +144,21 @@ def main():
     if args.tune_tower:
         tower.train()
         params = list(tower.parameters()) + list(head.parameters())
-        opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+        opt = torch.optim.AdamW(params, lr=args.tower_lr, weight_decay=0.01)
         g2 = torch.Generator().manual_seed(11)
-        for _ in range(args.tune_tower):
+        for step in range(args.tune_tower):
             i = torch.randint(0, len(px), (128,), generator=g2)
-            loss = F.cross_entropy(head(tower(pixel_values=T.clip_normalise(px[i])).image_embeds), lab[i])
+            x = px[i]
+            if args.adversarial:
+                x = attack(tower, head, x, lab[i], args.adversarial, args.pgd_steps, g2)
+            loss = F.cross_entropy(head(tower(pixel_values=T.clip_normalise(x)).image_embeds), lab[i])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if step % 100 == 0:
+                print(f"tower step {step} loss {loss.item():.3f} ({time.time() - t0:.0f}s)", flush=True)
         tower.eval()
-        tower.save_pretrained(os.path.join(args.out, "clip-vision"), safe_serialization=True)
+        tower.save_pretrained(os.path.join(args.out, args.tower_dir), safe_serialization=True)
     emb = embed(px)
     opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-3)
     for _ in range(args.steps):
@@ -128,7 +170,7 @@ def main():
     T.save_head(head, os.path.join(args.out, "emotion-head.safetensors"))
     T.log(f"guide head refit (guide_head.py): {args.images} training images clean + as decoded x̂0 (CFG "
           f"{args.guidance}, t {args.t_min}–{args.t_max}), tower steps {args.tune_tower}, {args.steps} AdamW steps on "
-          f"the head, train loss {loss.item():.3f}; "
+          f"the head (tower: adversarial ε {args.adversarial}, lr {args.tower_lr}), train loss {loss.item():.3f}; "
           f"held-out accuracy clean / x̂0: before {before[0]:.3f} / {before[1]:.3f}, after {after[0]:.3f} / "
           f"{after[1]:.3f} ({time.time() - t0:.0f}s)")
 
