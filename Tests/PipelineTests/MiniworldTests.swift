@@ -165,8 +165,12 @@ final class MiniworldTests: XCTestCase {
     /// 0.161 against 0.090 / 0.159 / 0.165, lower on 11 / 13 / 14 (38 of 48). Margins: p(e_inh)
     /// lower by 0.02 on average (measured 0.040) and on ≥ 29 of 48 jobs (a coin: p ≈ 0.09);
     /// Σ p(S) — already small without L_sim — lower on average (0.006) and on ≥ 32 of 48 (a
-    /// coin: p ≈ 0.01).
+    /// coin: p ≈ 0.015).
     func testInherentAndSimilarTermsLowerTheirEmotions() throws {
+        try XCTSkipIf(
+            ProcessInfo.processInfo.environment["MUSE_MINIWORLD_SEED"] != nil,
+            "the margins are for seeds 1–3 pooled; MUSE_MINIWORLD_SEED narrows the batch to one (testMeasured prints it)"
+        )
         let (inherent, similar) = Self.inherentAndSimilar(try lossTermBatch(), at: \.guide)
         let lower = { (pairs: [(muse: Double, ablation: Double)]) in pairs.filter { $0.muse < $0.ablation }.count }
         let figures =
