@@ -208,13 +208,7 @@ final class SpecLoader {
         let tower = location(c["tower"], "classifier.tower", required: true)
         let head = headLocation(c["head"], "classifier.head")
         var text = location(c["text"], "classifier.text", required: false)
-        if let tower,
-            !JobSpec.isDirectory(tower.path) || !FileManager.default.fileExists(atPath: tower.path + "/config.json")
-        {
-            r.issue(
-                "classifier.tower", "'\(tower.spec)' is not a CLIP model folder (needs config.json and weights)",
-                c["tower"])
-        }
+        if let tower { _ = isModelFolder(tower, "classifier.tower", kind: "CLIP model", c["tower"]) }
         if text == nil, c["text"] == nil, let tower {
             if JobSpec.isFullCLIP(tower.path) {
                 text = tower
@@ -228,10 +222,7 @@ final class SpecLoader {
         let promptTower = readPromptTower(c, hasHead: c["head"] != nil)
         guard let model, let tower, let text, let sizeRules, let stepRules else { return nil }
         var tinyDecoder = location(top["tiny_decoder"], "tiny_decoder", required: false)
-        if let tiny = tinyDecoder, !FileManager.default.fileExists(atPath: tiny.path + "/config.json") {
-            r.issue(
-                "tiny_decoder", "'\(tiny.spec)' is not an AutoencoderTiny folder (needs config.json and weights)",
-                top["tiny_decoder"])
+        if let tiny = tinyDecoder, !isModelFolder(tiny, "tiny_decoder", kind: "AutoencoderTiny", top["tiny_decoder"]) {
             tinyDecoder = nil
         }
         return Models(
@@ -252,15 +243,15 @@ final class SpecLoader {
                     + "tower must be text's CLIP pair already", node)
             return nil
         }
-        guard JobSpec.isDirectory(promptTower.path),
-            FileManager.default.fileExists(atPath: promptTower.path + "/config.json")
-        else {
-            r.issue(
-                "classifier.prompt_tower",
-                "'\(promptTower.spec)' is not a CLIP model folder (needs config.json and weights)", node)
-            return nil
-        }
-        return promptTower
+        return isModelFolder(promptTower, "classifier.prompt_tower", kind: "CLIP model", node) ? promptTower : nil
+    }
+
+    /// A diffusers/transformers model folder has a config.json (a file path has none); records
+    /// the issue under `key` when not.
+    func isModelFolder(_ location: Location, _ key: String, kind: String, _ node: SpecNode?) -> Bool {
+        if FileManager.default.fileExists(atPath: location.path + "/config.json") { return true }
+        r.issue(key, "'\(location.spec)' is not a \(kind) folder (needs config.json and weights)", node)
+        return false
     }
 
     /// `evaluation:` {tower, head} or {tower, text} (zero-shot; text may be omitted when the
@@ -268,10 +259,7 @@ final class SpecLoader {
     func readEvaluator(_ node: SpecNode?) -> Evaluator? {
         guard node != nil, let e = r.map(node, "evaluation", allowed: Self.evaluationKeys) else { return nil }
         guard let tower = location(e["tower"], "evaluation.tower", required: true) else { return nil }
-        guard FileManager.default.fileExists(atPath: tower.path + "/config.json") else {
-            r.issue("evaluation.tower", "'\(tower.spec)' is not a CLIP model folder (needs config.json)", e["tower"])
-            return nil
-        }
+        guard isModelFolder(tower, "evaluation.tower", kind: "CLIP model", e["tower"]) else { return nil }
         let head = headLocation(e["head"], "evaluation.head")
         if e["head"] != nil && head == nil { return nil }
         var text = location(e["text"], "evaluation.text", required: false)
