@@ -37,24 +37,26 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Diffusion", dependencies: ["Tensor"]),
-        .target(name: "Vocabulary"),
+        .target(name: "Vocabulary", path: "Sources/Shared/Vocabulary"),
         .target(name: "MUSE", dependencies: ["Diffusion", "Tensor", "Vocabulary"]),
 
-        // The pipeline's parts, each on its own.
+        // Sources/Shared: the modules both executables use, each its own target.
         .target(
             name: "Support",
             dependencies: [
                 .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
-            ]),
-        .target(name: "RedisQueue", dependencies: ["CHiredis", "Support"]),
-        .target(name: "Checkpoints", dependencies: ["CZstd", "CZlib", "Support"]),
-        .target(name: "Imaging", dependencies: ["CPNG", "CJPEG", "Support"]),
+            ],
+            path: "Sources/Shared/Support"),
+        .target(name: "RedisQueue", dependencies: ["CHiredis", "Support"], path: "Sources/Shared/RedisQueue"),
+        .target(name: "Checkpoints", dependencies: ["CZstd", "CZlib", "Support"], path: "Sources/Shared/Checkpoints"),
+        .target(name: "Imaging", dependencies: ["CPNG", "CJPEG", "Support"], path: "Sources/Shared/Imaging"),
         .target(
             name: "Jobs",
             dependencies: [
                 "Vocabulary", "Support", "Imaging", "RedisQueue", "Yams",
                 .product(name: "SwiftCSV", package: "SwiftCSV"),
-            ]),
+            ],
+            path: "Sources/Shared/Jobs"),
         .target(
             name: "WorkerCore",
             dependencies: [

@@ -3,7 +3,7 @@ import Tensor
 import Vocabulary
 
 /// L_emo = −log p(e*) + λ_inh·(−log(1 − p(e_inh))) + λ_sim·Σ_{e∈S} −log(1 − p(e))
-/// (DESIGN §3, WHICH), on one image's logits.
+/// (docs/METHOD.md, WHICH), on one image's logits.
 ///
 /// Stability without clamping: −log p(e*) comes straight from log-softmax, and
 /// log(1 − p(e)) = logsumexp_{j≠e}(log p_j), computed with the max shifted out. Both stay

@@ -1,5 +1,5 @@
 // MUSE: emotional image generation and editing by test-time optimization of an emotion
-// token inside Stable Diffusion, guided by an emotion classifier (DESIGN.md §3).
+// token inside Stable Diffusion, guided by an emotion classifier (docs/METHOD.md).
 //
 // API
 //   let engine = try SynthesisEngine.load(model:, tower:, head:, text:)

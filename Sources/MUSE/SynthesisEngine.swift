@@ -356,7 +356,7 @@ public final class SynthesisEngine {
 
     /// Pre-pass without gradients: eps_u once for the step, eps_c with the current token, and
     /// their classifier-free combination. Both branches run as one batch of 2, as diffusers'
-    /// pipeline does: a few per cent faster than two calls at full size (README, "Cost per image").
+    /// pipeline does: a few per cent faster than two calls at full size (docs/PERFORMANCE.md, "Cost per image").
     func unguidedEps(_ s: SynthesisState, z: Tensor, t: Int, timings: inout PhaseTimings) -> (Tensor?, Tensor) {
         let job = s.job
         let w = job.settings.guidance

@@ -2,7 +2,7 @@ import Diffusion
 import Foundation
 import Vocabulary
 
-/// Everything a synthesis needs to continue after a step (DESIGN §3): resuming from a
+/// Everything a synthesis needs to continue after a step (docs/METHOD.md): resuming from a
 /// saved copy gives the same bytes as never stopping. No RNG state: randomness is used
 /// only to draw z_T in `start`.
 public struct SynthesisState: Codable, Equatable, Sendable {

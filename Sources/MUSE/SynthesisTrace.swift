@@ -48,7 +48,7 @@ public struct StepTrace: Codable, Equatable, Sendable {
     public var tokenDrift: Float? = nil
 }
 
-/// Everything recorded about one job, JSON-encodable (DESIGN §3 traces).
+/// Everything recorded about one job, JSON-encodable (docs/METHOD.md, traces).
 public struct SynthesisTrace: Codable, Equatable, Sendable {
     public var method: SynthesisMethod
     public var emotion: Emotion

@@ -93,7 +93,7 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(html.contains("http://") && html.contains("src=\"http"), "no network images")
     }
 
-    /// `report --markdown`: the README's table, one row per method, the same numbers as the cells.
+    /// `report --markdown`: the table of docs/MINIWORLD.md, one row per method, the same numbers as the cells.
     func testMarkdownTableHasARowPerMethodWithTheCellValues() throws {
         let fixture = try ReportFixture.make()
         folders.append(fixture.folder)

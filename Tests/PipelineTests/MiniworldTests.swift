@@ -6,7 +6,7 @@ import XCTest
 /// MUSE on the trained miniature world (models/miniworld): the evaluator — a classifier the
 /// token is never optimised against — has to see the effect. The margin is set from
 /// measurement (`testMeasured`, MUSE_MINIWORLD_MEASURE=1) well below the measured gaps; see
-/// README "The miniature world" for what the world does and does not show yet.
+/// docs/MINIWORLD.md for what the world does and does not show yet.
 final class MiniworldTests: XCTestCase {
     static let models = """
         model: bundled:miniworld/sd
@@ -46,7 +46,7 @@ final class MiniworldTests: XCTestCase {
         var key: String { "\(kind)|\(prompt)|\(seed)|\(emotion)" }
     }
 
-    /// The demo's MUSE settings (manifests/demo.yaml; README "The miniature world" says why).
+    /// The demo's MUSE settings (manifests/demo.yaml; docs/MINIWORLD.md says why).
     static let museSettings = "{learning_rate: 0.01, stop_fraction: 1.0}"
     static var muse: String { ProcessInfo.processInfo.environment["MUSE_MINIWORLD_MUSE"] ?? museSettings }
     /// The engine's defaults (overridable for measurement).
@@ -144,8 +144,7 @@ final class MiniworldTests: XCTestCase {
     /// Optimising the token raises the evaluator's p(target) over the same token unoptimised
     /// (demo settings). Measured on 16 held-out jobs with the robust guide (run 6, 2 December):
     /// +0.160 / +0.079 / +0.202 with seeds 1 / 2 / 3; the margin is 0.05. Above prompt-only it
-    /// is on seed 3 only (muse 0.276 / 0.204 / 0.327 against 0.303 / 0.259 / 0.253): README,
-    /// "The miniature world".
+    /// is on seed 3 only (muse 0.276 / 0.204 / 0.327 against 0.303 / 0.259 / 0.253): docs/MINIWORLD.md.
     func testTokenOptimisationRaisesTheEvaluatorsTarget() throws {
         let by = Dictionary(grouping: try tokenBatch(), by: \.method)
         let target = { (m: String) in Self.mean((by[m] ?? []).map { $0.evaluator[$0.emotion] ?? 0 }) }

@@ -15,7 +15,7 @@ final class JobCostEstimateTests: XCTestCase {
         return JobCostEstimate(settings: settings, method: method, width: side, height: side, rules: sd15, isEdit: edit)
     }
 
-    /// The README's quiet K = 3 `bench-muse` run estimated 58.5 min for a 512² image with guidance
+    /// docs/PERFORMANCE.md's quiet K = 3 `bench-muse` run estimated 58.5 min for a 512² image with guidance
     /// from the latest start (15 guided steps of 50); the model, built from that run's unit
     /// costs, has to agree with it when given the same window.
     func testAgreesWithTheMeasuredRunItIsBuiltFrom() {

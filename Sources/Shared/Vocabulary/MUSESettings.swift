@@ -5,7 +5,7 @@ public enum PreviewKind: String, Codable, Sendable, CaseIterable {
     /// A fixed linear map latent → RGB (SD 1.5's latent-RGB factors) at latent
     /// resolution, resized to the CLIP tower's input: no decoder at all.
     case latentRGB = "latent-rgb"
-    /// The full VAE decode: exact but costs about a UNet call (DESIGN §6); for comparison.
+    /// The full VAE decode: exact, at a decoder forward per step (docs/PERFORMANCE.md).
     case vaeDecode = "vae-decode"
 }
 

@@ -92,7 +92,7 @@ extension ImageSizeRules {
 extension ImageSizeRules {
     /// Activation bytes per output pixel of a guided step at UNet width 320, from a
     /// measurement: SD 1.5-sized models at 512² peaked at 12.8 GB with 4.3 GB of weights
-    /// (README, "MUSE"), i.e. ≈ 32 KB per pixel; it scales with the UNet's width.
+    /// (docs/PERFORMANCE.md, "A full-size MUSE job"), i.e. ≈ 32 KB per pixel; it scales with the UNet's width.
     static let activationBytesPerPixel = 32_000.0
 
     /// Estimated peak memory of a guided step on a `width`×`height` image.

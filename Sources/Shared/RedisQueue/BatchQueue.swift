@@ -1,7 +1,7 @@
 import Foundation
 import Support
 
-/// The queue protocol of one batch (DESIGN §4). Key layout and scripts: manifests/QUEUE.md.
+/// The queue protocol of one batch (manifests/QUEUE.md). Key layout and scripts are there too.
 ///
 /// Every operation is safe to repeat, so each runs under `RedisClient.withRetry` and a
 /// server restart mid-batch costs callers nothing but latency.

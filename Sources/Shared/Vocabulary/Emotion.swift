@@ -81,7 +81,7 @@ public enum EmotionError: Error, Equatable, CustomStringConvertible, LocalizedEr
 }
 
 /// For each target emotion, the "similar" emotions whose probabilities L_sim pushes down
-/// (DESIGN §3, WHICH).
+/// (docs/METHOD.md, WHICH).
 ///
 /// Default: the other three emotions of the target's polarity. Why not a smaller curated
 /// set: the confusions an emotion classifier makes are overwhelmingly within a polarity

@@ -3,7 +3,7 @@ import Foundation
 /// A job's compute time, estimated from the model configs and the job's settings before it
 /// runs, so `submit` can refuse a job that would take days and `--dry-run` can say what a batch
 /// costs. A rough model, stated rather than measured per machine: the unit costs are the
-/// README's quiet K = 3 `bench-muse` run at full SD 1.5 size (512², UNet width 320; AMD EPYC,
+/// docs/PERFORMANCE.md's quiet K = 3 `bench-muse` run at full SD 1.5 size (512², UNet width 320; AMD EPYC,
 /// 2 cores, AVX-512) and scale with the latent's pixel count and the square of the UNet's
 /// width. Other machines differ by their core count and vector width; the estimate is for
 /// ordering and refusing, not for promising.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// MUSE and the baselines/ablations the same engine runs (DESIGN §3), selected by name.
+/// MUSE and the baselines/ablations the same engine runs (docs/METHOD.md), selected by name.
 public enum SynthesisMethod: String, CaseIterable, Codable, Sendable {
     /// Full MUSE: emotion token optimized at test time, CLIP-timed, L_emo with inherent and similar terms.
     case muse
