@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor"]),
         .testTarget(name: "VocabularyTests", dependencies: ["Vocabulary"]),
-        .testTarget(name: "MUSETests", dependencies: ["MUSE", "Diffusion", "Tensor", "Vocabulary"]),
+        .testTarget(name: "MUSETests", dependencies: ["MUSE", "Diffusion", "Tensor", "Vocabulary", "Imaging"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "RedisQueueTests", dependencies: ["RedisQueue", "Support", "CHiredis"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "CZstd", "CZlib"]),

@@ -6,12 +6,14 @@ import Support
 import Tensor
 import Vocabulary
 
-/// `muse edit`: make an existing image evoke an emotion (DDIM inversion, then MUSE).
+extension InversionKind: ExpressibleByArgument {}
+
+/// `muse edit`: make an existing image evoke an emotion (inversion, then MUSE).
 struct EditCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edit",
         abstract:
-            "Edit an image to evoke an emotion: VAE-encode, DDIM-invert with the source prompt, then guided denoising.")
+            "Edit an image to evoke an emotion: VAE-encode, invert with the source prompt, then guided denoising.")
 
     @Option(
         help:
@@ -26,11 +28,21 @@ struct EditCommand: ParsableCommand {
         help: "How far to invert, in (0, 1]: 1 = the whole schedule (z_T), 0.5 = half of it (keeps more of the input).")
     var strength: Float = 1
 
+    @Option(
+        help: ArgumentHelp(
+            "How the source is inverted: negative-prompt (the source prompt is the unconditional branch), null-text "
+                + "(per-step optimised unconditional embeddings) or ddim (plain; does not reconstruct at CFG > 1).",
+            valueName: "kind"))
+    var inversion: InversionKind = JobSettings.defaultInversion
+
+    @Option(name: .customLong("null-text-steps"), help: "Null-text inversion: at most this many Adam steps per step.")
+    var nullTextSteps = 10
+
     @OptionGroup var engine: MUSEEngineOptions
 
     func run() throws {
         if engine.emotionName == nil { throw EngineCLI.Failure("edit needs --emotion (\(Emotion.validNames))") }
-        let checked = try engine.check(strength: strength)
+        let checked = try engine.check(strength: strength, inversion: inversion, nullTextSteps: nullTextSteps)
         guard let emotion = checked.emotion else { return }
         let job = SynthesisJob(
             prompt: sourcePrompt, emotion: emotion, method: checked.method, seed: engine.seed,

@@ -51,6 +51,27 @@ enum EngineCLI {
         }
         summary += String(format: ", %.1f s", result.trace.timings.total)
         EngineCLI.log(summary)
+        if let image, job.isEdit { logReconstruction(engine, source: image, result: result, job: job) }
+    }
+
+    /// An edit's distance from its source (PSNR of the 8-bit images) beside the VAE's own
+    /// round trip of the source (encode mean → decode), the ceiling any reconstruction reaches.
+    static func logReconstruction(_ engine: SynthesisEngine, source: Tensor, result: SynthesisResult, job: SynthesisJob)
+    {
+        func rgb(_ t: Tensor) -> RGBImage {
+            let (w, h, bytes) = t.rgbBytes()
+            return RGBImage(width: w, height: h, channels: 3, pixels: bytes)
+        }
+        let sourceRGB = rgb(source.clamp(-1...1))
+        let edited = RGBImage(width: result.width, height: result.height, channels: 3, pixels: result.rgb)
+        guard let psnr = ImageMetrics.psnr(sourceRGB, edited),
+            let roundTrip = try? Autograd.noGrad({ try engine.sd.decodeToImage(engine.sd.encodeImage(source)) }),
+            let ceiling = ImageMetrics.psnr(sourceRGB, rgb(roundTrip))
+        else { return }
+        EngineCLI.log(
+            String(
+                format: "against the source: PSNR %.2f dB (the VAE's own round trip: %.2f dB), inversion %@",
+                psnr, ceiling, job.settings.inversion.rawValue))
     }
 
     struct Failure: Error, CustomStringConvertible, LocalizedError {

@@ -59,7 +59,7 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(
         name: .customLong("tiny-decoder"),
         help:
-            "AutoencoderTiny (TAESD) folder for guidance_decoder tiny (models/tiny-taesd suits models/tiny-sd)."
+            "AutoencoderTiny (TAESD) folder: the decoded s_t preview reads x̂0 through it and guidance_decoder tiny guides with it (models/tiny-taesd suits models/tiny-sd)."
     )
     var tinyDecoder: String?
 
@@ -100,7 +100,7 @@ struct MUSEEngineOptions: ParsableArguments {
         var method: SynthesisMethod
         var settings: JobSettings
         var paths: ModelPaths
-        /// Loaded only when guidance uses it.
+        /// Loaded when given: the decoded preview and guidance_decoder tiny use it.
         var tinyDecoder: String?
     }
 
@@ -108,7 +108,9 @@ struct MUSEEngineOptions: ParsableArguments {
     /// and method, the settings by the rules a job spec's are checked with (`JobSettings` and
     /// `MUSESettings` validation, the model scheduler's `StepRules`), the model folders (only
     /// regular files and folders), and the output paths. Errors name the option.
-    func check(strength: Float? = nil) throws -> Checked {
+    func check(
+        strength: Float? = nil, inversion: InversionKind = JobSettings.defaultInversion, nullTextSteps: Int = 10
+    ) throws -> Checked {
         try applyThreads()
         guard let schedulerKind = SchedulerKind(rawValue: scheduler) else {
             let valid = SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")
@@ -127,10 +129,12 @@ struct MUSEEngineOptions: ParsableArguments {
         let paths = try paths()
         let settings = JobSettings(
             steps: steps ?? 50, guidance: guidance, negativePrompt: negativePrompt,
-            strength: strength, scheduler: schedulerKind, muse: muse)
+            strength: strength, scheduler: schedulerKind, inversion: inversion, nullTextSteps: nullTextSteps,
+            muse: muse)
         do { try settings.validate() } catch let e as SettingsError {
             let option = [
                 "steps": "--steps", "guidance": "--guidance", "strength": "--strength", "scheduler": "--scheduler",
+                "null_text_steps": "--null-text-steps", "negative_prompt": "--negative-prompt",
             ][
                 e.key ?? ""]
             throw EngineCLI.Failure(option.map { "\($0): \(e.message)" } ?? "--settings: \(e)")
@@ -147,16 +151,14 @@ struct MUSEEngineOptions: ParsableArguments {
             throw EngineCLI.Failure("--steps: \(problem)\(steps == nil ? " (the default for this model)" : "")")
         }
         try checkOutput()
-        var tiny: String?
-        if settings.muse.guidanceDecoder == .tiny {
-            tiny = tinyDecoder
-            guard let tiny, FileManager.default.fileExists(atPath: tiny + "/config.json") else {
-                throw EngineCLI.Failure(
-                    "--settings: guidance_decoder tiny needs --tiny-decoder (an AutoencoderTiny folder)"
-                        + (tiny.map { "; \($0) has no config.json" } ?? ""))
-            }
+        if let tiny = tinyDecoder, !FileManager.default.fileExists(atPath: tiny + "/config.json") {
+            throw EngineCLI.Failure("--tiny-decoder: \(tiny) has no config.json (an AutoencoderTiny folder)")
         }
-        return Checked(emotion: emotion, method: method, settings: settings, paths: paths, tinyDecoder: tiny)
+        if settings.muse.guidanceDecoder == .tiny && tinyDecoder == nil {
+            throw EngineCLI.Failure(
+                "--settings: guidance_decoder tiny needs --tiny-decoder (an AutoencoderTiny folder)")
+        }
+        return Checked(emotion: emotion, method: method, settings: settings, paths: paths, tinyDecoder: tinyDecoder)
     }
 
     /// Settings from --settings and --similar (validated before any model is loaded).

@@ -20,6 +20,9 @@ public struct ImageEvaluation: Codable, Equatable, Sendable {
     public var imageEmbedding: [Float]
     /// Edits: the source's, taken when the job started.
     public var sourceEmbedding: [Float]?
+    /// Edits: the evaluator's probabilities on the source image (Emo-S: how far the edit moved
+    /// the target from where the source had it).
+    public var sourceProbabilities: [Float]?
 }
 
 /// An evaluator classifier: a tower with a linear head, or zero-shot from a CLIP text model.
@@ -46,7 +49,9 @@ extension SynthesisEngine {
     }
 
     /// Scores the final 8-bit image (`image` is it as a tensor).
-    func evaluate(_ image: Tensor, prompt: String, sourceEmbedding: [Float]?) -> ImageEvaluation {
+    func evaluate(
+        _ image: Tensor, prompt: String, sourceEmbedding: [Float]?, sourceProbabilities: [Float]? = nil
+    ) -> ImageEvaluation {
         let embedding = clipImageEmbedding(image)
         let text = Autograd.noGrad { promptScorer.textEmbedding(prompt).data }
         let cosine = zip(embedding, text).reduce(0) { $0 + $1.0 * $1.1 }
@@ -54,6 +59,13 @@ extension SynthesisEngine {
         let p = evaluator.map { e in Autograd.noGrad { e.probabilities(images: image).data } }
         return ImageEvaluation(
             evaluator: evaluator?.headDescription, probabilities: p, clipScore: 100 * max(cosine, 0), clipI: clipI,
-            imageEmbedding: embedding, sourceEmbedding: sourceEmbedding)
+            imageEmbedding: embedding, sourceEmbedding: sourceEmbedding, sourceProbabilities: sourceProbabilities)
+    }
+
+    /// Edits, at start: the guide's and the evaluator's probabilities on the source image.
+    func sourceProbabilities(_ image: Tensor) -> (guide: [Float], evaluator: [Float]?) {
+        Autograd.noGrad {
+            (classifier.probabilities(images: image).data, evaluator.map { $0.probabilities(images: image).data })
+        }
     }
 }

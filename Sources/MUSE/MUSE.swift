@@ -11,14 +11,16 @@
 // from a restored copy gives the same bytes as never stopping (SynthesisTests).
 //
 // One guided step (method muse):
-//   1. eps_u = UNet(z_t, ∅) once, eps_c = UNet(z_t, prompt ⊕ v), eps = eps_u + w·(eps_c − eps_u)
-//   2. WHEN: s_t = cos(CLIP_img(preview(x̂0)), CLIP_txt(prompt)); guidance starts once s_t has
+//   1. eps_u = UNet(z_t, ∅) once, eps_c = UNet(z_t, prompt ⊕ v), eps = eps_u + w·(eps_c − eps_u).
+//      ∅ is the negative prompt; for an edit, what its inversion says (EditInversion.swift):
+//      the source prompt (negative-prompt inversion) or the step's optimised null text.
+//   2. WHEN: s_t = cos(CLIP_img(decode(x̂0)), CLIP_txt(prompt)); guidance starts once s_t has
 //      settled, inside a window given as fractions of the part of the schedule the job
-//      denoises (an edit's last `strength` of it; GuidanceWindow). The preview is the SD 1.5
-//      latent→RGB linear map at latent resolution (no decoder), CLIP-preprocessed to the tower size.
-//      Measured on the tiny models: preview + CLIP scoring ≈ 1–3 % of a plain step. At full
-//      size the CLIP ViT-L/14 forward (0.73 s) against a plain step's two UNet forwards
-//      (8.4 s, DESIGN §6) makes it ≈ 9 %.
+//      denoises (an edit's last `strength` of it; GuidanceWindow). x̂0 is decoded by the tiny
+//      decoder when one is loaded, else the full VAE: a decoder forward per step (on the
+//      miniworld, `muse edit` prints the preview at ~95 % of the rest of a plain step; at full
+//      size a VAE decode costs about a step's two UNet calls, docs/PERFORMANCE.md).
+//      `preview: latent-rgb` (SD 1.x latents only) skips the decoder.
 //   3. At the start step (WHICH): e_inh = top non-target class of the x̂0 the prompt alone
 //      predicts (one more conditional UNet call, without the token); S = the
 //      similar_emotions entry for e* minus e_inh.

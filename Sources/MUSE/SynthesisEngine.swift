@@ -98,16 +98,19 @@ public final class SynthesisEngine {
 
     /// Generation (`image` nil): z_T from the seed. Editing (`job.settings.strength` set):
     /// `image` [1, 3, H, W] in [-1, 1] is VAE-encoded and DDIM-inverted with the job's
-    /// (source) prompt, guidance 1, fully or to the strength's intermediate step.
+    /// (source) prompt, guidance 1, fully or to the strength's intermediate step; the job's
+    /// `inversion` decides what the denoising uses as its unconditional branch (EditInversion).
     public func start(_ job: SynthesisJob, image: Tensor? = nil) throws -> SynthesisState {
         try job.validate()
         try checkSchedule(job.settings)
         try checkDecoder(job.settings.muse)
+        try checkPreview(job.settings.muse)
         let began = DispatchTime.now().uptimeNanoseconds
         var timings = PhaseTimings()
         let latent: Tensor
         var firstStep = 0
         var sourceEmbedding: [Float]?
+        var nullText: NullTextState?
         if let strength = job.settings.strength {
             guard let image else { throw SynthesisError("an edit job needs an input image") }
             guard (0...1).contains(strength) else {
@@ -120,17 +123,16 @@ public final class SynthesisEngine {
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let z0 = try Autograd.noGrad { try sd.encodeImage(image) }
-            let trajectory = Autograd.noGrad {
-                sd.invert(z0, prompt: job.prompt, steps: job.settings.steps, strength: strength)
-            }
+            let inverted = invertSource(z0, job: job, strength: strength)
             timings.inversion = seconds(since: t0)
-            latent = trajectory.last ?? z0
+            latent = inverted.start
+            nullText = inverted.nullText
             sourceEmbedding = clipImageEmbedding(image.clamp(-1...1))
-            firstStep = job.settings.steps - trajectory.count
+            firstStep = job.settings.steps - inverted.steps
             // GuidanceWindow places WHEN inside the denoised part from the same count.
             guard firstStep == job.settings.firstStep else {
                 throw SynthesisError(
-                    "the inversion ran \(trajectory.count) steps, not the \(job.settings.steps - job.settings.firstStep) "
+                    "the inversion ran \(inverted.steps) steps, not the \(job.settings.steps - job.settings.firstStep) "
                         + "strength \(strength) asks for (this scheduler config cannot invert that far)")
             }
         } else {
@@ -154,11 +156,22 @@ public final class SynthesisEngine {
             classifier: classifier.headDescription, stopStep: timing.stop)
         if job.method.optimizesToken { trace.tokenNorm = euclideanNorm(token) }
         trace.sourceEmbedding = sourceEmbedding
+        if job.isEdit, let image {
+            trace.inversion = job.settings.inversion
+            // The source as the 8-bit image it came from, scored as finished images are.
+            let (w, h, bytes) = image.clamp(-1...1).rgbBytes()
+            let source = Tensor.fromRGBBytes(bytes, width: w, height: h)
+            (trace.sourceProbabilities, trace.sourceEvaluatorProbabilities) = timed(&timings.evaluation) {
+                sourceProbabilities(source)
+            }
+        }
         timings.total = seconds(since: began)
         trace.timings = timings
-        return SynthesisState(
+        var state = SynthesisState(
             job: job, stepIndex: firstStep, latentShape: latent.shape, latent: latent.data,
             token: token, timing: timing, trace: trace)
+        state.nullText = nullText
+        return state
     }
 
     /// Checks a saved state against this engine's models before it is continued: a state that
@@ -168,6 +181,7 @@ public final class SynthesisEngine {
         try state.job.validate()
         try checkSchedule(state.job.settings)
         try checkDecoder(state.job.settings.muse)
+        try checkPreview(state.job.settings.muse)
         guard state.stepIndex < state.job.settings.steps else {
             throw SynthesisError(
                 "the state is at step \(state.stepIndex) of \(state.job.settings.steps): nothing to resume")
@@ -195,6 +209,16 @@ public final class SynthesisEngine {
         guard state.token.count == tokenSize else {
             throw SynthesisError("the state's token has \(state.token.count) values; this model's has \(tokenSize)")
         }
+        if let n = state.nullText {
+            let expected = [1, sd.textEncoder.maxPositions, sd.textEncoder.hiddenSize]
+            guard n.embeddingShape == expected, n.embedding.allSatisfy(\.isFinite),
+                n.reconstruction.allSatisfy(\.isFinite), n.pivots.allSatisfy(\.isFinite)
+            else {
+                throw SynthesisError(
+                    "the state's null-text embedding \(n.embeddingShape) does not fit this text encoder \(expected), "
+                        + "or holds values that are not finite")
+            }
+        }
         if let h = state.dpmHistory, h.index != state.stepIndex - 1 || h.steps != state.job.settings.steps {
             throw SynthesisError(
                 "the DPM-Solver history is for step \(h.index) of \(h.steps), not \(state.stepIndex - 1)")
@@ -206,6 +230,17 @@ public final class SynthesisEngine {
             throw SynthesisError(
                 "guidance_decoder tiny: no tiny decoder is loaded (tiny_decoder in the spec, --tiny-decoder on the command line)"
             )
+        }
+    }
+
+    /// latent-rgb only where its factors were fit (SD 1.x's latent space).
+    func checkPreview(_ settings: MUSESettings) throws {
+        guard settings.preview == .latentRGB else { return }
+        if let problem = PreviewKind.latentRGBProblem(
+            latentChannels: sd.vae.latentChannels, vaeFactor: sd.vae.downsampleFactor,
+            scalingFactor: Double(sd.vae.scalingFactor))
+        {
+            throw SynthesisError("preview: \(problem)")
         }
     }
 
@@ -258,11 +293,23 @@ public final class SynthesisEngine {
     }
 
     func previewDescription(_ kind: PreviewKind) -> String {
-        let size = classifier.tower.imageSize
+        let size = promptScorer.tower.imageSize
         switch kind {
         case .latentRGB:
-            return "latent-rgb: SD 1.5 latent→RGB factors at latent resolution, CLIP preprocessing to \(size)×\(size)"
-        case .vaeDecode: return "vae-decode: full VAE decode, CLIP preprocessing to \(size)×\(size)"
+            return "latent-rgb: SD 1.x latent→RGB factors at latent resolution, CLIP preprocessing to \(size)×\(size)"
+        case .vaeDecode: return "vae-decode: x̂0 through the full VAE, CLIP preprocessing to \(size)×\(size)"
+        case .decoded:
+            let decoder = previewDecoder(kind) == .tiny ? "the tiny decoder" : "the full VAE"
+            return "decoded: x̂0 through \(decoder), CLIP preprocessing to \(size)×\(size)"
+        }
+    }
+
+    /// The decoder a preview kind reads x̂0 through (latent-rgb uses none; nil).
+    func previewDecoder(_ kind: PreviewKind) -> GuidanceDecoder? {
+        switch kind {
+        case .latentRGB: return nil
+        case .vaeDecode: return .vae
+        case .decoded: return tinyDecoder == nil ? .vae : .tiny
         }
     }
 
@@ -285,6 +332,7 @@ public final class SynthesisEngine {
         let z = Tensor(shape: s.latentShape, data: s.latent)
         let w = job.settings.guidance
 
+        let nullTextTrace = try optimiseNullText(&s, t: t, timings: &timings)
         let (epsU, eps0) = unguidedEps(s, z: z, t: t, timings: &timings)
         var eps = eps0
         let previewStart = DispatchTime.now().uptimeNanoseconds
@@ -332,7 +380,7 @@ public final class SynthesisEngine {
             StepTrace(
                 index: index, timestep: t, promptScore: promptScore, guided: guided,
                 inner: inner, probabilities: stepProbabilities, seconds: elapsed,
-                previewSeconds: previewSeconds, tokenDrift: tokenDrift(s)))
+                previewSeconds: previewSeconds, tokenDrift: tokenDrift(s), nullText: nullTextTrace))
         return s
     }
 
@@ -369,7 +417,7 @@ public final class SynthesisEngine {
             let both = timed(&timings.unet) {
                 sd.unet(
                     Tensor.concat([z, z], axis: 0), timestep: Float(t),
-                    context: Tensor.concat([unconditional(job.settings.negativePrompt), cond], axis: 0))
+                    context: Tensor.concat([unconditionalEmbedding(s), cond], axis: 0))
             }
             let halves = both.chunked(2, axis: 0)
             return (halves[0], combine(halves[0], halves[1], w))
@@ -401,6 +449,18 @@ public final class SynthesisEngine {
         s.trace.similar = s.similar
         s.trace.inherentProbabilities = promptOnly
         s.trace.startProbabilities = withToken
+    }
+
+    /// `token_drift_bound`: projects v onto the ball ‖v − v₀‖ ≤ ρ·‖v₀‖ (nothing when ρ = 0).
+    func boundDrift(_ token: inout [Float], _ job: SynthesisJob) {
+        let rho = job.settings.muse.tokenDriftBound
+        guard rho > 0 else { return }
+        let v0 = EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder)
+        let radius = rho * euclideanNorm(v0)
+        let drift = euclideanNorm(zip(token, v0).map { $0 - $1 })
+        guard drift > radius else { return }
+        let scale = radius / drift
+        for i in token.indices { token[i] = v0[i] + (token[i] - v0[i]) * scale }
     }
 
     /// ‖v − v₀‖ after a step, for methods that optimise the token (nil otherwise).
@@ -445,6 +505,7 @@ public final class SynthesisEngine {
                 throw nonFinite("the loss or its gradient", step: s.stepIndex, job)
             }
             s.adam.update(&s.token, gradient: grad.data, settings: job.settings.muse)
+            boundDrift(&s.token, job)
             records.append(
                 InnerIterationTrace(
                     loss: value.scalar, probabilities: p.data, seconds: Date().timeIntervalSince(began)))
@@ -477,7 +538,9 @@ public final class SynthesisEngine {
         var records: [InnerIterationTrace] = []
         for take in 0..<settings.universalRecurrence {
             let began = Date()
-            let (value, p, output, grad) = guidanceGradient(z: zt, t: t, job: job, timings: &timings) {
+            let (value, p, output, grad) = guidanceGradient(
+                z: zt, t: t, job: job, unconditional: unconditionalEmbedding(s), timings: &timings
+            ) {
                 loss(logits: classifier.logits(images: $0))
             }
             guard value.scalar.isFinite, grad.data.allSatisfy(\.isFinite) else {
@@ -504,10 +567,11 @@ public final class SynthesisEngine {
     /// the loss, what `loss` returned beside it, eps at z_t (a constant) and the gradient.
     /// `loss` (the classifier and its loss) is timed as the classifier.
     func guidanceGradient<Extra>(
-        z: Tensor, t: Int, job: SynthesisJob, timings: inout PhaseTimings, loss: (Tensor) -> (Tensor, Extra)
+        z: Tensor, t: Int, job: SynthesisJob, unconditional: Tensor, timings: inout PhaseTimings,
+        loss: (Tensor) -> (Tensor, Extra)
     ) -> (value: Tensor, extra: Extra, eps: Tensor, gradient: Tensor) {
         let cond = plainConditioning(job.prompt)
-        let uncond = job.settings.guidance == 1 ? nil : unconditional(job.settings.negativePrompt)
+        let uncond = job.settings.guidance == 1 ? nil : unconditional
         let zv = z.asVariable()
         let eps = timed(&timings.unet) {
             combine(
@@ -552,7 +616,9 @@ public final class SynthesisEngine {
         }
         trace.finalProbabilities = p
         trace.evaluation = timed(&trace.timings.evaluation) {
-            evaluate(final8Bit, prompt: state.job.prompt, sourceEmbedding: trace.sourceEmbedding)
+            evaluate(
+                final8Bit, prompt: state.job.prompt, sourceEmbedding: trace.sourceEmbedding,
+                sourceProbabilities: trace.sourceEvaluatorProbabilities)
         }
         trace.timings.total += seconds(since: began)
         let plain = trace.stepTraces.filter { !$0.guided }
@@ -613,10 +679,9 @@ public final class SynthesisEngine {
     /// s_t for a predicted x̂0 (scaled latent).
     func score(_ x0: Tensor, _ job: SynthesisJob, _ timings: inout PhaseTimings) -> Float {
         let preview: Tensor = timed(&timings.preview) {
-            if job.settings.muse.preview == .latentRGB && x0.shape[1] == LatentPreview.sd15Factors.count {
-                return LatentPreview.rgb(x0)
-            }
-            return decodedImage(x0, job.settings.muse.guidanceDecoder)
+            // start (and resume) refused latent-rgb for a latent space its factors do not fit.
+            guard let decoder = previewDecoder(job.settings.muse.preview) else { return LatentPreview.rgb(x0) }
+            return decodedImage(x0, decoder)
         }
         return timed(&timings.promptScore) { promptScorer(preview, prompt: job.prompt) }
     }

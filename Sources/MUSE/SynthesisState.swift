@@ -7,7 +7,8 @@ import Vocabulary
 /// only to draw z_T in `start`.
 public struct SynthesisState: Codable, Equatable, Sendable {
     /// 3: guidance windows relative to the denoised part, WHICH from the prompt alone, evaluation.
-    public static let formatVersion = 3
+    /// 4: edit inversions (null-text state), the decoded preview.
+    public static let formatVersion = 4
     public var version = SynthesisState.formatVersion
     public var job: SynthesisJob
     /// The next schedule index to run; `job.settings.steps` when finished.
@@ -25,6 +26,8 @@ public struct SynthesisState: Codable, Equatable, Sendable {
     public var trace: SynthesisTrace
     /// DPM-Solver++(2M)'s previous data prediction (nil for DDIM and before the first step).
     public var dpmHistory: DPMSolverHistory?
+    /// Null-text inversion's pivots, reconstruction and current embedding (nil otherwise).
+    public var nullText: NullTextState?
 
     // MARK: checkpoint form: large float arrays apart from a small JSON blob
 
@@ -35,6 +38,11 @@ public struct SynthesisState: Codable, Equatable, Sendable {
     public func checkpointArrays() -> [(String, [Float])] {
         var arrays = [("latent", latent), ("token", token), ("adam.m", adam.m), ("adam.v", adam.v)]
         if let history = dpmHistory { arrays.append(("dpm.x0", history.x0)) }
+        if let n = nullText {
+            arrays += [
+                ("null.pivots", n.pivots), ("null.reconstruction", n.reconstruction), ("null.embedding", n.embedding),
+            ]
+        }
         return arrays
     }
 
@@ -46,6 +54,9 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         copy.adam.m = []
         copy.adam.v = []
         copy.dpmHistory?.x0 = []
+        copy.nullText?.pivots = []
+        copy.nullText?.reconstruction = []
+        copy.nullText?.embedding = []
         return try Self.encoder.encode(copy)
     }
 
@@ -65,6 +76,14 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         if state.dpmHistory != nil {
             guard let x0 = arrays["dpm.x0"] else { throw StateError("checkpoint lacks the array 'dpm.x0'") }
             state.dpmHistory?.x0 = x0
+        }
+        if state.nullText != nil {
+            for name in ["null.pivots", "null.reconstruction", "null.embedding"] where arrays[name] == nil {
+                throw StateError("checkpoint lacks the array '\(name)'")
+            }
+            state.nullText?.pivots = arrays["null.pivots"]!
+            state.nullText?.reconstruction = arrays["null.reconstruction"]!
+            state.nullText?.embedding = arrays["null.embedding"]!
         }
         try state.validate()
         self = state
@@ -94,6 +113,14 @@ public struct SynthesisState: Codable, Equatable, Sendable {
         }
         guard (0...job.settings.steps).contains(stepIndex) else {
             throw StateError("step \(stepIndex) outside 0...\(job.settings.steps)")
+        }
+        if let n = nullText {
+            guard job.isEdit, job.settings.inversion == .nullText else {
+                throw StateError("a null-text inversion state in a job that is not a null-text edit")
+            }
+            try n.validate(latentCount: latent.count, denoisedSteps: job.settings.steps - job.settings.firstStep)
+        } else if job.isEdit && job.settings.inversion == .nullText && stepIndex < job.settings.steps {
+            throw StateError("a null-text edit's state lacks its inversion (pivots, reconstruction, embedding)")
         }
     }
 

@@ -46,6 +46,8 @@ public struct StepTrace: Codable, Equatable, Sendable {
     public var previewSeconds: Double
     /// ‖v − v₀‖ after the step (token-optimising methods).
     public var tokenDrift: Float? = nil
+    /// Null-text inversion's optimisation at this step (null-text edits).
+    public var nullText: NullTextStepTrace? = nil
 }
 
 /// Everything recorded about one job, JSON-encodable (docs/METHOD.md, traces).
@@ -57,8 +59,10 @@ public struct SynthesisTrace: Codable, Equatable, Sendable {
     public var steps: Int
     /// First schedule index denoised (0 for generation, later for a partial edit).
     public var firstStep: Int
-    /// Which preview scored s_t, e.g. "latent-rgb (SD 1.5 latent-RGB factors) → 32×32".
+    /// Which preview scored s_t, e.g. "decoded: x̂0 through the full VAE, CLIP preprocessing to 224×224".
     public var preview: String
+    /// Edits: how the source was inverted.
+    public var inversion: InversionKind?
     public var classifier: String
     public var stepTraces: [StepTrace] = []
     public var startStep: Int?
@@ -77,6 +81,9 @@ public struct SynthesisTrace: Codable, Equatable, Sendable {
     public var finalProbabilities: [Float]?
     /// Edits: the source's CLIP image embedding, taken at start (for CLIP-I).
     public var sourceEmbedding: [Float]?
+    /// Edits: the guide's and the evaluator's probabilities on the source, taken at start.
+    public var sourceProbabilities: [Float]?
+    public var sourceEvaluatorProbabilities: [Float]?
     /// The finished image scored apart from the guidance.
     public var evaluation: ImageEvaluation?
     public var timings = PhaseTimings()

@@ -20,6 +20,7 @@ enum TraceDocument {
         if let s = t.startStep { o["start_step"] = .int(Int64(s)) }
         if let r = t.startReason { o["start_reason"] = .string(r.rawValue) }
         if let e = t.inherent { o["inherent"] = .string(e.rawValue) }
+        if let i = t.inversion { o["inversion"] = .string(i.rawValue) }
         return o
     }
 
@@ -33,6 +34,7 @@ enum TraceDocument {
         if let p = t.inherentProbabilities { o["inherent_probabilities"] = floats(p) }
         if let p = t.startProbabilities { o["start_probabilities"] = floats(p) }
         if let p = t.finalProbabilities { o["final_probabilities"] = floats(p) }
+        if let p = t.sourceProbabilities { o["source_probabilities"] = floats(p) }
         if let n = t.tokenNorm { o["token_norm"] = .double(Double(n)) }
         let drift = t.stepTraces.compactMap(\.tokenDrift)
         if !drift.isEmpty { o["token_drift"] = floats(drift) }
@@ -57,6 +59,12 @@ enum TraceDocument {
         ]
         if let p = s.probabilities { o["probabilities"] = floats(p) }
         if let d = s.tokenDrift { o["token_drift"] = .double(Double(d)) }
+        if let n = s.nullText {
+            o["null_text"] = .object([
+                "iterations": .int(Int64(n.iterations)), "loss_first": .double(Double(n.lossFirst)),
+                "loss_last": .double(Double(n.lossLast)),
+            ])
+        }
         return .object(o)
     }
 
@@ -65,9 +73,9 @@ enum TraceDocument {
         var o: [String: JSONValue] = ["clip_score": .double(Double(e.clipScore))]
         if let c = e.clipI { o["clip_i"] = .double(Double(c)) }
         if let name = e.evaluator { o["classifier"] = .string(name) }
+        if let p = e.sourceProbabilities, p.count == Emotion.allCases.count { o["source_probabilities"] = named(p) }
         if let p = e.probabilities, p.count == Emotion.allCases.count {
-            o["probabilities"] = .object(
-                Dictionary(uniqueKeysWithValues: Emotion.allCases.map { ($0.rawValue, .double(Double(p[$0.index]))) }))
+            o["probabilities"] = named(p)
             o["target_probability"] = .double(Double(p[target.index]))
             let top = Emotion.allCases.max { p[$0.index] < p[$1.index] }!
             o["top_emotion"] = .string(top.rawValue)
@@ -76,4 +84,9 @@ enum TraceDocument {
     }
 
     static func floats(_ values: [Float]) -> JSONValue { .array(values.map { .double(Double($0)) }) }
+
+    /// Probabilities in EmoSet order as an object by emotion name.
+    static func named(_ p: [Float]) -> JSONValue {
+        .object(Dictionary(uniqueKeysWithValues: Emotion.allCases.map { ($0.rawValue, .double(Double(p[$0.index]))) }))
+    }
 }

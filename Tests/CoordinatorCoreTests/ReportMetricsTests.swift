@@ -1,8 +1,8 @@
 import Foundation
-import Imaging
 import XCTest
 
 @testable import CoordinatorCore
+@testable import Imaging
 
 /// The report's metrics against values computed independently: PSNR and SSIM by scikit-image,
 /// cosines, mean pairwise distances and Sem-D by numpy (tools/reference/make_report_fixtures.py

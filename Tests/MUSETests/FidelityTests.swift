@@ -104,7 +104,9 @@ final class FidelityTests: XCTestCase {
         let job = SynthesisJob(
             prompt: prompt, emotion: .awe, method: .universalGuidance, settings: JobSettings(steps: 10, guidance: 7.5))
         var timings = PhaseTimings()
-        let (_, image, eps, grad) = engine.guidanceGradient(z: z, t: t, job: job, timings: &timings) { image in
+        let (_, image, eps, grad) = engine.guidanceGradient(
+            z: z, t: t, job: job, unconditional: engine.unconditional(""), timings: &timings
+        ) { image in
             ((image * r).sum(), image)
         }
         let expected = try f.tensor("grad_z")

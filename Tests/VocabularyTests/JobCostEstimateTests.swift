@@ -17,11 +17,13 @@ final class JobCostEstimateTests: XCTestCase {
 
     /// docs/PERFORMANCE.md's quiet K = 3 `bench-muse` run estimated 58.5 min for a 512² image with guidance
     /// from the latest start (15 guided steps of 50); the model, built from that run's unit
-    /// costs, has to agree with it when given the same window.
+    /// costs, has to agree with it when given the same window and that run's decoder-free
+    /// latent-rgb preview.
     func testAgreesWithTheMeasuredRunItIsBuiltFrom() {
         let e = estimate {
             $0.muse.minStartFraction = 0.5
             $0.muse.latestStartFraction = 0.5
+            $0.muse.preview = .latentRGB
         }
         XCTAssertEqual(e.guidedSteps, 15)
         XCTAssertEqual(e.seconds / 60, 58.5, accuracy: 58.5 * 0.05)
@@ -38,6 +40,25 @@ final class JobCostEstimateTests: XCTestCase {
         XCTAssertLessThan(plain.seconds, base.seconds / 5)
         let edit = estimate(edit: true) { $0.strength = 0.5 }
         XCTAssertLessThan(edit.seconds, base.seconds, "an edit denoises only its part of the schedule")
+    }
+
+    /// The decoded s_t preview adds a decoder forward per denoised step (the full VAE's unless
+    /// guidance loads the tiny one); null-text inversion adds its optimisation per step.
+    func testPreviewAndInversionCosts() {
+        let rgb = estimate { $0.muse.preview = .latentRGB }
+        XCTAssertEqual(estimate().seconds - rgb.seconds, 50 * 8.61, accuracy: 1e-6)
+        let tiny = estimate { $0.muse.guidanceDecoder = .tiny }
+        let tinyRGB = estimate {
+            $0.muse.guidanceDecoder = .tiny
+            $0.muse.preview = .latentRGB
+        }
+        XCTAssertEqual(tiny.seconds - tinyRGB.seconds, 50 * 0.90, accuracy: 1e-6)
+        let negativePrompt = estimate(edit: true) { $0.strength = 0.5 }
+        let nullText = estimate(edit: true) {
+            $0.strength = 0.5
+            $0.inversion = .nullText
+        }
+        XCTAssertEqual(nullText.seconds - negativePrompt.seconds, 25 * (10 * 9.85 + 4.23), accuracy: 1e-6)
     }
 
     func testRefusesOverTheLimitAndSaysWhatToChange() {

@@ -33,7 +33,7 @@ final class SettingsTests: XCTestCase {
         assertThrows(try decode(#"{"inner_iterations": 0}"#), containing: ["inner_iterations", "outside 1...1000"])
         assertThrows(try decode(#"{"learning_rate": -1}"#), containing: ["learning_rate", "(0, 10.0]"])
         assertThrows(try decode(#"{"universal_scale": 1e30}"#), containing: ["universal_scale"])
-        assertThrows(try decode(#"{"preview": "full"}"#), containing: ["preview", "latent-rgb, vae-decode"])
+        assertThrows(try decode(#"{"preview": "full"}"#), containing: ["preview", "decoded, vae-decode, latent-rgb"])
         assertThrows(
             try decode(#"{"similar_emotions": {"awe": ["awe"]}}"#), containing: ["similar_emotions", "lists itself"])
         assertThrows(

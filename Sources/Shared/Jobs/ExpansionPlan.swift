@@ -94,8 +94,7 @@ struct ExpansionPlan {
                 }
             }
             if let e = editing {
-                var settings = engine.settings
-                settings.strength = e.strength
+                let settings = e.settings(engine.settings)
                 for img in e.images {
                     let stem = Slug.make(((img.path as NSString).lastPathComponent as NSString).deletingPathExtension)
                     for method in engine.methods {

@@ -51,6 +51,19 @@ extension SpecLoader {
         if let v = r.double(e["strength"], "editing.strength", check: JobSettings.strengthRule.problem) {
             plan.strength = Float(v)
         }
+        if let node = e["inversion"], let text = r.string(node, "editing.inversion", allowEmpty: false) {
+            if let kind = InversionKind(rawValue: text) {
+                plan.inversion = kind
+            } else {
+                let valid = InversionKind.allCases.map(\.rawValue).joined(separator: ", ")
+                r.issue("editing.inversion", "unknown inversion '\(text)' (valid: \(valid))", node)
+            }
+        }
+        let nullTextSteps =
+            Int64(JobSettings.nullTextStepsRange.lowerBound)...Int64(JobSettings.nullTextStepsRange.upperBound)
+        if let v = r.int(e["null_text_steps"], "editing.null_text_steps", range: nullTextSteps) {
+            plan.nullTextSteps = Int(v)
+        }
         readFit(e, into: &plan, sizeRules: sizeRules)
         if let node = e["shared_sources"] { plan.sharedSources = sharedSourcesFolder(node) }
         return plan

@@ -77,6 +77,13 @@ extension SpecLoader {
     /// Each method's guidance window against the generation and editing schedules, and the
     /// source prompts MUSE edits need (`SynthesisJob.validate`, the engine's own check).
     func checkJobs(_ engine: EngineSection, generation: GenerationPlan?, editing: EditPlan?) {
+        if let editing, editing.inversion != .ddim, !engine.settings.negativePrompt.isEmpty {
+            r.issue(
+                "engine.negative_prompt",
+                "edits with editing.inversion \(editing.inversion.rawValue) denoise against the source prompt (or "
+                    + "its optimised null text), so the negative prompt would be ignored: drop it, or set "
+                    + "editing.inversion: ddim")
+        }
         for method in engine.methods {
             if generation != nil {
                 let job = SynthesisJob(prompt: "", emotion: .awe, method: method, settings: engine.settings)
@@ -85,8 +92,7 @@ extension SpecLoader {
                 }
             }
             guard let editing else { continue }
-            var settings = engine.settings
-            settings.strength = editing.strength
+            let settings = editing.settings(engine.settings)
             if let problem = GuidanceWindow(settings: settings, method: method).problem {
                 r.issue("editing.strength", "\(method.rawValue): \(problem)")
             }

@@ -8,7 +8,7 @@ extension SpecLoader {
     static let generationKeys = ["prompts", "prompts_file", "emotions", "seeds", "seed", "count", "width", "height"]
     static let editingKeys = [
         "images", "images_glob", "captions", "fit", "width", "height", "emotions", "source_prompt", "strength",
-        "shared_sources",
+        "inversion", "null_text_steps", "shared_sources",
     ]
 
     /// One prompt of the batch: an inline prompt, or a prompts-file row with what it overrides.
@@ -61,11 +61,22 @@ extension SpecLoader {
         var emotions: [Emotion] = []
         var sourcePrompt = ""
         var strength: Float = 1
+        var inversion = JobSettings.defaultInversion
+        var nullTextSteps = 10
         var fit = ImageFit.refuse
         var width: Int?
         var height: Int?
         /// `editing.shared_sources`: an absolute folder every host mounts (nil: Redis blobs).
         var sharedSources: String?
+
+        /// The engine section's settings as this section's edits run them.
+        func settings(_ engine: JobSettings) -> JobSettings {
+            var settings = engine
+            settings.strength = strength
+            settings.inversion = inversion
+            settings.nullTextSteps = nullTextSteps
+            return settings
+        }
     }
 
     struct SourceImages {

@@ -92,6 +92,9 @@ final class SpecLoader {
             throw failure
         }
         checkJobs(engine, generation: generation, editing: editing)
+        if engine.settings.muse.preview == .latentRGB, let problem = models?.sizeRules.latentRGBProblem {
+            r.issue("engine.muse.preview", problem)
+        }
         if editing != nil && engine.settings.scheduler != .ddim {
             r.issue(
                 "engine.scheduler",

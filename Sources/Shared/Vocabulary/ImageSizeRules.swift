@@ -15,6 +15,16 @@ public struct ImageSizeRules: Equatable, Sendable {
     /// memory estimate; 320 and 0 when not read from a model folder.
     public var unetWidth = 320
     public var weightBytes = 0
+    /// The VAE's latent channels and scaling_factor (SD 1.x: 4 and 0.18215), which say whether
+    /// the latent-rgb preview's factors fit; SD 1.x's when not read from a model folder.
+    public var vaeLatentChannels = 4
+    public var vaeScalingFactor = 0.18215
+
+    /// nil when the latent-rgb preview fits this model's latent space (`PreviewKind.latentRGBProblem`).
+    public var latentRGBProblem: String? {
+        PreviewKind.latentRGBProblem(
+            latentChannels: vaeLatentChannels, vaeFactor: vaeFactor, scalingFactor: vaeScalingFactor)
+    }
 
     public init(unetSampleSize: Int, unetLevels: Int, vaeLevels: Int) throws {
         for (name, value, range) in [
@@ -72,6 +82,8 @@ extension ImageSizeRules {
             throw SettingsError("\(folder): \(e.description)")
         }
         unetWidth = min(max(width, 1), 65_536)
+        vaeLatentChannels = vae["latent_channels"] as? Int ?? 4
+        vaeScalingFactor = vae["scaling_factor"] as? Double ?? 0.18215
         weightBytes = Self.safetensorsBytes(in: folder, parts: ["unet", "vae", "text_encoder"])
     }
 

@@ -14,6 +14,14 @@ public struct JobCostEstimate: Equatable, Sendable {
     /// tower + head) with the full VAE decoder in the loop, and with the tiny decoder.
     static let innerIterationSeconds = 60.5
     static let innerIterationTinySeconds = 25.8
+    /// The s_t preview's decode per step (the plain step above had the decoder-free latent-rgb
+    /// preview): VAE decoder forward 8.61 s, tiny decoder 0.90 s; one UNet forward 4.23 s and
+    /// forward+backward 9.85 s (null-text inversion). `ops/bench-muse --phases-only --repeats 2`,
+    /// AMD EPYC Zen 4, 2 threads, 2 December 2026.
+    static let previewVAESeconds = 8.61
+    static let previewTinySeconds = 0.90
+    static let unetForwardSeconds = 4.23
+    static let unetForwardBackwardSeconds = 9.85
     static let referenceLatentPixels = 64.0 * 64.0
     static let referenceWidth = 320.0
 
@@ -39,8 +47,24 @@ public struct JobCostEstimate: Equatable, Sendable {
         default: perGuided = Double(settings.muse.innerIterations) * inner
         }
         // An edit first inverts the part it denoises: one conditional UNet call per step.
-        let inversion = isEdit ? Double(denoised) * Self.plainStepSeconds / 2 : 0
-        let total = Double(denoised) * Self.plainStepSeconds + Double(guided) * perGuided + inversion
+        var inversion = isEdit ? Double(denoised) * Self.plainStepSeconds / 2 : 0
+        // Null-text: at most null_text_steps UNet forward+backward passes per step, and the
+        // conditional branch once.
+        if isEdit && settings.inversion == .nullText {
+            inversion +=
+                Double(denoised)
+                * (Double(settings.nullTextSteps) * Self.unetForwardBackwardSeconds + Self.unetForwardSeconds)
+        }
+        let preview: Double
+        switch settings.muse.preview {
+        case .latentRGB: preview = 0
+        case .vaeDecode: preview = Self.previewVAESeconds
+        // A tiny decoder is surely loaded when guidance uses it; else the full VAE is assumed.
+        case .decoded:
+            preview = settings.muse.guidanceDecoder == .tiny ? Self.previewTinySeconds : Self.previewVAESeconds
+        }
+        let total =
+            Double(denoised) * (Self.plainStepSeconds + preview) + Double(guided) * perGuided + inversion
         seconds = total * scale
         guidedSteps = guided
     }

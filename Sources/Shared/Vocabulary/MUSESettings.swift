@@ -1,16 +1,29 @@
 import Foundation
 
-/// Which cheap image stands in for the predicted x0 when measuring s_t (WHEN).
+/// Which image of the predicted x̂0 is scored for s_t (WHEN).
 public enum PreviewKind: String, Codable, Sendable, CaseIterable {
-    /// A fixed linear map latent → RGB (SD 1.5's latent-RGB factors) at latent
-    /// resolution, resized to the CLIP tower's input: no decoder at all.
-    case latentRGB = "latent-rgb"
-    /// The full VAE decode: exact, at a decoder forward per step (docs/PERFORMANCE.md).
+    /// x̂0 decoded: through the tiny decoder when the job's models include one, else the
+    /// full VAE. What the method scores.
+    case decoded
+    /// The full VAE decode, even where a tiny decoder is loaded.
     case vaeDecode = "vae-decode"
+    /// A fixed linear map latent → RGB at latent resolution, resized to the CLIP tower's input:
+    /// no decoder at all. Its factors were fit to SD 1.x's latent space, so it is refused for
+    /// any other VAE (`latentRGBProblem`).
+    case latentRGB = "latent-rgb"
+
+    /// nil when the latent→RGB factors fit a VAE of this shape (SD 1.x's: 4 latent channels at
+    /// factor 8, scaling_factor 0.18215), else why the preview would be meaningless there.
+    public static func latentRGBProblem(latentChannels: Int, vaeFactor: Int, scalingFactor: Double) -> String? {
+        if latentChannels == 4 && vaeFactor == 8 && abs(scalingFactor - 0.18215) < 1e-6 { return nil }
+        return "latent-rgb applies SD 1.x's latent→RGB factors, which fit only SD 1.x's VAE (4 latent channels, "
+            + "factor 8, scaling_factor 0.18215); this VAE has \(latentChannels) channels, factor \(vaeFactor), "
+            + "scaling_factor \(scalingFactor): use preview decoded"
+    }
 }
 
 /// Which decoder turns x̂0 into pixels inside guidance: the inner iterations, the WHICH
-/// read-out and the vae-decode preview. The final image always comes from the full VAE.
+/// read-out and the decoded preview. The final image always comes from the full VAE.
 public enum GuidanceDecoder: String, Codable, Sendable, CaseIterable {
     case vae
     /// diffusers' AutoencoderTiny (TAESD): a fraction of the full VAE's cost.
@@ -53,6 +66,9 @@ public struct MUSESettings: Equatable, Sendable {
     public var adamBeta1: Float = 0.9
     public var adamBeta2: Float = 0.999
     public var adamEpsilon: Float = 1e-8
+    /// ρ: after each Adam step v is projected back into ‖v − v₀‖ ≤ ρ·‖v₀‖ (0: no bound).
+    /// A bound keeps the token near its word, and the edit near its source.
+    public var tokenDriftBound: Float = 0
 
     // WHICH
     public var lambdaInherent: Float = 0.5
@@ -74,7 +90,7 @@ public struct MUSESettings: Equatable, Sendable {
     public var stopFraction: Float = 0.8
     /// muse-fixed-timing starts here instead of using the rule.
     public var fixedStartFraction: Float = 0
-    public var preview = PreviewKind.latentRGB
+    public var preview = PreviewKind.decoded
     public var guidanceDecoder = GuidanceDecoder.vae
 
     // universal-guidance baseline (Bansal et al. 2023, forward guidance with self-recurrence)
@@ -132,6 +148,7 @@ public struct MUSESettings: Equatable, Sendable {
         .float("adam_beta1", \.adamBeta1, .unitOpen),
         .float("adam_beta2", \.adamBeta2, .unitOpen),
         .float("adam_epsilon", \.adamEpsilon, .positive(max: 1)),
+        .float("token_drift_bound", \.tokenDriftBound, .nonNegative(max: 1000)),
         .float("lambda_inherent", \.lambdaInherent, .nonNegative(max: 1000)),
         .float("lambda_similar", \.lambdaSimilar, .nonNegative(max: 1000)),
         .emotionLists("similar_emotions", \.similarEmotions),

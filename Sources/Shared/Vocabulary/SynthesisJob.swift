@@ -8,6 +8,22 @@ public enum SchedulerKind: String, Codable, Sendable, CaseIterable {
     case dpmpp2m = "dpmpp-2m"
 }
 
+/// How an edit maps its source image to the latent it denoises from. Plain DDIM inversion runs
+/// the UNet without guidance, so denoising it again at CFG w > 1 does not come back to the
+/// source; the other two make the denoising match the inversion.
+public enum InversionKind: String, Codable, Sendable, CaseIterable {
+    /// DDIM inversion conditioned on the source prompt (guidance 1); denoising uses the
+    /// negative prompt as the unconditional branch, as a generation does.
+    case ddim
+    /// Negative-prompt inversion (Miyake et al. 2023): the same DDIM inversion, and the source
+    /// prompt's embedding serves as the unconditional branch while denoising. No optimisation.
+    case negativePrompt = "negative-prompt"
+    /// Null-text inversion (Mokady et al. 2023): per step, the unconditional embedding is
+    /// optimised so that the guided step from the reconstruction lands on the inversion's
+    /// latent; the edit then denoises with those embeddings.
+    case nullText = "null-text"
+}
+
 /// The settings of one synthesis besides what it is about (prompt, emotion, method, seed):
 /// the one settings type a spec, a queued job, a checkpoint and a manifest line all carry,
 /// with the same snake_case names everywhere.
@@ -17,6 +33,9 @@ public struct JobSettings: Codable, Equatable, Sendable {
     /// Generation sizes; the model's size rules apply on top.
     public static let sideRange = 8...4096
     public static let strengthRule = FloatRule.positive(max: 1)
+    public static let nullTextStepsRange = 1...100
+    /// Chosen by measurement on the miniworld (manifests/SPEC.md, `editing.inversion`).
+    public static let defaultInversion = InversionKind.negativePrompt
 
     /// Denoising steps (DDIM, eta 0). Project default 50; the tiny test models use fewer.
     public var steps: Int
@@ -29,11 +48,17 @@ public struct JobSettings: Codable, Equatable, Sendable {
     /// Set for an edit: how far to invert, 1 = to the first timestep (full), 0.3 = 30 % of the schedule.
     public var strength: Float?
     public var scheduler: SchedulerKind
+    /// Edits only (not encoded for a generation, whose job id it would change for nothing).
+    public var inversion: InversionKind
+    /// Null-text inversion: at most this many Adam steps on the unconditional embedding per
+    /// denoising step (fewer when the step already lands on the inversion's latent).
+    public var nullTextSteps: Int
     public var muse: MUSESettings
 
     public init(
         steps: Int = 50, guidance: Float = 7.5, negativePrompt: String = "", width: Int? = nil,
         height: Int? = nil, strength: Float? = nil, scheduler: SchedulerKind = .ddim,
+        inversion: InversionKind = JobSettings.defaultInversion, nullTextSteps: Int = 10,
         muse: MUSESettings = MUSESettings()
     ) {
         self.steps = steps
@@ -43,12 +68,45 @@ public struct JobSettings: Codable, Equatable, Sendable {
         self.height = height
         self.strength = strength
         self.scheduler = scheduler
+        self.inversion = inversion
+        self.nullTextSteps = nullTextSteps
         self.muse = muse
     }
 
     enum CodingKeys: String, CodingKey {
-        case steps, guidance, width, height, strength, scheduler, muse
+        case steps, guidance, width, height, strength, scheduler, inversion, muse
         case negativePrompt = "negative_prompt"
+        case nullTextSteps = "null_text_steps"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        steps = try c.decode(Int.self, forKey: .steps)
+        guidance = try c.decode(Float.self, forKey: .guidance)
+        negativePrompt = try c.decode(String.self, forKey: .negativePrompt)
+        width = try c.decodeIfPresent(Int.self, forKey: .width)
+        height = try c.decodeIfPresent(Int.self, forKey: .height)
+        strength = try c.decodeIfPresent(Float.self, forKey: .strength)
+        scheduler = try c.decode(SchedulerKind.self, forKey: .scheduler)
+        inversion = try c.decodeIfPresent(InversionKind.self, forKey: .inversion) ?? Self.defaultInversion
+        nullTextSteps = try c.decodeIfPresent(Int.self, forKey: .nullTextSteps) ?? 10
+        muse = try c.decode(MUSESettings.self, forKey: .muse)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(steps, forKey: .steps)
+        try c.encode(guidance, forKey: .guidance)
+        try c.encode(negativePrompt, forKey: .negativePrompt)
+        try c.encodeIfPresent(width, forKey: .width)
+        try c.encodeIfPresent(height, forKey: .height)
+        try c.encodeIfPresent(strength, forKey: .strength)
+        try c.encode(scheduler, forKey: .scheduler)
+        if strength != nil {
+            try c.encode(inversion, forKey: .inversion)
+            if inversion == .nullText { try c.encode(nullTextSteps, forKey: .nullTextSteps) }
+        }
+        try c.encode(muse, forKey: .muse)
     }
 
     /// Range checks of every field; errors name the field (snake_case).
@@ -71,6 +129,18 @@ public struct JobSettings: Codable, Equatable, Sendable {
         }
         if strength != nil && scheduler != .ddim {
             throw SettingsError(key: "scheduler", "edits use ddim (the source image is inverted with DDIM)")
+        }
+        guard Self.nullTextStepsRange.contains(nullTextSteps) else {
+            throw SettingsError(
+                key: "null_text_steps",
+                "\(nullTextSteps) is outside \(Self.nullTextStepsRange.lowerBound)...\(Self.nullTextStepsRange.upperBound)"
+            )
+        }
+        if strength != nil && inversion != .ddim && !negativePrompt.isEmpty {
+            throw SettingsError(
+                key: "negative_prompt",
+                "an edit with \(inversion.rawValue) inversion denoises against the source prompt (or its optimised "
+                    + "null text), so a negative prompt would be ignored: drop it or use inversion ddim")
         }
         try muse.validate()
     }

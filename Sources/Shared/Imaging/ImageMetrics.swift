@@ -1,8 +1,8 @@
 import Foundation
-import Imaging
 
 /// Source-vs-edit fidelity, defined to match scikit-image so the report's numbers compare
 /// with published ones (checked against skimage in Tests/CoordinatorCoreTests/ReportMetricsTests).
+/// In Imaging so that the report, the engine CLI and the tests measure reconstruction alike.
 public enum ImageMetrics {
     /// PSNR over the RGB channels of two 8-bit images: 10·log10(255² / MSE), MSE over every
     /// pixel and channel — `skimage.metrics.peak_signal_noise_ratio(a, b, data_range=255)`.
