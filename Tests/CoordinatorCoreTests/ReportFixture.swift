@@ -132,7 +132,8 @@ struct ReportFixture {
         }
         // Editing, method muse: e1 and e2 in the new format (e2's edit is identical to its
         // source: infinite PSNR); e3 an old-style line (no evaluation, no source_output, no
-        // trace file); e4 failed.
+        // trace file); e4 failed. Emo-S: e1 by the evaluator .7 − .2 = .5 (e2 has only the
+        // guide's source probabilities: .6 − .4; e3 none) → the group's Emo-S .5, from e1.
         let sources = ["a64.png", "c48x40.png"]
         var sourceSHA: [String: String] = [:]
         for s in sources {
@@ -149,7 +150,10 @@ struct ReportFixture {
                 [
                     (
                         "e1", "awe", "a64.png", "b64.png",
-                        ["top_emotion": "awe", "target_probability": 0.7, "clip_score": 30.0, "clip_i": 0.9],
+                        [
+                            "top_emotion": "awe", "target_probability": 0.7, "clip_score": 30.0, "clip_i": 0.9,
+                            "source_probabilities": probabilities(target: "awe", p: 0.2, top: "contentment"),
+                        ],
                         ("awe", 0.8)
                     ),
                     (
@@ -182,6 +186,9 @@ struct ReportFixture {
             line["target_probability"] = e.guide.1
             line["top_emotion"] = e.guide.0
             if let ev = e.eval {
+                // The guide's probabilities on the source (Emo-S's fallback): p_source(target) .3 for e1, .4 for e2.
+                line["source_probabilities"] = probabilities(
+                    target: e.emotion, p: e.id == "e1" ? 0.3 : 0.4, top: "contentment")
                 line["evaluation"] = ev.merging(["classifier": "evaluator: CLIP ViT-B/32 + linear probe (synthetic)"]) {
                     a, _ in a
                 }

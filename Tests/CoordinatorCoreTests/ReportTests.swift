@@ -48,6 +48,13 @@ final class ReportTests: XCTestCase {
             "editing.muse.all.psnr": (ab.psnr! + cd.psnr!) / 2, "editing.muse.all.ssim": (ab.ssim + 1 + cd.ssim) / 3,
             "editing.muse.all.done": 3, "editing.muse.all.failed": 1,
             "editing.muse.awe.psnr": (ab.psnr! + cd.psnr!) / 2, "editing.muse.awe.emo_a": 1,
+            "editing.muse.all.emo_s": 0.5, "editing.muse.fear.emo_s": 0.6 - 0.4,
+            // prompt-only − muse, paired on (prompt, seed, emotion): g5−g1, g6−g2, g7−g3.
+            "generation.prompt-only.all.pairs": 3,
+            "generation.prompt-only.all.target_probability.diff": ((0.30 - 0.60) + (0.10 - 0.50) + (0.05 - 0.40)) / 3,
+            "generation.prompt-only.all.clip_score.diff": ((31.0 - 30) + (29 - 28) + (27 - 26)) / 3,
+            "generation.muse.all.start_reason.settled": 1, "generation.muse.all.start_reason.absent": 3,
+            "editing.muse.all.start_reason.latest": 2, "editing.muse.all.start_reason.absent": 1,
         ]
         for (key, want) in expected {
             let got = try XCTUnwrap(cell(key), "\(key) missing or null")
@@ -68,7 +75,8 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(notes.contains("1 of 10 done job(s) have no `evaluation` field"), notes)
         XCTAssertTrue(notes.contains("1 of 3 done job(s) (edits) have no `source_output`"), notes)
 
-        // The HTML tables show the same numbers, with the decimals their cells declare.
+        // The HTML tables show the same numbers, with the decimals their cells declare (the
+        // interval follows the mean in the same cell, in its own checkable spans).
         for (key, digits, text) in [
             ("generation.muse.all.emo_a", 3, "0.750"), ("generation.muse.all.sem_d", 4, "0.7000"),
             ("generation.prompt-only.all.emo_a", 3, "0.333"), ("generation.muse.all.clip_score", 2, "27.00"),
@@ -76,7 +84,7 @@ final class ReportTests: XCTestCase {
             ("editing.muse.all.psnr", 2, String(format: "%.2f", (ab.psnr! + cd.psnr!) / 2)),
             ("editing.muse.all.ssim", 4, String(format: "%.4f", (ab.ssim + 1 + cd.ssim) / 3)),
         ] {
-            let td = #"<td class="num" data-metric="\#(key)" data-digits="\#(digits)">\#(text)</td>"#
+            let td = #"<td class="num" data-metric="\#(key)" data-digits="\#(digits)">\#(text)<"#
             XCTAssertTrue(html.contains(td), "report.html lacks \(td)")
         }
         for needle in [
@@ -93,6 +101,30 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(html.contains("http://") && html.contains("src=\"http"), "no network images")
     }
 
+    /// What ops/report-check does in Chromium, on the page's source: every number of report.json's
+    /// `cells` (means, interval ends, differences, pairs, start reasons) is in the element that
+    /// names it, printed with its declared decimals, and the page names no cell report.json lacks.
+    func testEveryCellIsOnThePageWithItsDecimals() throws {
+        let (json, html) = try report(try ReportFixture.make())
+        let cells = try XCTUnwrap(json["cells"] as? [String: Any])
+        let pattern = try NSRegularExpression(pattern: #"data-metric="([^"]+)" data-digits="([0-9]+)">([^<]*)<"#)
+        var shown: [String: String] = [:]
+        let ns = html as NSString
+        for m in pattern.matches(in: html, range: NSRange(location: 0, length: ns.length)) {
+            let key = ns.substring(with: m.range(at: 1))
+            let digits = Int(ns.substring(with: m.range(at: 2)))!
+            let text = ns.substring(with: m.range(at: 3))
+            XCTAssertNil(shown[key], "\(key) is on the page twice")
+            shown[key] = text
+            let value = try XCTUnwrap(cells[key], "the page shows \(key), which report.json lacks")
+            let want = (value as? Double).map { String(format: "%.\(digits)f", $0) } ?? "—"
+            XCTAssertEqual(text, want, key)
+        }
+        for key in cells.keys { XCTAssertNotNil(shown[key], "\(key) is not on the page") }
+        XCTAssertTrue(cells.keys.contains { $0.hasSuffix(".ci_low") })
+        XCTAssertTrue(cells.keys.contains { $0.hasSuffix(".start_reason.settled") })
+    }
+
     /// `report --markdown`: the table of docs/MINIWORLD.md, one row per method, the same numbers as the cells.
     func testMarkdownTableHasARowPerMethodWithTheCellValues() throws {
         let fixture = try ReportFixture.make()
@@ -101,11 +133,23 @@ final class ReportTests: XCTestCase {
         let lines = try XCTUnwrap(summary.generation?.markdown).split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 4, lines.joined(separator: "\n"))
         XCTAssertTrue(lines[0].hasPrefix("| generation method | Emo-A | target prob | CLIP score | Sem-D |"), lines[0])
-        XCTAssertEqual(
-            lines[2], "| muse | 0.750 | 0.425 | 27.00 | 0.7000 | 1.000 | 0.750 | 4 | 0 |", lines.joined(separator: "\n")
-        )
-        XCTAssertTrue(lines[3].hasPrefix("| prompt-only | 0.333 | 0.150 | 29.00 | 0.0000 |"), lines[3])
-        XCTAssertTrue(try XCTUnwrap(summary.editing?.markdown).contains("| muse | 0.500 | 0.450 | 29.00 |"))
+        // Each mean with its interval, "0.750 [0.250, 1.000]"; the counts without.
+        let muse = try XCTUnwrap(summary.generation?.methods.first).overall
+        func cell(_ metric: String, _ digits: Int) throws -> String {
+            let i = try XCTUnwrap(muse.intervals[metric], metric)
+            return String(
+                format: "%.\(digits)f [%.\(digits)f, %.\(digits)f]", muse.value(metric)!, i.low, i.high)
+        }
+        let want =
+            "| muse | \(try cell("emo_a", 3)) | \(try cell("target_probability", 3)) | \(try cell("clip_score", 2)) | "
+            + "\(try cell("sem_d", 4)) | \(try cell("guide_emo_a", 3)) | \(try cell("guide_target_probability", 3)) | 4 | 0 |"
+        XCTAssertEqual(lines[2], want, lines.joined(separator: "\n"))
+        XCTAssertTrue(lines[2].hasPrefix("| muse | 0.750 [0.") && lines[2].contains("| 27.00 ["), lines[2])
+        XCTAssertTrue(lines[3].hasPrefix("| prompt-only | 0.333 ["), lines[3])
+        XCTAssertTrue(lines[3].contains("| 0.0000 [0.0000, 0.0000] |"), lines[3])
+        let editing = try XCTUnwrap(summary.editing?.markdown)
+        XCTAssertTrue(editing.contains("| editing method | Emo-A | target prob | Emo-S | CLIP score |"), editing)
+        XCTAssertTrue(editing.contains("| muse | 0.500 ["), editing)
     }
 
     func testManyJobsGoToTheirOwnPages() throws {

@@ -20,13 +20,25 @@ public struct ReportSummary: Encodable {
         public var guideClassifiers: [String]
         public var doneJobs: Int
         public var jobsWithEvaluator: Int
+        /// The evaluator is the guide classifier itself: on some manifest line,
+        /// `models.fingerprints` has `evaluator_tower` = `tower` and `evaluator_head` = `head`
+        /// (both absent: zero-shot, the towers alone). Its Emo-A is then flattering.
+        public var evaluatorIsGuide: Bool
+        /// The lines where it is, and the lines with an evaluator fingerprint to compare.
+        public var evaluatorIsGuideJobs: Int
+        public var fingerprintedJobs: Int
+        /// The most important warning (the evaluator being the guide comes first), and all of them.
         public var warning: String?
+        public var warnings: [String]
 
         enum CodingKeys: String, CodingKey {
-            case source, classifiers, warning
+            case source, classifiers, warning, warnings
             case guideClassifiers = "guide_classifiers"
             case doneJobs = "done_jobs"
             case jobsWithEvaluator = "jobs_with_evaluator"
+            case evaluatorIsGuide = "evaluator_is_guide"
+            case evaluatorIsGuideJobs = "evaluator_is_guide_jobs"
+            case fingerprintedJobs = "fingerprinted_jobs"
         }
     }
 
@@ -72,6 +84,25 @@ public struct ReportSummary: Encodable {
             + "per channel, then over R, G, B. Source and edit must have the same size.",
         "clip_i": "CLIP-I (editing): mean cosine between the CLIP image embeddings of source and edit (from the "
             + "manifest; else from the trace file's embeddings).",
+        "emo_s":
+            "Emo-S (editing): mean of p_edit(target) − p_source(target), by the evaluator (its probabilities on the "
+            + "edit and on the source, `evaluation.source_probabilities`); when no edit of a group has those, by the "
+            + "guide classifier (`source_probabilities`, flattering, marked ‡). Edits without source probabilities "
+            + "(batches before Emo-S) are left out.",
+        "interval":
+            "[low, high]: 95 % percentile bootstrap interval of the mean: \(Bootstrap.resamples) resamples with "
+            + "replacement of the group's jobs, the 2.5 % and 97.5 % quantiles of the resampled means (linear "
+            + "interpolation); a fixed-seed SplitMix64 stream per cell, so the numbers are the same on every run. "
+            + "Sem-D: the images of each emotion resampled apart, pairs of an image with its own copy left out.",
+        "difference":
+            "Difference against muse: jobs of a method paired with the muse job of the same kind and the same "
+            + "(prompt, seed, emotion) for generation, (source image SHA-256, emotion) for edits; the mean of "
+            + "(method − muse) over the pairs where both have a value, with a 95 % paired bootstrap interval (the "
+            + "pairs resampled, as above). An interval entirely above or below 0 tells the two methods apart. "
+            + "Emo-A, target prob and Emo-S use the evaluator's values (the guide's when no pair has them).",
+        "start_reason":
+            "Guidance start reason per done job (`trace.start_reason`): settled (s_t settled), latest (the "
+            + "latest allowed step), fixed (fixed_start_fraction); none for methods without guidance.",
     ]
 }
 
@@ -124,7 +155,11 @@ public enum Report {
         let generation = generate.isEmpty ? nil : KindSection(name: "generation", jobs: generate)
         let editing = edit.isEmpty ? nil : KindSection(name: "editing", jobs: edit)
         var cells: [String: JSONValue] = [:]
-        for section in [generation, editing].compactMap({ $0 }) { cells.merge(section.cells) { a, _ in a } }
+        var pairing: [String] = []
+        for section in [generation, editing].compactMap({ $0 }) {
+            cells.merge(section.cells) { a, _ in a }
+            pairing += section.notes
+        }
         var counts: [ReportSummary.Count] = []
         for (kind, group) in [("generate", generate), ("edit", edit)] {
             for m in ReportOrder.methods(group.map(\.method)) {
@@ -139,7 +174,7 @@ public enum Report {
         return ReportSummary(
             folder: input.folder.path, generatedAt: f.string(from: now),
             batches: Array(Set(input.lines.compactMap(\.batchID))).sorted(), counts: counts,
-            evaluation: evaluation(input.lines, jobs), notes: input.notes + missing(input, jobs),
+            evaluation: evaluation(input.lines, jobs), notes: input.notes + missing(input, jobs) + pairing,
             generation: generation, editing: editing, cells: cells, definitions: ReportSummary.definitions,
             jobs: jobs)
     }
@@ -149,24 +184,52 @@ public enum Report {
         let withEvaluator = done.filter { $0.evaluatorTop != nil }.count
         let classifiers = Set(lines.compactMap { $0.evaluation?.classifier }).sorted()
         let guides = Set(lines.compactMap { $0.trace?["classifier"]?.stringValue }).sorted()
+        let fingerprinted = lines.compactMap { $0.models?.fingerprints }.filter { $0.evaluatorTower != nil }
+        let same = fingerprinted.filter(evaluatorIsGuide).count
         var e = ReportSummary.Evaluation(
             source: withEvaluator == 0 ? "guide" : withEvaluator == done.count ? "evaluator" : "mixed",
             classifiers: classifiers, guideClassifiers: guides, doneJobs: done.count, jobsWithEvaluator: withEvaluator,
-            warning: nil)
-        if done.isEmpty {
-            e.warning = "no done jobs: nothing was evaluated"
-        } else if withEvaluator == 0 {
-            e.warning =
-                "no job has an evaluator result: Emo-A and the target probability are the guide classifier's "
-                + "(flattering — the emotion token was optimised against it)"
-        } else if withEvaluator < done.count {
-            e.warning =
-                "only \(withEvaluator) of \(done.count) done jobs have an evaluator result: a group's Emo-A counts "
-                + "those; groups without any fall back to the guide classifier (flattering)"
-        } else if !Set(classifiers).isDisjoint(with: guides) {
-            e.warning = "the evaluator is the guide classifier itself: Emo-A is flattering"
+            evaluatorIsGuide: same > 0, evaluatorIsGuideJobs: same, fingerprintedJobs: fingerprinted.count,
+            warning: nil, warnings: [])
+        if same > 0 {
+            e.warnings.append(
+                "the evaluator is the guide classifier itself (same model fingerprints: evaluator_tower = tower and "
+                    + "evaluator_head = head) on \(same) of \(lines.count) job(s): its Emo-A, target probability and "
+                    + "Emo-S are flattering — the emotion token was optimised against that classifier")
         }
+        if done.isEmpty {
+            e.warnings.append("no done jobs: nothing was evaluated")
+        } else if withEvaluator == 0 {
+            e.warnings.append(
+                "no job has an evaluator result: Emo-A and the target probability are the guide classifier's "
+                    + "(flattering — the emotion token was optimised against it)")
+        } else if withEvaluator < done.count {
+            e.warnings.append(
+                "only \(withEvaluator) of \(done.count) done jobs have an evaluator result: a group's Emo-A counts "
+                    + "those; groups without any fall back to the guide classifier (flattering)")
+        }
+        e.warning = e.warnings.first
         return e
+    }
+
+    /// The evaluator is the guide when its tower and head have the guide's fingerprints; two
+    /// zero-shot classifiers (no heads) are the same when their towers are.
+    static func evaluatorIsGuide(_ f: ReportLine.Fingerprints) -> Bool {
+        guard let tower = f.evaluatorTower else { return false }
+        return tower == f.tower && f.evaluatorHead == f.head
+    }
+
+    /// `report --markdown`: the warnings, then per kind the method table (means with their 95 %
+    /// intervals), the differences against muse and the guidance start reasons.
+    public static func markdown(_ summary: ReportSummary) -> String {
+        var parts: [String] = []
+        for w in summary.evaluation.warnings { parts.append("> **⚠ Warning:** \(w)") }
+        for k in [summary.generation, summary.editing].compactMap({ $0 }) {
+            parts.append(k.markdown)
+            if let d = k.differenceMarkdown { parts.append(d) }
+            if let r = k.startReasonMarkdown { parts.append(r) }
+        }
+        return parts.joined(separator: "\n\n")
     }
 
     /// What the manifest and trace files lacked, counted: old manifests are reported, not refused.
@@ -190,6 +253,13 @@ public enum Report {
             edits.filter { byID[$0.jobID]?.sourceOutput == nil }.count, of: edits.count,
             "(edits) have no `source_output`: the source is looked up as sources/<sha256-16>.png")
         note(edits.filter { $0.clipI == nil }.count, of: edits.count, "(edits) have no CLIP-I")
+        note(
+            edits.filter { $0.evaluatorEmoS == nil && $0.guideEmoS == nil }.count, of: edits.count,
+            "(edits) have no source probabilities (`evaluation.source_probabilities`, `source_probabilities`): "
+                + "no Emo-S for them")
+        note(
+            edits.filter { $0.evaluatorEmoS == nil && $0.guideEmoS != nil }.count, of: edits.count,
+            "(edits) have only the guide classifier's `source_probabilities`: their Emo-S is the guide's")
         var reasons: [String: Int] = [:]
         for e in edits { if let why = e.fidelityNote { reasons[why, default: 0] += 1 } }
         let sorted = reasons.sorted { $0.key < $1.key }

@@ -17,6 +17,8 @@ public struct ReportLine: Decodable, Sendable {
         public var clipScore: Double?
         /// Edits: cos(CLIP image of the source, CLIP image of the edit).
         public var clipI: Double?
+        /// Edits: the evaluator's probabilities on the source image (Emo-S).
+        public var sourceProbabilities: [String: Double]?
 
         enum CodingKeys: String, CodingKey {
             case classifier, probabilities
@@ -24,7 +26,27 @@ public struct ReportLine: Decodable, Sendable {
             case topEmotion = "top_emotion"
             case clipScore = "clip_score"
             case clipI = "clip_i"
+            case sourceProbabilities = "source_probabilities"
         }
+    }
+
+    /// `models.fingerprints`: the content hashes of the job's model files. The evaluator is the
+    /// guide classifier when `evaluator_tower` = `tower` and `evaluator_head` = `head`.
+    public struct Fingerprints: Decodable, Sendable {
+        public var tower: String?
+        public var head: String?
+        public var evaluatorTower: String?
+        public var evaluatorHead: String?
+
+        enum CodingKeys: String, CodingKey {
+            case tower, head
+            case evaluatorTower = "evaluator_tower"
+            case evaluatorHead = "evaluator_head"
+        }
+    }
+
+    public struct Models: Decodable, Sendable {
+        public var fingerprints: Fingerprints?
     }
 
     public struct Image: Decodable, Sendable {
@@ -52,6 +74,9 @@ public struct ReportLine: Decodable, Sendable {
     public var probabilities: [String: Double]?
     public var targetProbability: Double?
     public var topEmotion: String?
+    /// Edits: the guide classifier's probabilities on the source image (Emo-S's fallback).
+    public var sourceProbabilities: [String: Double]?
+    public var models: Models?
     /// The summary the collector has always written (start/stop, e_inh, S, s_t per step).
     public var trace: JSONValue?
     public var traceFile: String?
@@ -62,13 +87,14 @@ public struct ReportLine: Decodable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case status, index, kind, prompt, emotion, method, seed, image, output, probabilities, trace, evaluation
-        case error, sheet
+        case error, sheet, models
         case jobID = "job_id"
         case batchID = "batch_id"
         case targetProbability = "target_probability"
         case topEmotion = "top_emotion"
         case traceFile = "trace_file"
         case sourceOutput = "source_output"
+        case sourceProbabilities = "source_probabilities"
     }
 }
 

@@ -50,6 +50,8 @@ struct ReportHTML {
         table{border-collapse:collapse;margin:6px 0 12px}th,td{border:1px solid #ccc;padding:3px 7px}
         th{background:#f2f2f2;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
         .warn{background:#fff1d6;border:1px solid #e0a030;padding:8px 12px;margin:10px 0}
+        .warn.severe{background:#fbd9d9;border:2px solid #c0392b;font-weight:600;font-size:15px}
+        .ci{color:#666;font-size:12px}td.resolved{font-weight:700}td.resolved .ci{color:#333}
         .notes li{color:#555}.muted{color:#777;font-size:12px}
         table.sheet td{vertical-align:top;text-align:center;padding:3px;width:132px}
         table.sheet img{width:128px;height:128px;object-fit:contain;display:block;margin:auto;image-rendering:auto}
@@ -76,6 +78,9 @@ struct ReportHTML {
         s += #"<p class="muted">\#(HTML.escape(summary.folder)) · generated \#(HTML.escape(summary.generatedAt))"#
         if !summary.batches.isEmpty { s += " · batch " + summary.batches.map(HTML.escape).joined(separator: ", ") }
         s += " · data: <a href=\"\(Report.jsonName)\">\(Report.jsonName)</a></p>"
+        if summary.evaluation.evaluatorIsGuide, let w = summary.evaluation.warnings.first {
+            s += #"<div class="warn severe" id="evaluator-is-guide">⚠ \#(HTML.escape(w))</div>"#
+        }
         s += summarySection()
         for section in [summary.generation, summary.editing].compactMap({ $0 }) { s += metricsSection(section) }
         s += definitionsSection()
@@ -124,7 +129,10 @@ struct ReportHTML {
         s += "<p>Evaluated by: <b>\(ev.source == "guide" ? "guide classifier (flattering)" : evaluator)</b>"
         s +=
             " — \(ev.jobsWithEvaluator) of \(ev.doneJobs) done jobs have an evaluator result. Guide classifier: \(guide).</p>"
-        if let w = ev.warning { s += #"<div class="warn" id="evaluation-warning">⚠ \#(HTML.escape(w))</div>"# }
+        for (n, w) in ev.warnings.enumerated() {
+            let id = n == 0 ? #" id="evaluation-warning""# : ""
+            s += #"<div class="warn"\#(id)>⚠ \#(HTML.escape(w))</div>"#
+        }
         if !summary.notes.isEmpty {
             s += #"<p>Missing or unreadable:</p><ul class="notes">"#
             s += summary.notes.map { "<li>\(HTML.escape($0))</li>" }.joined()
@@ -143,7 +151,10 @@ struct ReportHTML {
             s += cells(k, method: m.method, group: "all", m.overall) + "</tr>"
         }
         s += "</table>"
+        s += #"<p class="muted">Each mean with its 95 % bootstrap interval [low, high] (definitions below).</p>"#
         s += footnotes(k.methods.map(\.overall))
+        s += differenceTable(k)
+        s += startReasonTable(k)
         for m in k.methods {
             s += "<h3>\(HTML.escape(m.method)) by emotion</h3>"
             s +=
@@ -155,15 +166,109 @@ struct ReportHTML {
                 s += cells(k, method: m.method, group: e, g) + "</tr>"
             }
             s += "</table>"
+            if let d = m.difference {
+                s += "<h3>\(HTML.escape(m.method)) − \(KindSection.reference) by emotion</h3>"
+                s +=
+                    #"<table class="metrics diff" data-table="\#(k.name)-\#(HTML.escape(m.method))-difference-emotions">"#
+                s += "<tr><th>emotion</th><th>pairs</th>" + k.pairedColumns.map { "<th>\($0.title)</th>" }.joined()
+                s += "</tr>"
+                for e in k.emotions {
+                    guard let p = d.emotions[e] else { continue }
+                    s += "<tr><th>\(HTML.escape(e))</th>" + differenceCells(k, method: m.method, group: e, p) + "</tr>"
+                }
+                s += "</table>"
+            }
         }
+        return s
+    }
+
+    /// This method − muse, paired, per method (all emotions together).
+    private func differenceTable(_ k: KindSection) -> String {
+        guard k.hasDifferences else { return "" }
+        var s = "<h3>Difference against \(KindSection.reference)</h3>"
+        s +=
+            #"<table class="metrics diff" data-table="\#(k.name)-difference"><tr><th>method − \#(KindSection.reference)</th>"#
+        s += "<th>pairs</th>" + k.pairedColumns.map { "<th>\($0.title)</th>" }.joined() + "</tr>"
+        for m in k.methods {
+            guard let d = m.difference else { continue }
+            s += "<tr><th>\(HTML.escape(m.method))</th>" + differenceCells(k, method: m.method, group: "all", d.overall)
+            s += "</tr>"
+        }
+        s += "</table>"
+        let what = k.name == "generation" ? "(prompt, seed, emotion)" : "(source image, emotion)"
+        s += #"<p class="muted">Each job paired with the \#(KindSection.reference) job of the same \#(what): "#
+        s += "the mean of (method − \(KindSection.reference)) with its 95 % paired bootstrap interval. Bold: the "
+        s += "interval excludes 0, the two methods differ."
+        let guide = k.methods.contains { m in
+            guard let d = m.difference else { return false }
+            return ([d.overall] + Array(d.emotions.values)).contains {
+                $0.metrics.values.contains { $0.source == "guide" }
+            }
+        }
+        if guide { s += "<br>† no pair has the evaluator's values: the guide classifier's (flattering)." }
+        return s + "</p>"
+    }
+
+    private func differenceCells(_ k: KindSection, method: String, group: String, _ p: PairedGroup) -> String {
+        let pairsKey = HTML.escape("\(k.name).\(method).\(group).pairs")
+        var s = #"<td class="num" data-metric="\#(pairsKey)" data-digits="0">\#(p.pairs)</td>"#
+        for col in k.pairedColumns {
+            let key = "\(k.name).\(method).\(group).\(col.metric)"
+            let metric = p.metrics[col.metric]
+            let resolved = metric?.interval.map { $0.low > 0 || $0.high < 0 } ?? false
+            s += #"<td class="num\#(resolved ? " resolved" : "")" data-metric="\#(HTML.escape(key)).diff" "#
+            s += #"data-digits="\#(col.digits)">\#(KindSection.format(metric?.diff, col.digits) ?? "—")"#
+            if metric?.diff != nil, let i = metric?.interval {
+                s += interval(i, key: key, low: "diff_low", high: "diff_high", digits: col.digits)
+            }
+            if metric?.source == "guide" { s += "<sup>†</sup>" }
+            s += "</td>"
+        }
+        return s
+    }
+
+    /// " [low, high]", each end a checkable cell of its own.
+    private func interval(_ i: Interval, key: String, low: String, high: String, digits: Int) -> String {
+        let d = KindSection.intervalDigits(digits)
+        let k = HTML.escape(key)
+        return
+            #"<span class="ci"> [<span data-metric="\#(k).\#(low)" data-digits="\#(d)">\#(KindSection.format(i.low, d)!)"#
+            + #"</span>, <span data-metric="\#(k).\#(high)" data-digits="\#(d)">\#(KindSection.format(i.high, d)!)</span>]"#
+            + "</span>"
+    }
+
+    /// Done jobs per method by guidance start reason.
+    private func startReasonTable(_ k: KindSection) -> String {
+        guard k.methods.contains(where: { !$0.startReasons.isEmpty }) else { return "" }
+        let reasons = k.startReasonColumns
+        var s = "<h3>Guidance start</h3>"
+        s += #"<table class="metrics" data-table="\#(k.name)-start-reasons"><tr><th>method</th>"#
+        s += reasons.map { "<th>\(HTML.escape($0))</th>" }.joined() + "<th>no start reason</th></tr>"
+        for m in k.methods {
+            s += "<tr><th>\(HTML.escape(m.method))</th>"
+            for (r, n) in reasons.map({ ($0, m.startReasons[$0] ?? 0) }) + [("absent", m.startReasonAbsent)] {
+                let key = HTML.escape("\(k.name).\(m.method).all.start_reason.\(r)")
+                s += #"<td class="num" data-metric="\#(key)" data-digits="0">\#(n)</td>"#
+            }
+            s += "</tr>"
+        }
+        s += "</table>"
+        s += #"<p class="muted">Done jobs by why guidance started (trace.start_reason); none: methods "#
+        s += "without guidance, or manifests without a trace summary.</p>"
         return s
     }
 
     private func cells(_ k: KindSection, method: String, group: String, _ g: GroupMetrics) -> String {
         k.columns.map { col in
-            let key = HTML.escape("\(k.name).\(method).\(group).\(col.metric)")
-            let text = g.value(col.metric).map { String(format: "%.\(col.digits)f", $0) } ?? "—"
-            return #"<td class="num" data-metric="\#(key)" data-digits="\#(col.digits)">\#(text)</td>"#
+            let key = "\(k.name).\(method).\(group).\(col.metric)"
+            let value = g.value(col.metric)
+            var s = #"<td class="num" data-metric="\#(HTML.escape(key))" data-digits="\#(col.digits)">"#
+            s += KindSection.format(value, col.digits) ?? "—"
+            if value != nil, let i = g.intervals[col.metric] {
+                s += interval(i, key: key, low: "ci_low", high: "ci_high", digits: col.digits)
+            }
+            if col.metric == "emo_s" && g.emoSSource == "guide" { s += "<sup>‡</sup>" }
+            return s + "</td>"
         }.joined()
     }
 
@@ -171,6 +276,11 @@ struct ReportHTML {
         var notes: [String] = []
         if groups.contains(where: { $0.emoASource == "guide" && $0.done > 0 }) {
             notes.append("† no evaluator result: Emo-A and target prob are the guide classifier's (flattering).")
+        }
+        if groups.contains(where: { $0.emoSSource == "guide" }) {
+            notes.append(
+                "‡ Emo-S from the guide classifier's probabilities on source and edit (no evaluator source "
+                    + "probabilities): flattering.")
         }
         let identical = groups.map(\.psnrIdentical).reduce(0, +)
         if identical > 0 {
@@ -181,7 +291,10 @@ struct ReportHTML {
     }
 
     private func definitionsSection() -> String {
-        let order = ["emo_a", "target_probability", "guide_emo_a", "clip_score", "sem_d", "psnr", "ssim", "clip_i"]
+        let order = [
+            "emo_a", "target_probability", "guide_emo_a", "emo_s", "clip_score", "sem_d", "psnr", "ssim", "clip_i",
+            "interval", "difference", "start_reason",
+        ]
         var s = #"<h2>Metric definitions</h2><dl class="defs">"#
         for key in order {
             guard let d = summary.definitions[key] else { continue }
@@ -317,6 +430,7 @@ struct ReportHTML {
             let psnr = j.psnrIdentical == true ? "∞ (identical)" : num(j.psnr, 2)
             rows.append(("PSNR · SSIM", "\(psnr) dB · \(num(j.ssim, 4))"))
             rows.append(("CLIP-I", num(j.clipI, 4) + (j.clipIFrom == "trace" ? " (from trace)" : "")))
+            rows.append(("Emo-S evaluator · guide", "\(num(j.evaluatorEmoS, 3)) · \(num(j.guideEmoS, 3))"))
             if let n = j.fidelityNote { rows.append(("fidelity", HTML.escape(n))) }
         }
         if let t = j.traceFile {
