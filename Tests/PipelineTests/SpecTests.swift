@@ -259,6 +259,60 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(folderHead.contains("evaluation.head: 'bundled:tiny-clip-vision' is a folder"), folderHead)
     }
 
+    /// `editing.inversion` and `null_text_steps` reach the edit jobs (and their ids), not the
+    /// generations'; a negative prompt beside a matched inversion, an unknown inversion, and
+    /// latent-rgb on a VAE its factors do not fit are refused, naming the field.
+    func testEditInversionAndPreviewChecks() throws {
+        func edit(_ extra: String) -> String {
+            "editing:\n  images: [images/sunset.png]\n  emotions: [fear]\n  source_prompt: a photo\n  strength: 0.5\n"
+                + extra
+        }
+        let plain = try JobSpec.load(path: try spec(edit("") + generation), environment: env)
+        let edits = plain.jobs.filter { $0.content.settings.strength != nil }
+        XCTAssertEqual(edits.first?.content.settings.inversion, .negativePrompt)
+        let nullText = try JobSpec.load(
+            path: try spec(edit("  inversion: null-text\n  null_text_steps: 4\n") + generation), environment: env)
+        let nullEdits = nullText.jobs.filter { $0.content.settings.strength != nil }
+        XCTAssertEqual(nullEdits.first?.content.settings.inversion, .nullText)
+        XCTAssertEqual(nullEdits.first?.content.settings.nullTextSteps, 4)
+        XCTAssertNotEqual(nullEdits.first?.id, edits.first?.id)
+        XCTAssertEqual(
+            Set(nullText.jobs.map(\.id)).subtracting(nullEdits.map(\.id)),
+            Set(plain.jobs.map(\.id)).subtracting(edits.map(\.id)), "generation ids do not depend on the inversion")
+        let unknown = try problems(edit("  inversion: pivotal\n"))
+        XCTAssertTrue(
+            unknown.contains(
+                "editing.inversion: unknown inversion 'pivotal' (valid: ddim, negative-prompt, null-text)"),
+            unknown)
+        XCTAssertTrue(try problems(edit("  null_text_steps: 0\n")).contains("editing.null_text_steps"))
+        let negative = try problems("engine: {negative_prompt: blurry}\n" + edit(""))
+        XCTAssertTrue(
+            negative.contains("engine.negative_prompt: edits with editing.inversion negative-prompt"), negative)
+        XCTAssertNoThrow(
+            try JobSpec.load(
+                path: try spec("engine: {negative_prompt: blurry}\n" + edit("  inversion: ddim\n")), environment: env))
+        // The tiny SD has SD 1.x's VAE shape: latent-rgb fits; the miniworld's factor-4 VAE: refused.
+        XCTAssertNoThrow(
+            try JobSpec.load(path: try spec("engine: {muse: {preview: latent-rgb}}\n" + generation), environment: env))
+        let world = try writeSpec(
+            """
+            model: bundled:miniworld/sd
+            classifier:
+              tower: bundled:miniworld/guide-vision
+              head: bundled:miniworld/emotion-head.safetensors
+              text: bundled:miniworld/clip-text
+              prompt_tower: bundled:miniworld/clip-vision
+            engine: {muse: {preview: latent-rgb}}
+            """ + "\n" + generation, in: dir, name: "world.yaml")
+        do {
+            _ = try JobSpec.load(path: world, environment: env)
+            XCTFail("latent-rgb on the miniworld VAE was accepted")
+        } catch let e as SpecError {
+            XCTAssertTrue(e.description.contains("engine.muse.preview: latent-rgb applies SD 1.x's"), e.description)
+            XCTAssertTrue(e.description.contains("factor 4"), e.description)
+        }
+    }
+
     func testErrorsNameTheField() throws {
         XCTAssertTrue(
             try problems(

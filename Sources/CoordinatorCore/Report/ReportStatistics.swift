@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 
 /// SplitMix64 (Steele, Lea and Flood 2014): a small 64-bit generator with a fixed output for a
 /// given seed, on every machine and every run, so a report's intervals are reproducible numbers.
