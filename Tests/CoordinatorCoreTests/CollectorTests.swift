@@ -16,6 +16,7 @@ final class CollectorTests: XCTestCase {
         let q = try BatchQueue(client: try redis.client(), batchID: "collect")
         try q.create(spec: Data("{}".utf8), maxAttempts: 1, leaseMs: 30_000)
         let models = ModelFingerprints(model: "m", tower: "t", head: nil, text: "x")
+        let locations = ModelLocations(model: "m", tower: "t", head: nil, text: "x")
         var jobs: [PipelineJob] = []
         for (i, emotion) in [Emotion.awe, .fear].enumerated() {
             let synthesis = SynthesisJob(prompt: "p", emotion: emotion, seed: 1, settings: JobSettings(steps: 2))
@@ -23,7 +24,7 @@ final class CollectorTests: XCTestCase {
             let id = try content.jobID()
             jobs.append(
                 PipelineJob(
-                    id: id, content: content, locations: models, checkpointEvery: 0, index: i,
+                    id: id, content: content, locations: locations, checkpointEvery: 0, index: i,
                     output: "\(emotion.rawValue)/\(id.prefix(8)).png", imagePath: nil, sheetRow: 0,
                     sheetColumn: i))
             XCTAssertTrue(try q.submit(jobID: id, payload: try jobs[i].encoded()))
@@ -112,7 +113,8 @@ final class CollectorTests: XCTestCase {
                 kind: .generate,
                 synthesis: SynthesisJob(prompt: "p", emotion: .fear, seed: 1, settings: JobSettings(steps: 2)),
                 imageSHA256: nil, models: models),
-            locations: models, checkpointEvery: 0, index: 0, output: "fear/j.png", imagePath: nil, sheetRow: 0,
+            locations: ModelLocations(model: "m", tower: "t", head: nil, text: "x"), checkpointEvery: 0, index: 0,
+            output: "fear/j.png", imagePath: nil, sheetRow: 0,
             sheetColumn: 0)
         func entry(status: String = "done", guide: (String, Double), evaluator: (String, Double)?) -> ManifestEntry {
             var e = ManifestEntry(job: job, batchID: "b", status: status, attempts: 1)
