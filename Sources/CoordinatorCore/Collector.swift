@@ -181,7 +181,7 @@ public final class Collector {
             return
         }
         let record = try queue.job(id)
-        var line = ManifestEntry(job: job, batchID: queue.batchID, status: "done", attempts: record?.attempts ?? 0)
+        var line = ManifestEntry(job: job, batchID: queue.batchID, status: .done, attempts: record?.attempts ?? 0)
         line.worker = e.string("worker")
         line.epoch = e.string("epoch").flatMap { UInt64($0) }
         guard let png = e.fields["png"], let raw = e.fields["metrics"],
@@ -194,7 +194,7 @@ public final class Collector {
                 try queue.deleteResult(id: e.id)
                 return
             }
-            line.status = "failed"
+            line.status = .failed
             line.error = "the worker's result has no readable png/metrics fields"
             try append(line)
             try queue.deleteResult(id: e.id)
@@ -202,7 +202,7 @@ public final class Collector {
         }
         let sha = Hashing.sha256Hex(png)
         guard sha == metrics.pngSHA256 else {
-            line.status = "failed"
+            line.status = .failed
             line.error = "result PNG damaged: sha256 \(sha), the worker reported \(metrics.pngSHA256)"
             try append(line)
             try queue.deleteResult(id: e.id)
@@ -252,7 +252,7 @@ public final class Collector {
         }
         let recorded = try queue.job(id)?.attempts ?? 0
         var line = ManifestEntry(
-            job: job, batchID: queue.batchID, status: e.string("cancelled") == "1" ? "cancelled" : "failed",
+            job: job, batchID: queue.batchID, status: e.string("cancelled") == "1" ? .cancelled : .failed,
             attempts: Int(e.string("attempts") ?? "") ?? recorded)
         line.error = e.string("error") ?? "unknown error"
         line.worker = e.string("worker")
@@ -361,12 +361,12 @@ public final class Collector {
         for j in jobs where j.row < rows && j.column < columns {
             let line = byID[j.id]
             var img: RGBImage
-            if let line, line.status == "done", let rel = line.output,
+            if let line, line.status == .done, let rel = line.output,
                 let decoded = load(output.appendingPathComponent(rel).path)
             {
                 img = decoded
                 side = max(side, decoded.width, decoded.height)
-            } else if line?.status == "failed" {
+            } else if line?.status == .failed {
                 img = RGBImage(width: 8, height: 8, fill: (214, 92, 92))
             } else {
                 img = RGBImage(width: 8, height: 8, fill: (205, 205, 205))

@@ -131,14 +131,14 @@ final class DatasetFilesTests: XCTestCase {
             imagePath: nil, sheetRow: 0, sheetColumn: 0)
         var entries: [ManifestEntry] = []
         for i in 0..<(DatasetFiles.maxFailures + 5) {
-            var e = ManifestEntry(job: job, batchID: "b", status: "failed", attempts: 1)
+            var e = ManifestEntry(job: job, batchID: "b", status: .failed, attempts: 1)
             e.jobID = "f\(i)"
             e.error = "e\(i)"
             e.collectedAt = "2026-01-01T00:00:00.000Z"
             entries.append(e)
         }
         for (i, at) in ["2026-01-01T00:30:00.000Z", "2026-01-01T01:00:00Z"].enumerated() {
-            var e = ManifestEntry(job: job, batchID: "b", status: "done", attempts: 1)
+            var e = ManifestEntry(job: job, batchID: "b", status: .done, attempts: 1)
             e.jobID = "d\(i)"
             e.collectedAt = at
             entries.append(e)

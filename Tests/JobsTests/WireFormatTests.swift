@@ -58,17 +58,17 @@ final class WireFormatTests: XCTestCase {
 
     func testManifestLinesAreUnchanged() throws {
         let job = try Self.job()
-        var done = ManifestEntry(job: job, batchID: "b-1", status: "done", attempts: 1)
+        var done = ManifestEntry(job: job, batchID: "b-1", status: .done, attempts: 1)
         done.collectedAt = "2024-01-02T03:04:05.678Z"
         done.output = job.output
         done.sha256 = "abc"
         done.epoch = 1
         done.worker = "w"
-        var failed = ManifestEntry(job: job, batchID: "b-1", status: "failed", attempts: 3)
+        var failed = ManifestEntry(job: job, batchID: "b-1", status: .failed, attempts: 3)
         failed.collectedAt = done.collectedAt
         failed.error = "boom"
         var cancelled = failed
-        cancelled.status = "cancelled"
+        cancelled.status = .cancelled
         cancelled.error = "cancelled"
         let lines = try [done, failed, cancelled].map(Self.line)
         XCTAssertEqual(
