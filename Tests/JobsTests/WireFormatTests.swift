@@ -98,6 +98,8 @@ final class WireFormatTests: XCTestCase {
         }
     }
 
+    /// Published through `JobResult` and dead-lettered by the queue's scripts, the entries hold
+    /// exactly today's fields, and `JobResult`/`DeadLetter` read them back and write them again.
     func testResultAndDeadLetterFieldsAreUnchanged() throws {
         let redis = try RedisServer.temporary()
         let q = try BatchQueue(client: try redis.client(), batchID: "wire")
@@ -105,10 +107,8 @@ final class WireFormatTests: XCTestCase {
         for id in ["j1", "j2", "j3"] { XCTAssertTrue(try q.submit(jobID: id, payload: Data("{}".utf8))) }
         let png = Data([0x89, 0x50, 0x4E, 0x47, 0, 1, 2])
         let lease = try XCTUnwrap(try q.take(worker: "w"))
-        XCTAssertEqual(
-            try q.publish(
-                lease, fields: [("png", png), ("metrics", try CanonicalJSON.encode(Self.metrics(png: png)))]),
-            .published)
+        let published = JobResult(lease: lease, png: png, metrics: Self.metrics(png: png))
+        XCTAssertEqual(try q.publish(lease, fields: try published.fields()), .published)
         let failing = try XCTUnwrap(try q.take(worker: "w2"))
         XCTAssertEqual(try q.fail(failing, error: "boom", permanent: true), .deadLettered)
         XCTAssertEqual(try q.cancel(), ["j3"])
@@ -120,6 +120,10 @@ final class WireFormatTests: XCTestCase {
                 "job": "j1", "epoch": "1", "worker": "w", "png": String(decoding: png, as: UTF8.self),
                 "metrics": Self.metricsJSON,
             ])
+        XCTAssertEqual(try JobResult(fields: result.fields), published)
+        XCTAssertEqual(try published.fields().map(\.0), ["png", "metrics"])
+        XCTAssertEqual(try published.fields().map(\.1), [png, Data(Self.metricsJSON.utf8)])
+
         let dead = try q.deadLetters()
         XCTAssertEqual(
             dead.map { $0.fields.mapValues { String(decoding: $0, as: UTF8.self) } },
@@ -127,5 +131,19 @@ final class WireFormatTests: XCTestCase {
                 ["job": "j2", "error": "boom", "attempts": "1", "worker": "w2", "epoch": "1"],
                 ["job": "j3", "error": "cancelled", "cancelled": "1", "attempts": "0", "worker": "", "epoch": "0"],
             ])
+        let letters = try dead.map { try DeadLetter(fields: $0.fields) }
+        XCTAssertEqual(
+            letters,
+            [
+                DeadLetter(jobID: "j2", error: "boom", attempts: 1, worker: "w2", epoch: 1),
+                DeadLetter(jobID: "j3", error: "cancelled", attempts: 0, worker: "", epoch: 0, cancelled: true),
+            ])
+        XCTAssertEqual(letters.map(\.status), [.failed, .cancelled])
+        // Written again: the same fields, in the order the scripts write them.
+        XCTAssertEqual(letters[0].fields().map(\.0), ["job", "error", "attempts", "worker", "epoch"])
+        XCTAssertEqual(letters[1].fields().map(\.0), ["job", "error", "cancelled", "attempts", "worker", "epoch"])
+        for (letter, entry) in zip(letters, dead) {
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: letter.fields()), entry.fields)
+        }
     }
 }
