@@ -159,10 +159,15 @@ struct StatusCommand: ParsableCommand {
                 let page = try q.deadLetters(after: cursor, count: 200)
                 if page.isEmpty { break }
                 for e in page {
-                    failures.append(
-                        FailureJSON(
-                            jobID: e.string("job") ?? "?", error: e.string("error") ?? "",
-                            attempts: Int(e.string("attempts") ?? "") ?? 0, worker: e.string("worker")))
+                    do {
+                        let letter = try DeadLetter(fields: e.fields)
+                        failures.append(
+                            FailureJSON(
+                                jobID: letter.jobID, error: letter.error, attempts: letter.attempts ?? 0,
+                                worker: letter.worker))
+                    } catch {
+                        failures.append(FailureJSON(jobID: "?", error: "\(error)", attempts: 0, worker: nil))
+                    }
                 }
                 cursor = page.last!.id
             }

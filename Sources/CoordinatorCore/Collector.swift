@@ -169,7 +169,8 @@ public final class Collector {
     }
 
     private func handleResult(_ e: StreamEntry) throws {
-        guard let id = e.string("job") else { return }
+        guard let stamp = JobResult.Stamp(fields: e.fields) else { return }
+        let id = stamp.jobID
         // A failure line is replaced by a requeued job's result; anything else was collected
         // before a crash and its line is durable.
         if manifest.contains(id) && manifest.failure(id) == nil {
@@ -181,28 +182,30 @@ public final class Collector {
             return
         }
         let record = try queue.job(id)
-        var line = ManifestEntry(job: job, batchID: queue.batchID, status: "done", attempts: record?.attempts ?? 0)
-        line.worker = e.string("worker")
-        line.epoch = e.string("epoch").flatMap { UInt64($0) }
-        guard let png = e.fields["png"], let raw = e.fields["metrics"],
-            let metrics = try? JSONDecoder().decode(JobMetrics.self, from: raw)
-        else {
+        var line = ManifestEntry(job: job, batchID: queue.batchID, status: .done, attempts: record?.attempts ?? 0)
+        line.worker = stamp.worker
+        line.epoch = stamp.epoch
+        let result: JobResult
+        do { result = try JobResult(fields: e.fields) } catch {
             // Only a published job's own result may end it: an unreadable entry for a job that
             // is still running is not its result (the real one is still to come). Drop it.
-            if record?.state != "done" || line.epoch.map({ $0 != record?.epoch }) == true {
-                log("result \(e.id) for job \(id) is unreadable and not the job's published result; dropped")
+            if record?.isPublished != true || line.epoch.map({ $0 != record?.epoch }) == true {
+                log("result \(e.id) for job \(id) is unreadable (\(error)) and not the job's published result; dropped")
                 try queue.deleteResult(id: e.id)
                 return
             }
-            line.status = "failed"
+            log("result \(e.id) for job \(id) is unreadable: \(error)")
+            line.status = .failed
             line.error = "the worker's result has no readable png/metrics fields"
             try append(line)
             try queue.deleteResult(id: e.id)
             return
         }
+        let png = result.png
+        let metrics = result.metrics
         let sha = Hashing.sha256Hex(png)
         guard sha == metrics.pngSHA256 else {
-            line.status = "failed"
+            line.status = .failed
             line.error = "result PNG damaged: sha256 \(sha), the worker reported \(metrics.pngSHA256)"
             try append(line)
             try queue.deleteResult(id: e.id)
@@ -239,12 +242,15 @@ public final class Collector {
     }
 
     private func handleDeadLetter(_ e: StreamEntry) throws {
-        guard let id = e.string("job") else { return }
+        let letter: DeadLetter
+        do { letter = try DeadLetter(fields: e.fields) } catch {
+            log("dead letter \(e.id) is unreadable (\(error)); skipped")
+            return
+        }
+        let id = letter.jobID
         if manifest.contains(id) {
             // Only a requeued job's new failure (another epoch) replaces its old failure line.
-            guard let old = manifest.failure(id), let epoch = e.string("epoch").flatMap({ UInt64($0) }),
-                old != epoch
-            else { return }
+            guard let old = manifest.failure(id), let epoch = letter.epoch, old != epoch else { return }
         }
         guard let job = try job(id) else {
             log("dead letter \(e.id) names job \(id), which this batch does not have; skipped")
@@ -252,11 +258,10 @@ public final class Collector {
         }
         let recorded = try queue.job(id)?.attempts ?? 0
         var line = ManifestEntry(
-            job: job, batchID: queue.batchID, status: e.string("cancelled") == "1" ? "cancelled" : "failed",
-            attempts: Int(e.string("attempts") ?? "") ?? recorded)
-        line.error = e.string("error") ?? "unknown error"
-        line.worker = e.string("worker")
-        line.epoch = e.string("epoch").flatMap { UInt64($0) }
+            job: job, batchID: queue.batchID, status: letter.status, attempts: letter.attempts ?? recorded)
+        line.error = letter.error
+        line.worker = letter.worker
+        line.epoch = letter.epoch
         try append(line)
         failedWritten += 1
     }
@@ -361,12 +366,12 @@ public final class Collector {
         for j in jobs where j.row < rows && j.column < columns {
             let line = byID[j.id]
             var img: RGBImage
-            if let line, line.status == "done", let rel = line.output,
+            if let line, line.status == .done, let rel = line.output,
                 let decoded = load(output.appendingPathComponent(rel).path)
             {
                 img = decoded
                 side = max(side, decoded.width, decoded.height)
-            } else if line?.status == "failed" {
+            } else if line?.status == .failed {
                 img = RGBImage(width: 8, height: 8, fill: (214, 92, 92))
             } else {
                 img = RGBImage(width: 8, height: 8, fill: (205, 205, 205))

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import Prometheus
 import RedisQueue
 
@@ -8,9 +9,8 @@ import RedisQueue
 /// carry a `batch` label, so one Prometheus scrapes several collectors side by side.
 public final class CoordinatorMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
-    let linesDone: Counter
-    let linesFailed: Counter
-    let linesCancelled: Counter
+    /// Manifest lines written, one counter per `JobStatus` (label `status`).
+    let lines: [JobStatus: Counter]
     let pngBytes: Counter
     let passes: ValueHistogram
     let redisErrors: Counter
@@ -24,9 +24,11 @@ public final class CoordinatorMetrics: Sendable {
 
     public init() {
         let lines = Self.name("collector", "manifest_lines", "total", "Manifest lines written, by job outcome.")
-        linesDone = registry.makeCounter(descriptor: lines, labels: [("status", "done")])
-        linesFailed = registry.makeCounter(descriptor: lines, labels: [("status", "failed")])
-        linesCancelled = registry.makeCounter(descriptor: lines, labels: [("status", "cancelled")])
+        var counters: [JobStatus: Counter] = [:]
+        for status in JobStatus.allCases {
+            counters[status] = registry.makeCounter(descriptor: lines, labels: [("status", status.rawValue)])
+        }
+        self.lines = counters
         pngBytes = registry.makeCounter(
             descriptor: Self.name("collector", "png_bytes", "total", "Bytes of result PNGs written."))
         passes = registry.makeValueHistogram(
@@ -38,13 +40,7 @@ public final class CoordinatorMetrics: Sendable {
     }
 
     /// One manifest line written with `status`.
-    func wroteLine(status: String) {
-        switch status {
-        case "done": linesDone.increment()
-        case "cancelled": linesCancelled.increment()
-        default: linesFailed.increment()
-        }
-    }
+    func wroteLine(status: JobStatus) { lines[status]?.increment() }
 
     func wrotePNG(bytes: Int) { pngBytes.increment(by: Int64(bytes)) }
 

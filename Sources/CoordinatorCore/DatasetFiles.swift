@@ -53,7 +53,7 @@ public enum DatasetFiles {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var out = Data()
-        for e in entries where e.status == "done" && e.output != nil {
+        for e in entries where e.status == .done && e.output != nil {
             out.append(try encoder.encode(MetadataRow(entry: e)))
             out.append(0x0A)
         }
@@ -120,7 +120,7 @@ public enum DatasetFiles {
         var engineSeconds: [Double] = []
         var times: [(date: Date, text: String)] = []
         for e in entries {
-            let done = e.status == "done"
+            let done = e.status == .done
             s.counts.total += 1
             if done { s.counts.done += 1 } else { s.counts.failed += 1 }
             func tally(_ group: inout [String: Stats.Outcome], _ key: String) {

@@ -134,7 +134,7 @@ public final class LocalBatchRun {
             output: out, jobs: cells, columns: loaded.info.sheetColumns, name: sheetName)
         try writeShards()
         let ids = Set(loaded.jobs.map(\.id))
-        let failed = existing.filter { ids.contains($0.jobID) && $0.status != "done" }.count
+        let failed = existing.filter { ids.contains($0.jobID) && $0.status != .done }.count
         say(
             "all \(loaded.jobs.count) jobs of batch \(loaded.batchID) are already in \(manifestURL.path) (\(failed) failed); "
                 + "nothing to do\(sheet.map { "; contact sheet \($0.path)" } ?? "")")
@@ -217,7 +217,7 @@ public final class LocalBatchRun {
         if missing == 0 && !options.keepRedis { try? FileManager.default.removeItem(at: redisDir) }
         let lines = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
         let ids = Set(loaded.jobs.map(\.id))
-        let failed = lines.filter { ids.contains($0.jobID) && $0.status != "done" }
+        let failed = lines.filter { ids.contains($0.jobID) && $0.status != .done }
         var summary =
             "batch \(loaded.batchID) finished: \(loaded.jobs.count - failed.count - missing) done, \(failed.count) failed"
         if missing > 0 { summary += ", \(missing) not collected" }
@@ -235,7 +235,7 @@ public final class LocalBatchRun {
     /// the mean probability of the target — by the evaluator when the spec has one (the guide
     /// classifier is what MUSE optimised against, so it flatters), then by the guide.
     public static func emotionOutcome(_ lines: [ManifestEntry]) -> String? {
-        let done = lines.filter { $0.status == "done" }
+        let done = lines.filter { $0.status == .done }
         let evaluated = done.compactMap { e -> (hit: Bool, p: Double)? in
             guard let p = e.evaluation?["target_probability"]?.doubleValue else { return nil }
             return (e.evaluation?["top_emotion"]?.stringValue == e.emotion, p)

@@ -54,13 +54,14 @@ public struct QueueBenchmark {
 
     func noOpPayloads() throws -> [(String, Data)] {
         let models = ModelFingerprints(model: "fake", tower: "fake", head: nil, text: "fake")
+        let locations = ModelLocations(model: "fake", tower: "fake", head: nil, text: "fake")
         return try (0..<jobs).map { i in
             let synthesis = SynthesisJob(
                 prompt: "bench \(i)", emotion: .awe, seed: UInt64(i), settings: JobSettings(steps: 1))
             let content = JobContent(kind: .generate, synthesis: synthesis, imageSHA256: nil, models: models)
             let id = try content.jobID()
             let job = PipelineJob(
-                id: id, content: content, locations: models, checkpointEvery: 0, index: i,
+                id: id, content: content, locations: locations, checkpointEvery: 0, index: i,
                 output: "awe/bench-\(i)-\(id.prefix(8)).png", imagePath: nil, sheetRow: i, sheetColumn: 0)
             return (id, try job.encoded())
         }

@@ -42,7 +42,7 @@ public enum WebDatasetShards {
         precondition(samplesPerShardRange.contains(samplesPerShard), "checked by the command line")
         let entries = try ManifestWriter.readEntries(
             output.appendingPathComponent(Collector.manifestName), as: ManifestEntry.self)
-        let done = entries.filter { $0.status == "done" && $0.output != nil }.sorted { $0.output! < $1.output! }
+        let done = entries.filter { $0.status == .done && $0.output != nil }.sorted { $0.output! < $1.output! }
         let folder = output.appendingPathComponent(folderName)
         let indexURL = folder.appendingPathComponent(indexName)
         let old = (try? Data(contentsOf: indexURL)).flatMap { try? JSONDecoder().decode(Index.self, from: $0) }

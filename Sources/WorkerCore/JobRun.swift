@@ -188,7 +188,7 @@ final class JobRun {
         let png = try PNGCodec.encode(RGBImage(width: out.width, height: out.height, channels: 3, pixels: out.rgb))
         segments.append(currentSegment(session))
         let metrics = self.metrics(out, pngSHA256: Hashing.sha256Hex(png))
-        let outcome = try publishPatiently(fields: [("png", png), ("metrics", try CanonicalJSON.encode(metrics))])
+        let outcome = try publishPatiently(fields: try JobResult(lease: lease, png: png, metrics: metrics).fields())
         let emotion = job.content.emotion.rawValue
         switch outcome {
         case .published, .alreadyPublished:

@@ -16,6 +16,7 @@ final class CollectorTests: XCTestCase {
         let q = try BatchQueue(client: try redis.client(), batchID: "collect")
         try q.create(spec: Data("{}".utf8), maxAttempts: 1, leaseMs: 30_000)
         let models = ModelFingerprints(model: "m", tower: "t", head: nil, text: "x")
+        let locations = ModelLocations(model: "m", tower: "t", head: nil, text: "x")
         var jobs: [PipelineJob] = []
         for (i, emotion) in [Emotion.awe, .fear].enumerated() {
             let synthesis = SynthesisJob(prompt: "p", emotion: emotion, seed: 1, settings: JobSettings(steps: 2))
@@ -23,7 +24,7 @@ final class CollectorTests: XCTestCase {
             let id = try content.jobID()
             jobs.append(
                 PipelineJob(
-                    id: id, content: content, locations: models, checkpointEvery: 0, index: i,
+                    id: id, content: content, locations: locations, checkpointEvery: 0, index: i,
                     output: "\(emotion.rawValue)/\(id.prefix(8)).png", imagePath: nil, sheetRow: 0,
                     sheetColumn: i))
             XCTAssertTrue(try q.submit(jobID: id, payload: try jobs[i].encoded()))
@@ -60,12 +61,12 @@ final class CollectorTests: XCTestCase {
         let lines = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
         XCTAssertEqual(lines.count, 2)
         let doneLine = try XCTUnwrap(lines.first { $0.jobID == done.jobID })
-        XCTAssertEqual(doneLine.status, "done")
+        XCTAssertEqual(doneLine.status, .done)
         XCTAssertEqual(doneLine.settings, JobSettings(steps: 2), "the manifest carries the job's settings")
         let written = try Data(contentsOf: out.appendingPathComponent(try XCTUnwrap(doneLine.output)))
         XCTAssertEqual(written, png)
         let failedLine = try XCTUnwrap(lines.first { $0.jobID == failed.jobID })
-        XCTAssertEqual(failedLine.status, "failed")
+        XCTAssertEqual(failedLine.status, .failed)
         XCTAssertTrue(failedLine.error?.contains("boom") ?? false)
         XCTAssertEqual(
             try Collector(queue: q, output: out, log: { _ in }).collectNew(), 0, "a second collector adds nothing")
@@ -95,8 +96,8 @@ final class CollectorTests: XCTestCase {
         collector = nil
         now = try ManifestWriter.readEntries(manifestURL, as: ManifestEntry.self)
         XCTAssertEqual(now.count, 2, "one line per job, the latest outcome")
-        XCTAssertEqual(now.first { $0.jobID == failed.jobID }?.status, "done")
-        XCTAssertEqual(now.first { $0.jobID == done.jobID }?.status, "done", "the other line is untouched")
+        XCTAssertEqual(now.first { $0.jobID == failed.jobID }?.status, .done)
+        XCTAssertEqual(now.first { $0.jobID == done.jobID }?.status, .done, "the other line is untouched")
         XCTAssertTrue(
             try FileManager.default.contentsOfDirectory(atPath: out.path).allSatisfy { !$0.contains(".tmp-") })
     }
@@ -112,9 +113,10 @@ final class CollectorTests: XCTestCase {
                 kind: .generate,
                 synthesis: SynthesisJob(prompt: "p", emotion: .fear, seed: 1, settings: JobSettings(steps: 2)),
                 imageSHA256: nil, models: models),
-            locations: models, checkpointEvery: 0, index: 0, output: "fear/j.png", imagePath: nil, sheetRow: 0,
+            locations: ModelLocations(model: "m", tower: "t", head: nil, text: "x"), checkpointEvery: 0, index: 0,
+            output: "fear/j.png", imagePath: nil, sheetRow: 0,
             sheetColumn: 0)
-        func entry(status: String = "done", guide: (String, Double), evaluator: (String, Double)?) -> ManifestEntry {
+        func entry(status: JobStatus = .done, guide: (String, Double), evaluator: (String, Double)?) -> ManifestEntry {
             var e = ManifestEntry(job: job, batchID: "b", status: status, attempts: 1)
             (e.topEmotion, e.targetProbability) = guide
             e.evaluation = evaluator.map {
@@ -126,7 +128,7 @@ final class CollectorTests: XCTestCase {
             entry(guide: ("fear", 0.9), evaluator: ("fear", 0.6)),
             entry(guide: ("fear", 0.7), evaluator: ("sadness", 0.2)),
             entry(guide: ("awe", 0.2), evaluator: ("awe", 0.1)),
-            entry(status: "failed", guide: ("fear", 1), evaluator: ("fear", 1)),
+            entry(status: .failed, guide: ("fear", 1), evaluator: ("fear", 1)),
         ]
         XCTAssertEqual(
             LocalBatchRun.emotionOutcome(entries),

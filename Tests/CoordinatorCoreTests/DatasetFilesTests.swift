@@ -24,7 +24,8 @@ final class DatasetFilesTests: XCTestCase {
             let content = JobContent(kind: .generate, synthesis: synthesis, imageSHA256: nil, models: models)
             let id = try content.jobID()
             var job = PipelineJob(
-                id: id, content: content, locations: models, checkpointEvery: 0, index: i,
+                id: id, content: content, locations: ModelLocations(model: "m", tower: "t", head: nil, text: "x"),
+                checkpointEvery: 0, index: i,
                 output: "\(emotion.rawValue)/\(id.prefix(8)).png", imagePath: nil, sheetRow: 0, sheetColumn: i)
             // A prompts-file row's id reaches the manifest and metadata.jsonl.
             if emotion == .awe { job.sourceID = "lake-7" }
@@ -125,18 +126,19 @@ final class DatasetFilesTests: XCTestCase {
         let synthesis = SynthesisJob(prompt: "p", emotion: .awe, seed: 1, settings: JobSettings(steps: 2))
         let content = JobContent(kind: .generate, synthesis: synthesis, imageSHA256: nil, models: models)
         let job = PipelineJob(
-            id: "j", content: content, locations: models, checkpointEvery: 0, index: 0, output: "awe/j.png",
+            id: "j", content: content, locations: ModelLocations(model: "m", tower: "t", head: nil, text: "x"),
+            checkpointEvery: 0, index: 0, output: "awe/j.png",
             imagePath: nil, sheetRow: 0, sheetColumn: 0)
         var entries: [ManifestEntry] = []
         for i in 0..<(DatasetFiles.maxFailures + 5) {
-            var e = ManifestEntry(job: job, batchID: "b", status: "failed", attempts: 1)
+            var e = ManifestEntry(job: job, batchID: "b", status: .failed, attempts: 1)
             e.jobID = "f\(i)"
             e.error = "e\(i)"
             e.collectedAt = "2026-01-01T00:00:00.000Z"
             entries.append(e)
         }
         for (i, at) in ["2026-01-01T00:30:00.000Z", "2026-01-01T01:00:00Z"].enumerated() {
-            var e = ManifestEntry(job: job, batchID: "b", status: "done", attempts: 1)
+            var e = ManifestEntry(job: job, batchID: "b", status: .done, attempts: 1)
             e.jobID = "d\(i)"
             e.collectedAt = at
             entries.append(e)

@@ -18,7 +18,7 @@ final class LifecycleTests: XCTestCase {
         try runTool("muse-coordinator", args + ["--redis", redis.url], dir: dir, timeout: 60)
     }
 
-    func manifest(_ out: URL) throws -> [String: String] {
+    func manifest(_ out: URL) throws -> [String: JobStatus] {
         let lines = try ManifestWriter.readEntries(out.appendingPathComponent("manifest.jsonl"), as: ManifestEntry.self)
         XCTAssertEqual(Set(lines.map(\.jobID)).count, lines.count, "one line per job")
         return Dictionary(uniqueKeysWithValues: lines.map { ($0.jobID, $0.status) })
@@ -63,7 +63,7 @@ final class LifecycleTests: XCTestCase {
         XCTAssertTrue(try waitUntil(5, "no phantom progress of the dropped job") { try queue.progress().isEmpty })
         let out = dir.appendingPathComponent("out")
         XCTAssertEqual(try coordinator(["collect", batch, "--output", out.path], redis).code, 0)
-        XCTAssertEqual(Set(try manifest(out).values), ["cancelled"])
+        XCTAssertEqual(Set(try manifest(out).values), [.cancelled])
 
         // requeue --failed: they run again and their lines become "done".
         XCTAssertGreaterThan(try redis.client().command(["PTTL", queue.keys.meta]).int ?? -1, 0, "collected: retained")
@@ -83,7 +83,7 @@ final class LifecycleTests: XCTestCase {
             status.stdout)
         let now = try manifest(out)
         XCTAssertEqual(now.count, 3)
-        XCTAssertEqual(Set(now.values), ["done"])
+        XCTAssertEqual(Set(now.values), [.done])
 
         // delete: every key of the finished batch is gone.
         XCTAssertEqual(try coordinator(["delete", batch], redis).code, 0)

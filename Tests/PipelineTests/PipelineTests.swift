@@ -92,7 +92,7 @@ final class PipelineTests: XCTestCase {
         let out = dir.appendingPathComponent("resumed")
         XCTAssertEqual(try collect(batch, redis, to: out).code, 0)
         let line = try XCTUnwrap(try manifestLines(out).first)
-        XCTAssertEqual(line.status, "done")
+        XCTAssertEqual(line.status, .done)
         let resumedAt = try XCTUnwrap(line.resumedFromStep, "w2 must have resumed, not restarted")
         XCTAssertGreaterThanOrEqual(resumedAt, killedAt)
         XCTAssertEqual(line.worker, "w2")
@@ -185,7 +185,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(try collect(batch, redis, to: out).code, 0)
         let lines = try manifestLines(out)
         XCTAssertEqual(lines.count, 2)
-        XCTAssertTrue(lines.allSatisfy { $0.status == "done" && $0.resumedFromStep == nil })
+        XCTAssertTrue(lines.allSatisfy { $0.status == .done && $0.resumedFromStep == nil })
     }
 
     // MARK: fencing
@@ -247,7 +247,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(lines.count, total)
         XCTAssertEqual(Set(lines.map(\.jobID)).count, total, "a job appears twice in the manifest")
         for line in lines {
-            XCTAssertEqual(line.status, "done", line.error ?? "")
+            XCTAssertEqual(line.status, .done, line.error ?? "")
             let png = try Data(contentsOf: out.appendingPathComponent(try XCTUnwrap(line.output)))
             XCTAssertEqual(Hashing.sha256Hex(png), line.sha256)
             XCTAssertNotNil(line.probabilities?["awe"])
@@ -287,7 +287,7 @@ final class PipelineTests: XCTestCase {
         let lines = try manifestLines(out)
         XCTAssertEqual(lines.count, 8)
         XCTAssertEqual(Set(lines.map(\.jobID)).count, 8)
-        XCTAssertTrue(lines.allSatisfy { $0.status == "done" })
+        XCTAssertTrue(lines.allSatisfy { $0.status == .done })
         for w in workers {
             w.stop()
             XCTAssertEqual(w.process.poll(), .exited(0), w.stderr)
@@ -318,12 +318,12 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(r.code, 3, "finished with failures: \(r.stderr)")
         let lines = try manifestLines(out)
         XCTAssertEqual(lines.count, 3)
-        let failed = lines.filter { $0.status == "failed" }
+        let failed = lines.filter { $0.status == .failed }
         XCTAssertEqual(failed.count, 1)
         XCTAssertEqual(failed.first?.kind, "edit")
         XCTAssertEqual(failed.first?.attempts, 2)
         XCTAssertTrue(failed.first?.error?.contains("missing from Redis") ?? false, failed.first?.error ?? "")
-        XCTAssertEqual(lines.filter { $0.status == "done" }.count, 2)
+        XCTAssertEqual(lines.filter { $0.status == .done }.count, 2)
         XCTAssertEqual(try q.deadLetters().count, 1)
         let status = try runTool("muse-coordinator", ["status", batch, "--json", "--redis", redis.url], dir: dir)
         XCTAssertEqual(status.code, 0)

@@ -34,7 +34,8 @@ final class WorkerLoopTests: XCTestCase {
         let content = JobContent(kind: .generate, synthesis: synthesis, imageSHA256: nil, models: models)
         let id = try content.jobID()
         let job = PipelineJob(
-            id: id, content: content, locations: models, checkpointEvery: checkpointEvery, index: 0,
+            id: id, content: content, locations: ModelLocations(model: "m", tower: "t", head: nil, text: "x"),
+            checkpointEvery: checkpointEvery, index: 0,
             output: "awe/\(id.prefix(8)).png", imagePath: nil, sheetRow: 0, sheetColumn: 0)
         XCTAssertTrue(try queue.submit(jobID: id, payload: try job.encoded()))
         return job

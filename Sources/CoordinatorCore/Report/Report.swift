@@ -167,7 +167,7 @@ public enum Report {
                 counts.append(
                     .init(
                         kind: kind, method: m, done: mine.filter(\.isDone).count,
-                        failed: mine.filter { $0.status == "failed" }.count))
+                        failed: mine.filter { $0.outcome == .failed }.count))
             }
         }
         let f = ISO8601DateFormatter()

@@ -61,7 +61,7 @@ public struct ReportLine: Decodable, Sendable {
 
     public var jobID: String
     public var batchID: String?
-    public var status: String?
+    public var status: JobStatus?
     public var index: Int?
     public var kind: String?
     public var prompt: String?

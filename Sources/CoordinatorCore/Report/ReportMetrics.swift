@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import Jobs
 import Support
 import Vocabulary
 
@@ -12,6 +13,7 @@ public struct ReportJob: Encodable {
     public var emotion: String
     public var prompt: String
     public var seed: UInt64?
+    /// The line's status, or "unknown" when it has none (report.json).
     public var status: String
     public var output: String?
     /// Edits: the source PNG, relative to the output folder, and the image the spec named.
@@ -49,6 +51,8 @@ public struct ReportJob: Encodable {
     var trace: TraceFile?
     var summary: JSONValue?
     var order: Int
+    /// The line's status as read (nil: it has none).
+    var outcome: JobStatus?
 
     enum CodingKeys: String, CodingKey {
         case kind, method, emotion, prompt, seed, status, output, source, error, psnr, ssim, inherent, similar
@@ -72,7 +76,7 @@ public struct ReportJob: Encodable {
         case stopStep = "stop_step"
     }
 
-    var isDone: Bool { status == "done" }
+    var isDone: Bool { outcome == .done }
     var evaluatorHit: Bool? { evaluatorTop.map { $0 == emotion } }
     var guideHit: Bool? { guideTop.map { $0 == emotion } }
 
@@ -111,7 +115,8 @@ public struct ReportJob: Encodable {
         emotion = line.emotion ?? trace?.emotion ?? "unknown"
         prompt = line.prompt ?? trace?.prompt ?? ""
         seed = line.seed
-        status = line.status ?? "unknown"
+        outcome = line.status
+        status = line.status?.rawValue ?? "unknown"
         output = line.output
         error = line.error
         self.order = line.index ?? order
@@ -283,7 +288,7 @@ public struct GroupMetrics: Encodable, Equatable {
     init(_ jobs: [ReportJob], method: String = "", group: String = "all") {
         let done = jobs.filter(\.isDone)
         self.done = done.count
-        failed = jobs.filter { $0.status == "failed" }.count
+        failed = jobs.filter { $0.outcome == .failed }.count
         var ci: [String: Interval] = [:]
         func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
         /// The mean of `values`, and its interval into `ci`.

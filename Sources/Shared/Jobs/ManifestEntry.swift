@@ -132,8 +132,7 @@ public struct ManifestEntry: Codable, Equatable, Sendable {
 
     public var jobID: String
     public var batchID: String
-    /// "done" or "failed".
-    public var status: String
+    public var status: JobStatus
     public var index: Int
     public var kind: String
     /// Generation prompt, or an edit's source prompt.
@@ -189,7 +188,7 @@ public struct ManifestEntry: Codable, Equatable, Sendable {
     }
 
     /// The job's inputs; result fields are filled in by the caller.
-    public init(job: PipelineJob, batchID: String, status: String, attempts: Int) {
+    public init(job: PipelineJob, batchID: String, status: JobStatus, attempts: Int) {
         let c = job.content
         jobID = job.id
         self.batchID = batchID

@@ -30,7 +30,7 @@ public final class ManifestWriter: @unchecked Sendable {
     public let idKey: String
     private var fd: Int32
     private var ids: Set<String>
-    /// Jobs whose line is not "done", with that line's epoch (a retry's outcome has another).
+    /// Jobs whose line is not `JobStatus.done`, with that line's epoch (a retry's outcome has another).
     private var failures: [String: UInt64?]
     private let lock = NSLock()
 
@@ -89,7 +89,7 @@ public final class ManifestWriter: @unchecked Sendable {
     }
 
     /// The epoch of the job's failure line (`.some(nil)`: a failure line without one), or nil
-    /// when the job has no line or a "done" one.
+    /// when the job has no line or a `done` one.
     public func failure(_ jobID: String) -> UInt64?? {
         lock.lock()
         defer { lock.unlock() }
@@ -235,10 +235,10 @@ public final class ManifestWriter: @unchecked Sendable {
         try? JSONSerialization.jsonObject(with: line) as? [String: Any]
     }
 
-    /// A line that is not "done": its epoch (nil inside when it has none); nil for done lines
+    /// A line that is not `done`: its epoch (nil inside when it has none); nil for done lines
     /// and lines without a status (other manifests that use this writer).
     private static func failure(_ fields: [String: Any]) -> UInt64?? {
-        guard let status = fields["status"] as? String, status != "done" else { return nil }
+        guard let status = fields["status"] as? String, JobStatus(rawValue: status) != .done else { return nil }
         return .some((fields["epoch"] as? NSNumber)?.uint64Value)
     }
 

@@ -4,10 +4,21 @@ import RedisQueue
 import Support
 import Vocabulary
 
+/// What a `ModelSet` names its models by: `ModelSetKinds.Locations` or `.Fingerprints`.
+public protocol ModelSetKind: Sendable {}
+
+public enum ModelSetKinds {
+    /// Where workers find the files: `bundled:NAME` or an absolute path (see `ModelLocation`).
+    public enum Locations: ModelSetKind {}
+    /// What the files hold (`ModelFingerprint`).
+    public enum Fingerprints: ModelSetKind {}
+}
+
 /// A job's model files, named the same way twice: as locations (where workers find
-/// them: `bundled:NAME` or an absolute path, see `ModelLocation`; not part of the job's
-/// identity) and as fingerprints of their contents (part of it).
-public struct ModelSet: Codable, Equatable, Sendable, Hashable {
+/// them; not part of the job's identity) and as fingerprints of their contents (part of it).
+/// `Kind` keeps the two apart: one is never passed for the other. Both encode alike (`Kind`
+/// is not stored).
+public struct ModelSet<Kind: ModelSetKind>: Codable, Equatable, Sendable, Hashable {
     public var model: String
     public var tower: String
     public var head: String?
@@ -49,8 +60,8 @@ public struct ModelSet: Codable, Equatable, Sendable, Hashable {
     }
 }
 
-public typealias ModelLocations = ModelSet
-public typealias ModelFingerprints = ModelSet
+public typealias ModelLocations = ModelSet<ModelSetKinds.Locations>
+public typealias ModelFingerprints = ModelSet<ModelSetKinds.Fingerprints>
 
 /// What a job computes. Its canonical JSON hash is the job id, so equal content means
 /// the same job (resubmission is a no-op) and any change — a setting, the seed, the

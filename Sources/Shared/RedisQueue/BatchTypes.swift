@@ -60,6 +60,9 @@ public struct JobRecord: Sendable, Equatable {
     public let owner: String?
     public let error: String?
     public let checkpointStep: Int?
+
+    /// The publish script ran: the job's result is in the results stream (state `done`).
+    public var isPublished: Bool { state == "done" }
 }
 
 public struct BatchStatus: Sendable, Equatable {
