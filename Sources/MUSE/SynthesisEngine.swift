@@ -451,9 +451,10 @@ public final class SynthesisEngine {
         s.trace.startProbabilities = withToken
     }
 
-    /// `token_drift_bound`: projects v onto the ball ‖v − v₀‖ ≤ ρ·‖v₀‖ (nothing when ρ = 0).
+    /// `token_drift_bound` (generation) or `edit_token_drift_bound`: projects v onto the ball
+    /// ‖v − v₀‖ ≤ ρ·‖v₀‖ (nothing when ρ = 0).
     func boundDrift(_ token: inout [Float], _ job: SynthesisJob) {
-        let rho = job.settings.muse.tokenDriftBound
+        let rho = job.isEdit ? job.settings.muse.editTokenDriftBound : job.settings.muse.tokenDriftBound
         guard rho > 0 else { return }
         let v0 = EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder)
         let radius = rho * euclideanNorm(v0)

@@ -9,7 +9,7 @@ import XCTest
 /// The bytes the pipeline writes — queued payloads and job ids, manifest lines, the results
 /// stream and dead letters — pinned, so that typing them changes nothing on the wire or on disk.
 /// A change of a default setting changes the pins on purpose (7 December: the decoded preview
-/// and the token drift bound, which every job's settings carry).
+/// and the token drift bounds, which every job's settings carry).
 final class WireFormatTests: XCTestCase {
     static let fingerprints = ModelFingerprints(
         model: "fp-model", tower: "fp-tower", head: "fp-head", text: "fp-text", evaluatorTower: "fp-eval")
@@ -52,9 +52,9 @@ final class WireFormatTests: XCTestCase {
 
     func testQueuedPayloadAndJobIDAreUnchanged() throws {
         let job = try Self.job()
-        XCTAssertEqual(job.id, "a1c7fa328f50b0a65428fcfd")
+        XCTAssertEqual(job.id, "8b2e21f1972047f9806d59c1")
         XCTAssertEqual(
-            Hashing.sha256Hex(try job.encoded()), "5e9ecd891b5fce0755af4355663cb90858c713b596906a28405b104388c7ad65")
+            Hashing.sha256Hex(try job.encoded()), "028432960dbd173e0d9c2def318d82922bd67ac8c04b95d1e46d22d2ff850292")
         XCTAssertEqual(try PipelineJob.decode(try job.encoded()), job)
     }
 
@@ -76,15 +76,15 @@ final class WireFormatTests: XCTestCase {
         XCTAssertEqual(
             lines.map { Hashing.sha256Hex(Array($0.utf8)) },
             [
-                "c18db4c099aa8a2033322927db17f02ae1f42ac82273926c7d0c1c77811c1dcf",
-                "cec9f3da9919728bdd8ec732641c5945e5af9195ad8f1e31ea396e9fa5fe1205",
-                "892bb6672fe15fbe4b969ef093d978b10540aa12fae33fe7fc2ad355e8ddd1b1",
+                "919c6f1a58075d129616afdf4545fd37c1166acc2819668fa455754845c576f6",
+                "51d67a5707980d1d3d956d0f688a06eb64bce4a1ebc182cf014f7edd02432ed7",
+                "3e2a2870ba020b1fbc54c685a7e059ad32c6a99aa879402188859a89a6236e87",
             ])
         // The parts around the settings (every MUSE setting, spelled by `MUSESettings.fields`), readable.
         XCTAssertTrue(
             lines[0].hasPrefix(
                 #"{"attempts":1,"batch_id":"b-1","checkpoint_every":1,"collected_at":"2024-01-02T03:04:05.678Z","#
-                    + #""emotion":"awe","epoch":1,"index":3,"job_id":"a1c7fa328f50b0a65428fcfd","kind":"generate","#
+                    + #""emotion":"awe","epoch":1,"index":3,"job_id":"8b2e21f1972047f9806d59c1","kind":"generate","#
                     + #""method":"muse","models":{"fingerprints":{"evaluator_tower":"fp-eval","head":"fp-head","#
                     + #""model":"fp-model","text":"fp-text","tower":"fp-tower"},"locations":{"model":"bundled:tiny-sd","#
                     + #""text":"bundled:clip","tiny_decoder":"/m/taesd","tower":"/models/tower"}},"output":"awe/lake.png","#

@@ -174,6 +174,28 @@ final class FidelityTests: XCTestCase {
         XCTAssertEqual(state.trace.tokenNorm, euclideanNorm(v0))
     }
 
+    /// `token_drift_bound` keeps a generation's token within ρ·‖v₀‖ of its word at every step,
+    /// `edit_token_drift_bound` an edit's; unbounded, the same runs drift past it.
+    func testTokenDriftBound() throws {
+        let engine = try Tiny.engine()
+        func maxDrift(edit: Bool, bound: Float) throws -> (drift: Float, norm: Float) {
+            var settings = Tiny.quickSettings()
+            settings.learningRate = 0.05
+            if edit { settings.editTokenDriftBound = bound } else { settings.tokenDriftBound = bound }
+            let job = SynthesisJob(
+                prompt: prompt, emotion: .awe, method: .muse, seed: 1,
+                settings: JobSettings(steps: 6, strength: edit ? 1 : nil, muse: settings))
+            let trace = try Tiny.run(job, image: edit ? SynthesisTests.testPattern() : nil).trace
+            return (trace.stepTraces.compactMap(\.tokenDrift).max() ?? 0, try XCTUnwrap(trace.tokenNorm))
+        }
+        for edit in [false, true] {
+            let free = try maxDrift(edit: edit, bound: 0)
+            let bounded = try maxDrift(edit: edit, bound: 0.1)
+            XCTAssertGreaterThan(free.drift, 0.2 * free.norm, "unbounded drift (edit: \(edit))")
+            XCTAssertLessThanOrEqual(bounded.drift, 0.1 * bounded.norm * 1.0001, "bounded drift (edit: \(edit))")
+        }
+    }
+
     /// The evaluator scores only the finished image; CLIP score and CLIP-I are cosines in the
     /// timing CLIP's space.
     func testEvaluationOfTheFinishedImage() throws {

@@ -45,7 +45,7 @@ public enum GuidanceDecoder: String, Codable, Sendable, CaseIterable {
 ///   few of its own norms of the word it started from, while on the tiny models p(target)
 ///   keeps most of lr 0.01's gain (0.078 vs 0.092, 0.062 vs 0.072 for the seeds with mass).
 ///   Each iteration costs a UNet + decoder forward and backward, so K stays small. Since
-///   7 December the drift is bounded (`tokenDriftBound`, ρ = 0.6): ‖v − v₀‖ ≤ 0.6·‖v₀‖.
+///   7 December an edit's drift is bounded (`editTokenDriftBound`): ‖v − v₀‖ ≤ 0.6·‖v₀‖.
 /// - λ_inh = 0.5, λ_sim = 0.25 per similar emotion: the target term leads; the inherent
 ///   emotion (one term) weighs more than each of the (up to three) similar ones.
 /// - δ = 0.005 on m = 2 consecutive steps, no start before 10 % of the schedule, at the
@@ -67,14 +67,17 @@ public struct MUSESettings: Equatable, Sendable {
     public var adamBeta1: Float = 0.9
     public var adamBeta2: Float = 0.999
     public var adamEpsilon: Float = 1e-8
-    /// ρ: after each Adam step v is projected back into ‖v − v₀‖ ≤ ρ·‖v₀‖ (0: no bound).
-    /// A bound keeps the token near its word, and an edit near its source. Chosen on the
-    /// miniworld tuning scenes (manifests/miniworld-heldout/tuning, 8 images × 8 emotions,
-    /// strength 0.75, negative-prompt inversion; docs/MINIWORLD.md has the whole front):
-    /// unbounded, MUSE raised the evaluator's p(target) by +0.22 over the unoptimised token at
-    /// 5.2 dB below the reconstruction's PSNR; ρ = 0.6 keeps +0.10 at 2.5 dB below (0.5: +0.09,
-    /// 2.0 dB; 0.75: +0.15, 3.2 dB).
-    public var tokenDriftBound: Float = 0.6
+    /// ρ: after each Adam step v is projected back into ‖v − v₀‖ ≤ ρ·‖v₀‖ (0: no bound), for
+    /// generation (`tokenDriftBound`) and for edits (`editTokenDriftBound`): an edit must keep
+    /// its source, a generation only its caption. Chosen on the miniworld tuning set
+    /// (manifests/miniworld-heldout/tuning; docs/MINIWORLD.md has the fronts). Edits (8 images ×
+    /// 8 emotions, strength 0.75, negative-prompt inversion): unbounded, MUSE raised the
+    /// evaluator's p(target) by +0.22 over the unoptimised token at 5.2 dB below the
+    /// reconstruction's PSNR; ρ = 0.6 keeps +0.10 at 2.5 dB below (0.5: +0.09 at 2.0 dB; 0.75:
+    /// +0.15 at 3.2 dB). Generation (8 captions × 8 emotions): ρ = 0.6 leaves no effect
+    /// (Emo-A 0.125 against 0.109 unoptimised), so generation stays unbounded by default.
+    public var tokenDriftBound: Float = 0
+    public var editTokenDriftBound: Float = 0.6
 
     // WHICH
     public var lambdaInherent: Float = 0.5
@@ -155,6 +158,7 @@ public struct MUSESettings: Equatable, Sendable {
         .float("adam_beta2", \.adamBeta2, .unitOpen),
         .float("adam_epsilon", \.adamEpsilon, .positive(max: 1)),
         .float("token_drift_bound", \.tokenDriftBound, .nonNegative(max: 1000)),
+        .float("edit_token_drift_bound", \.editTokenDriftBound, .nonNegative(max: 1000)),
         .float("lambda_inherent", \.lambdaInherent, .nonNegative(max: 1000)),
         .float("lambda_similar", \.lambdaSimilar, .nonNegative(max: 1000)),
         .emotionLists("similar_emotions", \.similarEmotions),
