@@ -52,9 +52,9 @@ final class WireFormatTests: XCTestCase {
 
     func testQueuedPayloadAndJobIDAreUnchanged() throws {
         let job = try Self.job()
-        XCTAssertEqual(job.id, "8b2e21f1972047f9806d59c1")
+        XCTAssertEqual(job.id, "407f2a48d0d1c0d4be5fde3b")
         XCTAssertEqual(
-            Hashing.sha256Hex(try job.encoded()), "028432960dbd173e0d9c2def318d82922bd67ac8c04b95d1e46d22d2ff850292")
+            Hashing.sha256Hex(try job.encoded()), "0e588f5a69fcf49a13a764afee87460c350922286b0ab0093252107ae1f206cc")
         XCTAssertEqual(try PipelineJob.decode(try job.encoded()), job)
     }
 
@@ -76,15 +76,15 @@ final class WireFormatTests: XCTestCase {
         XCTAssertEqual(
             lines.map { Hashing.sha256Hex(Array($0.utf8)) },
             [
-                "919c6f1a58075d129616afdf4545fd37c1166acc2819668fa455754845c576f6",
-                "51d67a5707980d1d3d956d0f688a06eb64bce4a1ebc182cf014f7edd02432ed7",
-                "3e2a2870ba020b1fbc54c685a7e059ad32c6a99aa879402188859a89a6236e87",
+                "c4ee64ac66cf5ca756bfe5a68e29ee3cd13591721e1cd97e87a3e917c191700d",
+                "b8cd381edb9af456f7a0aae30aaa5feb742095bc8b0e1b69a610f3238f45b7e7",
+                "29367965c8c286c30557d1606c5d2e9f88663f3a6894afacea83214f7cb84234",
             ])
         // The parts around the settings (every MUSE setting, spelled by `MUSESettings.fields`), readable.
         XCTAssertTrue(
             lines[0].hasPrefix(
                 #"{"attempts":1,"batch_id":"b-1","checkpoint_every":1,"collected_at":"2024-01-02T03:04:05.678Z","#
-                    + #""emotion":"awe","epoch":1,"index":3,"job_id":"8b2e21f1972047f9806d59c1","kind":"generate","#
+                    + #""emotion":"awe","epoch":1,"index":3,"job_id":"407f2a48d0d1c0d4be5fde3b","kind":"generate","#
                     + #""method":"muse","models":{"fingerprints":{"evaluator_tower":"fp-eval","head":"fp-head","#
                     + #""model":"fp-model","text":"fp-text","tower":"fp-tower"},"locations":{"model":"bundled:tiny-sd","#
                     + #""text":"bundled:clip","tiny_decoder":"/m/taesd","tower":"/models/tower"}},"output":"awe/lake.png","#

@@ -299,7 +299,8 @@ final class SynthesisTests: XCTestCase {
         }
         XCTAssertTrue(trace.stepTraces.allSatisfy { $0.probabilities?.count == 8 })
         XCTAssertEqual(trace.finalProbabilities, result.probabilities)
-        XCTAssertTrue(trace.preview.hasPrefix("decoded: x̂0 through the full VAE"), trace.preview)
+        // Tiny.engine loads TAESD, so the decoded preview reads x̂0 through it.
+        XCTAssertTrue(trace.preview.hasPrefix("decoded: x̂0 through the tiny decoder"), trace.preview)
         XCTAssertNotNil(trace.inherent)
         XCTAssertEqual(
             trace.similar, SimilarEmotions.samePolarity.similar(to: .contentment).filter { $0 != trace.inherent })

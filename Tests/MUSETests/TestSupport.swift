@@ -26,10 +26,14 @@ enum Tiny {
     /// Settings for quick tiny-model runs. Guidance from the first step: with random weights
     /// the UNet fixes x̂0 within the first few steps (s_t and the class probabilities of x̂0
     /// barely move afterwards), so a window starting later has almost nothing left to steer.
+    /// No drift bound: these tests show the token's mechanics on random weights (the bound's
+    /// own test sets it; its defaults were chosen on the trained miniworld).
     static func quickSettings(iterations: Int = 2) -> MUSESettings {
         var s = MUSESettings()
         s.innerIterations = iterations
         s.learningRate = 0.02
+        s.tokenDriftBound = 0
+        s.editTokenDriftBound = 0
         s.minStartFraction = 0
         s.latestStartFraction = 0
         return s

@@ -185,15 +185,14 @@ final class MiniworldTests: XCTestCase {
     }
 
     /// A MUSE edit moves the evaluator toward the target and keeps the source close (engine
-    /// defaults). Measured on the demo's two sources × 8 emotions (16 jobs per method), strength
-    /// 0.6, robust guide (run 6): evaluator p(target) muse 0.240 against 0.113 without token
-    /// optimisation (Emo-A 0.25 against 0.125); PSNR to the source 15.9 dB against the plain
-    /// reconstruction's (method none) 17.4 dB — the miniworld VAE and inversion lose that much by
-    /// themselves — and CLIP-I 0.54 against 0.85: this world's CLIP embeds the look (its captions
-    /// name looks), so a changed look lowers CLIP-I; the two source scenes score 0.42 against each
-    /// other. Margins: +0.05 in p(target), at most 2 dB below the reconstruction, CLIP-I above
-    /// 0.45. The timing rule started guidance from a settled s_t on 16 of the 16 MUSE jobs: at
-    /// least 12 must.
+    /// defaults: negative-prompt inversion, edit_token_drift_bound 0.6). Measured on the demo's
+    /// two sources × 8 emotions (16 jobs per method), strength 0.6, 7 December: evaluator
+    /// p(target) muse 0.164 against 0.096 without token optimisation (Emo-A 0.19 against 0.06);
+    /// PSNR to the source 18.8 dB against the reconstruction's (method none) 20.1 dB — within 1 dB
+    /// of the VAE's own round trip since the matched inversion (before it: 15.9 against 17.4) —
+    /// and CLIP-I 0.71 against 0.77. Margins: +0.05 in p(target), at most 2 dB below the
+    /// reconstruction, CLIP-I above 0.45. The timing rule started guidance from a settled s_t on
+    /// 15 of the 16 MUSE jobs: at least 12 must.
     func testEditMovesTheEvaluatorAndKeepsTheSource() throws {
         let lines = try run(
             """
