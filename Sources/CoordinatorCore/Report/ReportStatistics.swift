@@ -1,26 +1,6 @@
 import Foundation
 import Imaging
-
-/// SplitMix64 (Steele, Lea and Flood 2014): a small 64-bit generator with a fixed output for a
-/// given seed, on every machine and every run, so a report's intervals are reproducible numbers.
-struct SplitMix64 {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<n (n > 0): the high word of next() · n (Lemire's multiply; bias below n / 2⁶⁴).
-    mutating func index(_ n: Int) -> Int {
-        Int(next().multipliedFullWidth(by: UInt64(n)).high)
-    }
-}
+import Support
 
 /// A 95 % confidence interval.
 public struct Interval: Equatable, Sendable {
