@@ -148,7 +148,7 @@ public final class SynthesisEngine {
 
         let token =
             job.method.insertsToken
-            ? EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder) : []
+            ? initialToken(job) : []
         let timing = GuidanceTiming(job: job)
         var trace = SynthesisTrace(
             method: job.method, emotion: job.emotion, prompt: job.prompt, seed: job.seed,
@@ -451,12 +451,18 @@ public final class SynthesisEngine {
         s.trace.startProbabilities = withToken
     }
 
+    /// v₀: the input embedding of the job's emotion word, where the token starts (and what its
+    /// drift is measured from).
+    func initialToken(_ job: SynthesisJob) -> [Float] {
+        EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder)
+    }
+
     /// `token_drift_bound` (generation) or `edit_token_drift_bound`: projects v onto the ball
     /// ‖v − v₀‖ ≤ ρ·‖v₀‖ (nothing when ρ = 0).
     func boundDrift(_ token: inout [Float], _ job: SynthesisJob) {
         let rho = job.isEdit ? job.settings.muse.editTokenDriftBound : job.settings.muse.tokenDriftBound
         guard rho > 0 else { return }
-        let v0 = EmotionToken.initial(word: job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder)
+        let v0 = initialToken(job)
         let radius = rho * euclideanNorm(v0)
         let drift = euclideanNorm(zip(token, v0).map { $0 - $1 })
         guard drift > radius else { return }
@@ -467,7 +473,7 @@ public final class SynthesisEngine {
     /// ‖v − v₀‖ after a step, for methods that optimise the token (nil otherwise).
     func tokenDrift(_ s: SynthesisState) -> Float? {
         guard s.job.method.optimizesToken else { return nil }
-        let v0 = EmotionToken.initial(word: s.job.emotion.word, tokenizer: sd.tokenizer, encoder: sd.textEncoder)
+        let v0 = initialToken(s.job)
         return euclideanNorm(zip(s.token, v0).map { $0 - $1 })
     }
 

@@ -118,6 +118,11 @@ public struct SynthesisState: Codable, Equatable, Sendable {
             guard job.isEdit, job.settings.inversion == .nullText else {
                 throw StateError("a null-text inversion state in a job that is not a null-text edit")
             }
+            // Step j of the denoised part reads pivot j: a step before the part has none.
+            guard stepIndex >= job.settings.firstStep else {
+                throw StateError(
+                    "a null-text edit at step \(stepIndex), before its first denoised step \(job.settings.firstStep)")
+            }
             try n.validate(latentCount: latent.count, denoisedSteps: job.settings.steps - job.settings.firstStep)
         } else if job.isEdit && job.settings.inversion == .nullText && stepIndex < job.settings.steps {
             throw StateError("a null-text edit's state lacks its inversion (pivots, reconstruction, embedding)")

@@ -100,6 +100,11 @@ final class InversionTests: XCTestCase {
             while !engine.isFinished(resumed) { resumed = try engine.advance(resumed) }
             XCTAssertEqual(engine.finish(resumed).rgb, reference.rgb, "resumed after \(point) steps")
         }
+        var early = try SynthesisState(jsonData: saved[2])
+        early.stepIndex = job.settings.firstStep - 1
+        XCTAssertThrowsError(try SynthesisState(jsonData: try early.jsonData())) { error in
+            XCTAssertTrue("\(error)".contains("before its first denoised step"), "\(error)")
+        }
         var broken = try SynthesisState(jsonData: saved[2])
         broken.nullText = nil
         XCTAssertThrowsError(try SynthesisState(jsonData: try broken.jsonData())) { error in
