@@ -5,7 +5,8 @@ import Vocabulary
 
 /// How a finished image scores, measured apart from the guidance: an independent
 /// evaluator's class probabilities (the guide classifier flatters the methods optimised
-/// against it), and CLIP measurements in the timing CLIP's space — the image embedding (for
+/// against it), and CLIP measurements in the evaluation CLIP's space (the spec's
+/// `evaluation.clip_tower`/`clip_text`, else the prompt tower with the timing text model) — the image embedding (for
 /// Sem-D), CLIP score against the prompt, and for edits CLIP-I against the source.
 public struct ImageEvaluation: Codable, Equatable, Sendable {
     /// The evaluator's description; nil when the job had none.
@@ -45,7 +46,7 @@ public enum EvaluatorFiles: Equatable, Sendable {
 extension SynthesisEngine {
     /// L2-normalised CLIP image embedding of an image [1, 3, H, W] in [-1, 1].
     func clipImageEmbedding(_ image: Tensor) -> [Float] {
-        Autograd.noGrad { promptScorer.imageEmbedding(image).data }
+        Autograd.noGrad { evaluationScorer.imageEmbedding(image).data }
     }
 
     /// Scores the final 8-bit image (`image` is it as a tensor).
@@ -53,7 +54,7 @@ extension SynthesisEngine {
         _ image: Tensor, prompt: String, sourceEmbedding: [Float]?, sourceProbabilities: [Float]? = nil
     ) -> ImageEvaluation {
         let embedding = clipImageEmbedding(image)
-        let text = Autograd.noGrad { promptScorer.textEmbedding(prompt).data }
+        let text = Autograd.noGrad { evaluationScorer.textEmbedding(prompt).data }
         let cosine = zip(embedding, text).reduce(0) { $0 + $1.0 * $1.1 }
         let clipI = sourceEmbedding.map { s in zip(embedding, s).reduce(0) { $0 + $1.0 * $1.1 } }
         let p = evaluator.map { e in Autograd.noGrad { e.probabilities(images: image).data } }

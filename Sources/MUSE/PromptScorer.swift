@@ -34,14 +34,16 @@ final class PromptScorer {
     let tokenizer: CLIPTokenizer
     private var cache: [String: Tensor] = [:]
 
-    init(tower: CLIPVisionEncoder, text: CLIPTextEncoder, tokenizer: CLIPTokenizer) throws {
+    /// `role` names the pair in errors ("timing CLIP", "evaluation CLIP").
+    init(tower: CLIPVisionEncoder, text: CLIPTextEncoder, tokenizer: CLIPTokenizer, role: String = "timing CLIP") throws
+    {
         guard let dim = text.projectionDim else {
             throw ModelLoadError(
-                "the timing text model has no text projection (needs CLIPTextModelWithProjection or a CLIPModel)")
+                "\(role): the text model has no text projection (needs CLIPTextModelWithProjection or a CLIPModel)")
         }
         guard dim == tower.projectionDim else {
             throw ModelLoadError(
-                "timing CLIP: text projects to \(dim) dimensions, the vision tower to \(tower.projectionDim)")
+                "\(role): text projects to \(dim) dimensions, the vision tower to \(tower.projectionDim)")
         }
         self.tower = tower
         self.text = text

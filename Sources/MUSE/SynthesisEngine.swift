@@ -32,6 +32,8 @@ public final class SynthesisEngine {
     public let sd: StableDiffusion
     public let classifier: EmotionClassifier
     let promptScorer: PromptScorer
+    /// Measures CLIP score, CLIP-I and Sem-D: the spec's evaluation CLIP, else `promptScorer`.
+    let evaluationScorer: PromptScorer
     /// The cheaper decoder `guidance_decoder: tiny` guides with (nil: none loaded).
     public let tinyDecoder: AutoencoderTiny?
     /// An independent classifier that only scores finished images (nil: none).
@@ -49,7 +51,8 @@ public final class SynthesisEngine {
     public init(
         sd: StableDiffusion, classifier: EmotionClassifier, timingText: CLIPTextEncoder,
         timingTokenizer: CLIPTokenizer, promptTower: CLIPVisionEncoder? = nil, tinyDecoder: AutoencoderTiny? = nil,
-        evaluator: EmotionClassifier? = nil
+        evaluator: EmotionClassifier? = nil,
+        evaluationCLIP: (tower: CLIPVisionEncoder, text: CLIPTextEncoder, tokenizer: CLIPTokenizer)? = nil
     ) throws {
         self.sd = sd
         self.classifier = classifier
@@ -64,6 +67,10 @@ public final class SynthesisEngine {
         self.tinyDecoder = tinyDecoder
         promptScorer = try PromptScorer(
             tower: promptTower ?? classifier.tower, text: timingText, tokenizer: timingTokenizer)
+        evaluationScorer =
+            try evaluationCLIP.map {
+                try PromptScorer(tower: $0.tower, text: $0.text, tokenizer: $0.tokenizer, role: "evaluation CLIP")
+            } ?? promptScorer
         sizeRules = try ImageSizeRules(modelFolder: sd.folder)
     }
 
@@ -75,7 +82,8 @@ public final class SynthesisEngine {
     /// decoder and an evaluator classifier.
     public static func load(
         model: String, tower towerFolder: String, head: String?, text textFolder: String,
-        promptTower: String? = nil, tinyDecoder: String? = nil, evaluator: EvaluatorFiles? = nil
+        promptTower: String? = nil, tinyDecoder: String? = nil, evaluator: EvaluatorFiles? = nil,
+        evaluationCLIP: (tower: String, text: String)? = nil
     ) throws -> SynthesisEngine {
         if promptTower != nil && head == nil {
             throw SynthesisError(
@@ -91,7 +99,13 @@ public final class SynthesisEngine {
             sd: sd, classifier: classifier, timingText: try CLIPTextEncoder(folder: textFolder),
             timingTokenizer: try CLIPTokenizer(folder: textFolder),
             promptTower: try promptTower.map { try CLIPVisionEncoder(folder: $0) },
-            tinyDecoder: try tinyDecoder.map { try AutoencoderTiny(folder: $0) }, evaluator: try evaluator?.load())
+            tinyDecoder: try tinyDecoder.map { try AutoencoderTiny(folder: $0) }, evaluator: try evaluator?.load(),
+            evaluationCLIP: try evaluationCLIP.map {
+                (
+                    tower: try CLIPVisionEncoder(folder: $0.tower), text: try CLIPTextEncoder(folder: $0.text),
+                    tokenizer: try CLIPTokenizer(folder: $0.text)
+                )
+            })
     }
 
     // MARK: start

@@ -34,12 +34,15 @@ public final class MUSEPipelineEngine: PipelineEngine {
         let evalTower = try l.evaluatorTower.map { try resolve($0, "evaluator tower") }
         let evalHead = try l.evaluatorHead.map { try resolve($0, "evaluator head") }
         let evalText = try l.evaluatorText.map { try resolve($0, "evaluator text model") }
+        let clipTower = try l.evaluationCLIPTower.map { try resolve($0, "evaluation CLIP tower") }
+        let clipText = try l.evaluationCLIPText.map { try resolve($0, "evaluation CLIP text model") }
         let found = ModelFingerprints(
             model: try fingerprint(model), tower: try fingerprint(tower),
             head: try head.map(fingerprint), text: try fingerprint(text),
             promptTower: try promptTower.map(fingerprint), tinyDecoder: try tiny.map(fingerprint),
             evaluatorTower: try evalTower.map(fingerprint), evaluatorHead: try evalHead.map(fingerprint),
-            evaluatorText: try evalText.map(fingerprint))
+            evaluatorText: try evalText.map(fingerprint), evaluationCLIPTower: try clipTower.map(fingerprint),
+            evaluationCLIPText: try clipText.map(fingerprint))
         let expected = job.content.models
         for (what, path, have, want) in [
             ("model", model, found.model, expected.model), ("classifier tower", tower, found.tower, expected.tower),
@@ -50,6 +53,14 @@ public final class MUSEPipelineEngine: PipelineEngine {
             ("evaluator tower", evalTower ?? "", found.evaluatorTower ?? "", expected.evaluatorTower ?? ""),
             ("evaluator head", evalHead ?? "", found.evaluatorHead ?? "", expected.evaluatorHead ?? ""),
             ("evaluator text model", evalText ?? "", found.evaluatorText ?? "", expected.evaluatorText ?? ""),
+            (
+                "evaluation CLIP tower", clipTower ?? "", found.evaluationCLIPTower ?? "",
+                expected.evaluationCLIPTower ?? ""
+            ),
+            (
+                "evaluation CLIP text model", clipText ?? "", found.evaluationCLIPText ?? "",
+                expected.evaluationCLIPText ?? ""
+            ),
         ] where have != want {
             throw JobFailure(
                 "the \(what) at \(path) has fingerprint \(have), but the job was submitted with \(want): this worker has a different model there"
@@ -68,7 +79,7 @@ public final class MUSEPipelineEngine: PipelineEngine {
             }
             let engine = try SynthesisEngine.load(
                 model: model, tower: tower, head: head, text: text, promptTower: promptTower, tinyDecoder: tiny,
-                evaluator: evaluator)
+                evaluator: evaluator, evaluationCLIP: clipTower.flatMap { t in clipText.map { (tower: t, text: $0) } })
             loaded = (l, found, engine)
         } catch {
             throw JobFailure("cannot load the models (\(model)): \(error)")

@@ -327,7 +327,12 @@ final class ReportStatisticsTests: XCTestCase {
     func testEvaluatorIsGuideByFingerprints() throws {
         func line(_ id: String, _ fingerprints: [String: Any]) -> [String: Any] {
             var l = Self.gen(id, method: "muse", prompt: "p", seed: 1, emotion: "awe", evalP: 0.7)
-            l["models"] = ["fingerprints": fingerprints.merging(["model": "sd", "text": "clip-text"]) { a, _ in a }]
+            // A prompt tower: CLIP score is not measured in the guide's tower (tested below).
+            l["models"] = [
+                "fingerprints": fingerprints.merging(["model": "sd", "text": "clip-text", "prompt_tower": "P"]) {
+                    a, _ in a
+                }
+            ]
             var ev = l["evaluation"] as! [String: Any]
             ev["classifier"] = "evaluator: CLIP ViT-B/32 + head (description)"
             l["evaluation"] = ev
@@ -365,6 +370,33 @@ final class ReportStatisticsTests: XCTestCase {
                 XCTAssertFalse(html.contains("evaluator-is-guide"), name)
                 XCTAssertFalse(md.contains("Warning"), name)
             }
+        }
+    }
+
+    /// CLIP score, CLIP-I and Sem-D measured in the guide's own tower are flagged (after the
+    /// evaluator warnings); a prompt tower or an evaluation CLIP clears it.
+    func testCLIPMeasuredInTheGuideTowerIsFlagged() throws {
+        func line(_ id: String, _ fingerprints: [String: String]) -> [String: Any] {
+            var l = Self.gen(id, method: "muse", prompt: "p", seed: 1, emotion: "awe", evalP: 0.7)
+            l["models"] = ["fingerprints": fingerprints.merging(["model": "sd", "text": "X"]) { a, _ in a }]
+            return l
+        }
+        let cases: [(String, [String: String], Int)] = [
+            ("zero-shot guide, no evaluation CLIP", ["tower": "T"], 2),
+            ("guide with a head, no prompt tower", ["tower": "T", "head": "H"], 2),
+            ("prompt tower", ["tower": "T", "head": "H", "prompt_tower": "P"], 0),
+            ("evaluation CLIP", ["tower": "T", "evaluation_clip_tower": "C", "evaluation_clip_text": "X2"], 0),
+            ("evaluation CLIP is the guide's tower", ["tower": "T", "evaluation_clip_tower": "T"], 2),
+        ]
+        for (name, fingerprints, flagged) in cases {
+            let s = try Self.summary([line("a", fingerprints), line("b", fingerprints)])
+            XCTAssertEqual(s.evaluation.clipIsGuideTowerJobs, flagged, name)
+            let clipWarning = s.evaluation.warnings.first { $0.hasPrefix("CLIP score, CLIP-I and Sem-D were measured") }
+            XCTAssertEqual(clipWarning != nil, flagged > 0, "\(name): \(s.evaluation.warnings)")
+            XCTAssertEqual(
+                Report.markdown(s).contains("measured in the guide classifier's own tower"), flagged > 0, name)
+            let e = try XCTUnwrap(try Self.json(s)["evaluation"] as? [String: Any])
+            XCTAssertEqual(e["clip_is_guide_tower_jobs"] as? Int, flagged, name)
         }
     }
 }

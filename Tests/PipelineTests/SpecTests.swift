@@ -232,6 +232,48 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(missing.contains("classifier.prompt_tower: 'bundled:no-such-tower' not found"), missing)
     }
 
+    /// `evaluation.clip_tower`/`clip_text` (the CLIP pair that measures CLIP score, CLIP-I and
+    /// Sem-D) travel with the job, alone or beside an evaluator classifier, and are part of its
+    /// identity; only one of the two, or a file for a folder, is refused naming the field.
+    func testEvaluationCLIPJoinsTheJobsModels() throws {
+        let generation = "generation: {prompts: [a lake], emotions: [awe], seeds: [1]}\n"
+        let plain = try JobSpec.load(path: try spec(generation), environment: env)
+        let alone = try JobSpec.load(
+            path: try spec(
+                "evaluation: {clip_tower: bundled:tiny-clip-vision, clip_text: bundled:tiny-clip-text}\n" + generation),
+            environment: env)
+        let beside = try JobSpec.load(
+            path: try spec(
+                """
+                evaluation:
+                  tower: bundled:tiny-clip-vision
+                  head: bundled:tiny-emotion-head.safetensors
+                  clip_tower: bundled:tiny-clip-vision
+                  clip_text: bundled:tiny-clip-text
+
+                """ + generation), environment: env)
+        XCTAssertNil(plain.jobs[0].content.models.evaluationCLIPTower)
+        XCTAssertNil(alone.jobs[0].locations.evaluatorTower, "no evaluator classifier was named")
+        XCTAssertEqual(alone.jobs[0].locations.evaluationCLIPTower, "bundled:tiny-clip-vision")
+        XCTAssertEqual(alone.jobs[0].locations.evaluationCLIPText, "bundled:tiny-clip-text")
+        XCTAssertEqual(alone.jobs[0].content.models.evaluationCLIPTower, alone.jobs[0].content.models.tower)
+        XCTAssertEqual(alone.jobs[0].content.models.measuringCLIPTower, alone.jobs[0].content.models.tower)
+        XCTAssertNotEqual(alone.jobs[0].id, plain.jobs[0].id, "the evaluation CLIP is part of the job")
+        XCTAssertNotNil(beside.jobs[0].content.models.evaluatorHead)
+        XCTAssertEqual(beside.jobs[0].locations.evaluationCLIPText, "bundled:tiny-clip-text")
+        let half = try problems("evaluation: {clip_tower: bundled:tiny-clip-vision}\n" + generation)
+        XCTAssertTrue(half.contains("evaluation.clip_text: required with evaluation.clip_tower"), half)
+        let otherHalf = try problems("evaluation: {clip_text: bundled:tiny-clip-text}\n" + generation)
+        XCTAssertTrue(otherHalf.contains("evaluation.clip_tower: required with evaluation.clip_text"), otherHalf)
+        let file = try problems(
+            "evaluation: {clip_tower: bundled:tiny-emotion-head.safetensors, clip_text: bundled:tiny-clip-text}\n"
+                + generation)
+        XCTAssertTrue(
+            file.contains(
+                "evaluation.clip_tower: 'bundled:tiny-emotion-head.safetensors' is not a CLIP vision model folder"),
+            file)
+    }
+
     /// MUSE edits need a caption; settings that leave no step guided are refused with the field.
     func testEditsWithoutCaptionOrGuidedStepAreRefused() throws {
         let noCaption = try problems(

@@ -27,6 +27,9 @@ public struct ReportSummary: Encodable {
         /// The lines where it is, and the lines with an evaluator fingerprint to compare.
         public var evaluatorIsGuideJobs: Int
         public var fingerprintedJobs: Int
+        /// CLIP score, CLIP-I and Sem-D were measured in the guide classifier's own tower (no
+        /// prompt tower and no `evaluation.clip_tower`) on this many manifest lines.
+        public var clipIsGuideTowerJobs: Int
         /// The most important warning (the evaluator being the guide comes first), and all of them.
         public var warning: String?
         public var warnings: [String]
@@ -39,6 +42,7 @@ public struct ReportSummary: Encodable {
             case evaluatorIsGuide = "evaluator_is_guide"
             case evaluatorIsGuideJobs = "evaluator_is_guide_jobs"
             case fingerprintedJobs = "fingerprinted_jobs"
+            case clipIsGuideTowerJobs = "clip_is_guide_tower_jobs"
         }
     }
 
@@ -186,11 +190,14 @@ public enum Report {
         let guides = Set(lines.compactMap { $0.trace?["classifier"]?.stringValue }).sorted()
         let fingerprinted = lines.compactMap { $0.models?.fingerprints }.filter { $0.evaluatorTower != nil }
         let same = fingerprinted.filter(evaluatorIsGuide).count
+        let clipInGuide = lines.compactMap { $0.models?.fingerprints }.filter {
+            $0.tower != nil && $0.measuringCLIPTower == $0.tower
+        }.count
         var e = ReportSummary.Evaluation(
             source: withEvaluator == 0 ? "guide" : withEvaluator == done.count ? "evaluator" : "mixed",
             classifiers: classifiers, guideClassifiers: guides, doneJobs: done.count, jobsWithEvaluator: withEvaluator,
             evaluatorIsGuide: same > 0, evaluatorIsGuideJobs: same, fingerprintedJobs: fingerprinted.count,
-            warning: nil, warnings: [])
+            clipIsGuideTowerJobs: clipInGuide, warning: nil, warnings: [])
         if same > 0 {
             e.warnings.append(
                 "the evaluator is the guide classifier itself (same model fingerprints: evaluator_tower = tower and "
@@ -207,6 +214,12 @@ public enum Report {
             e.warnings.append(
                 "only \(withEvaluator) of \(done.count) done jobs have an evaluator result: a group's Emo-A counts "
                     + "those; groups without any fall back to the guide classifier (flattering)")
+        }
+        if clipInGuide > 0 {
+            e.warnings.append(
+                "CLIP score, CLIP-I and Sem-D were measured in the guide classifier's own tower on \(clipInGuide) of "
+                    + "\(lines.count) job(s) (no classifier.prompt_tower or evaluation.clip_tower/clip_text): the guide "
+                    + "shaped those images, so its space may flatter them")
         }
         e.warning = e.warnings.first
         return e

@@ -37,11 +37,18 @@ public struct ReportLine: Decodable, Sendable {
         public var head: String?
         public var evaluatorTower: String?
         public var evaluatorHead: String?
+        public var promptTower: String?
+        public var evaluationCLIPTower: String?
+
+        /// The tower CLIP score, CLIP-I and Sem-D were measured with (as the worker chooses it).
+        public var measuringCLIPTower: String? { evaluationCLIPTower ?? promptTower ?? tower }
 
         enum CodingKeys: String, CodingKey {
             case tower, head
             case evaluatorTower = "evaluator_tower"
             case evaluatorHead = "evaluator_head"
+            case promptTower = "prompt_tower"
+            case evaluationCLIPTower = "evaluation_clip_tower"
         }
     }
 

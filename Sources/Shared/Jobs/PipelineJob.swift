@@ -33,11 +33,16 @@ public struct ModelSet<Kind: ModelSetKind>: Codable, Equatable, Sendable, Hashab
     public var evaluatorTower: String?
     public var evaluatorHead: String?
     public var evaluatorText: String?
+    /// The spec's `evaluation.clip_tower`/`clip_text`: the CLIP pair that measures CLIP score,
+    /// CLIP-I and Sem-D (nil: the prompt tower, or `tower`, with `text`). Absent from the JSON
+    /// when nil, so jobs without it keep their ids.
+    public var evaluationCLIPTower: String?
+    public var evaluationCLIPText: String?
 
     public init(
         model: String, tower: String, head: String?, text: String, promptTower: String? = nil,
         tinyDecoder: String? = nil, evaluatorTower: String? = nil, evaluatorHead: String? = nil,
-        evaluatorText: String? = nil
+        evaluatorText: String? = nil, evaluationCLIPTower: String? = nil, evaluationCLIPText: String? = nil
     ) {
         self.model = model
         self.tower = tower
@@ -48,7 +53,12 @@ public struct ModelSet<Kind: ModelSetKind>: Codable, Equatable, Sendable, Hashab
         self.evaluatorTower = evaluatorTower
         self.evaluatorHead = evaluatorHead
         self.evaluatorText = evaluatorText
+        self.evaluationCLIPTower = evaluationCLIPTower
+        self.evaluationCLIPText = evaluationCLIPText
     }
+
+    /// The vision tower CLIP score, CLIP-I and Sem-D are measured with.
+    public var measuringCLIPTower: String { evaluationCLIPTower ?? promptTower ?? tower }
 
     enum CodingKeys: String, CodingKey {
         case model, tower, head, text
@@ -57,6 +67,8 @@ public struct ModelSet<Kind: ModelSetKind>: Codable, Equatable, Sendable, Hashab
         case evaluatorTower = "evaluator_tower"
         case evaluatorHead = "evaluator_head"
         case evaluatorText = "evaluator_text"
+        case evaluationCLIPTower = "evaluation_clip_tower"
+        case evaluationCLIPText = "evaluation_clip_text"
     }
 }
 

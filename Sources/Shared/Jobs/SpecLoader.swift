@@ -8,7 +8,7 @@ import Vocabulary
 /// them together once all sections are read.
 final class SpecLoader {
     static let classifierKeys = ["tower", "head", "text", "prompt_tower"]
-    static let evaluationKeys = ["tower", "head", "text"]
+    static let evaluationKeys = ["tower", "head", "text", "clip_tower", "clip_text"]
     static let queueKeys = ["max_attempts", "lease_seconds"]
 
     /// A model as the spec named it (what workers get: `bundled:` names or absolute paths)
@@ -26,6 +26,9 @@ final class SpecLoader {
         var promptTower: Location?
         var tinyDecoder: Location?
         var evaluator: Evaluator?
+        /// `evaluation.clip_tower`/`clip_text`: the CLIP pair that measures CLIP score, CLIP-I
+        /// and Sem-D (nil: the prompt tower with `classifier.text`).
+        var evaluationCLIP: (tower: Location, text: Location)?
         var sizeRules: ImageSizeRules
         var stepRules: StepRules
     }
@@ -107,7 +110,9 @@ final class SpecLoader {
             model: models.model.spec, tower: models.tower.spec, head: models.head?.spec, text: models.text.spec,
             promptTower: models.promptTower?.spec, tinyDecoder: models.tinyDecoder?.spec,
             evaluatorTower: models.evaluator?.tower.spec,
-            evaluatorHead: models.evaluator?.head?.spec, evaluatorText: models.evaluator?.text?.spec)
+            evaluatorHead: models.evaluator?.head?.spec, evaluatorText: models.evaluator?.text?.spec,
+            evaluationCLIPTower: models.evaluationCLIP?.tower.spec, evaluationCLIPText: models.evaluationCLIP?.text.spec
+        )
         let jobs = try plan.expand(
             engine: engine, sources: sources, locations: locations, fingerprints: fingerprints, reader: r, file: file)
         let computeSeconds = checkCost(jobs, sources: sources, rules: models.sizeRules)
@@ -230,7 +235,8 @@ final class SpecLoader {
         }
         return Models(
             model: model, tower: tower, head: head, text: text, promptTower: promptTower, tinyDecoder: tinyDecoder,
-            evaluator: readEvaluator(top["evaluation"]), sizeRules: sizeRules, stepRules: stepRules)
+            evaluator: readEvaluator(top["evaluation"]), evaluationCLIP: readEvaluationCLIP(top["evaluation"]),
+            sizeRules: sizeRules, stepRules: stepRules)
     }
 
     /// `classifier.prompt_tower`: the vision half of `text`'s CLIP pair, for a guide tower that
@@ -261,6 +267,10 @@ final class SpecLoader {
     /// tower folder is a whole CLIPModel). Optional: without it, reports fall back to the guide.
     func readEvaluator(_ node: SpecNode?) -> Evaluator? {
         guard node != nil, let e = r.map(node, "evaluation", allowed: Self.evaluationKeys) else { return nil }
+        // An evaluation section may name only the measuring CLIP (no evaluator classifier).
+        if e["tower"] == nil && e["head"] == nil && e["text"] == nil && (e["clip_tower"] ?? e["clip_text"]) != nil {
+            return nil
+        }
         guard let tower = location(e["tower"], "evaluation.tower", required: true) else { return nil }
         guard isModelFolder(tower, "evaluation.tower", kind: "CLIP model", e["tower"]) else { return nil }
         let head = headLocation(e["head"], "evaluation.head")
@@ -276,6 +286,30 @@ final class SpecLoader {
             text = tower
         }
         return Evaluator(tower: tower, head: head, text: head == nil ? text : nil)
+    }
+
+    /// `evaluation.clip_tower` + `evaluation.clip_text`, both or neither: a CLIP pair (vision
+    /// and text with projections) that measures CLIP score, CLIP-I and Sem-D instead of the
+    /// prompt tower, e.g. to keep those measurements away from a zero-shot guide's own CLIP.
+    func readEvaluationCLIP(_ node: SpecNode?) -> (tower: Location, text: Location)? {
+        guard case .map(let pairs, _) = node else { return nil }
+        let e = Dictionary(pairs.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        switch (e["clip_tower"], e["clip_text"]) {
+        case (nil, nil): return nil
+        case (.some, nil):
+            r.issue("evaluation.clip_text", "required with evaluation.clip_tower: the text half of that CLIP pair")
+            return nil
+        case (nil, .some):
+            r.issue("evaluation.clip_tower", "required with evaluation.clip_text: the vision half of that CLIP pair")
+            return nil
+        case (.some(let towerNode), .some(let textNode)):
+            guard let tower = location(towerNode, "evaluation.clip_tower", required: true),
+                isModelFolder(tower, "evaluation.clip_tower", kind: "CLIP vision model", towerNode),
+                let text = location(textNode, "evaluation.clip_text", required: true),
+                isModelFolder(text, "evaluation.clip_text", kind: "CLIP text model", textNode)
+            else { return nil }
+            return (tower, text)
+        }
     }
 
     /// An optional linear head: a .safetensors file, never a folder.
@@ -324,7 +358,9 @@ final class SpecLoader {
                 tinyDecoder: try m.tinyDecoder.map { try ModelFingerprint.compute(path: $0.path) },
                 evaluatorTower: try m.evaluator.map { try ModelFingerprint.compute(path: $0.tower.path) },
                 evaluatorHead: try m.evaluator?.head.map { try ModelFingerprint.compute(path: $0.path) },
-                evaluatorText: try m.evaluator?.text.map { try ModelFingerprint.compute(path: $0.path) })
+                evaluatorText: try m.evaluator?.text.map { try ModelFingerprint.compute(path: $0.path) },
+                evaluationCLIPTower: try m.evaluationCLIP.map { try ModelFingerprint.compute(path: $0.tower.path) },
+                evaluationCLIPText: try m.evaluationCLIP.map { try ModelFingerprint.compute(path: $0.text.path) })
         } catch {
             r.issue("model", "cannot fingerprint the models: \(error)")
             throw failure
