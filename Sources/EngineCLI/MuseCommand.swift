@@ -11,7 +11,7 @@ struct MuseCommand: ParsableCommand {
         version: MUSEVersion.current,
         subcommands: [
             GenerateCommand.self, EditCommand.self, BenchCommand.self, BenchEngineCommand.self,
-            BenchMuseCommand.self,
+            BenchMuseCommand.self, BenchTokenizerCommand.self,
         ])
 
     static func main() {

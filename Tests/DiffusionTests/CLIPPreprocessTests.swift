@@ -225,31 +225,4 @@ final class CLIPPreprocessTests: XCTestCase {
         XCTAssertTrue(modern.resizedSize(height: 512, width: 769) == (224, 336))
         XCTAssertTrue(modern.resizedSize(height: 700, width: 500) == (313, 224))
     }
-
-    /// Not a check: the cost of the new preprocessing at 512² → 224 against the old path.
-    func testTimingAt512() throws {
-        let vitL = try Self.vitL()
-        let x = Self.engineImage(height: 512, width: 512)
-        func time(_ f: (Tensor) -> Tensor) -> (Double, Double) {
-            var forward = Double.infinity
-            var both = Double.infinity
-            for _ in 0..<5 {
-                let v = x.asVariable()
-                let start = DispatchTime.now().uptimeNanoseconds
-                let out = f(v)
-                let middle = DispatchTime.now().uptimeNanoseconds
-                _ = Autograd.gradients(of: out.sum(), withRespectTo: [v])
-                let end = DispatchTime.now().uptimeNanoseconds
-                forward = min(forward, Double(middle - start) / 1e6)
-                both = min(both, Double(end - start) / 1e6)
-            }
-            return (forward, both)
-        }
-        let new = time { vitL($0) }
-        let op = time { $0.resizeBicubicAntialiased(height: 224, width: 224) }
-        let old = time { Self.oldPreprocess($0, size: 224, mean: vitL.mean, std: vitL.std) }
-        print(
-            "CLIPPreprocessTests timing 512²→224 (best of 5): new \(new.0) ms forward, \(new.1) ms forward+backward "
-                + "(the resize alone \(op.0), \(op.1)); old \(old.0) ms, \(old.1) ms")
-    }
 }

@@ -60,15 +60,11 @@ final class TokenizerLongInputTests: XCTestCase {
         return h
     }
 
-    func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
-        let start = Date()
-        let value = try body()
-        return (value, Date().timeIntervalSince(start))
-    }
-
     /// Expected (count, fingerprint, first ids) of `encode` for the long single words, from the
-    /// quadratic implementation (25 s and 150 s for the 40k and 100k words on this machine).
-    func testLongWordsAreFastAndUnchanged() throws {
+    /// quadratic implementation (25 s and 150 s for the 40k and 100k words on the machine of
+    /// the time; the linear one's figures are `muse bench-tokenizer`'s). A return to quadratic
+    /// merging would take minutes here and trip the suite's time limit.
+    func testLongWordsAreUnchanged() throws {
         let t = try tokenizer()
         let expected: [(length: Int, seed: UInt64, count: Int, fingerprint: UInt64, first: [Int])] = [
             (
@@ -95,31 +91,25 @@ final class TokenizerLongInputTests: XCTestCase {
         ]
         for e in expected {
             let word = Self.runTogether(e.length, seed: e.seed)
-            let (ids, seconds) = timed { t.encode(word) }
-            print("encode of a \(e.length)-character word: \(String(format: "%.3f", seconds)) s")
-            XCTAssertLessThan(seconds, 5, "\(e.length)-character word")
+            let ids = t.encode(word)
             XCTAssertEqual(ids.count, e.count, "\(e.length)-character word")
             XCTAssertEqual(Self.fingerprint(ids), e.fingerprint, "\(e.length)-character word")
             XCTAssertEqual(Array(ids.prefix(e.first.count)), e.first, "\(e.length)-character word")
-            let (framed, framedSeconds) = timed { t.tokenize(word) }
-            XCTAssertLessThan(framedSeconds, 5)
+            let framed = t.tokenize(word)
             XCTAssertEqual(framed, [t.bosID] + Array(ids.prefix(75)) + [t.eosID])
         }
     }
 
-    /// A 1 MB prompt of ordinary words and a 1 MB single word each tokenize in well under a second.
-    func testMegabytePromptsAreFast() throws {
+    /// A 1 MB prompt of ordinary words and a 1 MB single word tokenize to their first 77 ids
+    /// (speed: `muse bench-tokenizer`).
+    func testMegabytePromptsAreTruncated() throws {
         let t = try tokenizer()
         let prompt = Self.prompt(1 << 20, seed: 7)
-        let (ids, seconds) = timed { t.tokenize(prompt) }
-        print("tokenize of a 1 MB prompt: \(String(format: "%.3f", seconds)) s")
-        XCTAssertLessThan(seconds, 5)
+        let ids = t.tokenize(prompt)
         XCTAssertEqual(ids, Self.expectedMegabytePrompt)
 
         let word = Self.runTogether(1 << 20, seed: 11)
-        let (wordIDs, wordSeconds) = timed { t.tokenize(word) }
-        print("tokenize of a 1 MB word: \(String(format: "%.3f", wordSeconds)) s")
-        XCTAssertLessThan(wordSeconds, 5)
+        let wordIDs = t.tokenize(word)
         XCTAssertEqual(wordIDs.count, 77)
         XCTAssertEqual(wordIDs.last, t.eosID)
     }

@@ -202,16 +202,16 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
-    // MARK: performance and concurrency
+    // MARK: cold caches and concurrency
 
-    func testEncodingSpeed() throws {
+    /// 200 cold-cache prompts tokenize as the shared tokenizer does (their speed is
+    /// `muse bench-tokenizer`'s, not a test's: wall clocks on shared machines are noise).
+    func testFreshTokenizerAgreesWithTheShared() throws {
         let cases = try loadCases("tokenizer_cases.json")
         let prompts = (0..<200).map { cases[$0 % cases.count].prompt + " \($0)" }
-        let t = try CLIPTokenizer(folder: Self.fullFolder)  // fresh: cold cache
-        let start = Date()
-        for p in prompts { _ = t.tokenize(p) }
-        let elapsed = Date().timeIntervalSince(start)
-        XCTAssertLessThan(elapsed, 0.5, "200 prompts took \(elapsed) s")
+        let fresh = try CLIPTokenizer(folder: Self.fullFolder)
+        let shared = try full()
+        for p in prompts { XCTAssertEqual(fresh.tokenize(p), shared.tokenize(p), p) }
     }
 
     func testConcurrentEncodingIsConsistent() throws {
