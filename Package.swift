@@ -36,8 +36,9 @@ let package = Package(
         // Softmax/exp compiled per CPU level (AVX-512, AVX2, baseline), picked at load time.
         .target(name: "CKernels"),
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
-        .target(name: "Diffusion", dependencies: ["Tensor"]),
-        .target(name: "Vocabulary", path: "Sources/Shared/Vocabulary"),
+        .target(name: "Diffusion", dependencies: ["Tensor", "DiffusersLayout"]),
+        .target(name: "DiffusersLayout", path: "Sources/Shared/DiffusersLayout"),
+        .target(name: "Vocabulary", dependencies: ["DiffusersLayout"], path: "Sources/Shared/Vocabulary"),
         .target(name: "MUSE", dependencies: ["Diffusion", "Tensor", "Vocabulary"]),
 
         // Sources/Shared: the modules both executables use, each its own target.
@@ -53,7 +54,7 @@ let package = Package(
         .target(
             name: "Jobs",
             dependencies: [
-                "Vocabulary", "Support", "Imaging", "RedisQueue", "Yams",
+                "Vocabulary", "DiffusersLayout", "Support", "Imaging", "RedisQueue", "Yams",
                 .product(name: "SwiftCSV", package: "SwiftCSV"),
             ],
             path: "Sources/Shared/Jobs"),
@@ -89,13 +90,13 @@ let package = Package(
         .executableTarget(
             name: "EngineCLI",
             dependencies: [
-                "MUSE", "Diffusion", "Tensor", "Vocabulary", "Imaging", "Support",
+                "MUSE", "Diffusion", "DiffusersLayout", "Tensor", "Vocabulary", "Imaging", "Support",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Tensor"]),
-        .testTarget(name: "VocabularyTests", dependencies: ["Vocabulary"]),
+        .testTarget(name: "VocabularyTests", dependencies: ["Vocabulary", "DiffusersLayout"]),
         .testTarget(name: "MUSETests", dependencies: ["MUSE", "Diffusion", "Tensor", "Vocabulary", "Imaging"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "RedisQueueTests", dependencies: ["RedisQueue", "Support", "CHiredis"]),

@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Tensor
 
@@ -31,7 +32,7 @@ public final class AutoencoderKL {
     /// Loads `folder` (a diffusers `vae/` folder: config.json + safetensors). Every tensor is
     /// shape-checked against the config; a missing or misshapen one throws an error naming it.
     public init(folder: String) throws {
-        let config = try ModelConfig(path: folder + "/config.json")
+        let config = try ModelConfig(path: DiffusersLayout.configPath(folder))
         // Range-checked before any layer is built; at most 8 levels keeps the factor ≤ 128.
         let channels = try config.ints("block_out_channels", count: 1...8, in: 1...8192)
         for key in ["down_block_types", "up_block_types"] where config.has(key) {

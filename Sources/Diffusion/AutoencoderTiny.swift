@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Tensor
 
@@ -60,7 +61,7 @@ public final class AutoencoderTiny {
     /// Every config value is type- and range-checked and every tensor shape-checked; a bad one
     /// throws a `ModelLoadError` naming the file and the key or tensor.
     public init(folder: String) throws {
-        let r = try ModelConfig(path: folder + "/config.json")
+        let r = try ModelConfig(path: DiffusersLayout.configPath(folder))
         if r.has("_class_name") {
             guard let s = r.values["_class_name"] as? String, s == "AutoencoderTiny" else {
                 throw r.fail(

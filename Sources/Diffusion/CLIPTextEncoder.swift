@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Tensor
 
@@ -95,7 +96,7 @@ public final class CLIPTextEncoder {
     /// `folder`: an SD text_encoder/ folder (CLIPTextModel), a CLIPTextModelWithProjection
     /// folder or a full CLIPModel folder (config.json + safetensors weights).
     public init(folder: String) throws {
-        let top = try ModelConfig(path: folder + "/config.json")
+        let top = try ModelConfig(path: DiffusersLayout.configPath(folder))
         let c = top.clipTower("text_config")
         let shape = try CLIPEncoderShape(c, defaults: (512, 2048, 12, 8))
         let vocab = try c.int("vocab_size", default: 49408, in: 1...1_000_000)

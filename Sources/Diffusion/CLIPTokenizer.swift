@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 
 /// A problem loading tokenizer files; names the file (or folder) concerned.
@@ -74,8 +75,8 @@ public struct CLIPTokenizer: @unchecked Sendable {
         }
         let config = try SpecialTokenConfig(folder: url)
         try self.init(
-            vocabPath: url.appendingPathComponent("vocab.json").path,
-            mergesPath: url.appendingPathComponent("merges.txt").path,
+            vocabPath: url.appendingPathComponent(DiffusersLayout.vocabulary).path,
+            mergesPath: url.appendingPathComponent(DiffusersLayout.merges).path,
             specials: config)
     }
 

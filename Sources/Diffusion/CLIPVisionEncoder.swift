@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Tensor
 
@@ -23,7 +24,7 @@ public final class CLIPVisionEncoder {
     /// `folder`: a CLIPVisionModelWithProjection or full CLIPModel folder (config.json,
     /// safetensors weights, optionally preprocessor_config.json).
     public init(folder: String) throws {
-        let top = try ModelConfig(path: folder + "/config.json")
+        let top = try ModelConfig(path: DiffusersLayout.configPath(folder))
         let c = top.clipTower("vision_config")
         let shape = try CLIPEncoderShape(c, defaults: (768, 3072, 12, 12))
         hiddenSize = shape.hidden

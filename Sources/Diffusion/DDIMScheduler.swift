@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Tensor
 
@@ -17,7 +18,7 @@ public struct DDIMConfig: Equatable, Sendable {
         case scaledLinear = "scaled_linear"
         case squaredCosCapV2 = "squaredcos_cap_v2"
     }
-    public enum Spacing: String, Sendable { case leading, trailing, linspace }
+    public typealias Spacing = TimestepSpacing
     public enum Prediction: String, Sendable {
         case epsilon
         case vPrediction = "v_prediction"
@@ -226,24 +227,11 @@ public struct DDIMScheduler: Sendable {
 
     /// The inference timesteps, descending, as `set_timesteps(steps)` makes them.
     public func timesteps(steps: Int) -> [Int] {
-        let trainSteps = config.numTrainTimesteps
-        precondition(steps > 0 && steps <= trainSteps, "DDIM steps must be in 1...\(trainSteps), got \(steps)")
-        switch config.timestepSpacing {
-        case .leading:
-            return (0..<steps).reversed().map { $0 * (trainSteps / steps) + config.stepsOffset }
-        case .trailing:
-            // np.round(np.arange(trainSteps, 0, -trainSteps/steps)) - 1
-            let ratio = Double(trainSteps) / Double(steps)
-            let count = Int((Double(trainSteps) / ratio).rounded(.up))
-            return (0..<count).map { Int((Double(trainSteps) - Double($0) * ratio).rounded(.toNearestOrEven)) - 1 }
-        case .linspace:
-            // np.linspace(0, trainSteps-1, steps).round()[::-1]
-            guard steps > 1 else { return [0] }
-            let delta = Double(trainSteps - 1) / Double(steps - 1)
-            return (0..<steps).reversed().map { i in
-                i == steps - 1 ? trainSteps - 1 : Int((Double(i) * delta).rounded(.toNearestOrEven))
-            }
-        }
+        precondition(
+            steps > 0 && steps <= config.numTrainTimesteps,
+            "DDIM steps must be in 1...\(config.numTrainTimesteps), got \(steps)")
+        return config.timestepSpacing.timesteps(
+            steps: steps, trainSteps: config.numTrainTimesteps, stepsOffset: config.stepsOffset)
     }
 
     /// DDIMInverseScheduler's timesteps: the same set, ascending.

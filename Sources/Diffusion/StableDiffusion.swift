@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Tensor
 
@@ -28,7 +29,7 @@ public final class StableDiffusion {
         textEncoder = try CLIPTextEncoder(folder: folder + "/text_encoder")
         unet = try UNet2DConditionModel(folder: folder + "/unet")
         vae = try AutoencoderKL(folder: folder + "/vae")
-        scheduler = try DDIMScheduler(configPath: folder + "/scheduler/scheduler_config.json")
+        scheduler = try DDIMScheduler(configPath: folder + "/" + DiffusersLayout.schedulerConfig)
         guard textEncoder.hiddenSize == unet.contextDim else {
             throw ModelLoadError(
                 "\(folder): text encoder width \(textEncoder.hiddenSize) does not match the UNet's cross_attention_dim \(unet.contextDim)"

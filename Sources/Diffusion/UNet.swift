@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Tensor
 
@@ -76,7 +77,7 @@ public final class UNet2DConditionModel {
     // Long on purpose: reads and checks the file's fields in order, each check beside the
     // field it guards; split up, the list of fields would only move elsewhere.
     public init(folder: String) throws {
-        let config = try ModelConfig(path: folder + "/config.json")
+        let config = try ModelConfig(path: DiffusersLayout.configPath(folder))
         // Every value is range-checked before any layer is built; the bounds hold SD 1.x/2.x and
         // SDXL-sized models and keep all size arithmetic far from overflow.
         let channels = try config.ints("block_out_channels", count: 1...8, in: 1...8192)

@@ -141,14 +141,6 @@ enum EngineCLI {
         }
 
         nonisolated(unsafe) static var cache: String?
-
-        /// A full CLIPModel config has both towers' settings.
-        static func isFullCLIP(_ folder: String) -> Bool {
-            guard let data = FileManager.default.contents(atPath: folder + "/config.json"),
-                let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-            else { return false }
-            return json["text_config"] != nil && json["vision_config"] != nil
-        }
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiffusersLayout
 import Diffusion
 import Foundation
 import Imaging
@@ -37,7 +38,7 @@ struct GenerateCommand: ParsableCommand {
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let sd = try StableDiffusion(folder: checked.paths.model)
         let steps = checked.settings.steps
-        let unet = try ModelConfig(path: checked.paths.model + "/unet/config.json")
+        let unet = try ModelConfig(path: DiffusersLayout.configPath(checked.paths.model, component: "unet"))
         let side = try unet.int("sample_size", default: 64) * sd.vae.downsampleFactor
         let began = Date()
         let z = Tensor.randomNormal(sd.latentShape(height: side, width: side), seed: engine.seed)

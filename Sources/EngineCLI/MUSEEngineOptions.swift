@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiffusersLayout
 import Diffusion
 import Foundation
 import Imaging
@@ -151,7 +152,7 @@ struct MUSEEngineOptions: ParsableArguments {
             throw EngineCLI.Failure("--steps: \(problem)\(steps == nil ? " (the default for this model)" : "")")
         }
         try checkOutput()
-        if let tiny = tinyDecoder, !FileManager.default.fileExists(atPath: tiny + "/config.json") {
+        if let tiny = tinyDecoder, !FileManager.default.fileExists(atPath: DiffusersLayout.configPath(tiny)) {
             throw EngineCLI.Failure("--tiny-decoder: \(tiny) has no config.json (an AutoencoderTiny folder)")
         }
         if settings.muse.guidanceDecoder == .tiny && tinyDecoder == nil {
@@ -255,7 +256,7 @@ struct MUSEEngineOptions: ParsableArguments {
         let text: String
         if let clipText {
             text = clipText
-        } else if self.tower != nil, EngineCLI.BundledModels.isFullCLIP(tower) {
+        } else if self.tower != nil, DiffusersLayout.isFullCLIP(tower) {
             text = tower
         } else if self.tower == nil {
             text = try bundled("models/miniworld/clip-text")

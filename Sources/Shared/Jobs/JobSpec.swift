@@ -102,13 +102,6 @@ public enum JobSpec {
         var d: ObjCBool = false
         return FileManager.default.fileExists(atPath: path, isDirectory: &d) && d.boolValue
     }
-
-    static func isFullCLIP(_ folder: String) -> Bool {
-        guard let data = FileManager.default.contents(atPath: folder + "/config.json"),
-            let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        else { return false }
-        return json["text_config"] != nil && json["vision_config"] != nil
-    }
 }
 
 extension BatchQueue {

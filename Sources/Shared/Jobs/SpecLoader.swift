@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Imaging
 import Support
@@ -218,7 +219,7 @@ final class SpecLoader {
         var text = location(c["text"], "classifier.text", required: false)
         if let tower { _ = isModelFolder(tower, "classifier.tower", kind: "CLIP model", c["tower"]) }
         if text == nil, c["text"] == nil, let tower {
-            if JobSpec.isFullCLIP(tower.path) {
+            if DiffusersLayout.isFullCLIP(tower.path) {
                 text = tower
             } else {
                 r.issue(
@@ -258,7 +259,7 @@ final class SpecLoader {
     /// A diffusers/transformers model folder has a config.json (a file path has none); records
     /// the issue under `key` when not.
     func isModelFolder(_ location: Location, _ key: String, kind: String, _ node: SpecNode?) -> Bool {
-        if FileManager.default.fileExists(atPath: location.path + "/config.json") { return true }
+        if FileManager.default.fileExists(atPath: DiffusersLayout.configPath(location.path)) { return true }
         r.issue(key, "'\(location.spec)' is not a \(kind) folder (needs config.json and weights)", node)
         return false
     }
@@ -278,7 +279,7 @@ final class SpecLoader {
         var text = location(e["text"], "evaluation.text", required: false)
         if head == nil && text == nil {
             guard e["head"] == nil, e["text"] == nil else { return nil }
-            guard JobSpec.isFullCLIP(tower.path) else {
+            guard DiffusersLayout.isFullCLIP(tower.path) else {
                 r.issue(
                     "evaluation.head", "required: give a head (.safetensors) or a CLIP text model for zero-shot (text)")
                 return nil

@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 
 /// Image size rules of a Stable Diffusion model, from three config values: the native side
@@ -53,20 +54,22 @@ extension ImageSizeRules {
     /// The rules of a Stable Diffusion folder in the diffusers layout, from unet/config.json
     /// and vae/config.json alone (no weights are read).
     public init(modelFolder folder: String) throws {
-        guard FileManager.default.fileExists(atPath: folder + "/model_index.json") else {
+        guard FileManager.default.fileExists(atPath: folder + "/" + DiffusersLayout.modelIndex) else {
             throw SettingsError(
-                "\(folder) is not a Stable Diffusion folder in the diffusers layout (no model_index.json)")
+                "\(folder) is not a Stable Diffusion folder in the diffusers layout (no \(DiffusersLayout.modelIndex))")
         }
         func config(_ sub: String) throws -> [String: Any] {
-            let path = "\(folder)/\(sub)/config.json"
-            guard let data = FileManager.default.contents(atPath: path),
-                let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-            else { throw SettingsError("cannot read \(path) as a JSON object") }
+            let path = DiffusersLayout.configPath(folder, component: sub)
+            guard let object = DiffusersLayout.jsonObject(atPath: path) else {
+                throw SettingsError("cannot read \(path) as a JSON object")
+            }
             return object
         }
         func levels(_ object: [String: Any], _ sub: String) throws -> Int {
             guard let list = object["block_out_channels"] as? [Any] else {
-                throw SettingsError("\(folder)/\(sub)/config.json: block_out_channels is missing or not a list")
+                throw SettingsError(
+                    "\(DiffusersLayout.configPath(folder, component: sub)): block_out_channels is missing or not a list"
+                )
             }
             return list.count
         }
@@ -74,7 +77,10 @@ extension ImageSizeRules {
         let vae = try config("vae")
         let width = (unet["block_out_channels"] as? [Any])?.first as? Int ?? 320
         let sample = unet["sample_size"] == nil ? 64 : (unet["sample_size"] as? Int)
-        guard let sample else { throw SettingsError("\(folder)/unet/config.json: sample_size is not an integer") }
+        guard let sample else {
+            throw SettingsError(
+                "\(DiffusersLayout.configPath(folder, component: "unet")): sample_size is not an integer")
+        }
         do {
             try self.init(
                 unetSampleSize: sample, unetLevels: try levels(unet, "unet"), vaeLevels: try levels(vae, "vae"))

@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 
 /// How many DDIM steps a model's scheduler can take, on top of `JobSettings.stepsRange`:
@@ -7,15 +8,13 @@ import Foundation
 /// scheduler/scheduler_config.json alone, so specs and the command line are checked before
 /// any weights load.
 public struct StepRules: Equatable, Sendable {
-    public static let spacings = ["leading", "trailing", "linspace"]
-
     public let trainSteps: Int
-    public let spacing: String
+    public let spacing: TimestepSpacing
     public let stepsOffset: Int
 
     public init(trainSteps: Int = 1000, spacing: String = "leading", stepsOffset: Int = 0) throws {
         guard trainSteps > 0 else { throw SettingsError(key: "num_train_timesteps", "must be positive") }
-        guard Self.spacings.contains(spacing) else {
+        guard let spacing = TimestepSpacing(rawValue: spacing) else {
             throw SettingsError(key: "timestep_spacing", "'\(spacing)' is not supported")
         }
         self.trainSteps = trainSteps
@@ -25,10 +24,7 @@ public struct StepRules: Equatable, Sendable {
 
     /// The first (largest) timestep `steps` steps start from (`steps` must be positive).
     public func firstTimestep(steps: Int) -> Int {
-        switch spacing {
-        case "leading": return (steps - 1) * (trainSteps / steps) + stepsOffset
-        default: return trainSteps - 1
-        }
+        spacing.firstTimestep(steps: steps, trainSteps: trainSteps, stepsOffset: stepsOffset)
     }
 
     /// nil when the model's scheduler can take `steps` steps, else why not.
@@ -40,7 +36,7 @@ public struct StepRules: Equatable, Sendable {
         guard first < trainSteps else {
             let most = (1..<steps).reversed().first { firstTimestep(steps: $0) < trainSteps }
             return "\(steps) steps put a timestep at \(first), beyond the model's \(trainSteps) training steps "
-                + "(\(spacing) spacing, steps_offset \(stepsOffset)); "
+                + "(\(spacing.rawValue) spacing, steps_offset \(stepsOffset)); "
                 + (most.map { "use at most \($0)" } ?? "no step count fits this scheduler")
         }
         return nil
@@ -51,10 +47,10 @@ extension StepRules {
     /// The rules of a Stable Diffusion folder in the diffusers layout (scheduler/scheduler_config.json;
     /// missing keys take diffusers' DDIM defaults).
     public init(modelFolder folder: String) throws {
-        let path = folder + "/scheduler/scheduler_config.json"
-        guard let data = FileManager.default.contents(atPath: path),
-            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        else { throw SettingsError("cannot read \(path) as a JSON object") }
+        let path = folder + "/" + DiffusersLayout.schedulerConfig
+        guard let object = DiffusersLayout.jsonObject(atPath: path) else {
+            throw SettingsError("cannot read \(path) as a JSON object")
+        }
         func int(_ key: String, _ fallback: Int) throws -> Int {
             guard let value = object[key], !(value is NSNull) else { return fallback }
             guard let n = value as? Int else { throw SettingsError("\(path): '\(key)' is not an integer") }
