@@ -34,9 +34,10 @@ public enum DiffusersLayout {
     }
 }
 
-/// diffusers' `timestep_spacing`: how `set_timesteps(steps)` spreads the inference timesteps
-/// over the training ones. The one statement of the rule: the spec checks (`StepRules`) and
-/// the schedulers both use `timesteps`.
+/// diffusers' `timestep_spacing`: how DDIMScheduler's `set_timesteps(steps)` spreads the
+/// inference timesteps over the training ones. The one statement of that rule: the spec checks
+/// (`StepRules`) and `DDIMScheduler` both use it. (DPMSolverMultistepScheduler spaces
+/// `steps + 1` points by diffusers' own variant, kept beside it.)
 public enum TimestepSpacing: String, CaseIterable, Sendable {
     case leading, trailing, linspace
 
