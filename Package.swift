@@ -102,9 +102,13 @@ let package = Package(
         .testTarget(name: "RedisQueueTests", dependencies: ["RedisQueue", "Support", "CHiredis"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "CZstd", "CZlib"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CPNG", "CJPEG"]),
+        // Fixtures more than one test target uses (the package root, temporary spec folders).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "JobsTests",
-            dependencies: ["Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CJPEG", "CHiredis"]),
+            dependencies: [
+                "Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CJPEG", "CHiredis", "TestSupport",
+            ]),
         .testTarget(
             name: "WorkerCoreTests",
             dependencies: [
@@ -122,7 +126,7 @@ let package = Package(
             name: "PipelineTests",
             dependencies: [
                 "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary", "CPNG", "CHiredis", "CZstd",
-                "CZlib",
+                "CZlib", "TestSupport",
                 "Coordinator", "Worker", "EngineCLI",
             ]),
     ],

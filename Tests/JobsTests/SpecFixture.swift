@@ -1,26 +1,19 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import Jobs
 
 /// A temporary folder with spec files over the bundled tiny models (no Redis).
 class SpecFixture: XCTestCase {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let tinyModels = """
-        model: bundled:tiny-sd
-        classifier:
-          tower: bundled:tiny-clip-vision
-          head: bundled:tiny-emotion-head.safetensors
-          text: bundled:tiny-clip-text
-        """
+    static let packageRoot = TestSupport.packageRoot
+    static let tinyModels = TestSupport.tinyModels
 
     var dir: URL!
     let env = ["MUSE_MODELS_DIR": SpecFixture.packageRoot.appendingPathComponent("models").path]
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/jobs-spec-XXXXXX".utf8CString)
-        dir = URL(fileURLWithPath: String(cString: mkdtemp(&template)!))
+        dir = makeTempDir("jobs-spec")
     }
 
     override func tearDownWithError() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Support
+import TestSupport
 import XCTest
 
 @testable import Jobs

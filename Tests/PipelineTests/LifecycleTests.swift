@@ -1,6 +1,7 @@
 import Foundation
 import RedisQueue
 import Support
+import TestSupport
 import XCTest
 
 @testable import Jobs

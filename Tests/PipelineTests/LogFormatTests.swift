@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `--log-format json` (or MUSE_LOG_FORMAT): every stderr line of both binaries is one JSON

@@ -1,5 +1,6 @@
 import Foundation
 import RedisQueue
+import TestSupport
 import XCTest
 
 /// `muse-worker run --metrics-port`: a Prometheus scrape of a worker that ran jobs shows them.

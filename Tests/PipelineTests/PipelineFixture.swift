@@ -1,5 +1,6 @@
 import Foundation
 import Support
+import TestSupport
 import XCTest
 
 @testable import Checkpoints
@@ -7,22 +8,11 @@ import XCTest
 @testable import Jobs
 @testable import RedisQueue
 
-/// The package root (for the bundled models and manifests/).
-let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
 /// Built products sit next to the test bundle (swift test builds the executables first:
 /// PipelineTests depends on them).
 let binDir: URL = ExecutableLocation.directory
 
 func binary(_ name: String) -> String { binDir.appendingPathComponent(name).path }
-
-/// A fresh temporary folder with a short path (unix sockets allow 107 bytes).
-func makeTempDir(_ prefix: String = "pt") -> URL {
-    var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
-    let made = mkdtemp(&template)!
-    return URL(fileURLWithPath: String(cString: made))
-}
 
 /// Environment for spawned tools: bundled models found from anywhere, no stray Redis settings.
 func toolEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
@@ -121,34 +111,6 @@ final class TestRedis {
 
     func client(retry: RedisClient.RetryPolicy = RedisClient.RetryPolicy()) throws -> RedisClient {
         try server.client(options: .init(connectTimeout: 2, commandTimeout: 10, retry: retry))
-    }
-}
-
-/// Writes a spec file into `dir` and returns its path.
-@discardableResult
-func writeSpec(_ text: String, in dir: URL, name: String = "spec.yaml") throws -> String {
-    let url = dir.appendingPathComponent(name)
-    try text.write(to: url, atomically: true, encoding: .utf8)
-    return url.path
-}
-
-/// The bundled tiny models, as spec lines.
-let tinyModels = """
-    model: bundled:tiny-sd
-    classifier:
-      tower: bundled:tiny-clip-vision
-      head: bundled:tiny-emotion-head.safetensors
-      text: bundled:tiny-clip-text
-    """
-
-/// Copies the demo's source images next to a test spec.
-func copyDemoImages(to dir: URL) throws {
-    let images = dir.appendingPathComponent("images")
-    try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
-    for name in ["sunset.png", "house.png", "miniworld-house.png", "miniworld-boat.png"] {
-        let src = packageRoot.appendingPathComponent("manifests/images/\(name)")
-        try? FileManager.default.removeItem(at: images.appendingPathComponent(name))
-        try FileManager.default.copyItem(at: src, to: images.appendingPathComponent(name))
     }
 }
 

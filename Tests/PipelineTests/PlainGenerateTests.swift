@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `muse generate` without an emotion (plain text-to-image) runs the sampler it is given:

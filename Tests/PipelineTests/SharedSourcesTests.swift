@@ -2,6 +2,7 @@ import Foundation
 import Imaging
 import RedisQueue
 import Support
+import TestSupport
 import XCTest
 
 /// `editing.shared_sources`: sources go to a folder all hosts mount instead of Redis; workers

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `run --webdataset N`: tar shards a WebDataset loader reads — checked with GNU tar, which
