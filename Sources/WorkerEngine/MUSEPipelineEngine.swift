@@ -34,6 +34,11 @@ public final class MUSEPipelineEngine: PipelineEngine {
         let evalTower = try l.evaluatorTower.map { try resolve($0, "evaluator tower") }
         let evalHead = try l.evaluatorHead.map { try resolve($0, "evaluator head") }
         let evalText = try l.evaluatorText.map { try resolve($0, "evaluator text model") }
+        guard (l.evaluationCLIPTower == nil) == (l.evaluationCLIPText == nil) else {
+            throw JobFailure(
+                "the job names half an evaluation CLIP pair (evaluation_clip_tower and _text go together)",
+                permanent: true)
+        }
         let clipTower = try l.evaluationCLIPTower.map { try resolve($0, "evaluation CLIP tower") }
         let clipText = try l.evaluationCLIPText.map { try resolve($0, "evaluation CLIP text model") }
         let found = ModelFingerprints(
