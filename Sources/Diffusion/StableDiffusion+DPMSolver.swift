@@ -10,7 +10,7 @@ extension StableDiffusion {
     }
 
     /// Text-to-image with DPM-Solver++ from a given initial latent (init_noise_sigma is 1):
-    /// the DDIM `denoise` with diffusers' DPMSolverMultistepScheduler step. `scheduler`
+    /// the one denoising loop with diffusers' DPMSolverMultistepScheduler step. `scheduler`
     /// defaults to `dpmSolverScheduler()`. Returns the final latent (before
     /// 1/scaling_factor); `progress` is called after each step. Throws for step counts the
     /// scheduler cannot run (see `DPMSolverMultistepScheduler.validate(steps:)`).
@@ -19,20 +19,8 @@ extension StableDiffusion {
         steps: Int, guidance: Float, scheduler: DPMSolverMultistepScheduler? = nil,
         progress: ((Int, Int) -> Void)? = nil
     ) throws -> Tensor {
-        let dpm = try scheduler ?? dpmSolverScheduler()
-        try dpm.validate(steps: steps)
-        let conditional = encodePrompt(prompt)
-        let unconditional = encodePrompt(negativePrompt)
-        var z = latent
-        var history: DPMSolverHistory? = nil
-        let timesteps = dpm.timesteps(steps: steps)
-        for (i, t) in timesteps.enumerated() {
-            let eps = guidedNoise(
-                latent: z, timestep: t, conditional: conditional, unconditional: unconditional,
-                guidance: guidance)
-            (z, history) = dpm.step(modelOutput: eps, index: i, sample: z, steps: steps, previous: history)
-            progress?(i + 1, timesteps.count)
-        }
-        return z
+        try denoise(
+            from: latent, prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidance: guidance,
+            scheduler: try scheduler ?? dpmSolverScheduler(), progress: progress)
     }
 }

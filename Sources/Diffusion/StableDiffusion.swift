@@ -73,15 +73,39 @@ public final class StableDiffusion {
         from latent: Tensor, prompt: String, negativePrompt: String = "",
         steps: Int, guidance: Float, progress: ((Int, Int) -> Void)? = nil
     ) -> Tensor {
+        denoiseLoop(
+            from: latent, prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidance: guidance,
+            scheduler: scheduler, progress: progress)
+    }
+
+    /// Text-to-image with any sampler from a given initial latent (init_noise_sigma 1, as
+    /// DDIM's and DPM-Solver++'s). Throws for step counts the sampler cannot run.
+    public func denoise<S: DenoisingScheduler>(
+        from latent: Tensor, prompt: String, negativePrompt: String = "",
+        steps: Int, guidance: Float, scheduler: S, progress: ((Int, Int) -> Void)? = nil
+    ) throws -> Tensor {
+        try scheduler.validate(steps: steps)
+        return denoiseLoop(
+            from: latent, prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidance: guidance,
+            scheduler: scheduler, progress: progress)
+    }
+
+    /// The one denoising loop: classifier-free guided model output, then the sampler's step.
+    func denoiseLoop<S: DenoisingScheduler>(
+        from latent: Tensor, prompt: String, negativePrompt: String,
+        steps: Int, guidance: Float, scheduler: S, progress: ((Int, Int) -> Void)?
+    ) -> Tensor {
         let conditional = encodePrompt(prompt)
         let unconditional = encodePrompt(negativePrompt)
         var z = latent
+        var history: S.History? = nil
         let timesteps = scheduler.timesteps(steps: steps)
         for (i, t) in timesteps.enumerated() {
             let eps = guidedNoise(
                 latent: z, timestep: t, conditional: conditional, unconditional: unconditional,
                 guidance: guidance)
-            z = scheduler.step(eps: eps, timestep: t, sample: z, steps: steps).prevSample
+            (z, history) = scheduler.step(
+                modelOutput: eps, index: i, timestep: t, sample: z, steps: steps, history: history)
             progress?(i + 1, timesteps.count)
         }
         return z
