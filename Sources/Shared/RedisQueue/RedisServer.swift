@@ -31,11 +31,14 @@ public final class RedisServer: @unchecked Sendable {
         }
     }
 
-    /// Read when the server (re)starts.
+    /// Read when the server (re)starts; set it before, not while another thread starts it.
     public var options: Options
     /// Socket paths are limited to 107 bytes: the socket lives in a short temporary folder.
     public let socketDir: URL
     private var process: ChildProcess?
+    /// Serialises start, stop and shutdown (a test restarts the server from another thread
+    /// than the one that made it): `process` changes only under it. Recursive: start stops.
+    private let lifecycle = NSRecursiveLock()
 
     public var dataDir: URL { options.dataDir }
     public var socketPath: String { socketDir.appendingPathComponent("redis.sock").path }
@@ -45,7 +48,7 @@ public final class RedisServer: @unchecked Sendable {
         e.password = options.password
         return e
     }
-    public var isRunning: Bool { process?.isRunning ?? false }
+    public var isRunning: Bool { lifecycle.withLock { process?.isRunning ?? false } }
 
     /// Starts a server and waits until it answers PING.
     public init(_ options: Options) throws {
@@ -90,6 +93,8 @@ public final class RedisServer: @unchecked Sendable {
     /// Starts the server (again) on the same data and socket. Returns once it answers, which
     /// may be while it still loads its AOF: clients wait out LOADING (RedisError.isTransient).
     public func start() throws {
+        lifecycle.lock()
+        defer { lifecycle.unlock() }
         guard process == nil else { return }
         let d = options.dataDir
         var args = [
@@ -135,11 +140,15 @@ public final class RedisServer: @unchecked Sendable {
 
     /// SIGTERM (Redis flushes its AOF and exits); SIGKILL if it has not within 10 s.
     public func stop() {
-        process?.terminate(grace: 10)
-        process = nil
+        lifecycle.withLock {
+            process?.terminate(grace: 10)
+            process = nil
+        }
     }
 
     public func restart() throws {
+        lifecycle.lock()
+        defer { lifecycle.unlock() }
         stop()
         try start()
     }
@@ -147,6 +156,8 @@ public final class RedisServer: @unchecked Sendable {
     /// SHUTDOWN (AOF flushed), then waits; removes the socket folder (and the data of a
     /// temporary server).
     public func shutdown() {
+        lifecycle.lock()
+        defer { lifecycle.unlock() }
         if let p = process, p.isRunning {
             if let c = try? RedisClient(
                 endpoint: endpoint, options: .init(connectTimeout: 1, commandTimeout: 10, retry: .none))

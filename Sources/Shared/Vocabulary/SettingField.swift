@@ -36,7 +36,7 @@ public enum FloatRule: Sendable {
 /// One named, typed, range-checked setting of `Root`: the single description that
 /// decoding, encoding, spec reading and validation all use.
 public struct SettingField<Root>: @unchecked Sendable {
-    public enum Kind: @unchecked Sendable {
+    public enum Kind: Sendable {
         case int(ClosedRange<Int>)
         case float(FloatRule)
         case bool
