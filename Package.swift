@@ -75,23 +75,28 @@ let package = Package(
             ]),
 
         // Executables parse arguments and call in.
+        // The executables' shared `main` (logging bootstrap, then ArgumentParser).
+        .target(
+            name: "CommandLineBootstrap",
+            dependencies: ["Support", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Shared/CommandLineBootstrap"),
         .executableTarget(
             name: "Coordinator",
             dependencies: [
                 "CoordinatorCore", "Jobs", "RedisQueue", "Checkpoints", "Imaging", "Support", "Vocabulary",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "CommandLineBootstrap", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "Worker",
             dependencies: [
-                "WorkerEngine", "WorkerCore", "RedisQueue", "Support",
+                "WorkerEngine", "WorkerCore", "RedisQueue", "Support", "CommandLineBootstrap",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "EngineCLI",
             dependencies: [
                 "MUSE", "Diffusion", "DiffusersLayout", "Tensor", "Vocabulary", "Imaging", "Support",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "CommandLineBootstrap", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoints
+import CommandLineBootstrap
 import CoordinatorCore
 import Foundation
 import Imaging
@@ -8,7 +9,7 @@ import RedisQueue
 import Support
 
 @main
-struct CoordinatorCommand: ParsableCommand {
+struct CoordinatorCommand: LoggedCommand {
     static let configuration = CommandConfiguration(
         commandName: "muse-coordinator",
         abstract: "Shard MUSE emotion-synthesis jobs into Redis, follow them, and collect the results.",
@@ -33,15 +34,6 @@ struct CoordinatorCommand: ParsableCommand {
             DeleteCommand.self, BenchQueueCommand.self, BenchHashCommand.self,
         ])
 
-    static func main() {
-        let arguments = Log.bootstrap(arguments: Array(CommandLine.arguments.dropFirst()))
-        do {
-            var command = try parseAsRoot(arguments)
-            try command.run()
-        } catch {
-            exit(withError: error)
-        }
-    }
 }
 
 struct RedisOptions: ParsableArguments {

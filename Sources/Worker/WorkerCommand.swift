@@ -1,10 +1,11 @@
 import ArgumentParser
+import CommandLineBootstrap
 import Support
 
 /// `muse-worker`: the stateless worker of the batch pipeline. The engine's own commands
 /// (generate, edit, benchmarks) are the `muse` executable's.
 @main
-struct WorkerCommand: ParsableCommand {
+struct WorkerCommand: LoggedCommand {
     static let configuration = CommandConfiguration(
         commandName: "muse-worker",
         abstract: "MUSE worker: runs emotion synthesis jobs from Redis.",
@@ -16,13 +17,4 @@ struct WorkerCommand: ParsableCommand {
         subcommands: [WorkerRunCommand.self],
         defaultSubcommand: WorkerRunCommand.self)
 
-    static func main() {
-        let arguments = Log.bootstrap(arguments: Array(CommandLine.arguments.dropFirst()))
-        do {
-            var command = try parseAsRoot(arguments)
-            try command.run()
-        } catch {
-            exit(withError: error)
-        }
-    }
 }
