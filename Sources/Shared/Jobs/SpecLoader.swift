@@ -234,9 +234,11 @@ final class SpecLoader {
         if let tiny = tinyDecoder, !isModelFolder(tiny, "tiny_decoder", kind: "AutoencoderTiny", top["tiny_decoder"]) {
             tinyDecoder = nil
         }
+        // One read of the section (its keys checked once) serves both its readers.
+        let evaluation = r.map(top["evaluation"], "evaluation", allowed: Self.evaluationKeys)
         return Models(
             model: model, tower: tower, head: head, text: text, promptTower: promptTower, tinyDecoder: tinyDecoder,
-            evaluator: readEvaluator(top["evaluation"]), evaluationCLIP: readEvaluationCLIP(top["evaluation"]),
+            evaluator: readEvaluator(evaluation), evaluationCLIP: readEvaluationCLIP(evaluation),
             sizeRules: sizeRules, stepRules: stepRules)
     }
 
@@ -266,8 +268,8 @@ final class SpecLoader {
 
     /// `evaluation:` {tower, head} or {tower, text} (zero-shot; text may be omitted when the
     /// tower folder is a whole CLIPModel). Optional: without it, reports fall back to the guide.
-    func readEvaluator(_ node: SpecNode?) -> Evaluator? {
-        guard node != nil, let e = r.map(node, "evaluation", allowed: Self.evaluationKeys) else { return nil }
+    func readEvaluator(_ e: [String: SpecNode]?) -> Evaluator? {
+        guard let e else { return nil }
         // An evaluation section may name only the measuring CLIP (no evaluator classifier).
         if e["tower"] == nil && e["head"] == nil && e["text"] == nil && (e["clip_tower"] ?? e["clip_text"]) != nil {
             return nil
@@ -292,10 +294,8 @@ final class SpecLoader {
     /// `evaluation.clip_tower` + `evaluation.clip_text`, both or neither: a CLIP pair (vision
     /// and text with projections) that measures CLIP score, CLIP-I and Sem-D instead of the
     /// prompt tower, e.g. to keep those measurements away from a zero-shot guide's own CLIP.
-    func readEvaluationCLIP(_ node: SpecNode?) -> (tower: Location, text: Location)? {
-        guard case .map(let pairs, _) = node else { return nil }
-        let e = Dictionary(pairs.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-        switch (e["clip_tower"], e["clip_text"]) {
+    func readEvaluationCLIP(_ e: [String: SpecNode]?) -> (tower: Location, text: Location)? {
+        switch (e?["clip_tower"], e?["clip_text"]) {
         case (nil, nil): return nil
         case (.some, nil):
             r.issue("evaluation.clip_text", "required with evaluation.clip_tower: the text half of that CLIP pair")
