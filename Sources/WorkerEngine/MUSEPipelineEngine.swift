@@ -15,9 +15,15 @@ public final class MUSEPipelineEngine: PipelineEngine {
     public let name = "muse"
     public init() {}
     private var loaded: (locations: ModelLocations, fingerprints: ModelFingerprints, engine: SynthesisEngine)?
+    /// The model set whose load failed for good here, and why: later jobs naming it fail at
+    /// once, without hashing and reading the weights again.
+    private var unloadable: (locations: ModelLocations, fingerprints: ModelFingerprints, message: String)?
 
     public func prepare(_ job: PipelineJob, log: Logger) throws -> Double {
         if let loaded, loaded.locations == job.locations, loaded.fingerprints == job.content.models { return 0 }
+        if let unloadable, unloadable.locations == job.locations, unloadable.fingerprints == job.content.models {
+            throw JobFailure(unloadable.message, permanent: true)
+        }
         let began = Date()
         let l = job.locations
         func resolve(_ location: String, _ what: String) throws -> String {
@@ -87,7 +93,15 @@ public final class MUSEPipelineEngine: PipelineEngine {
                 evaluator: evaluator, evaluationCLIP: clipTower.flatMap { t in clipText.map { (tower: t, text: $0) } })
             loaded = (l, found, engine)
         } catch {
-            throw JobFailure("cannot load the models (\(model)): \(error)")
+            // The fingerprints matched, so these are the bytes the job was submitted with: a
+            // loader error is in them and recurs on every worker, attempt after attempt. Only
+            // a path that vanished during the load (an unmounted share) is worth a retry.
+            let message = "cannot load the models (\(model)): \(error)"
+            let paths = [model, tower, text] + [head, promptTower, tiny, evalTower, evalHead, evalText, clipTower, clipText]
+                .compactMap { $0 }
+            guard paths.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) else { throw JobFailure(message) }
+            unloadable = (l, job.content.models, message)
+            throw JobFailure(message, permanent: true)
         }
         let seconds = Date().timeIntervalSince(began)
         log(

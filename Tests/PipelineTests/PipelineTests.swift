@@ -336,6 +336,39 @@ final class PipelineTests: XCTestCase {
         for w in workers { w.stop() }
     }
 
+    /// A model folder whose loader fails (its tokenizer lost vocab.json) is the same on every
+    /// worker: each job is dead-lettered on its first attempt with the loader's message, and
+    /// the worker reads the folder once, not once per job.
+    func testUnloadableModelFailsEachJobOnceNotMaxAttempts() throws {
+        let broken = dir.appendingPathComponent("broken-sd")
+        try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("models/tiny-sd"), to: broken)
+        try FileManager.default.removeItem(at: broken.appendingPathComponent("tokenizer/vocab.json"))
+        let spec = try writeSpec(
+            tinyModels.replacingOccurrences(of: "bundled:tiny-sd", with: broken.path) + """
+
+                engine: {steps: 4}
+                queue: {lease_seconds: 5, max_attempts: 3}
+                generation: {prompts: [a mountain lake], emotions: [awe, excitement], seeds: [3]}
+                """, in: dir)
+        let redis = try TestRedis()
+        let batch = try submit(spec, redis)
+        let w = try worker(redis, "w1")
+        let out = dir.appendingPathComponent("out")
+        let r = try collect(batch, redis, to: out, follow: true)
+        w.stop()
+        XCTAssertEqual(r.code, 3, "finished with failures: \(r.stderr)")
+        let lines = try manifestLines(out)
+        XCTAssertEqual(lines.count, 2)
+        for line in lines {
+            XCTAssertEqual(line.status, .failed)
+            XCTAssertEqual(line.attempts, 1, "a load failure is permanent")
+            XCTAssertTrue(line.error?.contains("vocab.json") ?? false, line.error ?? "")
+        }
+        let loads = w.stderr.components(separatedBy: "\n").filter { $0.contains("cannot load the models") }
+        XCTAssertEqual(loads.count, 2, "one line per job: \(loads)")
+        XCTAssertEqual(w.stderr.components(separatedBy: "BLAS:").count - 1, 1, "models read once:\n\(w.stderr)")
+    }
+
     // MARK: clear errors that lose nothing
 
     func testBadSpecsAreRejectedBeforeAnythingIsSubmitted() throws {
