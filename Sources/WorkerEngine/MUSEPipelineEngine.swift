@@ -97,8 +97,8 @@ public final class MUSEPipelineEngine: PipelineEngine {
             // loader error is in them and recurs on every worker, attempt after attempt. Only
             // a path that vanished during the load (an unmounted share) is worth a retry.
             let message = "cannot load the models (\(model)): \(error)"
-            let paths = [model, tower, text] + [head, promptTower, tiny, evalTower, evalHead, evalText, clipTower, clipText]
-                .compactMap { $0 }
+            let optional = [head, promptTower, tiny, evalTower, evalHead, evalText, clipTower, clipText]
+            let paths = [model, tower, text] + optional.compactMap { $0 }
             guard paths.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) else { throw JobFailure(message) }
             unloadable = (l, job.content.models, message)
             throw JobFailure(message, permanent: true)
