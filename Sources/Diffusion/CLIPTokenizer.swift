@@ -64,9 +64,11 @@ public struct CLIPTokenizer: @unchecked Sendable {
 
     // MARK: - Loading
 
-    /// Load `vocab.json` and `merges.txt` from a tokenizer folder (diffusers/transformers
-    /// layout). Special tokens and their matching rules come from `tokenizer_config.json`,
-    /// `special_tokens_map.json` and `tokenizer.json` when present, as transformers reads them.
+    /// Load a tokenizer folder (diffusers/transformers layout): `vocab.json` and `merges.txt`,
+    /// or, when those are absent, the BPE model inside `tokenizer.json` (all transformers 5's
+    /// `save_pretrained` writes). Special tokens and their matching rules come from
+    /// `tokenizer_config.json`, `special_tokens_map.json` and `tokenizer.json` when present, as
+    /// transformers reads them.
     public init(folder: String) throws {
         let url = URL(fileURLWithPath: folder)
         var isDirectory: ObjCBool = false
@@ -74,10 +76,15 @@ public struct CLIPTokenizer: @unchecked Sendable {
             throw CLIPTokenizerError(path: folder, reason: "tokenizer folder does not exist")
         }
         let config = try SpecialTokenConfig(folder: url)
-        try self.init(
-            vocabPath: url.appendingPathComponent(DiffusersLayout.vocabulary).path,
-            mergesPath: url.appendingPathComponent(DiffusersLayout.merges).path,
-            specials: config)
+        let vocabPath = url.appendingPathComponent(DiffusersLayout.vocabulary).path
+        let mergesPath = url.appendingPathComponent(DiffusersLayout.merges).path
+        let tokenizerJSON = url.appendingPathComponent(DiffusersLayout.tokenizerJSON).path
+        if !ModelFile.exists(vocabPath) && !ModelFile.exists(mergesPath) && ModelFile.exists(tokenizerJSON) {
+            let (members, merges) = try Self.readTokenizerJSON(tokenizerJSON)
+            try self.init(vocabulary: members, vocabPath: tokenizerJSON, merges: merges, specials: config)
+            return
+        }
+        try self.init(vocabPath: vocabPath, mergesPath: mergesPath, specials: config)
     }
 
     /// Load from explicit files, with the CLIP defaults for special tokens (bos
@@ -86,23 +93,111 @@ public struct CLIPTokenizer: @unchecked Sendable {
         try self.init(vocabPath: vocabPath, mergesPath: mergesPath, specials: SpecialTokenConfig())
     }
 
-    // Long on purpose: reads and checks the file's fields in order, each check beside the
-    // field it guards; split up, the list of fields would only move elsewhere.
     private init(vocabPath: String, mergesPath: String, specials config: SpecialTokenConfig) throws {
-        // vocab.json, keyed by exact bytes (Swift String equality is canonical equivalence).
-        let vocabBytes = try Self.readFile(vocabPath)
-        let root: JSONValue
+        let members = try Self.readVocabulary(vocabPath)
+        let merges = try Self.readMergesFile(mergesPath)
+        try self.init(vocabulary: members, vocabPath: vocabPath, merges: merges, specials: config)
+    }
+
+    /// One merge rule as read, with where it came from for messages ("line 12 of merges.txt").
+    struct MergeRule {
+        let left: [UInt8]
+        let right: [UInt8]
+        let source: String
+        let place: String
+    }
+
+    /// vocab.json: an object of token -> id.
+    static func readVocabulary(_ path: String) throws -> [(String, JSONValue)] {
+        guard case .object(let members) = try parseJSON(path) else {
+            throw CLIPTokenizerError(path: path, reason: "not a JSON object of token -> id")
+        }
+        return members
+    }
+
+    private static func parseJSON(_ path: String) throws -> JSONValue {
+        let bytes = try readFile(path)
         do {
-            root = try vocabBytes.withUnsafeBufferPointer { buffer in
+            return try bytes.withUnsafeBufferPointer { buffer in
                 var parser = MiniJSONParser(bytes: buffer)
                 return try parser.parseDocument()
             }
         } catch let error as MiniJSONParser.Failure {
-            throw CLIPTokenizerError(path: vocabPath, reason: "not valid JSON: \(error.message)")
+            throw CLIPTokenizerError(path: path, reason: "not valid JSON: \(error.message)")
         }
-        guard case .object(let members) = root else {
-            throw CLIPTokenizerError(path: vocabPath, reason: "not a JSON object of token -> id")
+    }
+
+    /// merges.txt, read as tokenizers' BPE::read_file does.
+    static func readMergesFile(_ path: String) throws -> [MergeRule] {
+        let data = try readFile(path)
+        var rules: [MergeRule] = []
+        var lineNumber = 0
+        var lineStart = 0
+        let n = data.count
+        while lineStart < n {
+            var lineEnd = lineStart
+            while lineEnd < n && data[lineEnd] != 0x0A { lineEnd += 1 }
+            lineNumber += 1
+            var contentEnd = lineEnd
+            if contentEnd > lineStart && data[contentEnd - 1] == 0x0D { contentEnd -= 1 }
+            let line = data[lineStart..<contentEnd]
+            lineStart = lineEnd + 1
+            if line.starts(with: Array("#version".utf8)) { continue }
+            let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
+            guard parts.count == 2 else {
+                throw CLIPTokenizerError(path: path, reason: "line \(lineNumber) is not two space-separated symbols")
+            }
+            rules.append(MergeRule(left: Array(parts[0]), right: Array(parts[1]), source: path, place: "line \(lineNumber)"))
         }
+        return rules
+    }
+
+    /// tokenizer.json's `model`: a BPE whose `vocab` is token -> id and whose `merges` are
+    /// "a b" strings (tokenizers < 0.20) or ["a", "b"] pairs (later).
+    static func readTokenizerJSON(_ path: String) throws -> (vocabulary: [(String, JSONValue)], merges: [MergeRule]) {
+        guard case .object(let top) = try parseJSON(path),
+            case .object(let model)? = top.first(where: { $0.0 == "model" })?.1
+        else { throw CLIPTokenizerError(path: path, reason: "has no \"model\" object") }
+        func member(_ name: String) -> JSONValue? { model.first(where: { $0.0 == name })?.1 }
+        if case .string(let type)? = member("type"), type != "BPE" {
+            throw CLIPTokenizerError(path: path, reason: "model type is \(type), not the BPE a CLIP tokenizer uses")
+        }
+        guard case .object(let vocabulary)? = member("vocab") else {
+            throw CLIPTokenizerError(path: path, reason: "model.vocab is not an object of token -> id")
+        }
+        guard case .array(let list)? = member("merges") else {
+            throw CLIPTokenizerError(path: path, reason: "model.merges is not a list")
+        }
+        var rules: [MergeRule] = []
+        rules.reserveCapacity(list.count)
+        for (i, entry) in list.enumerated() {
+            let place = "model.merges[\(i)]"
+            switch entry {
+            case .string(let text):
+                let parts = Array(text.utf8).split(separator: 0x20, omittingEmptySubsequences: false)
+                guard parts.count == 2 else {
+                    throw CLIPTokenizerError(path: path, reason: "\(place) is not two space-separated symbols")
+                }
+                rules.append(MergeRule(left: Array(parts[0]), right: Array(parts[1]), source: path, place: place))
+            case .array(let pair):
+                guard pair.count == 2, case .string(let a) = pair[0], case .string(let b) = pair[1] else {
+                    throw CLIPTokenizerError(path: path, reason: "\(place) is not a pair of strings")
+                }
+                rules.append(MergeRule(left: Array(a.utf8), right: Array(b.utf8), source: path, place: place))
+            default:
+                throw CLIPTokenizerError(path: path, reason: "\(place) is \(entry.summary), not a merge")
+            }
+        }
+        return (vocabulary, rules)
+    }
+
+    // Long on purpose: checks the vocabulary, merges and special tokens in order, each check
+    // beside the field it guards; split up, the list of fields would only move elsewhere.
+    private init(
+        vocabulary members: [(String, JSONValue)], vocabPath: String, merges rules: [MergeRule],
+        specials config: SpecialTokenConfig
+    ) throws {
+        // Keyed by exact bytes (Swift String equality is canonical equivalence).
         var vocab: [[UInt8]: Int32] = [:]
         vocab.reserveCapacity(members.count)
         var maxID = -1
@@ -115,6 +210,11 @@ public struct CLIPTokenizer: @unchecked Sendable {
             maxID = max(maxID, Int(id))
         }
         guard !vocab.isEmpty else { throw CLIPTokenizerError(path: vocabPath, reason: "vocabulary is empty") }
+        // Ids index a table: a sparse one (an id of 2^31 in a small file) would allocate without bound.
+        guard maxID < 4 * vocab.count + 1024 else {
+            throw CLIPTokenizerError(
+                path: vocabPath, reason: "id \(maxID) is far beyond the vocabulary's \(vocab.count) tokens")
+        }
         var tokens = [[UInt8]](repeating: [], count: maxID + 1)
         for (bytes, id) in vocab { tokens[Int(id)] = bytes }
 
@@ -129,37 +229,16 @@ public struct CLIPTokenizer: @unchecked Sendable {
         let eosID = try lookup(config.eos, role: "eos")
         let padID = try lookup(config.pad, role: "pad")
 
-        // merges.txt, read as tokenizers' BPE::read_file does.
-        let mergesData = try Self.readFile(mergesPath)
         var merges: [UInt64: Merge] = [:]
-        var rank: Int32 = 0
-        var lineNumber = 0
-        var lineStart = 0
-        let n = mergesData.count
-        while lineStart < n {
-            var lineEnd = lineStart
-            while lineEnd < n && mergesData[lineEnd] != 0x0A { lineEnd += 1 }
-            lineNumber += 1
-            var contentEnd = lineEnd
-            if contentEnd > lineStart && mergesData[contentEnd - 1] == 0x0D { contentEnd -= 1 }
-            let line = mergesData[lineStart..<contentEnd]
-            lineStart = lineEnd + 1
-            if line.starts(with: Array("#version".utf8)) { continue }
-            let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
-            guard parts.count == 2 else {
+        for (rank, rule) in rules.enumerated() {
+            guard let aID = vocab[rule.left], let bID = vocab[rule.right], let newID = vocab[rule.left + rule.right]
+            else {
+                let text = String(decoding: rule.left + [0x20] + rule.right, as: UTF8.self)
                 throw CLIPTokenizerError(
-                    path: mergesPath, reason: "line \(lineNumber) is not two space-separated symbols")
+                    path: rule.source,
+                    reason: "\(rule.place) merge '\(text)' uses or makes a token that is not in the vocabulary")
             }
-            let a = Array(parts[0])
-            let b = Array(parts[1])
-            guard let aID = vocab[a], let bID = vocab[b], let newID = vocab[a + b] else {
-                let text = String(decoding: line, as: UTF8.self)
-                throw CLIPTokenizerError(
-                    path: mergesPath,
-                    reason: "line \(lineNumber) merge '\(text)' uses or makes a token that is not in the vocabulary")
-            }
-            merges[UInt64(UInt32(aID)) << 32 | UInt64(UInt32(bID))] = Merge(rank: rank, id: newID)
-            rank += 1
+            merges[UInt64(UInt32(aID)) << 32 | UInt64(UInt32(bID))] = Merge(rank: Int32(rank), id: newID)
         }
 
         var byteIDs = [Int32](repeating: Int32(unkID), count: 256)

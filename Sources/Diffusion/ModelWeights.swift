@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Foundation
 import Tensor
 
@@ -22,28 +23,41 @@ public final class ModelWeights: @unchecked Sendable {
         self.prefix = prefix
     }
 
-    /// The safetensors weights in `folder` (model.safetensors or diffusion_pytorch_model.safetensors,
-    /// or the shards an index names).
+    /// The safetensors weights in `folder`: the first of `DiffusersLayout.weightSources` that
+    /// exists (a plain file, a shard index, then fp16/bf16/other variants).
     public convenience init(folder: String) throws {
-        let candidates = ["diffusion_pytorch_model.safetensors", "model.safetensors"]
-        for name in candidates where ModelFile.exists(folder + "/" + name) {
-            self.init(files: [try SafeTensorsFile(path: folder + "/" + name)], owner: folder)
+        for source in DiffusersLayout.weightSources(in: folder) where ModelFile.exists(source.path) {
+            switch source {
+            case .file(let path):
+                self.init(files: [try SafeTensorsFile(path: path)], owner: folder)
+            case .index(let path):
+                self.init(files: try Self.shards(index: path, folder: folder), owner: folder)
+            }
             return
         }
-        for index in ["diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json"]
-        where ModelFile.exists(folder + "/" + index) {
-            let path = folder + "/" + index
-            let data = Data(try ModelFile.contents(path, limit: ModelConfig.maxFileBytes, errorPrefix: path))
-            guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                let map = json["weight_map"] as? [String: String]
-            else { throw ModelLoadError("\(folder)/\(index): no weight_map") }
-            let shards = Set(map.values).sorted()
-            self.init(files: try shards.map { try SafeTensorsFile(path: folder + "/" + $0) }, owner: folder)
-            return
+        var message = "\(folder): no safetensors weights (looked for diffusion_pytorch_model.safetensors, model.safetensors, "
+            + "their .index.json shards and *.fp16/*.bf16 variants)"
+        let pickles = DiffusersLayout.pickledWeights(in: folder)
+        if !pickles.isEmpty {
+            message += "; \(pickles.joined(separator: ", ")) are pickled checkpoints, never loaded (unpickling runs code): "
+                + "convert them with python -c \"import torch, safetensors.torch as s; "
+                + "s.save_file(torch.load('IN.bin', map_location='cpu', weights_only=True), 'OUT.safetensors')\""
         }
-        throw ModelLoadError(
-            "\(folder): no weights found (looked for \(candidates.joined(separator: ", ")) "
-                + "and their .index.json); .bin/.ckpt checkpoints must be converted to safetensors first")
+        throw ModelLoadError(message)
+    }
+
+    /// The shard files a `*.safetensors.index.json` maps tensors to. Shard names must be plain
+    /// file names inside the folder (no path separators: an index cannot point elsewhere).
+    static func shards(index path: String, folder: String) throws -> [SafeTensorsFile] {
+        let bytes = try ModelFile.contents(path, limit: ModelConfig.maxFileBytes, errorPrefix: path)
+        guard let json = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
+            let map = json["weight_map"] as? [String: String], !map.isEmpty
+        else { throw ModelLoadError("\(path): not a shard index (no weight_map of tensor -> file)") }
+        let names = Set(map.values).sorted()
+        if let bad = names.first(where: { $0.isEmpty || $0.contains("/") || $0 == "." || $0 == ".." }) {
+            throw ModelLoadError("\(path): shard name '\(bad)' is not a file name in \(folder)")
+        }
+        return try names.map { try SafeTensorsFile(path: folder + "/" + $0) }
     }
 
     public func scoped(_ name: String) -> ModelWeights {

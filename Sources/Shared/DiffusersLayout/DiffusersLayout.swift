@@ -14,6 +14,71 @@ public enum DiffusersLayout {
     /// A CLIP BPE tokenizer's two files.
     public static let vocabulary = "vocab.json"
     public static let merges = "merges.txt"
+    /// The tokenizers library's one-file form (the BPE model, normaliser and special tokens);
+    /// transformers 5's `save_pretrained` writes only this.
+    public static let tokenizerJSON = "tokenizer.json"
+
+    /// The names a component's weights are saved under: diffusers' and transformers'.
+    public static let weightStems = ["diffusion_pytorch_model", "model"]
+    /// Variants tried, in this order, when a folder has no plain weights file (diffusers'
+    /// `variant=`: the hub's fp16 branches ship only `*.fp16.safetensors`).
+    public static let preferredVariants = ["fp16", "bf16"]
+
+    /// Where a component's weights may be, best first: a single file or a shard index.
+    public enum WeightSource: Equatable, Sendable {
+        case file(String)
+        case index(String)
+        public var path: String {
+            switch self {
+            case .file(let p), .index(let p): return p
+            }
+        }
+    }
+
+    /// The places a component folder's weights may be, in the order a loader tries them:
+    /// `stem.safetensors`, `stem.safetensors.index.json`, then each variant found in the folder
+    /// (`stem.fp16.safetensors`, diffusers' `stem.safetensors.index.fp16.json` and
+    /// transformers' `stem.fp16.safetensors.index.json`), fp16 before bf16 before the rest.
+    public static func weightSources(in folder: String) -> [WeightSource] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        var sources: [WeightSource] = []
+        for stem in weightStems {
+            sources += [.file("\(stem).safetensors"), .index("\(stem).safetensors.index.json")]
+        }
+        var variants = Set<String>()
+        for name in names {
+            for stem in weightStems {
+                for (prefix, suffix) in [
+                    ("\(stem).", ".safetensors"), ("\(stem).safetensors.index.", ".json"), ("\(stem).", ".safetensors.index.json"),
+                ] where name.hasPrefix(prefix) && name.hasSuffix(suffix) && name.count > prefix.count + suffix.count {
+                    let variant = String(name.dropFirst(prefix.count).dropLast(suffix.count))
+                    if !variant.contains(".") && !variant.contains("-of-") { variants.insert(variant) }
+                }
+            }
+        }
+        let ordered = preferredVariants.filter(variants.contains) + variants.subtracting(preferredVariants).sorted()
+        for variant in ordered {
+            for stem in weightStems {
+                sources += [
+                    .file("\(stem).\(variant).safetensors"), .index("\(stem).safetensors.index.\(variant).json"),
+                    .index("\(stem).\(variant).safetensors.index.json"),
+                ]
+            }
+        }
+        return sources.map {
+            switch $0 {
+            case .file(let name): return .file(folder + "/" + name)
+            case .index(let name): return .index(folder + "/" + name)
+            }
+        }
+    }
+
+    /// Pickled checkpoints (`.bin`, `.ckpt`, `.pt`, `.pth`) in `folder`: never loaded (unpickling
+    /// runs code), named in the refusal with how to convert them.
+    public static func pickledWeights(in folder: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.filter { name in [".bin", ".ckpt", ".pt", ".pth"].contains { name.hasSuffix($0) } }.sorted()
+    }
 
     /// `folder`/`component`/config.json (component "" for the folder's own).
     public static func configPath(_ folder: String, component: String = "") -> String {

@@ -1,0 +1,33 @@
+import DiffusersLayout
+import Foundation
+import XCTest
+
+/// The order a component folder's weights are looked for: plain, its shards, then variants
+/// (fp16 before bf16 before others), diffusers' and transformers' index spellings both.
+final class WeightSourcesTests: XCTestCase {
+    func testPlainFirstThenVariantsInPreferenceOrder() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ws-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for name in [
+            "model.ema.safetensors", "model.bf16.safetensors", "model.fp16.safetensors",
+            "diffusion_pytorch_model.safetensors.index.fp16.json", "model.fp16-00001-of-00002.safetensors",
+        ] {
+            FileManager.default.createFile(atPath: dir.appendingPathComponent(name).path, contents: Data())
+        }
+        let names = DiffusersLayout.weightSources(in: dir.path).map { ($0.path as NSString).lastPathComponent }
+        XCTAssertEqual(
+            Array(names.prefix(4)),
+            [
+                "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
+                "model.safetensors", "model.safetensors.index.json",
+            ])
+        let variants = names.dropFirst(4).filter { FileManager.default.fileExists(atPath: dir.path + "/" + $0) }
+        XCTAssertEqual(
+            variants,
+            [
+                "diffusion_pytorch_model.safetensors.index.fp16.json", "model.fp16.safetensors", "model.bf16.safetensors",
+                "model.ema.safetensors",
+            ])
+    }
+}
