@@ -147,7 +147,8 @@ public struct CLIPTokenizer: @unchecked Sendable {
             guard parts.count == 2 else {
                 throw CLIPTokenizerError(path: path, reason: "line \(lineNumber) is not two space-separated symbols")
             }
-            rules.append(MergeRule(left: Array(parts[0]), right: Array(parts[1]), source: path, place: "line \(lineNumber)"))
+            rules.append(
+                MergeRule(left: Array(parts[0]), right: Array(parts[1]), source: path, place: "line \(lineNumber)"))
         }
         return rules
     }

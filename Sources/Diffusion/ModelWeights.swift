@@ -35,11 +35,13 @@ public final class ModelWeights: @unchecked Sendable {
             }
             return
         }
-        var message = "\(folder): no safetensors weights (looked for diffusion_pytorch_model.safetensors, model.safetensors, "
+        var message =
+            "\(folder): no safetensors weights (looked for diffusion_pytorch_model.safetensors, model.safetensors, "
             + "their .index.json shards and *.fp16/*.bf16 variants)"
         let pickles = DiffusersLayout.pickledWeights(in: folder)
         if !pickles.isEmpty {
-            message += "; \(pickles.joined(separator: ", ")) are pickled checkpoints, never loaded (unpickling runs code): "
+            message +=
+                "; \(pickles.joined(separator: ", ")) are pickled checkpoints, never loaded (unpickling runs code): "
                 + "convert them with python -c \"import torch, safetensors.torch as s; "
                 + "s.save_file(torch.load('IN.bin', map_location='cpu', weights_only=True), 'OUT.safetensors')\""
         }

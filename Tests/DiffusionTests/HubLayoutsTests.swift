@@ -65,7 +65,8 @@ final class HubLayoutsTests: XCTestCase {
         XCTAssertEqual(linked.encodePrompt("a cat").data, context.data)
         let latent = Tensor.randomNormal(plain.latentShape(height: 64, width: 64), seed: 3)
         XCTAssertEqual(
-            linked.unet(latent, timestep: 500, context: context).data, plain.unet(latent, timestep: 500, context: context).data)
+            linked.unet(latent, timestep: 500, context: context).data,
+            plain.unet(latent, timestep: 500, context: context).data)
     }
 
     func testPickleOnlyFolderIsRefusedWithTheConversion() throws {
@@ -89,7 +90,8 @@ extension HubLayoutsTests {
         defer { try? fm.removeItem(at: dir) }
         try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         try fm.copyItem(atPath: Parity.root + "/models/tiny-clip-text/config.json", toPath: dir.path + "/config.json")
-        let index = #"{"metadata": {}, "weight_map": {"text_model.final_layer_norm.weight": "../elsewhere.safetensors"}}"#
+        let index =
+            #"{"metadata": {}, "weight_map": {"text_model.final_layer_norm.weight": "../elsewhere.safetensors"}}"#
         try Data(index.utf8).write(to: dir.appendingPathComponent("model.safetensors.index.json"))
         XCTAssertThrowsError(try CLIPTextEncoder(folder: dir.path)) { error in
             XCTAssertTrue("\(error)".contains("'../elsewhere.safetensors' is not a file name"), "\(error)")

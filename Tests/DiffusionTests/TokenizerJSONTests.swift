@@ -41,7 +41,8 @@ final class TokenizerJSONTests: XCTestCase {
     /// ("a b" strings before 0.20, [a, b] pairs since): the 265 prompts' transformers ids.
     func testFullVocabularyAsTokenizerJSONInBothMergeSpellings() throws {
         let folder = URL(fileURLWithPath: TokenizerTests.fullFolder)
-        let vocab = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("vocab.json")))
+        let vocab = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: folder.appendingPathComponent("vocab.json")))
         let lines = try String(contentsOf: folder.appendingPathComponent("merges.txt"), encoding: .utf8)
             .split(separator: "\n").filter { !$0.hasPrefix("#version") }.map(String.init)
         let fixture = try cases("tokenizer_cases.json")

@@ -26,7 +26,8 @@ final class WeightSourcesTests: XCTestCase {
         XCTAssertEqual(
             variants,
             [
-                "diffusion_pytorch_model.safetensors.index.fp16.json", "model.fp16.safetensors", "model.bf16.safetensors",
+                "diffusion_pytorch_model.safetensors.index.fp16.json", "model.fp16.safetensors",
+                "model.bf16.safetensors",
                 "model.ema.safetensors",
             ])
     }

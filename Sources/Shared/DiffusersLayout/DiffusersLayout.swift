@@ -49,7 +49,8 @@ public enum DiffusersLayout {
         for name in names {
             for stem in weightStems {
                 for (prefix, suffix) in [
-                    ("\(stem).", ".safetensors"), ("\(stem).safetensors.index.", ".json"), ("\(stem).", ".safetensors.index.json"),
+                    ("\(stem).", ".safetensors"), ("\(stem).safetensors.index.", ".json"),
+                    ("\(stem).", ".safetensors.index.json"),
                 ] where name.hasPrefix(prefix) && name.hasSuffix(suffix) && name.count > prefix.count + suffix.count {
                     let variant = String(name.dropFirst(prefix.count).dropLast(suffix.count))
                     if !variant.contains(".") && !variant.contains("-of-") { variants.insert(variant) }
