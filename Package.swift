@@ -3,7 +3,7 @@ import PackageDescription
 
 // Module map (docs/ARCHITECTURE.md has the why; ops/check-imports keeps it true):
 //   Vocabulary ← MUSE, Jobs          Tensor ← Diffusion ← MUSE ← WorkerEngine ← Worker, EngineCLI
-//   Support ← RedisQueue, Checkpoints, Imaging, Jobs ← WorkerCore ← WorkerEngine
+//   DiffusersLayout ← Support ← RedisQueue, Checkpoints, Imaging, Jobs ← WorkerCore ← WorkerEngine
 //                                                  ← CoordinatorCore ← Coordinator
 // The coordinator links no engine module; the engine knows no Redis; the queue knows no
 // job types; the checkpoint codec knows no engine.
@@ -45,7 +45,8 @@ let package = Package(
         .target(
             name: "Support",
             dependencies: [
-                .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
+                "DiffusersLayout", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Sources/Shared/Support"),
         .target(name: "RedisQueue", dependencies: ["CHiredis", "Support"], path: "Sources/Shared/RedisQueue"),

@@ -12,7 +12,7 @@ struct MuseCommand: LoggedCommand {
         version: MUSEVersion.current,
         subcommands: [
             GenerateCommand.self, EditCommand.self, BenchCommand.self, BenchEngineCommand.self,
-            BenchMuseCommand.self, BenchTokenizerCommand.self,
+            BenchMuseCommand.self, BenchTokenizerCommand.self, FingerprintCommand.self,
         ])
 
 }

@@ -77,3 +77,68 @@ func withFIFOTimeout<T>(
 final class ResultBox<T>: @unchecked Sendable {
     var value: T?
 }
+
+/// A fingerprint covers what the loader reads, so the same model in a fuller or a pruned
+/// snapshot is the same model (and the same batch id), while a changed config or weight is not.
+final class LoaderReadFingerprintTests: XCTestCase {
+    var dir: URL!
+    let fm = FileManager.default
+
+    override func setUpWithError() throws {
+        dir = fm.temporaryDirectory.appendingPathComponent("loaderread-\(UUID().uuidString)")
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        try fm.copyItem(at: SpecFixture.packageRoot.appendingPathComponent("models/tiny-sd"), to: dir.appendingPathComponent("sd"))
+    }
+
+    override func tearDown() { try? fm.removeItem(at: dir) }
+
+    func write(_ rel: String, _ text: String) throws {
+        let url = dir.appendingPathComponent("sd/" + rel)
+        try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: url)
+    }
+
+    func batchID() throws -> String {
+        let spec = dir.appendingPathComponent("spec.yaml")
+        try Data(
+            """
+            model: \(dir.path)/sd
+            classifier:
+              tower: bundled:tiny-clip-vision
+              head: bundled:tiny-emotion-head.safetensors
+              text: bundled:tiny-clip-text
+            engine: {steps: 4}
+            generation: {prompts: [a cat], emotions: [awe], seeds: [1]}
+            """.utf8
+        ).write(to: spec)
+        return try JobSpec.load(path: spec.path, environment: ["MUSE_MODELS_DIR": SpecFixture.packageRoot.appendingPathComponent("models").path]).batchID
+    }
+
+    func testExtraFilesLeaveTheFingerprintAndBatchIDAlone() throws {
+        let path = dir.appendingPathComponent("sd").path
+        let before = try ModelFingerprint.compute(path: path)
+        let batch = try batchID()
+        XCTAssertTrue(try ModelFingerprint.files(path: path).contains("unet/diffusion_pytorch_model.safetensors"))
+        try write("safety_checker/config.json", "{}")
+        try write("safety_checker/model.safetensors", "weights nobody loads")
+        try write("feature_extractor/preprocessor_config.json", "{}")
+        try write("README.md", "# a model card")
+        try write("v1-5-pruned-emaonly.ckpt", "a pickle")
+        try write("unet/diffusion_pytorch_model.bin", "a pickle")
+        try write("unet/diffusion_pytorch_model.fp16.safetensors", "a variant the plain file outranks")
+        XCTAssertEqual(try ModelFingerprint.compute(path: path), before)
+        XCTAssertEqual(try batchID(), batch)
+        try write("unet/config.json", "{\"changed\": true}")
+        XCTAssertNotEqual(try ModelFingerprint.compute(path: path), before)
+    }
+
+    func testAChangedWeightFileChangesIt() throws {
+        let path = dir.appendingPathComponent("sd").path
+        let before = try ModelFingerprint.compute(path: path)
+        let handle = try FileHandle(forWritingTo: dir.appendingPathComponent("sd/vae/diffusion_pytorch_model.safetensors"))
+        try handle.seekToEnd()
+        handle.write(Data([0]))
+        try handle.close()
+        XCTAssertNotEqual(try ModelFingerprint.compute(path: path), before)
+    }
+}

@@ -369,6 +369,41 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(w.stderr.components(separatedBy: "BLAS:").count - 1, 1, "models read once:\n\(w.stderr)")
     }
 
+    /// A coordinator without the weights submits by fingerprint (`muse fingerprint` prints
+    /// them); the workers, which have the files, load and check them and run the batch.
+    func testCoordinatorWithoutWeightsSubmitsByFingerprint() throws {
+        let names = ["tiny-sd", "tiny-clip-vision", "tiny-emotion-head.safetensors", "tiny-clip-text"]
+        let printed = try runTool(
+            "muse", ["fingerprint"] + names.map { packageRoot.appendingPathComponent("models/" + $0).path }, dir: dir)
+        XCTAssertEqual(printed.code, 0, printed.stderr)
+        let fingerprints = printed.stdout.split(separator: "\n").map { String($0.prefix(32)) }
+        XCTAssertEqual(fingerprints.count, 4)
+        let store = dir.appendingPathComponent("fleet-models")  // not there yet when submitting
+        func entry(_ i: Int) -> String { "{path: \(store.path)/\(names[i]), fingerprint: \(fingerprints[i])}" }
+        let spec = try writeSpec(
+            """
+            model: \(entry(0))
+            classifier: {tower: \(entry(1)), head: \(entry(2)), text: \(entry(3))}
+            engine: {steps: 4}
+            generation: {prompts: [a mountain lake], emotions: [awe], seeds: [3]}
+            """, in: dir)
+        let redis = try TestRedis()
+        let batch = try submit(spec, redis)
+        try FileManager.default.createDirectory(at: store, withIntermediateDirectories: true)
+        for name in names {
+            try FileManager.default.copyItem(
+                at: packageRoot.appendingPathComponent("models/" + name), to: store.appendingPathComponent(name))
+        }
+        let w = try worker(redis, "w1")
+        let out = dir.appendingPathComponent("out")
+        let r = try collect(batch, redis, to: out, follow: true)
+        w.stop()
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let lines = try manifestLines(out)
+        XCTAssertEqual(lines.map(\.status), [.done], w.stderr)
+        XCTAssertEqual(lines.first?.models.fingerprints.model, fingerprints[0])
+    }
+
     // MARK: clear errors that lose nothing
 
     func testBadSpecsAreRejectedBeforeAnythingIsSubmitted() throws {

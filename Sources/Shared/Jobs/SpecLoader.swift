@@ -13,10 +13,14 @@ final class SpecLoader {
     static let queueKeys = ["max_attempts", "lease_seconds"]
 
     /// A model as the spec named it (what workers get: `bundled:` names or absolute paths)
-    /// and where it is on this machine.
+    /// and where it is on this machine; `fingerprint` when the spec gave one
+    /// (`{path: …, fingerprint: …}`), which lets a machine without the weights submit.
     struct Location {
         var spec: String
         var path: String
+        var fingerprint: String? = nil
+        /// Whether the files are here (else only the spec's fingerprint speaks for them).
+        var present = true
     }
 
     struct Models {
@@ -204,7 +208,12 @@ final class SpecLoader {
         let model = location(top["model"], "model", required: true)
         var sizeRules: ImageSizeRules?
         var stepRules: StepRules?
-        if let model {
+        if let model, !model.present {
+            // Not on this machine (submitted by fingerprint): SD 1.x's shape and scheduler
+            // rules stand in; each worker checks the job against the model it loads.
+            sizeRules = try? ImageSizeRules(unetSampleSize: 64, unetLevels: 4, vaeLevels: 4)
+            stepRules = try? StepRules(trainSteps: 1000, spacing: "leading", stepsOffset: 1)
+        } else if let model {
             do {
                 sizeRules = try ImageSizeRules(modelFolder: model.path)
                 stepRules = try StepRules(modelFolder: model.path)
@@ -261,7 +270,9 @@ final class SpecLoader {
     /// A diffusers/transformers model folder has a config.json (a file path has none); records
     /// the issue under `key` when not.
     func isModelFolder(_ location: Location, _ key: String, kind: String, _ node: SpecNode?) -> Bool {
-        if FileManager.default.fileExists(atPath: DiffusersLayout.configPath(location.path)) { return true }
+        if !location.present || FileManager.default.fileExists(atPath: DiffusersLayout.configPath(location.path)) {
+            return true
+        }
         r.issue(key, "'\(location.spec)' is not a \(kind) folder (needs config.json and weights)", node)
         return false
     }
@@ -324,47 +335,93 @@ final class SpecLoader {
         return head
     }
 
+    /// A model location: a path or `bundled:` name, or `{path: …, fingerprint: …}` (the value
+    /// `muse fingerprint` prints). With a fingerprint the files need not be on this machine;
+    /// where they are, they must match it.
     func location(_ node: SpecNode?, _ path: String, required: Bool) -> Location? {
         guard let node else {
             if required { r.issue(path, "required (a folder path, or bundled:NAME for the repository's models/)") }
             return nil
         }
-        guard let text = r.string(node, path, allowEmpty: false) else { return nil }
-        do {
-            let resolved = try ModelLocation.resolve(text, specFolder: specFolder, environment: environment)
-            guard FileManager.default.fileExists(atPath: resolved) else {
-                r.issue(path, "'\(text)' does not exist (\(resolved))", node)
+        var textNode = node
+        var fingerprint: String?
+        if case .map = node {
+            guard let fields = r.map(node, path, allowed: Self.locationKeys) else { return nil }
+            guard let p = fields["path"] else {
+                r.issue(path + ".path", "required (a folder path, or bundled:NAME)", node)
                 return nil
             }
+            textNode = p
+            if let f = fields["fingerprint"] {
+                guard let given = r.string(f, path + ".fingerprint", allowEmpty: false) else { return nil }
+                guard given.count == 32, given.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+                    r.issue(
+                        path + ".fingerprint",
+                        "'\(given)' is not a fingerprint (32 lowercase hex digits, "
+                            + "as `muse fingerprint PATH` prints)", f)
+                    return nil
+                }
+                fingerprint = given
+            }
+        }
+        guard let text = r.string(textNode, path, allowEmpty: false) else { return nil }
+        let resolved: String
+        do { resolved = try ModelLocation.resolve(text, specFolder: specFolder, environment: environment) } catch {
+            // A bundled: name this machine cannot find, given with its fingerprint: the workers resolve it.
+            if let fingerprint, ModelLocation.isBundled(text) {
+                return Location(spec: text, path: text, fingerprint: fingerprint, present: false)
+            }
+            r.issue(path, "\(error)", node)
+            return nil
+        }
+        guard FileManager.default.fileExists(atPath: resolved) else {
+            if let fingerprint {
+                return Location(spec: resolved, path: resolved, fingerprint: fingerprint, present: false)
+            }
+            r.issue(path, "'\(text)' does not exist (\(resolved))", node)
+            return nil
+        }
+        do {
             // Before any of its files is read: a FIFO or device in a model folder is refused
             // by name here instead of blocking the configuration reads or the fingerprint.
             _ = try ModelFingerprint.files(path: resolved)
-            // Workers get bundled: names (resolved on each machine) or absolute paths.
-            return Location(spec: ModelLocation.isBundled(text) ? text : resolved, path: resolved)
         } catch {
             r.issue(path, "\(error)", node)
             return nil
         }
+        // Workers get bundled: names (resolved on each machine) or absolute paths.
+        return Location(spec: ModelLocation.isBundled(text) ? text : resolved, path: resolved, fingerprint: fingerprint)
     }
 
-    /// Reads model files: only once everything else is fine.
+    static let locationKeys = ["path", "fingerprint"]
+
+    /// Reads model files: only once everything else is fine. A location with a fingerprint
+    /// from the spec and no files here takes it as given; with files, they must match it.
     func fingerprint(_ m: Models) throws -> ModelFingerprints {
+        var mismatches: [String] = []
+        func of(_ location: Location) throws -> String {
+            guard location.present else { return location.fingerprint ?? "" }
+            let computed = try ModelFingerprint.compute(path: location.path)
+            if let given = location.fingerprint, given != computed {
+                mismatches.append("\(location.spec) has fingerprint \(computed), the spec says \(given)")
+            }
+            return computed
+        }
+        let result: ModelFingerprints
         do {
-            return ModelFingerprints(
-                model: try ModelFingerprint.compute(path: m.model.path),
-                tower: try ModelFingerprint.compute(path: m.tower.path),
-                head: try m.head.map { try ModelFingerprint.compute(path: $0.path) },
-                text: try ModelFingerprint.compute(path: m.text.path),
-                promptTower: try m.promptTower.map { try ModelFingerprint.compute(path: $0.path) },
-                tinyDecoder: try m.tinyDecoder.map { try ModelFingerprint.compute(path: $0.path) },
-                evaluatorTower: try m.evaluator.map { try ModelFingerprint.compute(path: $0.tower.path) },
-                evaluatorHead: try m.evaluator?.head.map { try ModelFingerprint.compute(path: $0.path) },
-                evaluatorText: try m.evaluator?.text.map { try ModelFingerprint.compute(path: $0.path) },
-                evaluationCLIPTower: try m.evaluationCLIP.map { try ModelFingerprint.compute(path: $0.tower.path) },
-                evaluationCLIPText: try m.evaluationCLIP.map { try ModelFingerprint.compute(path: $0.text.path) })
+            result = ModelFingerprints(
+                model: try of(m.model), tower: try of(m.tower), head: try m.head.map(of), text: try of(m.text),
+                promptTower: try m.promptTower.map(of), tinyDecoder: try m.tinyDecoder.map(of),
+                evaluatorTower: try m.evaluator.map { try of($0.tower) },
+                evaluatorHead: try m.evaluator?.head.map(of), evaluatorText: try m.evaluator?.text.map(of),
+                evaluationCLIPTower: try m.evaluationCLIP.map { try of($0.tower) },
+                evaluationCLIPText: try m.evaluationCLIP.map { try of($0.text) })
         } catch {
             r.issue("model", "cannot fingerprint the models: \(error)")
             throw failure
         }
+        for mismatch in mismatches { r.issue("model", mismatch + ": not the model the spec was written for") }
+        guard mismatches.isEmpty else { throw failure }
+        return result
     }
 }
