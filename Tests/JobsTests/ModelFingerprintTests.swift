@@ -87,7 +87,8 @@ final class LoaderReadFingerprintTests: XCTestCase {
     override func setUpWithError() throws {
         dir = fm.temporaryDirectory.appendingPathComponent("loaderread-\(UUID().uuidString)")
         try fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        try fm.copyItem(at: SpecFixture.packageRoot.appendingPathComponent("models/tiny-sd"), to: dir.appendingPathComponent("sd"))
+        try fm.copyItem(
+            at: SpecFixture.packageRoot.appendingPathComponent("models/tiny-sd"), to: dir.appendingPathComponent("sd"))
     }
 
     override func tearDown() { try? fm.removeItem(at: dir) }
@@ -111,7 +112,10 @@ final class LoaderReadFingerprintTests: XCTestCase {
             generation: {prompts: [a cat], emotions: [awe], seeds: [1]}
             """.utf8
         ).write(to: spec)
-        return try JobSpec.load(path: spec.path, environment: ["MUSE_MODELS_DIR": SpecFixture.packageRoot.appendingPathComponent("models").path]).batchID
+        return try JobSpec.load(
+            path: spec.path,
+            environment: ["MUSE_MODELS_DIR": SpecFixture.packageRoot.appendingPathComponent("models").path]
+        ).batchID
     }
 
     func testExtraFilesLeaveTheFingerprintAndBatchIDAlone() throws {
@@ -135,7 +139,8 @@ final class LoaderReadFingerprintTests: XCTestCase {
     func testAChangedWeightFileChangesIt() throws {
         let path = dir.appendingPathComponent("sd").path
         let before = try ModelFingerprint.compute(path: path)
-        let handle = try FileHandle(forWritingTo: dir.appendingPathComponent("sd/vae/diffusion_pytorch_model.safetensors"))
+        let handle = try FileHandle(
+            forWritingTo: dir.appendingPathComponent("sd/vae/diffusion_pytorch_model.safetensors"))
         try handle.seekToEnd()
         handle.write(Data([0]))
         try handle.close()

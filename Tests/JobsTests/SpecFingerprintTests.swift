@@ -49,7 +49,8 @@ final class SpecFingerprintTests: SpecFixture {
         } catch let e as SpecError {
             assertMentions(e.description, ["bundled:tiny-sd has fingerprint", "the spec says \(other)"])
         }
-        XCTAssertNoThrow(try loadSpec(spec(model: "{path: bundled:tiny-sd, fingerprint: \(try fingerprint("tiny-sd"))}")))
+        XCTAssertNoThrow(
+            try loadSpec(spec(model: "{path: bundled:tiny-sd, fingerprint: \(try fingerprint("tiny-sd"))}")))
     }
 
     func testMalformedLocationsAreRefusedByKey() throws {
