@@ -2,6 +2,7 @@ import Foundation
 import Jobs
 import RedisQueue
 import Support
+import Vocabulary
 
 /// `muse-coordinator run`: one spec from start to finish on this machine — a private
 /// redis-server, N local workers, progress, and the collected results. Interrupted runs
@@ -81,6 +82,7 @@ public final class LocalBatchRun {
         let collected = Set(existing.map(\.jobID))
         if loaded.jobs.allSatisfy({ collected.contains($0.id) }) { return try reportNothingToDo(existing) }
 
+        try checkMemory()
         let workerBinary = try LocalWorkers.findWorkerBinary()
         let stop = StopSignal()
         stop.install(
@@ -127,6 +129,21 @@ public final class LocalBatchRun {
         redis.shutdown()
         clean = true
         return try reportFinished(collector: collector, sheet: sheet)
+    }
+
+    /// N local workers each hold their own models and activations: refuse a count whose
+    /// estimated peaks add up past the memory limit, saying how many fit.
+    private func checkMemory() throws {
+        let each = loaded.peakBytesPerWorker
+        let limit = ImageSizeRules.memoryLimitBytes()
+        guard each > 0, Double(options.localWorkers) * each > limit else { return }
+        let fit = max(0, Int(limit / each))
+        throw InputError(
+            String(
+                format: "%d local workers would need about %.1f GB at their peaks (%.1f GB each for this batch's "
+                    + "largest job), over the limit of %.1f GB (MUSE_MAX_MEMORY_GB; default 80%% of this machine's "
+                    + "memory): %@", options.localWorkers, Double(options.localWorkers) * each / 1e9, each / 1e9,
+                limit / 1e9, fit > 0 ? "use --local-workers \(fit)" : "not even one fits"))
     }
 
     private func reportNothingToDo(_ existing: [ManifestEntry]) throws -> Int32 {

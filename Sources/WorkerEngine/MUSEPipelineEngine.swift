@@ -1,4 +1,5 @@
 import Checkpoints
+import Diffusion
 import Foundation
 import Imaging
 import Jobs
@@ -14,13 +15,19 @@ import WorkerCore
 public final class MUSEPipelineEngine: PipelineEngine {
     public let name = "muse"
     public init() {}
-    private var loaded: (locations: ModelLocations, fingerprints: ModelFingerprints, engine: SynthesisEngine)?
+    private var loaded:
+        (locations: ModelLocations, fingerprints: ModelFingerprints, dtype: WeightsDType, engine: SynthesisEngine)?
     /// The model set whose load failed for good here, and why: later jobs naming it fail at
     /// once, without hashing and reading the weights again.
     private var unloadable: (locations: ModelLocations, fingerprints: ModelFingerprints, message: String)?
 
     public func prepare(_ job: PipelineJob, log: Logger) throws -> Double {
-        if let loaded, loaded.locations == job.locations, loaded.fingerprints == job.content.models { return 0 }
+        let dtype = job.content.synthesis.settings.weightsDType
+        if let loaded, loaded.locations == job.locations, loaded.fingerprints == job.content.models,
+            loaded.dtype == dtype
+        {
+            return 0
+        }
         if let unloadable, unloadable.locations == job.locations, unloadable.fingerprints == job.content.models {
             throw JobFailure(unloadable.message, permanent: true)
         }
@@ -77,8 +84,15 @@ public final class MUSEPipelineEngine: PipelineEngine {
                 "the \(what) at \(path) has fingerprint \(have), but the job was submitted with \(want): this worker has a different model there"
             )
         }
-        if loaded == nil { log("BLAS: \(BLAS.ensureConfigured())") }
+        if loaded == nil {
+            log("BLAS: \(BLAS.ensureConfigured())")
+            if let env = ProcessInfo.processInfo.environment["MUSE_WEIGHTS_DTYPE"] {
+                log("MUSE_WEIGHTS_DTYPE=\(env) is ignored here: each batch names its engine.weights_dtype")
+            }
+        }
         loaded = nil  // free the previous models first
+        // Layers read it as they are built: the job's setting, never this machine's environment.
+        WeightPrecision.current = dtype == .bf16 ? .bf16 : .f32
         do {
             var evaluator: EvaluatorFiles?
             if let evalTower {
@@ -91,7 +105,7 @@ public final class MUSEPipelineEngine: PipelineEngine {
             let engine = try SynthesisEngine.load(
                 model: model, tower: tower, head: head, text: text, promptTower: promptTower, tinyDecoder: tiny,
                 evaluator: evaluator, evaluationCLIP: clipTower.flatMap { t in clipText.map { (tower: t, text: $0) } })
-            loaded = (l, found, engine)
+            loaded = (l, found, dtype, engine)
         } catch {
             // The fingerprints matched, so these are the bytes the job was submitted with: a
             // loader error is in them and recurs on every worker, attempt after attempt. Only
@@ -106,8 +120,8 @@ public final class MUSEPipelineEngine: PipelineEngine {
         let seconds = Date().timeIntervalSince(began)
         log(
             String(
-                format: "loaded %@ with classifier %@ in %.1f s", model, loaded!.engine.classifier.headDescription,
-                seconds))
+                format: "loaded %@ (%@ weights) with classifier %@ in %.1f s", model, dtype.rawValue,
+                loaded!.engine.classifier.headDescription, seconds))
         return seconds
     }
 

@@ -404,6 +404,47 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(lines.first?.models.fingerprints.model, fingerprints[0])
     }
 
+    /// A bf16 batch is loaded with bf16 weights by its worker, whatever the worker's environment says.
+    func testWeightsDTypeComesFromTheJobNotTheWorkersEnvironment() throws {
+        let spec = try writeSpec(
+            tinyModels + """
+
+                engine: {steps: 2, weights_dtype: bf16}
+                generation: {prompts: [a cat], emotions: [awe], seeds: [1]}
+                """, in: dir)
+        let redis = try TestRedis()
+        let batch = try submit(spec, redis)
+        let w = try RunningTool(
+            "muse-worker", ["run", "--redis", redis.url, "--name", "w1", "--heartbeat", "1"],
+            env: toolEnvironment(["MUSE_WEIGHTS_DTYPE": "f32"]), dir: dir, label: "w1")
+        let out = dir.appendingPathComponent("out")
+        let r = try collect(batch, redis, to: out, follow: true)
+        w.stop()
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(try manifestLines(out).first?.settings.weightsDType, .bf16)
+        XCTAssertTrue(w.stderr.contains("(bf16 weights)"), w.stderr)
+        XCTAssertTrue(w.stderr.contains("MUSE_WEIGHTS_DTYPE=f32 is ignored here"), w.stderr)
+    }
+
+    /// `run --local-workers N` adds up N workers' estimated peaks before starting anything.
+    func testRunRefusesMoreLocalWorkersThanMemoryHolds() throws {
+        let spec = try writeSpec(
+            tinyModels + """
+
+                engine: {steps: 2}
+                generation: {prompts: [a cat], emotions: [awe], seeds: [1], width: 1024, height: 1024}
+                """, in: dir)
+        let out = dir.appendingPathComponent("out")
+        let r = try runTool(
+            "muse-coordinator", ["run", spec, "--local-workers", "2", "--output", out.path],
+            env: toolEnvironment(["MUSE_MAX_MEMORY_GB": "5"]), dir: dir)
+        XCTAssertNotEqual(r.code, 0)
+        XCTAssertTrue(
+            r.stderr.contains("2 local workers would need about") && r.stderr.contains("use --local-workers 1"),
+            r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("manifest.jsonl").path))
+    }
+
     // MARK: clear errors that lose nothing
 
     func testBadSpecsAreRejectedBeforeAnythingIsSubmitted() throws {

@@ -47,6 +47,8 @@ public struct LoadedSpec: Sendable {
     public var info: BatchInfo
     /// Estimated compute time of all jobs on one 2-core worker (`JobCostEstimate`).
     public var computeSeconds: Double = 0
+    /// The largest job's estimated peak memory on one worker (`ImageSizeRules.estimatedPeakBytes`).
+    public var peakBytesPerWorker: Double = 0
 }
 
 /// The job spec format (manifests/SPEC.md): parsing, validation with field paths, path

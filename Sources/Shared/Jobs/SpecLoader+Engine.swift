@@ -5,7 +5,8 @@ import Vocabulary
 /// rules in Vocabulary (the same ones the engine applies), reported with their spec paths.
 extension SpecLoader {
     static let engineKeys = [
-        "method", "methods", "scheduler", "steps", "guidance", "negative_prompt", "checkpoint_every", "muse",
+        "method", "methods", "scheduler", "steps", "guidance", "negative_prompt", "checkpoint_every", "weights_dtype",
+        "muse",
     ]
 
     struct EngineSection {
@@ -33,6 +34,14 @@ extension SpecLoader {
             } else {
                 let valid = SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")
                 r.issue("engine.scheduler", "unknown scheduler '\(name)' (valid: \(valid))", node)
+            }
+        }
+        if let node = e["weights_dtype"], let name = r.string(node, "engine.weights_dtype", allowEmpty: false) {
+            if let dtype = WeightsDType(rawValue: name) {
+                section.settings.weightsDType = dtype
+            } else {
+                let valid = WeightsDType.allCases.map(\.rawValue).joined(separator: ", ")
+                r.issue("engine.weights_dtype", "unknown weights dtype '\(name)' (valid: \(valid))", node)
             }
         }
         let steps = JobSettings.stepsRange

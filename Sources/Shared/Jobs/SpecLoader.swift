@@ -131,6 +131,18 @@ final class SpecLoader {
             file: file, name: name, batchID: batchID, output: output, maxAttempts: queue.maxAttempts,
             leaseMs: queue.leaseMs, jobs: jobs, blobs: sources.blobs, info: info)
         loaded.computeSeconds = computeSeconds
+        loaded.peakBytesPerWorker =
+            jobs.map { job in
+                let c = job.content
+                let size =
+                    c.imageSHA256.flatMap { sources.sizes[$0] }
+                    ?? (
+                        c.settings.width ?? models.sizeRules.nativeSide,
+                        c.settings.height ?? models.sizeRules.nativeSide
+                    )
+                return models.sizeRules.estimatedPeakBytes(
+                    width: size.width, height: size.height, weightsDType: c.settings.weightsDType)
+            }.max() ?? 0
         return loaded
     }
 

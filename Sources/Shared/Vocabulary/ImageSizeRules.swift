@@ -90,20 +90,12 @@ extension ImageSizeRules {
         unetWidth = min(max(width, 1), 65_536)
         vaeLatentChannels = vae["latent_channels"] as? Int ?? 4
         vaeScalingFactor = vae["scaling_factor"] as? Double ?? 0.18215
-        weightBytes = Self.safetensorsBytes(in: folder, parts: ["unet", "vae", "text_encoder"])
-    }
-
-    static func safetensorsBytes(in folder: String, parts: [String]) -> Int {
-        var total = 0
-        for part in parts {
-            let dir = folder + "/" + part
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-            where name.hasSuffix(".safetensors") {
-                let attributes = try? FileManager.default.attributesOfItem(atPath: dir + "/" + name)
-                total += attributes?[.size] as? Int ?? 0
+        // Held as float32 in memory, whatever the files' dtype (bf16 jobs halve it: `estimatedPeakBytes`).
+        weightBytes =
+            4
+            * ["unet", "vae", "text_encoder"].reduce(0) {
+                $0 + DiffusersLayout.parameterCount(component: folder + "/" + $1)
             }
-        }
-        return total
     }
 }
 
@@ -113,9 +105,10 @@ extension ImageSizeRules {
     /// (docs/PERFORMANCE.md, "A full-size MUSE job"), i.e. ≈ 32 KB per pixel; it scales with the UNet's width.
     static let activationBytesPerPixel = 32_000.0
 
-    /// Estimated peak memory of a guided step on a `width`×`height` image.
-    public func estimatedPeakBytes(width: Int, height: Int) -> Double {
-        Double(weightBytes) + Double(width) * Double(height) * Self.activationBytesPerPixel * Double(unetWidth) / 320
+    /// Estimated peak memory of a guided step on a `width`×`height` image (bf16 weights take half).
+    public func estimatedPeakBytes(width: Int, height: Int, weightsDType: WeightsDType = .f32) -> Double {
+        Double(weightBytes) * (weightsDType == .bf16 ? 0.5 : 1)
+            + Double(width) * Double(height) * Self.activationBytesPerPixel * Double(unetWidth) / 320
     }
 
     /// `MUSE_MAX_MEMORY_GB` when set (0.1...100000), else 80 % of this machine's memory.
