@@ -11,6 +11,10 @@ Writes (relative to the repository root, ~1 MB):
   models/hub-layouts/tokenizer-json-only/ transformers 5 CLIPTokenizer.save_pretrained of
                                           models/tiny-sd/tokenizer: tokenizer.json + tokenizer_config.json
                                           (no vocab.json, no merges.txt)
+  models/hub-layouts/clip-full/           a whole CLIPModel (both towers, projections, logit_scale) with
+                                          its tokenizer and CLIPImageProcessor, as openai/clip-vit-large-patch14
+                                          ships, at the tiny models' sizes (random weights): the stand-in
+                                          manifests/sd15-emogen.yaml is validated against
 
 Each is checked here: reloaded by the same library, its outputs equal the plain model's
 (the fp16 variant within float16 rounding). The Swift tests compare the engine's loads of
@@ -18,6 +22,7 @@ these folders with its loads of the plain ones.
 
 Usage: python tools/reference/build_hub_layouts.py
 """
+import json
 import os
 import shutil
 
@@ -71,6 +76,29 @@ def main():
     again = CLIPTokenizer.from_pretrained(path)
     prompt = "a photo of a cat, in the rain!"
     assert again(prompt).input_ids == tokenizer(prompt).input_ids
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(1)
+    text_config = json.load(open(os.path.join(REPO, "models", "tiny-clip-text", "config.json")))
+    vision_config = json.load(open(os.path.join(REPO, "models", "tiny-clip-vision", "config.json")))
+    keep = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "max_position_embeddings", "hidden_act", "layer_norm_eps", "bos_token_id", "eos_token_id",
+            "pad_token_id", "image_size", "patch_size", "num_channels", "projection_dim"]
+    config = CLIPConfig(
+        text_config={k: v for k, v in text_config.items() if k in keep},
+        vision_config={k: v for k, v in vision_config.items() if k in keep},
+        projection_dim=32)
+    model = CLIPModel(config).eval()
+    path = fresh("clip-full")
+    model.save_pretrained(path)
+    CLIPImageProcessor.from_pretrained(os.path.join(REPO, "models", "tiny-clip-vision")).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    for extra in ["special_tokens_map.json"]:
+        if os.path.exists(os.path.join(path, extra)):
+            os.remove(os.path.join(path, extra))
+    again = CLIPModel.from_pretrained(path).eval()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    os.chmod(os.path.join(path, "model.safetensors"), 0o644)
     print("wrote", OUT)
 
 
