@@ -104,7 +104,7 @@ final class ImageInputsTests: SpecFixture {
             "images_root: data\nediting:\n  images_glob: \"*.png\"\n  source_prompt: a photo\n  emotions: [awe]\n"
         assertMentions(
             try problems(body + "  captions: captions.csv"),
-            ["editing.captions: captions.csv row 2: no caption (a non-empty \"source_prompt\" or \"text\")"])
+            ["editing.captions: captions.csv row 2: no caption (a non-empty \"source_prompt\", \"caption\" or \"text\")"])
         try write("data/captions.csv", "file_name,text,split\na.png,\"a gradient, soft\",train\n")
         XCTAssertEqual(
             try load(body + "  captions: captions.csv").jobs.map(\.content.prompt), ["a gradient, soft", "a photo"])
@@ -148,7 +148,7 @@ final class ImageInputsTests: SpecFixture {
             [
                 "editing.captions: captions.jsonl line 2: file_name 'photos/a.png' already has a caption at captions.jsonl line 1",
                 "editing.captions: captions.jsonl line 3: file_name 'photos/missing.png' is not among the editing images",
-                "captions.jsonl line 4: give \"source_prompt\" or \"text\", not both",
+                "captions.jsonl line 4: give one of \"source_prompt\", \"caption\" or \"text\", not several",
                 "captions.jsonl line 5: file_name '../escape.png' leaves its root folder",
                 "captions.jsonl line 6: no caption",
                 "captions.jsonl line 7: text: expected a string, got 3",

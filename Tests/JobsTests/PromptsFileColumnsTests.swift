@@ -153,3 +153,52 @@ final class PromptsFileColumnsTests: SpecFixture {
         XCTAssertLessThan(text.split(separator: "\n").count, 30)
     }
 }
+
+/// Prompts files are read by their extension, and only the known ones: a JSON array is rows,
+/// not lines of text; TSV and NDJSON are read as such; `caption` names a prompt.
+final class PromptsFileTypesTests: SpecFixture {
+    func prompts(_ file: String) throws -> [String] {
+        let loaded = try load("generation:\n  prompts_file: \(file)\n  emotions: [awe, fear]\n  seeds: [1]")
+        return loaded.jobs.filter { $0.content.emotion == .awe }.map(\.content.prompt)
+    }
+
+    func testJSONArraysOfStringsAndOfRows() throws {
+        try write("strings.json", #"["a lake at dawn", "a hill"]"#)
+        XCTAssertEqual(try prompts("strings.json"), ["a lake at dawn", "a hill"])
+        XCTAssertEqual(
+            try load("generation:\n  prompts_file: strings.json\n  emotions: [awe, fear]\n  seeds: [1]").jobs.count, 4)
+        try write("rows.json", #"[{"prompt": "a boat", "seed": 4}, {"caption": "a field", "id": "f"}]"#)
+        XCTAssertEqual(try prompts("rows.json"), ["a boat", "a field"])
+        try write("bad.json", #"{"prompt": "not an array"}"#)
+        assertMentions(
+            try problems("generation:\n  prompts_file: bad.json\n  emotions: [awe]"), ["bad.json: not a JSON array"])
+        try write("mixed.json", #"["ok", 3, {"text": "x"}]"#)
+        assertMentions(
+            try problems("generation:\n  prompts_file: mixed.json\n  emotions: [awe]"),
+            ["mixed.json item 2: expected a prompt string or an object, got 3", "mixed.json item 3: not a JSON object"])
+    }
+
+    func testTSVAndNDJSONAndCaptionColumns() throws {
+        try write("p.tsv", "caption\tid\na boat, red\t1\na field\t2\n")
+        XCTAssertEqual(try prompts("p.tsv"), ["a boat, red", "a field"])
+        try write("p.ndjson", #"{"caption": "a barn"}"# + "\n" + #"{"prompt": "a road"}"# + "\n")
+        XCTAssertEqual(try prompts("p.ndjson"), ["a barn", "a road"])
+        try write("both.csv", "prompt,caption\na,b\n")
+        assertMentions(
+            try problems("generation:\n  prompts_file: both.csv\n  emotions: [awe]"),
+            ["both a \"prompt\" and a \"caption\""])
+        try write("both.jsonl", #"{"prompt": "a", "caption": "b"}"# + "\n")
+        assertMentions(
+            try problems("generation:\n  prompts_file: both.jsonl\n  emotions: [awe]"),
+            ["give \"prompt\" or \"caption\", not both"])
+    }
+
+    func testUnknownExtensionsAreRefusedNamingTheAcceptedOnes() throws {
+        for name in ["prompts.xyz", "prompts", "prompts.parquet"] {
+            try write(name, "a lake\n")
+            assertMentions(
+                try problems("generation:\n  prompts_file: \(name)\n  emotions: [awe]"),
+                ["unknown prompts file type", ".jsonl, .ndjson, .json, .csv, .tsv, .txt"])
+        }
+    }
+}

@@ -531,8 +531,8 @@ final class SpecTests: XCTestCase {
         try write("bad.csv", "id,text\n1,x\n")
         try write("dup.txt", "a barn\na barn\n")
         for (file, message) in [
-            ("bad.jsonl", "bad.jsonl line 2: not a JSON object with a \"prompt\" string"),
-            ("bad.csv", "bad.csv: no \"prompt\" column (header: id, text)"),
+            ("bad.jsonl", "bad.jsonl line 2: not a JSON object with a \"prompt\" (or \"caption\") string"),
+            ("bad.csv", "bad.csv: no \"prompt\" or \"caption\" column (header: id, text)"),
             ("dup.txt", "dup.txt line 2: duplicate of dup.txt line 1 (prompt 'a barn')"),
             ("missing.txt", "generation.prompts_file: cannot read"),
         ] {

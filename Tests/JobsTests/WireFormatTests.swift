@@ -9,7 +9,7 @@ import XCTest
 /// The bytes the pipeline writes — queued payloads and job ids, manifest lines, the results
 /// stream and dead letters — pinned, so that typing them changes nothing on the wire or on disk.
 /// A change of a default setting changes the pins on purpose (7 December: the decoded preview
-/// and the token drift bounds, which every job's settings carry).
+/// and the token drift bounds, which every job's settings carry; 8 December: the edit bound 0.7).
 final class WireFormatTests: XCTestCase {
     static let fingerprints = ModelFingerprints(
         model: "fp-model", tower: "fp-tower", head: "fp-head", text: "fp-text", evaluatorTower: "fp-eval")
@@ -52,9 +52,9 @@ final class WireFormatTests: XCTestCase {
 
     func testQueuedPayloadAndJobIDAreUnchanged() throws {
         let job = try Self.job()
-        XCTAssertEqual(job.id, "407f2a48d0d1c0d4be5fde3b")
+        XCTAssertEqual(job.id, "7ee492cc2e06e61f4d33f01f")
         XCTAssertEqual(
-            Hashing.sha256Hex(try job.encoded()), "0e588f5a69fcf49a13a764afee87460c350922286b0ab0093252107ae1f206cc")
+            Hashing.sha256Hex(try job.encoded()), "825523d086f01f8ecfcbfd9e7de14cbea8f406040be33f5d539cf4da83348dfd")
         XCTAssertEqual(try PipelineJob.decode(try job.encoded()), job)
     }
 
@@ -76,15 +76,15 @@ final class WireFormatTests: XCTestCase {
         XCTAssertEqual(
             lines.map { Hashing.sha256Hex(Array($0.utf8)) },
             [
-                "c4ee64ac66cf5ca756bfe5a68e29ee3cd13591721e1cd97e87a3e917c191700d",
-                "b8cd381edb9af456f7a0aae30aaa5feb742095bc8b0e1b69a610f3238f45b7e7",
-                "29367965c8c286c30557d1606c5d2e9f88663f3a6894afacea83214f7cb84234",
+                "899a02ac5b71fe1c398ce829bd36f90b83290545cdeea20d24426b80cd9bcaa0",
+                "feec2cfa0c91d95b1e89df7da980401bbf8be0f32eaeab78450f73911d83872a",
+                "6a393c1229cf251f872c2162ff33e8fef1f653d4565f4067f15c6311a3ec11ab",
             ])
         // The parts around the settings (every MUSE setting, spelled by `MUSESettings.fields`), readable.
         XCTAssertTrue(
             lines[0].hasPrefix(
                 #"{"attempts":1,"batch_id":"b-1","checkpoint_every":1,"collected_at":"2024-01-02T03:04:05.678Z","#
-                    + #""emotion":"awe","epoch":1,"index":3,"job_id":"407f2a48d0d1c0d4be5fde3b","kind":"generate","#
+                    + #""emotion":"awe","epoch":1,"index":3,"job_id":"7ee492cc2e06e61f4d33f01f","kind":"generate","#
                     + #""method":"muse","models":{"fingerprints":{"evaluator_tower":"fp-eval","head":"fp-head","#
                     + #""model":"fp-model","text":"fp-text","tower":"fp-tower"},"locations":{"model":"bundled:tiny-sd","#
                     + #""text":"bundled:clip","tiny_decoder":"/m/taesd","tower":"/models/tower"}},"output":"awe/lake.png","#

@@ -4,8 +4,9 @@ import SwiftCSV
 
 /// `editing.captions`: a sidecar file giving source images their captions, in the layout of a
 /// Hugging Face `imagefolder` metadata file — `.jsonl` objects or `.csv` rows with
-/// `file_name` (relative to the captions file's folder) and `source_prompt` or `text`. Other
-/// keys and columns are ignored. Problems are reported per line (JSONL) or row (CSV).
+/// `file_name` (relative to the captions file's folder) and one of `source_prompt`, `caption`
+/// (img2dataset's column) or `text` (imagefolder's); a row with several is refused rather than
+/// one silently winning. Other keys and columns are ignored. Problems are reported per line (JSONL) or row (CSV).
 enum CaptionsFile {
     struct Row: Equatable {
         var place: String
@@ -39,7 +40,7 @@ enum CaptionsFile {
                 }
                 var fields: [String: String] = [:]
                 var ok = true
-                for key in ["file_name", "source_prompt", "text"] {
+                for key in ["file_name"] + captionKeys {
                     switch object[key] {
                     case nil, .null?: break
                     case .string(let s)?: fields[key] = s
@@ -73,14 +74,17 @@ enum CaptionsFile {
                 problems.append("\(place): no \"file_name\"")
                 continue
             }
-            if fields["source_prompt"] != nil && fields["text"] != nil {
-                problems.append("\(place): give \"source_prompt\" or \"text\", not both")
+            let given = captionKeys.filter { fields[$0] != nil }
+            if given.count > 1 {
+                problems.append(
+                    "\(place): give one of \(captionKeyList), not several (\(given.map { "\"\($0)\"" }.joined(separator: ", ")))"
+                )
                 continue
             }
-            guard let caption = fields["source_prompt"] ?? fields["text"],
+            guard let caption = given.first.flatMap({ fields[$0] }),
                 !caption.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
             else {
-                problems.append("\(place): no caption (a non-empty \"source_prompt\" or \"text\")")
+                problems.append("\(place): no caption (a non-empty \(captionKeyList))")
                 continue
             }
             let normal: String
@@ -100,6 +104,9 @@ enum CaptionsFile {
         }
         return (rows, problems)
     }
+
+    static let captionKeys = ["source_prompt", "caption", "text"]
+    static let captionKeyList = "\"source_prompt\", \"caption\" or \"text\""
 
     /// `./a//b.png` → `a/b.png`, so spellings of one path match.
     static func normalised(_ path: String) -> String {

@@ -3,16 +3,21 @@ import Support
 import SwiftCSV
 import Vocabulary
 
-/// `generation.prompts_file`: one generation row per line — `.jsonl` (objects), `.csv` (a header
-/// row; SwiftCSV parses the quoting) or any other name as plain text (one prompt per non-empty
-/// line). JSONL and CSV rows may carry `emotion`/`emotions`, `seed` and `id` besides `prompt`;
-/// other keys and columns are ignored (a dataset's own columns). Every row is checked here,
-/// and every problem is reported with its line (JSONL, text) or row (CSV, 1 = first after the
-/// header).
+/// `generation.prompts_file`, read by its extension: `.jsonl`/`.ndjson` (one object per line),
+/// `.json` (an array of such objects or of prompt strings), `.csv`/`.tsv` (a header row;
+/// SwiftCSV parses the quoting), `.txt` (one prompt per non-empty line). Any other extension is
+/// refused, naming these, rather than read as text (a `.json` array's brackets would become
+/// prompts). Rows name their prompt `prompt` or `caption` (img2dataset's column; a row with both
+/// is refused) and may carry `emotion`/`emotions`, `seed` and `id`; other keys and columns are
+/// ignored (a dataset's own columns). Every row is checked here, and every problem is reported
+/// with its line (JSONL, text), item (JSON, 1 = first) or row (CSV/TSV, 1 = first after the header).
 enum PromptsFile {
     static let maxBytes = 64 << 20
     /// Problems listed before the rest are only counted.
     static let maxProblems = 20
+    static let extensions = ["jsonl", "ndjson", "json", "csv", "tsv", "txt"]
+    /// The keys a row's prompt may have.
+    static let promptKeys = ["prompt", "caption"]
 
     struct Row: Equatable {
         /// "p.jsonl line 3", "p.csv row 2": where the row is, for messages.
@@ -42,7 +47,7 @@ enum PromptsFile {
         let name = url.lastPathComponent
         var out = Contents()
         switch url.pathExtension.lowercased() {
-        case "jsonl":
+        case "jsonl", "ndjson":
             for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
                 if trimmed.isEmpty { continue }
@@ -55,13 +60,36 @@ enum PromptsFile {
                 }
                 if let row = jsonRow(object, place: place, problems: &out.problems) { out.rows.append(row) }
             }
-        case "csv":
+        case "json":
+            guard case .array(let items)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {
+                throw PromptsFileError(
+                    "\(name): not a JSON array of prompts (strings) or rows (objects with a \"prompt\"); "
+                        + "one object per line is .jsonl")
+            }
+            if items.count > maxRows { throw PromptsFileError("\(name) holds more than \(maxRows) rows") }
+            for (i, item) in items.enumerated() {
+                let place = "\(name) item \(i + 1)"
+                switch item {
+                case .string(let prompt) where !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty:
+                    out.rows.append(Row(place: place, prompt: prompt))
+                case .object(let object):
+                    if let row = jsonRow(object, place: place, problems: &out.problems) { out.rows.append(row) }
+                default:
+                    out.problems.append("\(place): expected a prompt string or an object, got \(show(item))")
+                }
+            }
+        case "csv", "tsv":
             let csv: CSV<Named>
-            do { csv = try CSV<Named>(string: text, delimiter: .comma, loadColumns: false) } catch {
+            let delimiter: CSVDelimiter = url.pathExtension.lowercased() == "tsv" ? .tab : .comma
+            do { csv = try CSV<Named>(string: text, delimiter: delimiter, loadColumns: false) } catch {
                 throw PromptsFileError("\(name): \(error)")
             }
-            guard csv.header.contains("prompt") else {
-                throw PromptsFileError("\(name): no \"prompt\" column (header: \(csv.header.joined(separator: ", ")))")
+            guard csv.header.contains(where: promptKeys.contains) else {
+                throw PromptsFileError(
+                    "\(name): no \"prompt\" or \"caption\" column (header: \(csv.header.joined(separator: ", ")))")
+            }
+            if csv.header.contains("prompt") && csv.header.contains("caption") {
+                throw PromptsFileError("\(name): has both a \"prompt\" and a \"caption\" column; keep one")
             }
             if csv.header.contains("emotion") && csv.header.contains("emotions") {
                 throw PromptsFileError("\(name): has both an \"emotion\" and an \"emotions\" column; keep one")
@@ -72,21 +100,29 @@ enum PromptsFile {
                     out.rows.append(row)
                 }
             }
-        default:
+        case "txt":
             for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let prompt = line.trimmingCharacters(in: .whitespacesAndNewlines)
                 if prompt.isEmpty { continue }
                 if out.rows.count >= maxRows { throw PromptsFileError("\(name) holds more than \(maxRows) rows") }
                 out.rows.append(Row(place: "\(name) line \(i + 1)", prompt: prompt))
             }
+        default:
+            throw PromptsFileError(
+                "\(name): unknown prompts file type '.\(url.pathExtension)' (accepted: "
+                    + extensions.map { "." + $0 }.joined(separator: ", ") + ")")
         }
         checkDuplicates(&out)
         return out
     }
 
     static func jsonRow(_ object: [String: JSONValue], place: String, problems: inout [String]) -> Row? {
-        guard case .string(let prompt)? = object["prompt"] else {
-            problems.append("\(place): not a JSON object with a \"prompt\" string")
+        if object["prompt"] != nil && object["caption"] != nil {
+            problems.append("\(place): give \"prompt\" or \"caption\", not both")
+            return nil
+        }
+        guard case .string(let prompt)? = object["prompt"] ?? object["caption"] else {
+            problems.append("\(place): not a JSON object with a \"prompt\" (or \"caption\") string")
             return nil
         }
         var row = Row(place: place, prompt: prompt)
@@ -141,7 +177,7 @@ enum PromptsFile {
     }
 
     static func csvRow(_ cells: [String: String], place: String, problems: inout [String]) -> Row? {
-        var row = Row(place: place, prompt: cells["prompt"] ?? "")
+        var row = Row(place: place, prompt: cells["prompt"] ?? cells["caption"] ?? "")
         var ok = true
         func cell(_ key: String) -> String? {
             guard let v = cells[key]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
