@@ -104,7 +104,9 @@ final class ImageInputsTests: SpecFixture {
             "images_root: data\nediting:\n  images_glob: \"*.png\"\n  source_prompt: a photo\n  emotions: [awe]\n"
         assertMentions(
             try problems(body + "  captions: captions.csv"),
-            ["editing.captions: captions.csv row 2: no caption (a non-empty \"source_prompt\", \"caption\" or \"text\")"])
+            [
+                "editing.captions: captions.csv row 2: no caption (a non-empty \"source_prompt\", \"caption\" or \"text\")"
+            ])
         try write("data/captions.csv", "file_name,text,split\na.png,\"a gradient, soft\",train\n")
         XCTAssertEqual(
             try load(body + "  captions: captions.csv").jobs.map(\.content.prompt), ["a gradient, soft", "a photo"])
