@@ -111,6 +111,16 @@ final class SpecTests: XCTestCase {
             """
         let j = try JobSpec.load(path: try writeSpec(json, in: dir, name: "spec.json"), environment: env)
         XCTAssertEqual(j.jobs.map(\.id), a.jobs.map(\.id))
+        // A key given twice in one JSON object is refused with its line, as YAML's reader does;
+        // the same key in two different objects, or inside a string value, is fine.
+        let twice = json.replacingOccurrences(of: #""seeds": [1, 2]}}"#, with: "\"seeds\": [1, 2],\n \"seeds\": [3]}}")
+        XCTAssertThrowsError(
+            try JobSpec.load(path: try writeSpec(twice, in: dir, name: "twice.json"), environment: env)
+        ) {
+            XCTAssertTrue("\($0)".contains("duplicate key \"seeds\"") && "\($0)".contains("line 5"), "\($0)")
+        }
+        let quoted = json.replacingOccurrences(of: #""a quiet lake""#, with: #""a quiet lake: \"seeds\": x""#)
+        XCTAssertNoThrow(try JobSpec.load(path: try writeSpec(quoted, in: dir, name: "quoted.json"), environment: env))
 
         // Presentation and scheduling settings do not change what is computed ...
         let c = try JobSpec.load(

@@ -114,14 +114,21 @@ enum SpecShape {
         }
     }
 
-    /// nil when the JSON text is within the limits. Values are over-counted a little (one per
-    /// `[`, `{`, `,` and `:` outside strings, plus one), which only matters near the limit.
+    /// nil when the JSON text is within the limits and no object repeats a key. Values are
+    /// over-counted a little (one per `[`, `{`, `,` and `:` outside strings, plus one), which
+    /// only matters near the limit. A repeated key is found here because JSON decoding keeps
+    /// one of the two silently (YAML's reader reports it); keys compare as written, so `"a"`
+    /// and `"\u0061"` count as two.
     static func checkJSON(_ text: String) -> SpecIssue? {
         var depth = 0
         var values = 1
         var line = 1
         var inString = false
         var escaped = false
+        // Per open bracket: the keys seen so far in an object, nil for an array.
+        var objects: [Set<[UInt8]>?] = []
+        var string: [UInt8] = []
+        var lastString: [UInt8]?
         for byte in text.utf8 {
             if byte == UInt8(ascii: "\n") { line += 1 }
             if inString {
@@ -131,22 +138,45 @@ enum SpecShape {
                     escaped = true
                 } else if byte == UInt8(ascii: "\"") {
                     inString = false
+                    lastString = string
+                    continue
                 }
+                string.append(byte)
                 continue
             }
             switch byte {
             case UInt8(ascii: "\""):
                 inString = true
+                string = []
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 depth += 1
                 values += 1
                 if depth > SpecLimits.maxDepth { return deepIssue(line: line) }
+                objects.append(byte == UInt8(ascii: "{") ? [] : nil)
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
                 depth = max(0, depth - 1)
-            case UInt8(ascii: ","), UInt8(ascii: ":"):
+                _ = objects.popLast()
+            case UInt8(ascii: ":"):
+                values += 1
+                if let key = lastString, let keys = objects.last, var seen = keys {
+                    if seen.contains(key) {
+                        let name = String(decoding: key.prefix(80), as: UTF8.self)
+                        return SpecIssue(
+                            path: "", message: "duplicate key \"\(name)\" in one object (JSON would keep one silently)",
+                            line: line)
+                    }
+                    seen.insert(key)
+                    objects[objects.count - 1] = seen
+                }
+            case UInt8(ascii: ","):
                 values += 1
             default:
                 break
+            }
+            if byte != UInt8(ascii: " ") && byte != UInt8(ascii: "\t") && byte != UInt8(ascii: "\n")
+                && byte != UInt8(ascii: "\r") && byte != UInt8(ascii: "\"")
+            {
+                lastString = nil
             }
             if values > SpecLimits.maxNodes { return largeIssue(line: line) }
         }
