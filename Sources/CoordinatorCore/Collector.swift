@@ -90,30 +90,35 @@ public final class Collector {
     // MARK: temporary files
 
     /// Removes `.NAME.tmp-PID` files (what `writeDurably` writes before its rename) in the
-    /// output folder and its subfolders whose process is gone: a collector killed mid-write
-    /// leaves them. Returns the removed paths, relative to `output`.
+    /// output folder and its subfolders, down to the deepest the collector writes
+    /// (traces/<emotion>/), whose process is gone: a collector killed mid-write leaves them.
+    /// Hidden folders (.redis) and links are not entered. Returns the removed paths, relative to `output`.
     @discardableResult
     public static func removeStaleTemporaries(in output: URL) -> [String] {
         let fm = FileManager.default
-        var folders = [""]
-        for name in (try? fm.contentsOfDirectory(atPath: output.path)) ?? [] where !name.hasPrefix(".") {
-            var isDir: ObjCBool = false
-            if fm.fileExists(atPath: output.appendingPathComponent(name).path, isDirectory: &isDir), isDir.boolValue {
-                folders.append(name)
-            }
-        }
         var removed: [String] = []
-        for folder in folders {
+        var folders: [(relative: String, depth: Int)] = [("", 0)]
+        while let (folder, depth) = folders.popLast() {
             let dir = folder.isEmpty ? output : output.appendingPathComponent(folder)
             for name in (try? fm.contentsOfDirectory(atPath: dir.path)) ?? [] {
-                guard let pid = temporaryOwner(name), !processIsAlive(pid) else { continue }
-                if unlink(dir.appendingPathComponent(name).path) == 0 {
-                    removed.append(folder.isEmpty ? name : "\(folder)/\(name)")
+                let relative = folder.isEmpty ? name : "\(folder)/\(name)"
+                let path = dir.appendingPathComponent(name).path
+                if let pid = temporaryOwner(name) {
+                    if !processIsAlive(pid), unlink(path) == 0 { removed.append(relative) }
+                    continue
                 }
+                var st = stat()
+                guard depth < maxTemporaryDepth, !name.hasPrefix("."), lstat(path, &st) == 0,
+                    st.st_mode & S_IFMT == S_IFDIR
+                else { continue }
+                folders.append((relative, depth + 1))
             }
         }
-        return removed
+        return removed.sorted()
     }
+
+    /// How deep under the output folder the collector writes: traces/<emotion>/FILE is depth 2.
+    static let maxTemporaryDepth = 3
 
     /// The PID in a name `writeDurably` gives its temporary files (`.NAME.tmp-PID`), else nil.
     static func temporaryOwner(_ name: String) -> pid_t? {

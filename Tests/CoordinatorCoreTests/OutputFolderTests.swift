@@ -69,17 +69,23 @@ final class OutputFolderTests: XCTestCase {
         let dead = try deadPID()
         let fm = FileManager.default
         try fm.createDirectory(at: out.appendingPathComponent("awe"), withIntermediateDirectories: true)
-        let stale = [".contact-sheet.png.tmp-\(dead)", "awe/.a-lake-1-0123abcd.png.tmp-\(dead)"]
+        try fm.createDirectory(at: out.appendingPathComponent("traces/awe"), withIntermediateDirectories: true)
+        try fm.createDirectory(at: out.appendingPathComponent(".redis"), withIntermediateDirectories: true)
+        let stale = [
+            ".contact-sheet.png.tmp-\(dead)", "awe/.a-lake-1-0123abcd.png.tmp-\(dead)",
+            "traces/awe/.a-lake-1-0123abcd.json.tmp-\(dead)",
+        ]
         let kept = [
             "awe/.b-lake-1-0123abcd.png.tmp-\(getppid())",  // a live process may still be writing it
             ".notes.tmp-abc", "awe/x.png.tmp-\(dead)", "awe/a.png",
+            ".redis/.appendonly.aof.tmp-\(dead)",  // not the collector's: hidden folders are not entered
         ]
         for name in stale + kept { try Data("x".utf8).write(to: out.appendingPathComponent(name)) }
         var logged: [String] = []
         _ = try Collector(queue: try queue("batch-a"), output: out, log: { logged.append($0) })
         for name in stale { XCTAssertFalse(fm.fileExists(atPath: out.appendingPathComponent(name).path), name) }
         for name in kept { XCTAssertTrue(fm.fileExists(atPath: out.appendingPathComponent(name).path), name) }
-        XCTAssertEqual(logged.count, 2, "\(logged)")
+        XCTAssertEqual(logged.count, 3, "\(logged)")
         XCTAssertEqual(Collector.temporaryOwner(".x.png.tmp-42"), 42)
         XCTAssertNil(Collector.temporaryOwner(".tmp-42"))
         XCTAssertNil(Collector.temporaryOwner(".x.png.tmp-"))
