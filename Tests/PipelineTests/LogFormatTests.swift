@@ -32,3 +32,29 @@ final class LogFormatTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("must be text or json, got 'xml'"), bad.stderr)
     }
 }
+
+/// A negative number after an option is that option's value, so it reaches the option's range
+/// check instead of ArgumentParser's "Missing value" (it looks like an option to it).
+final class NegativeOptionValueTests: XCTestCase {
+    func testNegativeValuesReachTheRangeChecks() throws {
+        let dir = makeTempDir("negative")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (tool, args, expected) in [
+            (
+                "muse", ["generate", "--steps", "-3", "--prompt", "x", "--emotion", "awe", "--out", "x.png"],
+                "-3 is outside 1...1000"
+            ),
+            (
+                "muse", ["generate", "--guidance", "-0.5", "--prompt", "x", "--emotion", "awe", "--out", "x.png"],
+                "-0.5"
+            ),
+            ("muse-worker", ["run", "--heartbeat", "-1"], "--heartbeat must be in"),
+            ("muse-coordinator", ["run", "spec.yaml", "--local-workers", "-2"], "--local-workers must be in 1...64"),
+        ] {
+            let r = try runTool(tool, args, dir: dir, timeout: 30)
+            XCTAssertNotEqual(r.code, 0)
+            XCTAssertTrue(r.stderr.contains(expected), "\(tool) \(args): \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("Missing value"), r.stderr)
+        }
+    }
+}
