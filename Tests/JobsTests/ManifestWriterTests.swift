@@ -92,3 +92,27 @@ final class ManifestWriterTests: XCTestCase {
         }
     }
 }
+
+/// Reading a manifest names the file and line of a line it cannot use, and says what is wrong.
+final class ManifestReadErrorsTests: XCTestCase {
+    func testBadLinesAndFoldersAreNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("manifest-read-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let url = dir.appendingPathComponent("manifest.jsonl")
+        for (text, expected) in [
+            ("\n{not json}\n", "line 2: not valid JSON"),
+            (#"{"job_id": "a", "batch_id": "b", "status": "done"}"# + "\n", "line 1: no 'index'"),
+        ] {
+            try Data(text.utf8).write(to: url)
+            XCTAssertThrowsError(try ManifestWriter.readEntries(url, as: ManifestEntry.self)) {
+                XCTAssertTrue("\($0)".contains(url.path) && "\($0)".contains(expected), "\($0)")
+            }
+        }
+        let folder = dir.appendingPathComponent("folder.jsonl")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try ManifestWriter.readEntries(folder, as: ManifestEntry.self)) {
+            XCTAssertEqual("\($0)", "manifest I/O error: \(folder.path) is a folder, not a manifest file")
+        }
+    }
+}

@@ -8,12 +8,15 @@ public enum ManifestError: Error, Equatable, CustomStringConvertible, LocalizedE
     case io(String)
     case corruptLine(path: String, line: Int)
     case missingID(key: String)
+    /// A line that is JSON but not an entry of the expected shape: the decoder's reason.
+    case undecodable(path: String, line: Int, reason: String)
 
     public var description: String {
         switch self {
         case .io(let m): return "manifest I/O error: \(m)"
         case .corruptLine(let p, let n): return "manifest \(p) line \(n) is not a JSON object with a job id"
         case .missingID(let k): return "manifest entry has no string field '\(k)'"
+        case .undecodable(let p, let n, let reason): return "manifest \(p) line \(n): \(reason)"
         }
     }
 
@@ -43,12 +46,12 @@ public final class ManifestWriter: @unchecked Sendable {
         self.url = url
         self.idKey = idKey
         let existed = FileManager.default.fileExists(atPath: url.path)
-        let (lines, validLength, fileLength, unterminated) = try Self.scan(url)
+        let (lines, numbers, validLength, fileLength, unterminated) = try Self.scan(url)
         var ids = Set<String>()
         var failures: [String: UInt64?] = [:]
-        for (n, line) in lines.enumerated() {
+        for (n, line) in zip(numbers, lines) {
             guard let fields = Self.fields(line), let id = fields[idKey] as? String else {
-                throw ManifestError.corruptLine(path: url.path, line: n + 1)
+                throw ManifestError.corruptLine(path: url.path, line: n)
             }
             ids.insert(id)
             if let failure = Self.failure(fields) { failures[id] = failure } else { failures[id] = nil }
@@ -194,25 +197,61 @@ public final class ManifestWriter: @unchecked Sendable {
         try scan(url).lines
     }
 
+    /// Every line decoded as `T`; a line that does not decode is an error naming the file,
+    /// the line and what is wrong with it.
     public static func readEntries<T: Decodable>(_ url: URL, as type: T.Type) throws -> [T] {
         let decoder = JSONDecoder()
-        return try readLines(url).map { try decoder.decode(T.self, from: $0) }
+        let scanned = try scan(url)
+        return try zip(scanned.numbers, scanned.lines).map { number, line in
+            do { return try decoder.decode(T.self, from: line) } catch {
+                throw ManifestError.undecodable(path: url.path, line: number, reason: describe(error))
+            }
+        }
+    }
+
+    /// A decoding error in a sentence: which field, and why.
+    static func describe(_ error: Error) -> String {
+        let field = { (path: [CodingKey]) in
+            path.isEmpty
+                ? ""
+                : " at '" + path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".") + "'"
+        }
+        switch error as? DecodingError {
+        case .dataCorrupted(let c)?:
+            return c.codingPath.isEmpty ? "not valid JSON" : "bad value\(field(c.codingPath)): \(c.debugDescription)"
+        case .keyNotFound(let key, let c)?: return "no '\(key.stringValue)'\(field(c.codingPath))"
+        case .typeMismatch(_, let c)?, .valueNotFound(_, let c)?:
+            return "wrong type\(field(c.codingPath)): \(c.debugDescription)"
+        default: return "\(error)"
+        }
     }
 
     /// The lines, the length of the part that holds them, the file's length, and whether the
     /// last line is complete but lacks its newline.
     private static func scan(_ url: URL) throws -> (
-        lines: [Data], validLength: Int, fileLength: Int, unterminated: Bool
+        lines: [Data], numbers: [Int], validLength: Int, fileLength: Int, unterminated: Bool
     ) {
-        guard FileManager.default.fileExists(atPath: url.path) else { return ([], 0, 0, false) }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            return ([], [], 0, 0, false)
+        }
+        if isDirectory.boolValue { throw ManifestError.io("\(url.path) is a folder, not a manifest file") }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ManifestError.io("cannot read \(url.path): \(error)") }
+        do { data = try Data(contentsOf: url) } catch {
+            throw ManifestError.io("cannot read \(url.path): \(error.localizedDescription)")
+        }
         var lines: [Data] = []
+        var numbers: [Int] = []
+        var number = 0
         var start = data.startIndex
         var validEnd = data.startIndex
         while let nl = data[start...].firstIndex(of: 0x0A) {
             let line = data[start..<nl]
-            if !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { lines.append(Data(line)) }
+            number += 1
+            if !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) {
+                lines.append(Data(line))
+                numbers.append(number)
+            }
             start = nl + 1
             validEnd = start
         }
@@ -222,9 +261,10 @@ public final class ManifestWriter: @unchecked Sendable {
             (try? JSONSerialization.jsonObject(with: Data(tail))) != nil
         {
             lines.append(Data(tail))
-            return (lines, data.count, data.count, true)
+            numbers.append(number + 1)
+            return (lines, numbers, data.count, data.count, true)
         }
-        return (lines, validEnd - data.startIndex, data.count, false)
+        return (lines, numbers, validEnd - data.startIndex, data.count, false)
     }
 
     private static func extractID(_ line: Data, key: String) -> String? {
