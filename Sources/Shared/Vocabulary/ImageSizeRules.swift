@@ -93,6 +93,16 @@ extension ImageSizeRules {
         weightBytes = Self.safetensorsBytes(in: folder, parts: ["unet", "vae", "text_encoder"])
     }
 
+    /// The rules of a model wherever its files are: a folder's own configs, or a single
+    /// checkpoint file's config folder (then the weights' bytes are that file's size).
+    public init(model files: StableDiffusionFiles) throws {
+        try self.init(modelFolder: files.configFolder)
+        if files.isSingleFile {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: files.path)
+            weightBytes = attributes?[.size] as? Int ?? 0
+        }
+    }
+
     static func safetensorsBytes(in folder: String, parts: [String]) -> Int {
         var total = 0
         for part in parts {
