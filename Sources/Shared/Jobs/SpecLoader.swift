@@ -206,8 +206,11 @@ final class SpecLoader {
         var stepRules: StepRules?
         if let model {
             do {
-                sizeRules = try ImageSizeRules(modelFolder: model.path)
-                stepRules = try StepRules(modelFolder: model.path)
+                // A folder, or a single .safetensors checkpoint with the bundled SD 1.5 configs;
+                // a pickled checkpoint is refused here, with the command that converts it.
+                let files = try StableDiffusionFiles.locate(model.path, environment: environment)
+                sizeRules = try ImageSizeRules(model: files)
+                stepRules = try StepRules(model: files)
             } catch {
                 r.issue("model", "\(error)", top["model"])
             }
