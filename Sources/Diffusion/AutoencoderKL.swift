@@ -31,8 +31,14 @@ public final class AutoencoderKL {
 
     /// Loads `folder` (a diffusers `vae/` folder: config.json + safetensors). Every tensor is
     /// shape-checked against the config; a missing or misshapen one throws an error naming it.
-    public init(folder: String) throws {
-        let config = try ModelConfig(path: DiffusersLayout.configPath(folder))
+    public convenience init(folder: String) throws {
+        try self.init(
+            config: try ModelConfig(path: DiffusersLayout.configPath(folder)),
+            weights: { try ModelWeights(folder: folder) })
+    }
+
+    /// The autoencoder `config` describes, its weights opened by `weights` once the config is checked.
+    public init(config: ModelConfig, weights load: () throws -> ModelWeights) throws {
         // Range-checked before any layer is built; at most 8 levels keeps the factor ≤ 128.
         let channels = try config.ints("block_out_channels", count: 1...8, in: 1...8192)
         for key in ["down_block_types", "up_block_types"] where config.has(key) {
@@ -64,7 +70,7 @@ public final class AutoencoderKL {
         let usePostQuantConv = try config.bool("use_post_quant_conv", default: true)
         blockCount = channels.count
 
-        let weights = try ModelWeights(folder: folder)
+        let weights = try load()
         encoder = try VAEEncoder(
             weights.scoped("encoder"), spec, inChannels: inChannels, latentChannels: latentChannels)
         decoder = try VAEDecoder(

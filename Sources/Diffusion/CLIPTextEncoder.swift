@@ -95,8 +95,15 @@ public final class CLIPTextEncoder {
 
     /// `folder`: an SD text_encoder/ folder (CLIPTextModel), a CLIPTextModelWithProjection
     /// folder or a full CLIPModel folder (config.json + safetensors weights).
-    public init(folder: String) throws {
-        let top = try ModelConfig(path: DiffusersLayout.configPath(folder))
+    public convenience init(folder: String) throws {
+        try self.init(
+            config: try ModelConfig(path: DiffusersLayout.configPath(folder)),
+            weights: { try ModelWeights(folder: folder) })
+    }
+
+    /// The text tower `top` (a config.json) describes, its weights opened by `weights` once the
+    /// config is checked.
+    public init(config top: ModelConfig, weights load: () throws -> ModelWeights) throws {
         let c = top.clipTower("text_config")
         let shape = try CLIPEncoderShape(c, defaults: (512, 2048, 12, 8))
         let vocab = try c.int("vocab_size", default: 49408, in: 1...1_000_000)
@@ -107,7 +114,7 @@ public final class CLIPTextEncoder {
         // CLIPModel keeps projection_dim at the top level, single-tower configs in their own.
         let projectionDim = try top.int("projection_dim", default: 512, in: 1...8192)
 
-        let all = try ModelWeights(folder: folder)
+        let all = try load()
         let w = all.towerScope("text_model", probe: "embeddings.token_embedding.weight")
         tokenEmbedding = try w.tensor("embeddings.token_embedding.weight", shape: [vocab, hiddenSize])
         positionEmbedding = try w.tensor("embeddings.position_embedding.weight", shape: [maxPositions, hiddenSize])

@@ -145,9 +145,7 @@ extension Linear {
     ) throws -> Linear {
         if let t = try w.optionalTensor(name + ".weight"), t.rank == 4 {
             guard t.shape == [outFeatures, inFeatures, 1, 1] else {
-                throw ModelLoadError(
-                    "tensor '\(w.fullName(name)).weight' has shape \(t.shape), expected [\(outFeatures), \(inFeatures)]"
-                )
+                throw w.shapeError(name + ".weight", got: t.shape, expected: [outFeatures, inFeatures])
             }
             return Linear(
                 weight: t.reshaped([outFeatures, inFeatures]),

@@ -12,14 +12,38 @@ public struct ModelLoadError: Error, CustomStringConvertible, LocalizedError {
 
 /// Named weights of one component, read lazily from its safetensors file(s), with shape
 /// checks. `scoped("down_blocks.0")` gives a view whose names are relative to that prefix.
+/// A component inside a single checkpoint file is served under its diffusers names through a
+/// `TensorRenaming` (the LDM layout: `LDMCheckpoint`); the folder layout reads names as they are.
 public final class ModelWeights: @unchecked Sendable {
     let files: [SafeTensorsFile]
     let prefix: String
     private let owner: String
+    private let renaming: TensorRenaming?
 
     public init(files: [SafeTensorsFile], owner: String, prefix: String = "") {
         self.files = files
         self.owner = owner
+        self.prefix = prefix
+        renaming = nil
+    }
+
+    /// One component out of a single checkpoint `file`: `names` maps each diffusers name to the
+    /// file's name for it; `reshape` may give a tensor another shape of the same size (LDM
+    /// keeps some linear weights as 1×1 convolutions). `component` names it in errors ("UNet").
+    public init(
+        file: SafeTensorsFile, names: [String: String], component: String,
+        reshape: (@Sendable (_ name: String, _ shape: [Int]) -> [Int]?)? = nil
+    ) {
+        files = [file]
+        owner = file.path
+        prefix = ""
+        renaming = TensorRenaming(names: names, component: component, reshape: reshape)
+    }
+
+    private init(_ parent: ModelWeights, prefix: String) {
+        files = parent.files
+        owner = parent.owner
+        renaming = parent.renaming
         self.prefix = prefix
     }
 
@@ -63,7 +87,7 @@ public final class ModelWeights: @unchecked Sendable {
     }
 
     public func scoped(_ name: String) -> ModelWeights {
-        ModelWeights(files: files, owner: owner, prefix: fullName(name) + ".")
+        ModelWeights(self, prefix: fullName(name) + ".")
     }
 
     func fullName(_ name: String) -> String { prefix + name }
@@ -76,24 +100,86 @@ public final class ModelWeights: @unchecked Sendable {
 
     public func contains(_ name: String) -> Bool {
         let full = fullName(name)
+        if let renaming { return renaming.names[full] != nil }
         return files.contains { $0.contains(full) }
     }
 
     /// The tensor `name`, checked against `shape` when given (-1 matches any size).
     public func tensor(_ name: String, shape: [Int]? = nil) throws -> Tensor {
         let full = fullName(name)
-        guard let file = files.first(where: { $0.contains(full) }) else {
-            throw ModelLoadError("\(owner): missing tensor '\(full)'")
+        var t: Tensor
+        if let renaming {
+            guard let stored = renaming.names[full] else {
+                throw ModelLoadError(
+                    "\(owner): the \(renaming.component) tensor '\(full)' is missing (no tensor of the file converts to it)"
+                )
+            }
+            t = try files[0].tensor(stored)
+            renaming.markRead(full)
+            if let reshaped = renaming.reshape?(full, t.shape) {
+                guard reshaped.reduce(1, *) == t.count else {
+                    throw shapeError(name, got: t.shape, expected: reshaped)
+                }
+                t = t.reshaped(reshaped)
+            }
+        } else {
+            guard let file = files.first(where: { $0.contains(full) }) else {
+                throw ModelLoadError("\(owner): missing tensor '\(full)'")
+            }
+            t = try file.tensor(full)
         }
-        let t = try file.tensor(full)
         if let shape, shape.count != t.shape.count || zip(shape, t.shape).contains(where: { $0 != -1 && $0 != $1 }) {
-            throw ModelLoadError("\(owner): tensor '\(full)' has shape \(t.shape), expected \(shape)")
+            throw shapeError(name, got: t.shape, expected: shape)
         }
         return t
     }
 
     public func optionalTensor(_ name: String, shape: [Int]? = nil) throws -> Tensor? {
         contains(name) ? try tensor(name, shape: shape) : nil
+    }
+
+    /// "<owner>: tensor '<name>' has shape …, expected …", naming the file's own name for a
+    /// renamed tensor too.
+    func shapeError(_ name: String, got: [Int], expected: [Int]) -> ModelLoadError {
+        let full = fullName(name)
+        let what =
+            renaming.flatMap { r in r.names[full].map { "'\($0)' (the \(r.component)'s '\(full)')" } } ?? "'\(full)'"
+        return ModelLoadError("\(owner): tensor \(what) has shape \(got), expected \(expected)")
+    }
+
+    /// For a component out of a single file: the file's tensors that were mapped to it but
+    /// that building it never read (a checkpoint of another shape than its config); empty for
+    /// folders.
+    public func unreadTensors() -> [(stored: String, name: String)] {
+        renaming?.unread() ?? []
+    }
+}
+
+/// The names of a component inside a single checkpoint file, and which of them were read.
+final class TensorRenaming: @unchecked Sendable {
+    /// diffusers name → the file's name.
+    let names: [String: String]
+    let component: String
+    let reshape: (@Sendable (String, [Int]) -> [Int]?)?
+    private let lock = NSLock()
+    private var read: Set<String> = []
+
+    init(names: [String: String], component: String, reshape: (@Sendable (String, [Int]) -> [Int]?)?) {
+        self.names = names
+        self.component = component
+        self.reshape = reshape
+    }
+
+    func markRead(_ name: String) {
+        lock.lock()
+        read.insert(name)
+        lock.unlock()
+    }
+
+    func unread() -> [(stored: String, name: String)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return names.filter { !read.contains($0.key) }.map { ($0.value, $0.key) }.sorted { $0.stored < $1.stored }
     }
 }
 

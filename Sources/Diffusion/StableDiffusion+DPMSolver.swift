@@ -6,7 +6,7 @@ extension StableDiffusion {
     /// DPM-Solver++(2M) for this model: DPMSolverMultistepScheduler.from_config of the
     /// model's scheduler config (scheduler/scheduler_config.json).
     public func dpmSolverScheduler() throws -> DPMSolverMultistepScheduler {
-        try DPMSolverMultistepScheduler(configPath: folder + "/" + DiffusersLayout.schedulerConfig)
+        try DPMSolverMultistepScheduler(configPath: files.configFolder + "/" + DiffusersLayout.schedulerConfig)
     }
 
     /// Text-to-image with DPM-Solver++ from a given initial latent (init_noise_sigma is 1):

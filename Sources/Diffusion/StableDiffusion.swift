@@ -2,16 +2,39 @@ import DiffusersLayout
 import Foundation
 import Tensor
 
-/// A Stable Diffusion 1.x model folder in the diffusers layout, loaded whole.
+/// A Stable Diffusion 1.x model, loaded whole: from a diffusers folder, or from one checkpoint
+/// file in the original LDM layout with the configs of a config folder (`LDMCheckpoint`).
 public final class StableDiffusion {
-    public let folder: String
+    /// Where the weights and configs came from.
+    public let files: StableDiffusionFiles
     public let tokenizer: CLIPTokenizer
     public let textEncoder: CLIPTextEncoder
     public let unet: UNet2DConditionModel
     public let vae: AutoencoderKL
     public let scheduler: DDIMScheduler
 
-    public init(folder: String) throws {
+    /// A diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).
+    public convenience init(folder: String) throws {
+        try self.init(files: StableDiffusionFiles(path: folder, configFolder: folder, isSingleFile: false))
+    }
+
+    /// Whatever `path` is: a diffusers folder, or a single-file `.safetensors` checkpoint with
+    /// the configs of `configFolder` (nil: the bundled SD 1.5 ones, models/sd15-config). A
+    /// pickled checkpoint (.ckpt, .bin, .pt, .pth) is refused unopened, with the command that
+    /// converts it. `extractEMA`: a full checkpoint's EMA UNet instead of its plain one (diffusers'
+    /// `extract_ema`; off by default, as in diffusers).
+    public convenience init(path: String, configFolder: String? = nil, extractEMA: Bool = false) throws {
+        let files: StableDiffusionFiles
+        do { files = try StableDiffusionFiles.locate(path, configFolder: configFolder) } catch let refusal
+            as StableDiffusionFiles.Refusal
+        {
+            throw ModelLoadError(refusal.message)
+        }
+        try self.init(files: files, extractEMA: extractEMA)
+    }
+
+    public init(files: StableDiffusionFiles, extractEMA: Bool = false) throws {
+        let folder = files.configFolder
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -24,17 +47,59 @@ public final class StableDiffusion {
         where !fm.fileExists(atPath: folder + "/" + part) {
             throw ModelLoadError("\(folder): component folder '\(part)/' is missing")
         }
-        self.folder = folder
+        self.files = files
         tokenizer = try CLIPTokenizer(folder: folder + "/tokenizer")
-        textEncoder = try CLIPTextEncoder(folder: folder + "/text_encoder")
-        unet = try UNet2DConditionModel(folder: folder + "/unet")
-        vae = try AutoencoderKL(folder: folder + "/vae")
+        if files.isSingleFile {
+            (textEncoder, unet, vae) = try Self.loadSingleFile(files, extractEMA: extractEMA)
+        } else {
+            textEncoder = try CLIPTextEncoder(folder: folder + "/text_encoder")
+            unet = try UNet2DConditionModel(folder: folder + "/unet")
+            vae = try AutoencoderKL(folder: folder + "/vae")
+        }
         scheduler = try DDIMScheduler(configPath: folder + "/" + DiffusersLayout.schedulerConfig)
         guard textEncoder.hiddenSize == unet.contextDim else {
             throw ModelLoadError(
-                "\(folder): text encoder width \(textEncoder.hiddenSize) does not match the UNet's cross_attention_dim \(unet.contextDim)"
+                "\(files.path): text encoder width \(textEncoder.hiddenSize) does not match the UNet's cross_attention_dim \(unet.contextDim)"
             )
         }
+    }
+
+    /// The three networks out of one LDM checkpoint, with the config folder's configs: the
+    /// file must fit them (`LDMCheckpoint.checkFits`) and every tensor mapped to a component
+    /// must be one it reads.
+    static func loadSingleFile(
+        _ files: StableDiffusionFiles, extractEMA: Bool
+    ) throws -> (CLIPTextEncoder, UNet2DConditionModel, AutoencoderKL) {
+        let folder = files.configFolder
+        let unetConfig = try ModelConfig(path: DiffusersLayout.configPath(folder, component: "unet"))
+        let vaeConfig = try ModelConfig(path: DiffusersLayout.configPath(folder, component: "vae"))
+        let textConfig = try ModelConfig(path: DiffusersLayout.configPath(folder, component: "text_encoder"))
+        let checkpoint = try LDMCheckpoint(path: files.path)
+        try checkpoint.checkFits(unet: unetConfig, vae: vaeConfig, text: textConfig, configFolder: folder)
+
+        // diffusers' conversion takes one layers_per_block for every level.
+        let levels = try unetConfig.ints("block_out_channels", count: 1...8, in: 1...8192).count
+        let layers = try unetConfig.intOrList("layers_per_block", count: levels, in: 1...64)
+        guard Set(layers).count == 1 else {
+            throw unetConfig.fail(
+                "layers_per_block", "= \(layers): a single-file checkpoint needs one value for all levels")
+        }
+        let vaeLevels = try vaeConfig.ints("block_out_channels", count: 1...8, in: 1...8192).count
+
+        let unetWeights = try checkpoint.unetWeights(layersPerBlock: layers[0], extractEMA: extractEMA)
+        let unet = try UNet2DConditionModel(config: unetConfig, weights: { unetWeights })
+        let vaeWeights = try checkpoint.vaeWeights(levels: vaeLevels)
+        let vae = try AutoencoderKL(config: vaeConfig, weights: { vaeWeights })
+        let textWeights = try checkpoint.textEncoderWeights()
+        let text = try CLIPTextEncoder(config: textConfig, weights: { textWeights })
+        for (component, weights) in [("UNet", unetWeights), ("VAE", vaeWeights), ("text encoder", textWeights)] {
+            let unread = weights.unreadTensors()
+            guard let first = unread.first else { continue }
+            throw ModelLoadError(
+                "\(files.path): \(unread.count) tensor(s) no SD 1.x \(component) with the configs of \(folder) has, "
+                    + "e.g. '\(first.stored)' (its '\(first.name)'); give the config folder made for this checkpoint")
+        }
+        return (text, unet, vae)
     }
 
     /// Token ids of `prompt`, framed and padded to the text encoder's context length.

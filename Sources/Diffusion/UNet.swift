@@ -74,10 +74,18 @@ public final class UNet2DConditionModel {
     let up: [UNetLevel]
     let normOut: GroupNorm
 
+    /// A diffusers `unet/` folder: config.json and the safetensors weights.
+    public convenience init(folder: String) throws {
+        try self.init(
+            config: try ModelConfig(path: DiffusersLayout.configPath(folder)),
+            weights: { try ModelWeights(folder: folder) })
+    }
+
     // Long on purpose: reads and checks the file's fields in order, each check beside the
     // field it guards; split up, the list of fields would only move elsewhere.
-    public init(folder: String) throws {
-        let config = try ModelConfig(path: DiffusersLayout.configPath(folder))
+    /// The UNet `config` describes, its weights opened by `weights` once the config is
+    /// checked (a folder's files, or a single checkpoint's UNet: `LDMCheckpoint`).
+    public init(config: ModelConfig, weights: () throws -> ModelWeights) throws {
         // Every value is range-checked before any layer is built; the bounds hold SD 1.x/2.x and
         // SDXL-sized models and keep all size arithmetic far from overflow.
         let channels = try config.ints("block_out_channels", count: 1...8, in: 1...8192)
@@ -124,7 +132,7 @@ public final class UNet2DConditionModel {
         freqShift = try config.float("freq_shift", default: 0, in: -1000...1000)
         let timeDim = channels[0] * 4
 
-        let w = try ModelWeights(folder: folder)
+        let w = try weights()
         convIn = try Conv2d(w, "conv_in", in: inChannels, out: channels[0], kernel: 3, padding: 1)
         timeLinear1 = try Linear(w, "time_embedding.linear_1", in: channels[0], out: timeDim)
         timeLinear2 = try Linear(w, "time_embedding.linear_2", in: timeDim, out: timeDim)

@@ -60,7 +60,7 @@ struct EditCommand: ParsableCommand {
             throw EngineCLI.Failure("cannot read image \(image): \(error)")
         }
         // Size rules come from the configs, so a wrong size fails before the weights load.
-        let rules = try ImageSizeRules(modelFolder: checked.paths.model)
+        let rules = try ImageSizeRules(model: checked.paths.modelFiles)
         if let problem = rules.problem(width: decoded.width, height: decoded.height) {
             throw EngineCLI.Failure("image \(image): \(problem) — resize or crop it first")
         }

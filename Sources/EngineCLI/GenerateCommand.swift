@@ -36,10 +36,9 @@ struct GenerateCommand: ParsableCommand {
     /// (`--scheduler dpmpp-2m`).
     func plain(_ checked: MUSEEngineOptions.Checked) throws {
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
-        let sd = try StableDiffusion(folder: checked.paths.model)
+        let sd = try StableDiffusion(files: checked.paths.modelFiles)
         let steps = checked.settings.steps
-        let unet = try ModelConfig(path: DiffusersLayout.configPath(checked.paths.model, component: "unet"))
-        let side = try unet.int("sample_size", default: 64) * sd.vae.downsampleFactor
+        let side = sd.unet.sampleSize * sd.vae.downsampleFactor
         let began = Date()
         let z = Tensor.randomNormal(sd.latentShape(height: side, width: side), seed: engine.seed)
         let progress = { (done: Int, total: Int) in EngineCLI.log("step \(done)/\(total)") }

@@ -16,8 +16,18 @@ struct MUSEEngineOptions: ParsableArguments {
     @Option(name: .customLong("method"), help: "Synthesis method: \(SynthesisMethod.validNames).")
     var methodName = "muse"
 
-    @Option(help: "Stable Diffusion 1.x folder (diffusers layout). Default: the bundled models/miniworld/sd.")
+    @Option(
+        help:
+            "Stable Diffusion 1.x: a diffusers folder, or a single-file .safetensors checkpoint in the original layout (with SD 1.5's configs, models/sd15-config). Default: the bundled models/miniworld/sd."
+    )
     var model: String?
+
+    @Option(
+        name: .customLong("model-config"),
+        help:
+            "For a single-file --model: the diffusers config folder that describes it (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/; no weights). Default: models/sd15-config."
+    )
+    var modelConfig: String?
 
     @Option(
         name: .customLong("classifier-tower"),
@@ -144,7 +154,7 @@ struct MUSEEngineOptions: ParsableArguments {
             throw EngineCLI.Failure("--method \(method.rawValue): \(problem)")
         }
         let rules: StepRules
-        do { rules = try StepRules(modelFolder: paths.model) } catch {
+        do { rules = try StepRules(model: paths.modelFiles) } catch {
             throw EngineCLI.Failure("model \(paths.model): \(error)")
         }
         // StepRules is DDIM's schedule; the engine checks DPM-Solver++'s at start.
@@ -228,6 +238,8 @@ struct MUSEEngineOptions: ParsableArguments {
 
     struct ModelPaths {
         var model: String
+        /// Where `model`'s weights and configs are (a folder, or a single file and its configs).
+        var modelFiles: StableDiffusionFiles
         var tower: String
         var head: String?
         var text: String
@@ -265,8 +277,9 @@ struct MUSEEngineOptions: ParsableArguments {
                 "\(tower) is a vision-only CLIP model; pass --clip-text with the matching CLIP text model (with projection)"
             )
         }
-        for (what, path) in [("model folder", model), ("classifier tower", tower), ("CLIP text model", text)]
+        for (what, path) in [("model", model), ("classifier tower", tower), ("CLIP text model", text)]
             + (head.map { [("classifier head", $0)] } ?? []) + (promptTower.map { [("prompt tower", $0)] } ?? [])
+            + (modelConfig.map { [("model config folder", $0)] } ?? [])
         {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw EngineCLI.Failure("\(what) \(path) does not exist")
@@ -277,7 +290,13 @@ struct MUSEEngineOptions: ParsableArguments {
                 throw EngineCLI.Failure("\(what): \(name) is \(bad.kind), not a regular file")
             }
         }
-        return ModelPaths(model: model, tower: tower, head: head, text: text, promptTower: promptTower)
+        // A single file gets its configs; a pickled checkpoint is refused before anything reads it.
+        let modelFiles: StableDiffusionFiles
+        do { modelFiles = try StableDiffusionFiles.locate(model, configFolder: modelConfig) } catch {
+            throw EngineCLI.Failure("\(error)")
+        }
+        return ModelPaths(
+            model: model, modelFiles: modelFiles, tower: tower, head: head, text: text, promptTower: promptTower)
     }
 
     func loadEngine(_ checked: Checked) throws -> SynthesisEngine {
@@ -285,7 +304,8 @@ struct MUSEEngineOptions: ParsableArguments {
         let began = Date()
         EngineCLI.log("BLAS: \(BLAS.ensureConfigured())")
         let engine = try SynthesisEngine.load(
-            model: p.model, tower: p.tower, head: p.head, text: p.text, promptTower: p.promptTower,
+            model: p.model, modelConfig: p.modelFiles.isSingleFile ? p.modelFiles.configFolder : nil, tower: p.tower,
+            head: p.head, text: p.text, promptTower: p.promptTower,
             tinyDecoder: checked.tinyDecoder)
         EngineCLI.log(
             String(

@@ -72,17 +72,18 @@ public final class SynthesisEngine {
             try evaluationCLIP.map {
                 try PromptScorer(tower: $0.tower, text: $0.text, tokenizer: $0.tokenizer, role: "evaluation CLIP")
             } ?? promptScorer
-        sizeRules = try ImageSizeRules(modelFolder: sd.folder)
+        sizeRules = try ImageSizeRules(model: sd.files)
     }
 
-    /// Loads everything from folders: an SD 1.x diffusers folder, a CLIP vision tower
+    /// Loads everything from folders: an SD 1.x diffusers folder (or a single-file .safetensors
+    /// checkpoint with `modelConfig`'s configs, by default SD 1.5's: `StableDiffusion(path:)`), a CLIP vision tower
     /// (CLIPVisionModelWithProjection or CLIPModel), a linear head file (nil: zero-shot head
     /// from `textFolder`) and a CLIP text model with projection (CLIPTextModelWithProjection
     /// or CLIPModel) for timing and the zero-shot head, and the vision half of that CLIP pair
     /// when the tower is not it (`promptTower`, with a linear head only); optionally the tiny
     /// decoder and an evaluator classifier.
     public static func load(
-        model: String, tower towerFolder: String, head: String?, text textFolder: String,
+        model: String, modelConfig: String? = nil, tower towerFolder: String, head: String?, text textFolder: String,
         promptTower: String? = nil, tinyDecoder: String? = nil, evaluator: EvaluatorFiles? = nil,
         evaluationCLIP: (tower: String, text: String)? = nil
     ) throws -> SynthesisEngine {
@@ -91,7 +92,7 @@ public final class SynthesisEngine {
                 "a prompt tower needs a linear head: the zero-shot head compares the classifier tower with the text model directly"
             )
         }
-        let sd = try StableDiffusion(folder: model)
+        let sd = try StableDiffusion(path: model, configFolder: modelConfig)
         let tower = try CLIPVisionEncoder(folder: towerFolder)
         let classifier =
             try head.map { try EmotionClassifier(tower: tower, headFile: $0) }

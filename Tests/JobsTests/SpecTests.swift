@@ -204,6 +204,53 @@ final class SpecTests: XCTestCase {
 
     /// `classifier.prompt_tower` (the CLIP pair's vision half beside a guide tower that left
     /// the text space) travels with the job and is part of its identity; a bad one is named.
+    /// A single-file .safetensors checkpoint is a model (its sizes and steps from the bundled SD
+    /// 1.5 configs, its fingerprint the file's); a pickled one is refused with the conversion command.
+    func testSingleFileCheckpointsAreModelsAndPicklesAreRefused() throws {
+        func spec(_ model: String, size: String = "") -> String {
+            """
+            model: \(model)
+            classifier: {tower: bundled:tiny-clip-vision, head: bundled:tiny-emotion-head.safetensors, text: bundled:tiny-clip-text}
+            generation: {prompts: [a lake], emotions: [awe], seeds: [1]\(size)}
+            """
+        }
+        // submit reads only the configs and hashes the file: its bytes need not be a model.
+        let checkpoint = dir.appendingPathComponent("v1-5-pruned-emaonly.safetensors")
+        try Data("not read at submit".utf8).write(to: checkpoint)
+        let large = env.merging(["MUSE_MAX_MEMORY_GB": "1000"]) { $1 }
+        let loaded = try JobSpec.load(
+            path: try writeSpec(spec("v1-5-pruned-emaonly.safetensors"), in: dir), environment: large)
+        XCTAssertEqual(loaded.jobs[0].locations.model, checkpoint.path)
+        XCTAssertEqual(loaded.jobs[0].content.models.model, try ModelFingerprint.compute(path: checkpoint.path))
+        func problems(_ text: String) throws -> String {
+            do {
+                _ = try JobSpec.load(path: try writeSpec(text, in: dir, name: "bad.yaml"), environment: large)
+                XCTFail("spec was accepted")
+            } catch let e as SpecError {
+                return e.description
+            }
+            return ""
+        }
+        // SD 1.5's sizes, from models/sd15-config: multiples of 64, native 512.
+        assertMentions(
+            try problems(spec("v1-5-pruned-emaonly.safetensors", size: ", width: 96")),
+            ["generation.width: 96×512 does not fit this model: sides must be positive multiples of 64"])
+        let pickle = dir.appendingPathComponent("v1-5-pruned-emaonly.ckpt")
+        try Data("PK".utf8).write(to: pickle)
+        assertMentions(
+            try problems(spec("v1-5-pruned-emaonly.ckpt")),
+            [
+                "model \(pickle.path): .ckpt checkpoints are pickled PyTorch files",
+                "StableDiffusionPipeline.from_single_file(\"\(pickle.path)\")",
+            ])
+    }
+
+    func assertMentions(_ text: String, _ expected: [String], file: StaticString = #filePath, line: UInt = #line) {
+        for e in expected where !text.contains(e) {
+            XCTFail("missing '\(e)' in:\n\(text)", file: file, line: line)
+        }
+    }
+
     func testPromptTowerJoinsTheJobsModels() throws {
         func classifier(_ extra: String, head: Bool = true) -> String {
             """

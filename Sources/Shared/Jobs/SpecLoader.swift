@@ -227,8 +227,11 @@ final class SpecLoader {
             stepRules = try? StepRules(trainSteps: 1000, spacing: "leading", stepsOffset: 1)
         } else if let model {
             do {
-                sizeRules = try ImageSizeRules(modelFolder: model.path)
-                stepRules = try StepRules(modelFolder: model.path)
+                // A folder, or a single .safetensors checkpoint with the bundled SD 1.5 configs;
+                // a pickled checkpoint is refused here, with the command that converts it.
+                let files = try StableDiffusionFiles.locate(model.path, environment: environment)
+                sizeRules = try ImageSizeRules(model: files)
+                stepRules = try StepRules(model: files)
             } catch {
                 r.issue("model", "\(error)", top["model"])
             }

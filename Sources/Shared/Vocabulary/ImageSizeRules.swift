@@ -97,6 +97,13 @@ extension ImageSizeRules {
                 $0 + DiffusersLayout.parameterCount(component: folder + "/" + $1)
             }
     }
+
+    /// The rules of a model wherever its files are: a folder's own configs, or a single
+    /// checkpoint file's config folder (then the weights are that file's parameters).
+    public init(model files: StableDiffusionFiles) throws {
+        try self.init(modelFolder: files.configFolder)
+        if files.isSingleFile { weightBytes = 4 * DiffusersLayout.parameterCount(safetensors: files.path) }
+    }
 }
 
 extension ImageSizeRules {

@@ -44,6 +44,12 @@ public struct StepRules: Equatable, Sendable {
 }
 
 extension StepRules {
+    /// The rules of a model wherever its files are (a single checkpoint file's scheduler config
+    /// is in its config folder).
+    public init(model files: StableDiffusionFiles) throws {
+        try self.init(modelFolder: files.configFolder)
+    }
+
     /// The rules of a Stable Diffusion folder in the diffusers layout (scheduler/scheduler_config.json;
     /// missing keys take diffusers' DDIM defaults).
     public init(modelFolder folder: String) throws {
