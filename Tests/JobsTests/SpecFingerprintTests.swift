@@ -69,3 +69,14 @@ final class SpecFingerprintTests: SpecFixture {
         }
     }
 }
+
+/// An output that is an existing file is refused when the spec is read (submit and run alike).
+final class OutputIsAFileTests: SpecFixture {
+    func testExistingFileAsOutputIsRefused() throws {
+        try write("taken", "not a folder")
+        assertMentions(
+            try problems("output: taken\ngeneration: {prompts: [a cat], emotions: [awe], seeds: [1]}"),
+            ["output", "is an existing file; the output must be a folder"])
+        XCTAssertNoThrow(try load("output: fresh\ngeneration: {prompts: [a cat], emotions: [awe], seeds: [1]}"))
+    }
+}

@@ -70,6 +70,13 @@ final class SpecLoader {
             top["name"].flatMap { r.string($0, "name", allowEmpty: false) }
             ?? fileURL.deletingPathExtension().lastPathComponent
         let output = outputOverride ?? readOutput(top["output"])
+        if let output, FileManager.default.fileExists(atPath: output.path), !JobSpec.isDirectory(output.path) {
+            // Found at submit, not when `collect` first writes into it hours later.
+            r.issue(
+                outputOverride == nil ? "output" : "--output",
+                "'\(output.path)' is an existing file; the output must be a folder (it holds the images and manifest.jsonl)",
+                outputOverride == nil ? top["output"] : nil)
+        }
         let models = readModels(top)
         let engine = readEngine(top["engine"])
         if let rules = models?.stepRules, let problem = rules.problem(steps: engine.settings.steps) {
