@@ -93,6 +93,11 @@ struct CollectCommand: ParsableCommand {
                         outage = false
                     }
                     if !follow || finished { break }
+                    // A damaged record stalls the batch for good: say so and stop following.
+                    if let damage = try q.metadata()?.damage, !damage.isEmpty {
+                        reporter.finish()
+                        throw InputError("batch \(q.batchID) is damaged: " + damage.joined(separator: "; "))
+                    }
                 } catch let e as RedisError where e.isTransient && follow {
                     served?.metrics.redisError()
                     if !outage {

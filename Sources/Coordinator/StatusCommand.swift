@@ -67,6 +67,8 @@ struct StatusCommand: ParsableCommand {
         var redisKeys: Int?
         var maxAttempts: Int?
         var leaseMs: Int?
+        /// Problems of the batch's stored record (`BatchMetadata.damage`); empty when sound.
+        var damage: [String]
         var workers: [WorkerJSON]
         var failures: [FailureJSON]
 
@@ -77,6 +79,7 @@ struct StatusCommand: ParsableCommand {
             case batchID = "batch_id"
             case maxAttempts = "max_attempts"
             case leaseMs = "lease_ms"
+            case damage
         }
     }
 
@@ -96,7 +99,7 @@ struct StatusCommand: ParsableCommand {
                 } else {
                     for r in rows {
                         print(
-                            "\(r.batchID)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(r.finished ? "" : r.paused ? "  [paused]" : "  [in progress]")"
+                            "\(r.batchID)  \(r.done + r.failed)/\(r.total) finished (\(r.done) done, \(r.failed) failed, \(r.running) running, \(r.queued) queued)\(!r.damage.isEmpty ? "  [DAMAGED: muse-coordinator status \(r.batchID)]" : r.finished ? "" : r.paused ? "  [paused]" : "  [in progress]")"
                         )
                     }
                 }
@@ -115,9 +118,10 @@ struct StatusCommand: ParsableCommand {
             print(
                 "  jobs       \(s.total) total: \(s.done) done, \(s.failed) failed, \(s.running) running, \(s.stalled) stalled, \(s.queued) queued\(s.finished ? " — finished" : s.paused ? " — paused (muse-coordinator resume \(s.batchID))" : "")"
             )
-            if let m = s.maxAttempts, let l = s.leaseMs {
+            if s.damage.isEmpty, let m = s.maxAttempts, let l = s.leaseMs {
                 print("  queue      max attempts \(m), lease \(Double(l) / 1000) s")
             }
+            for problem in s.damage { print("  DAMAGED    \(problem)") }
             if let bytes = s.redisBytes, let keys = s.redisKeys {
                 print(
                     String(format: "  redis      %.2f MiB in %d keys (MEMORY USAGE)", Double(bytes) / 1_048_576, keys))
@@ -176,7 +180,7 @@ struct StatusCommand: ParsableCommand {
             batchID: q.batchID, name: info?.name, output: info?.output, total: st.total, done: st.done,
             failed: st.failed, running: st.running, stalled: st.stalled, queued: st.queued, finished: st.finished,
             paused: try q.counters()?.paused ?? false, redisBytes: memory?.bytes, redisKeys: memory?.keys,
-            maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs,
+            maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs, damage: meta?.damage ?? [],
             workers: workers, failures: failures)
     }
 }

@@ -57,6 +57,10 @@ struct WatchCommand: ParsableCommand {
                         say("batch \(batch) finished: \(s.status.done) done, \(s.status.failed) failed")
                         return s.status.failed > 0 ? ExitCodes.failedJobs : 0
                     }
+                    if let damage = try q.metadata()?.damage, !damage.isEmpty {
+                        reporter.finish()
+                        throw InputError("batch \(batch) is damaged: " + damage.joined(separator: "; "))
+                    }
                 } catch let e as RedisError where e.isTransient {
                     if !outage {
                         reporter.finish()

@@ -426,6 +426,32 @@ final class PipelineTests: XCTestCase {
         XCTAssertTrue(w.stderr.contains("MUSE_WEIGHTS_DTYPE=f32 is ignored here"), w.stderr)
     }
 
+    /// A batch whose stored record is damaged (workers skip it) is shown as damaged with the
+    /// field and the fix, and `collect --follow` and `watch` stop with that instead of waiting forever.
+    func testDamagedBatchRecordIsNamedAndFollowingStops() throws {
+        let spec = try writeSpec(
+            tinyModels + "\nengine: {steps: 2}\ngeneration: {prompts: [a cat], emotions: [awe], seeds: [1]}\n", in: dir)
+        let redis = try TestRedis()
+        let batch = try submit(spec, redis)
+        let client = try redis.client()
+        let q = try BatchQueue(client: client, batchID: batch)
+        _ = try client.command(["HSET", q.keys.meta, "lease_ms", "abc"])
+        let status = try runTool("muse-coordinator", ["status", batch, "--redis", redis.url], dir: dir)
+        XCTAssertTrue(
+            status.stdout.contains("DAMAGED    lease_ms is 'abc'") && status.stdout.contains("HSET"), status.stdout)
+        let out = dir.appendingPathComponent("out")
+        let collect = try runTool(
+            "muse-coordinator",
+            ["collect", batch, "--redis", redis.url, "--output", out.path, "--follow", "--interval", "0.2"],
+            dir: dir, timeout: 30)
+        XCTAssertNotEqual(collect.code, 0)
+        XCTAssertTrue(collect.stderr.contains("is damaged: lease_ms is 'abc'"), collect.stderr)
+        let watch = try runTool(
+            "muse-coordinator", ["watch", batch, "--redis", redis.url, "--interval", "0.2"], dir: dir, timeout: 30)
+        XCTAssertNotEqual(watch.code, 0)
+        XCTAssertTrue(watch.stderr.contains("lease_ms"), watch.stderr)
+    }
+
     /// `run --local-workers N` adds up N workers' estimated peaks before starting anything.
     func testRunRefusesMoreLocalWorkersThanMemoryHolds() throws {
         let spec = try writeSpec(

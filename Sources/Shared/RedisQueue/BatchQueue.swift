@@ -44,9 +44,22 @@ public final class BatchQueue: @unchecked Sendable {
             try client.command(["HMGET", keys.meta, "spec", "max_attempts", "lease_ms", "created_ms"])
         }
         guard let a = r.array, a.count == 4, let spec = a[0].data else { return nil }
+        var damage: [String] = []
+        for (field, reply, meaning) in [
+            ("max_attempts", a[1], "a positive number of attempts"),
+            ("lease_ms", a[2], "a positive number of milliseconds"),
+        ] {
+            guard let n = reply.int, n > 0 else {
+                let shown = reply.data.map { "'" + String(decoding: $0.prefix(40), as: UTF8.self) + "'" } ?? "missing"
+                damage.append(
+                    "\(field) is \(shown), not \(meaning); workers skip this batch until it is mended "
+                        + "(redis-cli HSET \(keys.meta) \(field) \(field == "lease_ms" ? "60000" : "3"))")
+                continue
+            }
+        }
         return BatchMetadata(
-            spec: spec, maxAttempts: Int(a[1].int ?? 3), leaseMs: Int(a[2].int ?? 60_000),
-            createdMs: a[3].int ?? 0)
+            spec: spec, maxAttempts: Int(a[1].int.flatMap { $0 > 0 ? $0 : nil } ?? 3),
+            leaseMs: Int(a[2].int.flatMap { $0 > 0 ? $0 : nil } ?? 60_000), createdMs: a[3].int ?? 0, damage: damage)
     }
 
     /// Adds a job. Ids are content-derived by the caller, so an existing id is a no-op (false).

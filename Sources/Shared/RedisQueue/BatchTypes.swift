@@ -36,6 +36,9 @@ public struct BatchMetadata: Sendable, Equatable {
     public var maxAttempts: Int
     public var leaseMs: Int
     public var createdMs: Int64
+    /// What is wrong with the stored record, each with its fix: workers skip a batch whose
+    /// lease or attempts are not positive numbers, so it would otherwise wait in silence.
+    public var damage: [String] = []
 }
 
 public struct StreamEntry: Sendable, Equatable {
