@@ -23,74 +23,14 @@ struct StatusCommand: ParsableCommand {
 
     @OptionGroup var redisOptions: RedisOptions
 
-    struct WorkerJSON: Encodable {
-        var name: String
-        var alive: Bool
-        var lastSeenMsAgo: Int64
-        var job: String?
-        var step: Int?
-        var totalSteps: Int?
-        var done: Int
-
-        enum CodingKeys: String, CodingKey {
-            case name, alive, job, step, done
-            case lastSeenMsAgo = "last_seen_ms_ago"
-            case totalSteps = "total_steps"
-        }
-    }
-
-    struct FailureJSON: Encodable {
-        var jobID: String
-        var error: String
-        var attempts: Int
-        var worker: String?
-
-        enum CodingKeys: String, CodingKey {
-            case error, attempts, worker
-            case jobID = "job_id"
-        }
-    }
-
-    struct StatusJSON: Encodable {
-        var batchID: String
-        var name: String?
-        var output: String?
-        var total: Int
-        var done: Int
-        var failed: Int
-        var running: Int
-        var stalled: Int
-        var queued: Int
-        var finished: Bool
-        var paused: Bool
-        var redisBytes: Int?
-        var redisKeys: Int?
-        var maxAttempts: Int?
-        var leaseMs: Int?
-        /// Problems of the batch's stored record (`BatchMetadata.damage`); empty when sound.
-        var damage: [String]
-        var workers: [WorkerJSON]
-        var failures: [FailureJSON]
-
-        enum CodingKeys: String, CodingKey {
-            case name, output, total, done, failed, running, stalled, queued, finished, paused, workers, failures
-            case redisBytes = "redis_bytes"
-            case redisKeys = "redis_keys"
-            case batchID = "batch_id"
-            case maxAttempts = "max_attempts"
-            case leaseMs = "lease_ms"
-            case damage
-        }
-    }
-
     func run() throws {
         try guarded {
             let client = try redisOptions.connect()
             guard let batch else {
                 let ids = try BatchQueue.list(client: client)
-                var rows: [StatusJSON] = []
+                var rows: [BatchStatusReport] = []
                 for id in ids {
-                    rows.append(try describe(try BatchQueue(client: client, batchID: id), failuresLimit: 0))
+                    rows.append(try BatchStatusReport(try BatchQueue(client: client, batchID: id), failuresLimit: 0))
                 }
                 if json {
                     print(String(decoding: try CanonicalJSON.encode(rows), as: UTF8.self))
@@ -106,7 +46,7 @@ struct StatusCommand: ParsableCommand {
                 return 0
             }
             let q = try openBatch(client, batch)
-            let s = try describe(q, failuresLimit: 1000, withMemory: true)
+            let s = try BatchStatusReport(q, failuresLimit: 1000, withMemory: true)
             if json {
                 let e = JSONEncoder()
                 e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -137,50 +77,5 @@ struct StatusCommand: ParsableCommand {
             if s.failures.count > 20 { print("  ... \(s.failures.count - 20) more failures (--json lists all)") }
             return 0
         }
-    }
-
-    /// `withMemory`: also the batch's Redis footprint (one MEMORY USAGE per key: the one-batch
-    /// view only, so listing many batches stays quick).
-    func describe(_ q: BatchQueue, failuresLimit: Int, withMemory: Bool = false) throws -> StatusJSON {
-        let memory = withMemory ? try q.memoryUsage() : nil
-        let snap = try BatchSnapshot.take(q)
-        let st = snap.status
-        let meta = try q.metadata()
-        let info = try q.batchInfo()
-        var names = Set(st.workers.map(\.name))
-        names.formUnion(snap.totals.keys)
-        let workers = names.sorted().map { name -> WorkerJSON in
-            let w = st.workers.first { $0.name == name }
-            let p = w?.jobID.flatMap { snap.progress[$0] }
-            return WorkerJSON(
-                name: name, alive: w?.alive ?? false, lastSeenMsAgo: w?.lastSeenMsAgo ?? -1, job: w?.jobID,
-                step: p?.step, totalSteps: p?.total, done: snap.totals[name]?.done ?? 0)
-        }
-        var failures: [FailureJSON] = []
-        if failuresLimit > 0 {
-            var cursor = "0-0"
-            while failures.count < failuresLimit {
-                let page = try q.deadLetters(after: cursor, count: 200)
-                if page.isEmpty { break }
-                for e in page {
-                    do {
-                        let letter = try DeadLetter(fields: e.fields)
-                        failures.append(
-                            FailureJSON(
-                                jobID: letter.jobID, error: letter.error, attempts: letter.attempts ?? 0,
-                                worker: letter.worker))
-                    } catch {
-                        failures.append(FailureJSON(jobID: "?", error: "\(error)", attempts: 0, worker: nil))
-                    }
-                }
-                cursor = page.last!.id
-            }
-        }
-        return StatusJSON(
-            batchID: q.batchID, name: info?.name, output: info?.output, total: st.total, done: st.done,
-            failed: st.failed, running: st.running, stalled: st.stalled, queued: st.queued, finished: st.finished,
-            paused: try q.counters()?.paused ?? false, redisBytes: memory?.bytes, redisKeys: memory?.keys,
-            maxAttempts: meta?.maxAttempts, leaseMs: meta?.leaseMs, damage: meta?.damage ?? [],
-            workers: workers, failures: failures)
     }
 }
