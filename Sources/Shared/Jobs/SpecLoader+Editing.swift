@@ -51,13 +51,8 @@ extension SpecLoader {
         if let v = r.double(e["strength"], "editing.strength", check: JobSettings.strengthRule.problem) {
             plan.strength = Float(v)
         }
-        if let node = e["inversion"], let text = r.string(node, "editing.inversion", allowEmpty: false) {
-            if let kind = InversionKind(rawValue: text) {
-                plan.inversion = kind
-            } else {
-                let valid = InversionKind.allCases.map(\.rawValue).joined(separator: ", ")
-                r.issue("editing.inversion", "unknown inversion '\(text)' (valid: \(valid))", node)
-            }
+        if let kind: InversionKind = r.choice(e["inversion"], "editing.inversion", "inversion") {
+            plan.inversion = kind
         }
         let nullTextSteps =
             Int64(JobSettings.nullTextStepsRange.lowerBound)...Int64(JobSettings.nullTextStepsRange.upperBound)
@@ -90,14 +85,7 @@ extension SpecLoader {
 
     /// `editing.fit` and the target `editing.width`/`height` it may use.
     func readFit(_ e: [String: SpecNode], into plan: inout EditPlan, sizeRules: ImageSizeRules?) {
-        if let text = e["fit"].flatMap({ r.string($0, "editing.fit", allowEmpty: false) }) {
-            if let fit = ImageFit(rawValue: text) {
-                plan.fit = fit
-            } else {
-                let valid = ImageFit.allCases.map(\.rawValue).joined(separator: ", ")
-                r.issue("editing.fit", "unknown fit '\(text)' (valid: \(valid))", e["fit"])
-            }
-        }
+        if let fit: ImageFit = r.choice(e["fit"], "editing.fit", "fit") { plan.fit = fit }
         let sides = Int64(JobSettings.sideRange.lowerBound)...Int64(JobSettings.sideRange.upperBound)
         if let v = r.int(e["width"], "editing.width", range: sides) { plan.width = Int(v) }
         if let v = r.int(e["height"], "editing.height", range: sides) { plan.height = Int(v) }

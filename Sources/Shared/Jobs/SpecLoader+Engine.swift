@@ -28,21 +28,11 @@ extension SpecLoader {
             do { section.methods = [try SynthesisMethod.parse(m)] } catch { r.issue("engine.method", "\(error)", node) }
         }
         if let node = e["methods"] { section.methods = readMethods(node) }
-        if let node = e["scheduler"], let name = r.string(node, "engine.scheduler", allowEmpty: false) {
-            if let kind = SchedulerKind(rawValue: name) {
-                section.settings.scheduler = kind
-            } else {
-                let valid = SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")
-                r.issue("engine.scheduler", "unknown scheduler '\(name)' (valid: \(valid))", node)
-            }
+        if let kind: SchedulerKind = r.choice(e["scheduler"], "engine.scheduler", "scheduler") {
+            section.settings.scheduler = kind
         }
-        if let node = e["weights_dtype"], let name = r.string(node, "engine.weights_dtype", allowEmpty: false) {
-            if let dtype = WeightsDType(rawValue: name) {
-                section.settings.weightsDType = dtype
-            } else {
-                let valid = WeightsDType.allCases.map(\.rawValue).joined(separator: ", ")
-                r.issue("engine.weights_dtype", "unknown weights dtype '\(name)' (valid: \(valid))", node)
-            }
+        if let dtype: WeightsDType = r.choice(e["weights_dtype"], "engine.weights_dtype", "weights dtype") {
+            section.settings.weightsDType = dtype
         }
         let steps = JobSettings.stepsRange
         if let v = r.int(e["steps"], "engine.steps", range: Int64(steps.lowerBound)...Int64(steps.upperBound)) {

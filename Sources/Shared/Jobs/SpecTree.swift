@@ -204,6 +204,17 @@ public final class SpecReader {
         }
     }
 
+    /// One of a closed set of names (`what` names the set in the message: "unknown scheduler 'x'
+    /// (valid: ddim, dpmpp-2m)"); nil, with the issue recorded, when it is none of them.
+    public func choice<T: RawRepresentable & CaseIterable>(_ node: SpecNode?, _ path: String, _ what: String) -> T?
+    where T.RawValue == String {
+        guard let node, let name = string(node, path, allowEmpty: false) else { return nil }
+        if let value = T(rawValue: name) { return value }
+        let valid = T.allCases.map(\.rawValue).joined(separator: ", ")
+        issue(path, "unknown \(what) '\(name)' (valid: \(valid))", node)
+        return nil
+    }
+
     public func string(_ node: SpecNode?, _ path: String, allowEmpty: Bool = true) -> String? {
         guard let node else { return nil }
         switch node {
