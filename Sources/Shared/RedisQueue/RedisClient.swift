@@ -232,7 +232,11 @@ public final class RedisClient: @unchecked Sendable {
         case REDIS_ERR_EOF:
             return .connectionLost(endpoint: endpoint.description, reason: "server closed the connection")
         case REDIS_ERR_PROTOCOL:
-            return .protocolError(text)
+            // hiredis says only `got "H" as reply type byte`: whatever answered is not Redis.
+            let guess = text.contains("\"H\"") ? " (it answered like an HTTP server)" : ""
+            return .protocolError(
+                "\(endpoint.description) does not speak the Redis protocol\(guess): \(text); "
+                    + "check the host and port of --redis / REDIS_URL")
         default:
             return .connectionLost(endpoint: endpoint.description, reason: Self.lowerFirst(text))
         }
