@@ -98,6 +98,18 @@ public enum DiffusersLayout {
         guard let json = jsonObject(atPath: configPath(folder)) else { return false }
         return json["text_config"] != nil && json["vision_config"] != nil
     }
+
+    /// A transformers image-classification folder (a ViTForImageClassification: model_type
+    /// "vit", or an `architectures` entry ending in "ForImageClassification"). It is a whole
+    /// emotion classifier, head included, and has no CLIP embedding: a spec's classifier or
+    /// evaluation tower may be one, without a head or text model. Other image classifiers than
+    /// ViT are detected too, so that the loader refuses them by name.
+    public static func isImageClassifier(_ folder: String) -> Bool {
+        guard let json = jsonObject(atPath: configPath(folder)) else { return false }
+        if json["model_type"] as? String == "vit" { return true }
+        let architectures = json["architectures"] as? [Any] ?? []
+        return architectures.contains { ($0 as? String)?.hasSuffix("ForImageClassification") == true }
+    }
 }
 
 /// diffusers' `timestep_spacing`: how DDIMScheduler's `set_timesteps(steps)` spreads the
