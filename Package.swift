@@ -114,6 +114,7 @@ let package = Package(
             name: "JobsTests",
             dependencies: [
                 "Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CJPEG", "CHiredis", "TestSupport",
+                "DiffusersLayout",
             ]),
         .testTarget(
             name: "WorkerCoreTests",
