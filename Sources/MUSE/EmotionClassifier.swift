@@ -137,13 +137,18 @@ public final class EmotionClassifier {
         }
         let missing = Emotion.allCases.filter { positions[$0] == nil }.map(\.rawValue)
         guard unknown.isEmpty, repeated.isEmpty, missing.isEmpty else {
+            // A file may list thousands of classes (an ImageNet head): the message shows the first few.
+            func listed(_ items: [String]) -> String {
+                let shown = items.prefix(16).joined(separator: ", ")
+                return items.count > 16 ? shown + ", … (\(items.count - 16) more)" : shown
+            }
             var problems: [String] = []
-            if !missing.isEmpty { problems.append("missing \(missing.joined(separator: ", "))") }
-            if !unknown.isEmpty { problems.append("unknown \(unknown.joined(separator: ", "))") }
-            if !repeated.isEmpty { problems.append("repeated \(repeated.joined(separator: ", "))") }
+            if !missing.isEmpty { problems.append("missing \(listed(missing))") }
+            if !unknown.isEmpty { problems.append("unknown \(listed(unknown))") }
+            if !repeated.isEmpty { problems.append("repeated \(listed(repeated))") }
             throw ModelLoadError(
                 "\(source) must name the \(Emotion.allCases.count) emotions (\(Emotion.validNames)), each once; "
-                    + "found \(names.count): \(names.joined(separator: ", ")) (\(problems.joined(separator: "; ")))")
+                    + "found \(names.count): \(listed(names)) (\(problems.joined(separator: "; ")))")
         }
         return Emotion.allCases.map { positions[$0]! }
     }

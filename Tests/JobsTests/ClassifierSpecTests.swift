@@ -29,12 +29,22 @@ final class ClassifierSpecTests: XCTestCase {
     }
 
     /// The detection rule both the spec reader and the engine use.
-    func testImageClassifierFoldersAreTold() {
+    func testImageClassifierFoldersAreTold() throws {
         let models = packageRoot.appendingPathComponent("models").path
         XCTAssertTrue(DiffusersLayout.isImageClassifier(models + "/tiny-vit-emotion"))
         for other in ["tiny-clip-vision", "tiny-clip-text", "tiny-sd", "tiny-emotion-head.safetensors", "none"] {
             XCTAssertFalse(DiffusersLayout.isImageClassifier(models + "/" + other), other)
         }
+        // Through a symbolic link (the hub cache's layout), and never blocking on a FIFO.
+        let linked = dir.appendingPathComponent("linked")
+        try FileManager.default.createDirectory(at: linked, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            atPath: linked.path + "/config.json", withDestinationPath: models + "/tiny-vit-emotion/config.json")
+        XCTAssertTrue(DiffusersLayout.isImageClassifier(linked.path))
+        let fifo = dir.appendingPathComponent("fifo")
+        try FileManager.default.createDirectory(at: fifo, withIntermediateDirectories: true)
+        XCTAssertEqual(mkfifo(fifo.path + "/config.json", 0o644), 0)
+        XCTAssertFalse(DiffusersLayout.isImageClassifier(fifo.path))
     }
 
     /// As evaluator, the folder alone; as guide, with classifier.text and the prompt tower (the

@@ -86,9 +86,19 @@ public enum DiffusersLayout {
         component.isEmpty ? folder + "/" + config : folder + "/" + component + "/" + config
     }
 
-    /// A config file as a JSON object, nil when absent or not an object.
+    /// Config files larger than this are not read here (real ones are a few kilobytes).
+    static let maxConfigBytes = 16 << 20
+
+    /// A config file as a JSON object, nil when absent, not a regular file of at most
+    /// `maxConfigBytes` (a FIFO would block the read), or not an object. Symbolic links (the
+    /// hub cache's layout) are followed.
     public static func jsonObject(atPath path: String) -> [String: Any]? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
+            attributes[.type] as? FileAttributeType == .typeRegular,
+            let size = attributes[.size] as? Int, size <= maxConfigBytes,
+            let data = FileManager.default.contents(atPath: target)
+        else { return nil }
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
     }
 
