@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "Diffusion", dependencies: ["Tensor", "DiffusersLayout"]),
         .target(name: "DiffusersLayout", path: "Sources/Shared/DiffusersLayout"),
         .target(name: "Vocabulary", dependencies: ["DiffusersLayout"], path: "Sources/Shared/Vocabulary"),
-        .target(name: "MUSE", dependencies: ["Diffusion", "Tensor", "Vocabulary"]),
+        .target(name: "MUSE", dependencies: ["Diffusion", "DiffusersLayout", "Tensor", "Vocabulary"]),
 
         // Sources/Shared: the modules both executables use, each its own target.
         .target(
@@ -114,6 +114,7 @@ let package = Package(
             name: "JobsTests",
             dependencies: [
                 "Jobs", "Vocabulary", "Imaging", "Support", "RedisQueue", "CPNG", "CJPEG", "CHiredis", "TestSupport",
+                "DiffusersLayout",
             ]),
         .testTarget(
             name: "WorkerCoreTests",

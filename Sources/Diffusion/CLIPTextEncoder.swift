@@ -6,74 +6,6 @@ import Tensor
 // the input embeddings on is built from differentiable Tensor ops: MUSE takes gradients
 // with respect to one learnable token embedding.
 
-/// The activation named by `hidden_act`.
-enum CLIPActivation {
-    case quickGelu, gelu
-
-    init(_ config: ModelConfig) throws {
-        switch try config.string("hidden_act", default: "quick_gelu") {
-        case "quick_gelu": self = .quickGelu
-        case "gelu": self = .gelu
-        case let other: throw ModelLoadError("\(config.path): unsupported hidden_act '\(other)' (quick_gelu or gelu)")
-        }
-    }
-
-    func callAsFunction(_ x: Tensor) -> Tensor { self == .gelu ? x.gelu() : x.quickGelu() }
-}
-
-/// Shapes shared by CLIP's text and vision towers (CLIPEncoder), read from config.json.
-/// Defaults are transformers' where the config leaves a key out.
-struct CLIPEncoderShape {
-    let hidden, intermediate, layers, heads: Int
-    let eps: Float
-    let activation: CLIPActivation
-
-    init(_ c: ModelConfig, defaults: (hidden: Int, intermediate: Int, layers: Int, heads: Int)) throws {
-        hidden = try c.int("hidden_size", default: defaults.hidden, in: 1...8192)
-        intermediate = try c.int("intermediate_size", default: defaults.intermediate, in: 1...32768)
-        layers = try c.int("num_hidden_layers", default: defaults.layers, in: 1...64)
-        heads = try c.int("num_attention_heads", default: defaults.heads, in: 1...128)
-        eps = try c.float("layer_norm_eps", default: 1e-5, in: 0...1)
-        activation = try CLIPActivation(c)
-        guard hidden % heads == 0 else {
-            throw c.fail("hidden_size", "= \(hidden) is not divisible by 'num_attention_heads' = \(heads)")
-        }
-    }
-}
-
-/// One pre-norm block (CLIPEncoderLayer): x + attn(ln1(x)), then x + mlp(ln2(x)).
-struct CLIPEncoderLayer {
-    let layerNorm1, layerNorm2: LayerNorm
-    let qProj, kProj, vProj, outProj, fc1, fc2: Linear
-    let heads: Int
-    let activation: CLIPActivation
-
-    init(_ w: ModelWeights, _ s: CLIPEncoderShape) throws {
-        layerNorm1 = try LayerNorm(w, "layer_norm1", dim: s.hidden, eps: s.eps)
-        layerNorm2 = try LayerNorm(w, "layer_norm2", dim: s.hidden, eps: s.eps)
-        qProj = try Linear(w, "self_attn.q_proj", in: s.hidden, out: s.hidden)
-        kProj = try Linear(w, "self_attn.k_proj", in: s.hidden, out: s.hidden)
-        vProj = try Linear(w, "self_attn.v_proj", in: s.hidden, out: s.hidden)
-        outProj = try Linear(w, "self_attn.out_proj", in: s.hidden, out: s.hidden)
-        fc1 = try Linear(w, "mlp.fc1", in: s.hidden, out: s.intermediate)
-        fc2 = try Linear(w, "mlp.fc2", in: s.intermediate, out: s.hidden)
-        heads = s.heads
-        activation = s.activation
-    }
-
-    /// x: [B, T, hidden]. `causal` for the text tower.
-    func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
-        let h = layerNorm1(x)
-        let attended = Tensor.attention(query: qProj(h), key: kProj(h), value: vProj(h), heads: heads, causal: causal)
-        let x = x + outProj(attended)
-        return x + fc2(activation(fc1(layerNorm2(x))))
-    }
-
-    static func stack(_ w: ModelWeights, _ s: CLIPEncoderShape) throws -> [CLIPEncoderLayer] {
-        try (0..<s.layers).map { try CLIPEncoderLayer(w.scoped("encoder.layers.\($0)"), s) }
-    }
-}
-
 extension ModelConfig {
     /// A full CLIPModel config nests the towers' settings under text_config/vision_config;
     /// a single-tower config (CLIPTextModel, CLIPVisionModelWithProjection) is flat.
@@ -89,7 +21,7 @@ public final class CLIPTextEncoder {
     public let maxPositions: Int
     let tokenEmbedding: Tensor  // [vocab, hidden]
     let positionEmbedding: Tensor  // [maxPositions, hidden]
-    let layers: [CLIPEncoderLayer]
+    let layers: [PreNormEncoderLayer]
     let finalLayerNorm: LayerNorm
     let textProjection: Linear?
 
@@ -105,7 +37,7 @@ public final class CLIPTextEncoder {
     /// config is checked.
     public init(config top: ModelConfig, weights load: () throws -> ModelWeights) throws {
         let c = top.clipTower("text_config")
-        let shape = try CLIPEncoderShape(c, defaults: (512, 2048, 12, 8))
+        let shape = try EncoderShape(c, defaults: (512, 2048, 12, 8))
         let vocab = try c.int("vocab_size", default: 49408, in: 1...1_000_000)
         hiddenSize = shape.hidden
         // At least bos and eos: the tokenizer frames every prompt to this length.
@@ -118,7 +50,7 @@ public final class CLIPTextEncoder {
         let w = all.towerScope("text_model", probe: "embeddings.token_embedding.weight")
         tokenEmbedding = try w.tensor("embeddings.token_embedding.weight", shape: [vocab, hiddenSize])
         positionEmbedding = try w.tensor("embeddings.position_embedding.weight", shape: [maxPositions, hiddenSize])
-        layers = try CLIPEncoderLayer.stack(w, shape)
+        layers = try PreNormEncoderLayer.stack(w, shape, names: .clip)
         finalLayerNorm = try LayerNorm(w, "final_layer_norm", dim: hiddenSize, eps: shape.eps)
         if all.contains("text_projection.weight") {
             textProjection = try Linear(all, "text_projection", in: hiddenSize, out: projectionDim, bias: false)

@@ -18,7 +18,7 @@ public final class CLIPVisionEncoder {
     let patchEmbedding: Conv2d  // stride = kernel = patch, no bias
     let positionEmbedding: Tensor  // [patches + 1, hidden]
     let preLayerNorm, postLayerNorm: LayerNorm
-    let layers: [CLIPEncoderLayer]
+    let layers: [PreNormEncoderLayer]
     let visualProjection: Linear
 
     /// `folder`: a CLIPVisionModelWithProjection or full CLIPModel folder (config.json,
@@ -26,7 +26,7 @@ public final class CLIPVisionEncoder {
     public init(folder: String) throws {
         let top = try ModelConfig(path: DiffusersLayout.configPath(folder))
         let c = top.clipTower("vision_config")
-        let shape = try CLIPEncoderShape(c, defaults: (768, 3072, 12, 12))
+        let shape = try EncoderShape(c, defaults: (768, 3072, 12, 12))
         hiddenSize = shape.hidden
         imageSize = try c.int("image_size", default: 224, in: 1...4096)
         patchSize = try c.int("patch_size", default: 32, in: 1...4096)
@@ -46,7 +46,7 @@ public final class CLIPVisionEncoder {
             kernel: patchSize, stride: patchSize, bias: false)
         positionEmbedding = try w.tensor("embeddings.position_embedding.weight", shape: [positions, hiddenSize])
         preLayerNorm = try LayerNorm(w, "pre_layrnorm", dim: hiddenSize, eps: shape.eps)  // sic, transformers' name
-        layers = try CLIPEncoderLayer.stack(w, shape)
+        layers = try PreNormEncoderLayer.stack(w, shape, names: .clip)
         postLayerNorm = try LayerNorm(w, "post_layernorm", dim: hiddenSize, eps: shape.eps)
         visualProjection = try Linear(all, "visual_projection", in: hiddenSize, out: projectionDim, bias: false)
 

@@ -159,3 +159,105 @@ extension Linear {
         self.bias = bias
     }
 }
+
+// MARK: pre-norm transformer encoders (CLIP's text and vision towers, ViT)
+
+/// The activation named by `hidden_act`.
+enum EncoderActivation {
+    case quickGelu, gelu
+
+    /// `defaultName`: the model's default when the config leaves the key out (CLIP's quick_gelu, ViT's gelu).
+    init(_ config: ModelConfig, default defaultName: String = "quick_gelu") throws {
+        switch try config.string("hidden_act", default: defaultName) {
+        case "quick_gelu": self = .quickGelu
+        case "gelu": self = .gelu
+        case let other: throw config.fail("hidden_act", "is '\(other)': unsupported (quick_gelu or gelu)")
+        }
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor { self == .gelu ? x.gelu() : x.quickGelu() }
+}
+
+/// Shapes of a pre-norm transformer encoder, read from config.json. Defaults are
+/// transformers' where the config leaves a key out (CLIP's unless given).
+struct EncoderShape {
+    let hidden, intermediate, layers, heads: Int
+    let eps: Float
+    let activation: EncoderActivation
+
+    init(
+        _ c: ModelConfig, defaults: (hidden: Int, intermediate: Int, layers: Int, heads: Int),
+        eps defaultEps: Float = 1e-5,
+        activation defaultActivation: String = "quick_gelu"
+    ) throws {
+        hidden = try c.int("hidden_size", default: defaults.hidden, in: 1...8192)
+        intermediate = try c.int("intermediate_size", default: defaults.intermediate, in: 1...32768)
+        layers = try c.int("num_hidden_layers", default: defaults.layers, in: 1...64)
+        heads = try c.int("num_attention_heads", default: defaults.heads, in: 1...128)
+        eps = try c.float("layer_norm_eps", default: defaultEps, in: 0...1)
+        activation = try EncoderActivation(c, default: defaultActivation)
+        guard hidden % heads == 0 else {
+            throw c.fail("hidden_size", "= \(hidden) is not divisible by 'num_attention_heads' = \(heads)")
+        }
+    }
+}
+
+/// One pre-norm block: x + attn(ln1(x)), then x + mlp(ln2(x)). transformers' CLIPEncoderLayer
+/// and ViTLayer compute the same and differ only in their weights' names.
+struct PreNormEncoderLayer {
+    /// Where a block's weights are, relative to the encoder's scope.
+    struct Names {
+        /// The block's scope, "\(layerPrefix).\(index)".
+        let layerPrefix: String
+        let layerNorm1, layerNorm2, query, key, value, output, fc1, fc2: String
+
+        static let clip = Names(
+            layerPrefix: "encoder.layers", layerNorm1: "layer_norm1", layerNorm2: "layer_norm2",
+            query: "self_attn.q_proj", key: "self_attn.k_proj", value: "self_attn.v_proj", output: "self_attn.out_proj",
+            fc1: "mlp.fc1", fc2: "mlp.fc2")
+        /// ViT as saved by transformers (save_pretrained writes these names, as hub checkpoints have them).
+        static let vit = Names(
+            layerPrefix: "encoder.layer", layerNorm1: "layernorm_before", layerNorm2: "layernorm_after",
+            query: "attention.attention.query", key: "attention.attention.key", value: "attention.attention.value",
+            output: "attention.output.dense", fc1: "intermediate.dense", fc2: "output.dense")
+        /// ViT in transformers 5's module names (what its modules are called in memory).
+        static let vitModular = Names(
+            layerPrefix: "layers", layerNorm1: "layernorm_before", layerNorm2: "layernorm_after",
+            query: "attention.q_proj", key: "attention.k_proj", value: "attention.v_proj", output: "attention.o_proj",
+            fc1: "mlp.fc1", fc2: "mlp.fc2")
+    }
+
+    let layerNorm1, layerNorm2: LayerNorm
+    let qProj, kProj, vProj, outProj, fc1, fc2: Linear
+    let heads: Int
+    let activation: EncoderActivation
+
+    init(_ w: ModelWeights, _ s: EncoderShape, names n: Names, qkvBias: Bool = true) throws {
+        layerNorm1 = try LayerNorm(w, n.layerNorm1, dim: s.hidden, eps: s.eps)
+        layerNorm2 = try LayerNorm(w, n.layerNorm2, dim: s.hidden, eps: s.eps)
+        qProj = try Linear(w, n.query, in: s.hidden, out: s.hidden, bias: qkvBias)
+        kProj = try Linear(w, n.key, in: s.hidden, out: s.hidden, bias: qkvBias)
+        vProj = try Linear(w, n.value, in: s.hidden, out: s.hidden, bias: qkvBias)
+        outProj = try Linear(w, n.output, in: s.hidden, out: s.hidden)
+        fc1 = try Linear(w, n.fc1, in: s.hidden, out: s.intermediate)
+        fc2 = try Linear(w, n.fc2, in: s.intermediate, out: s.hidden)
+        heads = s.heads
+        activation = s.activation
+    }
+
+    /// x: [B, T, hidden]. `causal` for the text tower.
+    func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
+        let h = layerNorm1(x)
+        let attended = Tensor.attention(query: qProj(h), key: kProj(h), value: vProj(h), heads: heads, causal: causal)
+        let x = x + outProj(attended)
+        return x + fc2(activation(fc1(layerNorm2(x))))
+    }
+
+    static func stack(_ w: ModelWeights, _ s: EncoderShape, names: Names, qkvBias: Bool = true) throws
+        -> [PreNormEncoderLayer]
+    {
+        try (0..<s.layers).map {
+            try PreNormEncoderLayer(w.scoped("\(names.layerPrefix).\($0)"), s, names: names, qkvBias: qkvBias)
+        }
+    }
+}

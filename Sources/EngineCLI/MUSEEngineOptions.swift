@@ -259,7 +259,9 @@ struct MUSEEngineOptions: ParsableArguments {
         if !zeroShot {
             head = try self.head ?? (self.tower == nil ? bundled("models/miniworld/emotion-head.safetensors") : nil)
         }
-        if promptTower != nil && head == nil {
+        // A ViT image-classification folder is a whole classifier without CLIP: s_t needs the CLIP pair.
+        let imageClassifier = self.tower != nil && DiffusersLayout.isImageClassifier(tower)
+        if promptTower != nil && head == nil && !imageClassifier {
             throw EngineCLI.Failure(
                 "--prompt-tower needs a linear head (--classifier-head): the zero-shot head compares the classifier tower with --clip-text directly"
             )
@@ -268,13 +270,20 @@ struct MUSEEngineOptions: ParsableArguments {
         let text: String
         if let clipText {
             text = clipText
-        } else if self.tower != nil, DiffusersLayout.isFullCLIP(tower) {
+        } else if self.tower != nil, !imageClassifier, DiffusersLayout.isFullCLIP(tower) {
             text = tower
         } else if self.tower == nil {
             text = try bundled("models/miniworld/clip-text")
         } else {
             throw EngineCLI.Failure(
-                "\(tower) is a vision-only CLIP model; pass --clip-text with the matching CLIP text model (with projection)"
+                imageClassifier
+                    ? "\(tower) is an image classifier (ViT) without CLIP; pass --clip-text and --prompt-tower, the CLIP pair that measures the prompt score s_t"
+                    : "\(tower) is a vision-only CLIP model; pass --clip-text with the matching CLIP text model (with projection)"
+            )
+        }
+        if imageClassifier && promptTower == nil && !DiffusersLayout.isFullCLIP(text) {
+            throw EngineCLI.Failure(
+                "\(tower) is an image classifier (ViT) without CLIP; pass --prompt-tower, the vision half of \(text)'s CLIP pair, for the prompt score s_t"
             )
         }
         for (what, path) in [("model", model), ("classifier tower", tower), ("CLIP text model", text)]

@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Diffusion
 import Foundation
 import Tensor
@@ -26,21 +27,48 @@ public struct ImageEvaluation: Codable, Equatable, Sendable {
     public var sourceProbabilities: [Float]?
 }
 
-/// An evaluator classifier: a tower with a linear head, or zero-shot from a CLIP text model.
+/// An evaluator classifier: a tower with a linear head, zero-shot from a CLIP text model, or
+/// a whole image classifier (a transformers ViTForImageClassification folder).
 public enum EvaluatorFiles: Equatable, Sendable {
     case linear(tower: String, head: String)
     case zeroShot(tower: String, text: String)
+    case imageClassifier(folder: String)
 
-    func load() throws -> EmotionClassifier {
-        switch self {
-        case .linear(let towerFolder, let head):
-            let c = try EmotionClassifier(tower: CLIPVisionEncoder(folder: towerFolder), headFile: head)
-            return EmotionClassifier(tower: c.tower, head: c.head, description: "evaluator: \(c.headDescription)")
-        case .zeroShot(let towerFolder, let text):
-            let c = try EmotionClassifier.zeroShot(tower: CLIPVisionEncoder(folder: towerFolder), textFolder: text)
-            return EmotionClassifier(tower: c.tower, head: c.head, description: "evaluator: \(c.headDescription)")
+    /// What a job's evaluator locations name: with a head, a linear head; without a head or
+    /// text, an image-classification folder as itself (its config says so:
+    /// `DiffusersLayout.isImageClassifier`); otherwise zero-shot with `text`, else the tower
+    /// itself (a whole CLIPModel).
+    public init(tower: String, head: String?, text: String?) {
+        if let head {
+            self = .linear(tower: tower, head: head)
+        } else if text == nil, DiffusersLayout.isImageClassifier(tower) {
+            self = .imageClassifier(folder: tower)
+        } else {
+            self = .zeroShot(tower: tower, text: text ?? tower)
         }
     }
+
+    func load() throws -> EmotionClassifier {
+        let c: EmotionClassifier
+        switch self {
+        case .linear(let towerFolder, let head):
+            try refuseImageClassifier(towerFolder, "linear head")
+            c = try EmotionClassifier(tower: CLIPVisionEncoder(folder: towerFolder), headFile: head)
+        case .zeroShot(let towerFolder, let text):
+            try refuseImageClassifier(towerFolder, "zero-shot text model")
+            c = try EmotionClassifier.zeroShot(tower: CLIPVisionEncoder(folder: towerFolder), textFolder: text)
+        case .imageClassifier(let folder):
+            c = try EmotionClassifier(imageClassifierFolder: folder)
+        }
+        return c.described(as: "evaluator: \(c.headDescription)")
+    }
+}
+
+/// An image-classification folder is a whole classifier: a head or text model beside it is a
+/// mistake, named here rather than as a CLIP tower that fails to load.
+func refuseImageClassifier(_ folder: String, _ what: String) throws {
+    guard DiffusersLayout.isImageClassifier(folder) else { return }
+    throw SynthesisError("\(folder) is an image classifier (ViT) with its own head; it takes no \(what)")
 }
 
 extension SynthesisEngine {

@@ -1,3 +1,4 @@
+import DiffusersLayout
 import Diffusion
 import Foundation
 import Tensor
@@ -48,7 +49,8 @@ public final class SynthesisEngine {
 
     /// `timingText`: a CLIP text model with projection, used to embed the prompt for s_t (and
     /// CLIP score); `promptTower` is its vision half, when the classifier's tower is another
-    /// model (nil: the classifier's tower is `timingText`'s pair).
+    /// model (nil: the classifier's tower is `timingText`'s pair; required for an image
+    /// classifier, which has no CLIP tower).
     public init(
         sd: StableDiffusion, classifier: EmotionClassifier, timingText: CLIPTextEncoder,
         timingTokenizer: CLIPTokenizer, promptTower: CLIPVisionEncoder? = nil, tinyDecoder: AutoencoderTiny? = nil,
@@ -66,8 +68,12 @@ public final class SynthesisEngine {
             }
         }
         self.tinyDecoder = tinyDecoder
-        promptScorer = try PromptScorer(
-            tower: promptTower ?? classifier.tower, text: timingText, tokenizer: timingTokenizer)
+        guard let scoringTower = promptTower ?? classifier.tower else {
+            throw SynthesisError(
+                "the guide (\(classifier.headDescription)) has no CLIP image embedding; the prompt score s_t needs "
+                    + "the vision half of the timing text model's CLIP pair (a prompt tower)")
+        }
+        promptScorer = try PromptScorer(tower: scoringTower, text: timingText, tokenizer: timingTokenizer)
         evaluationScorer =
             try evaluationCLIP.map {
                 try PromptScorer(tower: $0.tower, text: $0.text, tokenizer: $0.tokenizer, role: "evaluation CLIP")
@@ -81,22 +87,39 @@ public final class SynthesisEngine {
     /// from `textFolder`) and a CLIP text model with projection (CLIPTextModelWithProjection
     /// or CLIPModel) for timing and the zero-shot head, and the vision half of that CLIP pair
     /// when the tower is not it (`promptTower`, with a linear head only); optionally the tiny
-    /// decoder and an evaluator classifier.
+    /// decoder and an evaluator classifier. `towerFolder` may instead be a transformers
+    /// ViTForImageClassification folder (`DiffusersLayout.isImageClassifier`), a whole
+    /// classifier: no head, and `promptTower` (or a whole CLIPModel as `textFolder`) for s_t.
     public static func load(
         model: String, modelConfig: String? = nil, tower towerFolder: String, head: String?, text textFolder: String,
         promptTower: String? = nil, tinyDecoder: String? = nil, evaluator: EvaluatorFiles? = nil,
         evaluationCLIP: (tower: String, text: String)? = nil
     ) throws -> SynthesisEngine {
-        if promptTower != nil && head == nil {
+        let isImageClassifier = DiffusersLayout.isImageClassifier(towerFolder)
+        var promptTower = promptTower
+        if isImageClassifier {
+            if head != nil { try refuseImageClassifier(towerFolder, "linear head") }
+            if promptTower == nil && DiffusersLayout.isFullCLIP(textFolder) { promptTower = textFolder }
+            guard promptTower != nil else {
+                throw SynthesisError(
+                    "\(towerFolder) is an image classifier (ViT) without a CLIP embedding: the prompt score s_t needs "
+                        + "a prompt tower, the vision half of \(textFolder)'s CLIP pair")
+            }
+        } else if promptTower != nil && head == nil {
             throw SynthesisError(
                 "a prompt tower needs a linear head: the zero-shot head compares the classifier tower with the text model directly"
             )
         }
         let sd = try StableDiffusion(path: model, configFolder: modelConfig)
-        let tower = try CLIPVisionEncoder(folder: towerFolder)
-        let classifier =
-            try head.map { try EmotionClassifier(tower: tower, headFile: $0) }
-            ?? EmotionClassifier.zeroShot(tower: tower, textFolder: textFolder)
+        let classifier: EmotionClassifier
+        if isImageClassifier {
+            classifier = try EmotionClassifier(imageClassifierFolder: towerFolder)
+        } else {
+            let tower = try CLIPVisionEncoder(folder: towerFolder)
+            classifier =
+                try head.map { try EmotionClassifier(tower: tower, headFile: $0) }
+                ?? EmotionClassifier.zeroShot(tower: tower, textFolder: textFolder)
+        }
         return try SynthesisEngine(
             sd: sd, classifier: classifier, timingText: try CLIPTextEncoder(folder: textFolder),
             timingTokenizer: try CLIPTokenizer(folder: textFolder),

@@ -94,14 +94,7 @@ public final class MUSEPipelineEngine: PipelineEngine {
         // Layers read it as they are built: the job's setting, never this machine's environment.
         WeightPrecision.current = dtype == .bf16 ? .bf16 : .f32
         do {
-            var evaluator: EvaluatorFiles?
-            if let evalTower {
-                if let evalHead {
-                    evaluator = .linear(tower: evalTower, head: evalHead)
-                } else {
-                    evaluator = .zeroShot(tower: evalTower, text: evalText ?? evalTower)
-                }
-            }
+            let evaluator = evalTower.map { EvaluatorFiles(tower: $0, head: evalHead, text: evalText) }
             let engine = try SynthesisEngine.load(
                 model: model, tower: tower, head: head, text: text, promptTower: promptTower, tinyDecoder: tiny,
                 evaluator: evaluator, evaluationCLIP: clipTower.flatMap { t in clipText.map { (tower: t, text: $0) } })

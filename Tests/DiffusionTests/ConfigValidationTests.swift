@@ -11,7 +11,7 @@ final class ConfigValidationTests: XCTestCase {
         .deletingLastPathComponent().deletingLastPathComponent().path
 
     enum Component: String, CaseIterable {
-        case unet, vae, clipText, clipVision, ddim, dpm
+        case unet, vae, clipText, clipVision, ddim, dpm, vit, vitProcessor
 
         /// The tiny model folder and its config file name.
         var source: (folder: String, config: String) {
@@ -21,6 +21,8 @@ final class ConfigValidationTests: XCTestCase {
             case .clipText: return ("tiny-sd/text_encoder", "config.json")
             case .clipVision: return ("tiny-clip-vision", "config.json")
             case .ddim, .dpm: return ("tiny-sd/scheduler", "scheduler_config.json")
+            case .vit: return ("tiny-vit-emotion", "config.json")
+            case .vitProcessor: return ("tiny-vit-emotion", "preprocessor_config.json")
             }
         }
 
@@ -32,6 +34,7 @@ final class ConfigValidationTests: XCTestCase {
             case .clipVision: _ = try CLIPVisionEncoder(folder: folder)
             case .ddim: _ = try DDIMScheduler(configPath: folder + "/scheduler_config.json")
             case .dpm: _ = try DPMSolverMultistepScheduler(configPath: folder + "/scheduler_config.json")
+            case .vit, .vitProcessor: _ = try ViTImageClassifier(folder: folder)
             }
         }
     }
@@ -118,6 +121,31 @@ final class ConfigValidationTests: XCTestCase {
         Case(.clipVision, "patch_size", "7", "multiple"),
         Case(.clipVision, "num_channels", "0", "1...64"),
         Case(.clipVision, "projection_dim", "-1", "1...8192"),
+        // ViT image classifier
+        Case(.vit, "num_hidden_layers", "-1", "1...64"),
+        Case(.vit, "hidden_size", "30", "divisible"),
+        Case(.vit, "intermediate_size", "0", "1...32768"),
+        Case(.vit, "image_size", "0", "1...4096"),
+        Case(.vit, "image_size", "1e300", "1...4096"),
+        Case(.vit, "patch_size", "5", "multiple"),
+        Case(.vit, "num_channels", "1", "RGB"),
+        Case(.vit, "layer_norm_eps", "NaN", "0...1"),
+        Case(.vit, "hidden_act", "\"gelu_new\"", "quick_gelu or gelu"),
+        Case(.vit, "qkv_bias", "1", "true or false"),
+        Case(.vit, "model_type", "\"deit\"", "only ViTForImageClassification"),
+        Case(.vit, "architectures", "[\"ViTModel\"]", "needs ViTForImageClassification"),
+        Case(.vit, "id2label", "{}", "missing or empty"),
+        Case(.vit, "id2label", "{\"0\": \"awe\", \"2\": \"fear\"}", "class indices 0...1"),
+        Case(.vit, "id2label", "{\"0\": 7}", "must be a string"),
+        Case(.vitProcessor, "resample", "0", "2 (bilinear) or 3 (bicubic)"),
+        Case(.vitProcessor, "size", "{\"shortest_edge\": 32}", "height"),
+        Case(.vitProcessor, "size", "24", "not the model's 32×32"),
+        Case(.vitProcessor, "size", "-1", "1...65536"),
+        Case(.vitProcessor, "do_resize", "false", "resized"),
+        Case(.vitProcessor, "image_mean", "[0.5, 0.5]", "3"),
+        Case(.vitProcessor, "image_std", "[0, 0.5, 0.5]", "1000"),
+        Case(.vitProcessor, "rescale_factor", "0", "> 0"),
+        Case(.vitProcessor, "image_processor_type", "\"CLIPImageProcessor\"", "only ViTImageProcessor"),
         // Schedulers (DDIM and DPM-Solver++ read the same keys)
         Case(.ddim, "num_train_timesteps", "10", "100...100000"),
         Case(.ddim, "num_train_timesteps", "0", "100...100000"),

@@ -11,10 +11,11 @@ final class ClassifierTests: XCTestCase {
     /// so `probabilities(images:)` (which preprocesses) sees the same pixels.
     func testLinearHeadMatchesTransformersFixture() throws {
         let classifier = try Tiny.engine().classifier
+        let tower = try XCTUnwrap(classifier.tower)
         let f = try SafeTensorsFile(path: Tiny.fixtures + "/clip_vision.safetensors")
         let pixels = try f.tensor("pixel_values")
-        let mean = Tensor(shape: [1, 3, 1, 1], data: classifier.tower.imageMean)
-        let std = Tensor(shape: [1, 3, 1, 1], data: classifier.tower.imageStd)
+        let mean = Tensor(shape: [1, 3, 1, 1], data: tower.imageMean)
+        let std = Tensor(shape: [1, 3, 1, 1], data: tower.imageStd)
         let images = (pixels * std + mean) * 2 - 1
         let p = classifier.probabilities(images: images)
         let expected = try f.tensor("emotion_probs")
@@ -41,13 +42,13 @@ final class ClassifierTests: XCTestCase {
     }
 
     func testHeadShapeErrors() throws {
-        let tower = try Tiny.engine().classifier.tower
+        let tower = try XCTUnwrap(Tiny.engine().classifier.tower)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("muse-heads-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         func write(_ name: String, _ tensors: [(String, Tensor)]) throws -> String {
             let path = dir + "/" + name
-            try SafeTensorsFile.write(tensors, to: path)
+            try SafeTensorsFile.write(tensors, metadata: ["classes": HeadFiles.emoSet], to: path)
             return path
         }
         let sevenWay = try write("seven.safetensors", [("weight", .zeros([7, 32])), ("bias", .zeros([7]))])
@@ -66,7 +67,7 @@ final class ClassifierTests: XCTestCase {
     /// With one template the class embedding is the normalised text_embeds of that prompt,
     /// which the fixture holds for "a photo that evokes amusement" / "… sadness".
     func testZeroShotHeadUsesNormalisedTextEmbeddings() throws {
-        let tower = try Tiny.engine().classifier.tower
+        let tower = try XCTUnwrap(Tiny.engine().classifier.tower)
         let zs = try EmotionClassifier.zeroShot(
             tower: tower, textFolder: Tiny.text, templates: ["a photo that evokes {}"])
         guard case .zeroShot(let classes, let scale) = zs.head else { return XCTFail("not a zero-shot head") }

@@ -78,7 +78,9 @@ def main():
     write_tokenizer(text)
     torch.manual_seed(1239)
     save_file({"weight": torch.randn(8, 768) * 0.05, "bias": torch.zeros(8)},
-              os.path.join(args.root, "emotion-head.safetensors"))
+              os.path.join(args.root, "emotion-head.safetensors"),
+              metadata={"classes": "amusement,awe,contentment,excitement,anger,disgust,fear,sadness",
+                        "features": "image_embeds"})
     print(f"wrote {args.root}")
 
 

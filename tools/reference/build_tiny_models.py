@@ -13,7 +13,8 @@ Writes (relative to the repository root, or --out):
                    (--all-f32: UNet and VAE stored as float32)
       scheduler/   DDIMScheduler with SD 1.5's settings
   models/tiny-clip-vision/             CLIPVisionModelWithProjection + preprocessor_config.json
-  models/tiny-emotion-head.safetensors Linear(32 -> 8): "weight" [8,32], "bias" [8]
+  models/tiny-emotion-head.safetensors Linear(32 -> 8): "weight" [8,32], "bias" [8], metadata
+                                       classes (EmoSet order) and features (image_embeds)
   models/tiny-clip-text/               CLIPTextModelWithProjection + the reduced tokenizer
 
 Everything is seeded (torch.manual_seed per component), so re-running gives the same
@@ -303,7 +304,12 @@ def build_emotion_head(path, sd_dir, vision_dir):
     direction = torch.randn(8, 32) * HEAD_GAIN
     weight = direction / spread
     bias = -(weight @ center) + torch.randn(8) * 0.1
-    save_file({"weight": weight.contiguous(), "bias": bias.contiguous()}, path, metadata={"format": "pt"})
+    # The rows' emotions and the features the head reads, as the engine requires
+    # (label_heads.write keeps the header's bytes the same from run to run).
+    from label_heads import EMOSET_CLASSES, write as write_head
+
+    write_head(path, {"weight": weight.contiguous(), "bias": bias.contiguous()},
+               {"format": "pt", "classes": EMOSET_CLASSES, "features": "image_embeds"})
     probs = torch.softmax(embeds @ weight.T + bias, -1)
     print("emotion head on calibration images: argmax counts", torch.bincount(probs.argmax(-1), minlength=8).tolist(),
           "mean max prob", round(probs.max(-1).values.mean().item(), 3))

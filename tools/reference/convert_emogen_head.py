@@ -13,7 +13,8 @@ sadness). Its checkpoint may be saved in several shapes; this finds the head in 
 
 The head is the (prefix.)weight [8, D] / (prefix.)bias [8] pair; when a checkpoint holds more
 than one, name it with --key PREFIX. Output: safetensors with float32 tensors "weight" [8, D]
-and "bias" [8] (metadata records the source and the key). Use with
+and "bias" [8]; metadata records the source and the key, the rows' emotions (`classes`, EmoSet
+order) and what the head reads (`features`: image_embeds). Use with
 `muse generate --classifier-head OUT.safetensors --classifier-tower CLIP_VIT_L14_FOLDER`.
 
     /work/venv/bin/python tools/reference/convert_emogen_head.py emogen_classifier.pth head.safetensors
@@ -25,6 +26,7 @@ import sys
 import tempfile
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 NUM_EMOTIONS = 8
@@ -92,8 +94,11 @@ def convert(src, dst, key=None, expect_dim=None, unsafe_pickle=False):
                          "(CLIP ViT-L/14 image_embeds are 768-d)")
     out = {"weight": weight.detach().to(torch.float32).contiguous(),
            "bias": bias.detach().to(torch.float32).contiguous()}
+    # classes: the emotion of each row, which the engine matches to EmoSet's order by name;
+    # features: what the Linear reads (EmoGen's: the unnormalised CLIP image_embeds).
     save_file(out, dst, metadata={"source": os.path.basename(src), "key": prefix or "(top level)",
-                                  "classes": "amusement,awe,contentment,excitement,anger,disgust,fear,sadness"})
+                                  "classes": "amusement,awe,contentment,excitement,anger,disgust,fear,sadness",
+                                  "features": "image_embeds"})
     return prefix, tuple(weight.shape)
 
 
@@ -132,6 +137,9 @@ def self_test():
             prefix, shape = convert(src, dst, expect_dim=768, **kw)
             got = load_file(dst)
             assert set(got) == {"weight", "bias"} and got["weight"].dtype == torch.float32
+            with safe_open(dst, "pt") as f:
+                meta = f.metadata()
+            assert meta["classes"].split(",")[0] == "amusement" and meta["features"] == "image_embeds", meta
             tol = 1e-3 if name == "half.pth" else 0
             assert torch.allclose(got["weight"], head.weight.detach(), atol=tol), name
             assert torch.allclose(got["bias"], head.bias.detach(), atol=tol), name

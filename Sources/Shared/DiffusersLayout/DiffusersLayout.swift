@@ -86,9 +86,19 @@ public enum DiffusersLayout {
         component.isEmpty ? folder + "/" + config : folder + "/" + component + "/" + config
     }
 
-    /// A config file as a JSON object, nil when absent or not an object.
+    /// Config files larger than this are not read here (real ones are a few kilobytes).
+    static let maxConfigBytes = 16 << 20
+
+    /// A config file as a JSON object, nil when absent, not a regular file of at most
+    /// `maxConfigBytes` (a FIFO would block the read), or not an object. Symbolic links (the
+    /// hub cache's layout) are followed.
     public static func jsonObject(atPath path: String) -> [String: Any]? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
+            attributes[.type] as? FileAttributeType == .typeRegular,
+            let size = attributes[.size] as? Int, size <= maxConfigBytes,
+            let data = FileManager.default.contents(atPath: target)
+        else { return nil }
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
     }
 
@@ -97,6 +107,18 @@ public enum DiffusersLayout {
     public static func isFullCLIP(_ folder: String) -> Bool {
         guard let json = jsonObject(atPath: configPath(folder)) else { return false }
         return json["text_config"] != nil && json["vision_config"] != nil
+    }
+
+    /// A transformers image-classification folder (a ViTForImageClassification: model_type
+    /// "vit", or an `architectures` entry ending in "ForImageClassification"). It is a whole
+    /// emotion classifier, head included, and has no CLIP embedding: a spec's classifier or
+    /// evaluation tower may be one, without a head or text model. Other image classifiers than
+    /// ViT are detected too, so that the loader refuses them by name.
+    public static func isImageClassifier(_ folder: String) -> Bool {
+        guard let json = jsonObject(atPath: configPath(folder)) else { return false }
+        if json["model_type"] as? String == "vit" { return true }
+        let architectures = json["architectures"] as? [Any] ?? []
+        return architectures.contains { ($0 as? String)?.hasSuffix("ForImageClassification") == true }
     }
 }
 

@@ -248,18 +248,41 @@ final class SpecLoader {
         let tower = location(c["tower"], "classifier.tower", required: true)
         let head = headLocation(c["head"], "classifier.head")
         var text = location(c["text"], "classifier.text", required: false)
-        if let tower { _ = isModelFolder(tower, "classifier.tower", kind: "CLIP model", c["tower"]) }
+        if let tower { _ = isModelFolder(tower, "classifier.tower", kind: Self.towerKind, c["tower"]) }
+        // A ViT image classifier is a whole classifier: no head, and no CLIP embedding of its own.
+        let imageClassifier = tower.map { $0.present && DiffusersLayout.isImageClassifier($0.path) } ?? false
+        if imageClassifier, let tower, let node = c["head"] {
+            r.issue(
+                "classifier.head",
+                "'\(tower.spec)' is an image classifier (ViT) with its own head; remove classifier.head", node)
+        }
         if text == nil, c["text"] == nil, let tower {
-            if DiffusersLayout.isFullCLIP(tower.path) {
+            if !imageClassifier && DiffusersLayout.isFullCLIP(tower.path) {
                 text = tower
             } else {
-                r.issue(
-                    "classifier.text",
-                    "required: the tower '\(tower.spec)' is vision-only; name the CLIP text model with projection "
-                        + "(used for MUSE's timing and the zero-shot head)")
+                let what =
+                    imageClassifier
+                    ? "is an image classifier (ViT) without CLIP; name the CLIP text model with projection that, "
+                        + "with classifier.prompt_tower, measures the prompt score s_t"
+                    : "is vision-only; name the CLIP text model with projection (used for MUSE's timing and the "
+                        + "zero-shot head)"
+                r.issue("classifier.text", "required: the tower '\(tower.spec)' \(what)")
             }
         }
-        let promptTower = readPromptTower(c, hasHead: c["head"] != nil)
+        var promptTower = readPromptTower(
+            c, hasHead: c["head"] != nil, imageClassifierTower: imageClassifier || tower?.present == false)
+        if imageClassifier, promptTower == nil, c["prompt_tower"] == nil, let tower, let text {
+            // s_t compares CLIP image and text embeddings: the ViT has none, so the CLIP pair is needed.
+            if text.present && DiffusersLayout.isFullCLIP(text.path) {
+                promptTower = text
+            } else {
+                r.issue(
+                    "classifier.prompt_tower",
+                    "required: the tower '\(tower.spec)' is an image classifier (ViT) without CLIP; the prompt score s_t "
+                        + "needs the vision half of classifier.text's CLIP pair (or make classifier.text a whole CLIPModel)"
+                )
+            }
+        }
         guard let model, let tower, let text, let sizeRules, let stepRules else { return nil }
         var tinyDecoder = location(top["tiny_decoder"], "tiny_decoder", required: false)
         if let tiny = tinyDecoder, !isModelFolder(tiny, "tiny_decoder", kind: "AutoencoderTiny", top["tiny_decoder"]) {
@@ -274,12 +297,14 @@ final class SpecLoader {
     }
 
     /// `classifier.prompt_tower`: the vision half of `text`'s CLIP pair, for a guide tower that
-    /// is not (the bundled miniature world's is fine-tuned for robustness). Only with a linear
-    /// head: a zero-shot head compares the tower with `text` directly, so they must be a pair.
-    func readPromptTower(_ c: [String: SpecNode], hasHead: Bool) -> Location? {
+    /// is not (the bundled miniature world's is fine-tuned for robustness) or has no CLIP
+    /// embedding at all (an image classifier). With a CLIP tower, only with a linear head: a
+    /// zero-shot head compares the tower with `text` directly, so they must be a pair.
+    /// `imageClassifierTower` also covers a tower that is not on this machine (the workers check).
+    func readPromptTower(_ c: [String: SpecNode], hasHead: Bool, imageClassifierTower: Bool) -> Location? {
         guard let node = c["prompt_tower"] else { return nil }
         guard let promptTower = location(node, "classifier.prompt_tower", required: false) else { return nil }
-        guard hasHead else {
+        guard hasHead || imageClassifierTower else {
             r.issue(
                 "classifier.prompt_tower",
                 "needs classifier.head: a zero-shot head compares the tower with classifier.text directly, so the "
@@ -288,6 +313,9 @@ final class SpecLoader {
         }
         return isModelFolder(promptTower, "classifier.prompt_tower", kind: "CLIP model", node) ? promptTower : nil
     }
+
+    /// What a classifier or evaluation tower may be, in messages.
+    static let towerKind = "CLIP model or ViT image classifier"
 
     /// A diffusers/transformers model folder has a config.json (a file path has none); records
     /// the issue under `key` when not.
@@ -300,7 +328,8 @@ final class SpecLoader {
     }
 
     /// `evaluation:` {tower, head} or {tower, text} (zero-shot; text may be omitted when the
-    /// tower folder is a whole CLIPModel). Optional: without it, reports fall back to the guide.
+    /// tower folder is a whole CLIPModel), or {tower} alone naming a ViT image-classification
+    /// folder. Optional: without it, reports fall back to the guide.
     func readEvaluator(_ e: [String: SpecNode]?) -> Evaluator? {
         guard let e else { return nil }
         // An evaluation section may name only the measuring CLIP (no evaluator classifier).
@@ -308,12 +337,25 @@ final class SpecLoader {
             return nil
         }
         guard let tower = location(e["tower"], "evaluation.tower", required: true) else { return nil }
-        guard isModelFolder(tower, "evaluation.tower", kind: "CLIP model", e["tower"]) else { return nil }
+        guard isModelFolder(tower, "evaluation.tower", kind: Self.towerKind, e["tower"]) else { return nil }
+        if tower.present && DiffusersLayout.isImageClassifier(tower.path) {
+            // A ViT image classifier evaluates on its own: the worker loads it from the folder.
+            for (key, node) in [("head", e["head"]), ("text", e["text"])] {
+                guard let node else { continue }
+                r.issue(
+                    "evaluation.\(key)",
+                    "'\(tower.spec)' is an image classifier (ViT) with its own head; remove evaluation.\(key)", node)
+                return nil
+            }
+            return Evaluator(tower: tower, head: nil, text: nil)
+        }
         let head = headLocation(e["head"], "evaluation.head")
         if e["head"] != nil && head == nil { return nil }
         var text = location(e["text"], "evaluation.text", required: false)
         if head == nil && text == nil {
             guard e["head"] == nil, e["text"] == nil else { return nil }
+            // Not on this machine: the workers tell a ViT folder from a whole CLIPModel.
+            if !tower.present { return Evaluator(tower: tower, head: nil, text: nil) }
             guard DiffusersLayout.isFullCLIP(tower.path) else {
                 r.issue(
                     "evaluation.head", "required: give a head (.safetensors) or a CLIP text model for zero-shot (text)")

@@ -1,22 +1,46 @@
 import Foundation
 
-// Pillow's antialiased bicubic resampling (Image.resize(resample=BICUBIC), libImaging/Resample.c)
-// in float: the filter CLIPImageProcessor resizes with. Each axis is a sparse linear map whose
-// rows are Pillow's per-output-pixel weights; the VJP applies the transpose.
+// Pillow's antialiased resampling (Image.resize, libImaging/Resample.c) in float, with its
+// bicubic filter (what CLIPImageProcessor resizes with) and its bilinear one (ViTImageProcessor's
+// default). Each axis is a sparse linear map whose rows are Pillow's per-output-pixel weights;
+// the VJP applies the transpose.
+
+/// Pillow's separable filters: the kernel and its support (in input pixels, before widening).
+public enum ResampleFilter: Int, Sendable {
+    /// The triangle filter, support 1 (PIL.Image.BILINEAR, resample 2).
+    case bilinear = 2
+    /// The cubic convolution with a = −0.5, support 2 (PIL.Image.BICUBIC, resample 3).
+    case bicubic = 3
+
+    var support: Double { self == .bilinear ? 1 : 2 }
+
+    func weight(_ t: Double) -> Double {
+        let x = abs(t)
+        switch self {
+        case .bilinear:
+            return x < 1 ? 1 - x : 0
+        case .bicubic:
+            let a = -0.5
+            if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+            if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
+            return 0
+        }
+    }
+}
 
 extension Tensor {
-    /// Resamples `axis` to `size` entries with Pillow's bicubic filter (a = −0.5), antialiased:
-    /// when shrinking, the filter's support (2 input pixels) is widened by the factor in/out.
-    /// Output pixel o is centred on input coordinate (o + ½)·in/out, weights are normalised to
-    /// sum to 1 per output pixel, and the window is cut at the borders (no padding), all as
-    /// Pillow's precompute_coeffs; also what F.interpolate(mode="bicubic", antialias=True)
-    /// computes. Unlike Pillow on uint8 images, nothing is rounded or clamped. An axis already
-    /// of `size` is returned unchanged (Pillow skips that pass too).
-    public func resampledBicubic(axis: Int, size: Int) -> Tensor {
+    /// Resamples `axis` to `size` entries with Pillow's `filter`, antialiased: when shrinking,
+    /// the filter's support is widened by the factor in/out. Output pixel o is centred on input
+    /// coordinate (o + ½)·in/out, weights are normalised to sum to 1 per output pixel, and the
+    /// window is cut at the borders (no padding), all as Pillow's precompute_coeffs; also what
+    /// F.interpolate(mode="bicubic" or "bilinear", antialias=True, align_corners=False) computes.
+    /// Unlike Pillow on uint8 images, nothing is rounded or clamped. An axis already of `size`
+    /// is returned unchanged (Pillow and torchvision skip that pass too).
+    public func resampled(axis: Int, size: Int, filter: ResampleFilter) -> Tensor {
         precondition(axis >= 0 && axis < rank && size > 0, "resample axis \(axis) to \(size): shape \(shape)")
         let n = shape[axis]
         if n == size { return self }
-        let taps = ResampleTaps.bicubic(input: n, output: size)
+        let taps = ResampleTaps.cached(filter, input: n, output: size)
         let outer = shape[..<axis].reduce(1, *)
         let inner = shape[(axis + 1)...].reduce(1, *)
         var outShape = shape
@@ -39,6 +63,9 @@ extension Tensor {
         }
     }
 
+    /// `resampled` with Pillow's bicubic filter (a = −0.5), CLIPImageProcessor's.
+    public func resampledBicubic(axis: Int, size: Int) -> Tensor { resampled(axis: axis, size: size, filter: .bicubic) }
+
     /// NCHW resize with Pillow's antialiased bicubic filter: the horizontal pass, then the
     /// vertical one, as Image.resize((width, height), BICUBIC) before its uint8 rounding.
     public func resizeBicubicAntialiased(height: Int, width: Int) -> Tensor {
@@ -57,21 +84,12 @@ struct ResampleTaps: Sendable {
     let count: [Int]
     let weights: [Float]
 
-    /// Pillow's bicubic_filter with a = −0.5.
-    static func bicubicFilter(_ t: Double) -> Double {
-        let a = -0.5
-        let x = abs(t)
-        if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
-        if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
-        return 0
-    }
-
-    /// Pillow's precompute_coeffs for the bicubic filter (support 2) over the whole input
-    /// (box 0..input), in double precision and then rounded to Float.
-    init(bicubicInput input: Int, output: Int) {
+    /// Pillow's precompute_coeffs for `filter` over the whole input (box 0..input), in double
+    /// precision and then rounded to Float.
+    init(_ filter: ResampleFilter, input: Int, output: Int) {
         let scale = Double(input) / Double(output)
         let filterScale = max(scale, 1)
-        let support = 2 * filterScale
+        let support = filter.support * filterScale
         let inverse = 1 / filterScale
         let width = Int(support.rounded(.up)) * 2 + 1
         var first = [Int](repeating: 0, count: output)
@@ -86,7 +104,7 @@ struct ResampleTaps: Sendable {
             let n = hi - lo
             var sum = 0.0
             for k in 0..<n {
-                taps[k] = Self.bicubicFilter((Double(k + lo) - center + 0.5) * inverse)
+                taps[k] = filter.weight((Double(k + lo) - center + 0.5) * inverse)
                 sum += taps[k]
             }
             for k in 0..<n { weights[o * width + k] = Float(sum != 0 ? taps[k] / sum : taps[k]) }
@@ -104,13 +122,13 @@ struct ResampleTaps: Sendable {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var cache: [[Int]: ResampleTaps] = [:]
 
-    /// The taps for (input, output), computed once per pair and kept (there are a handful).
-    static func bicubic(input: Int, output: Int) -> ResampleTaps {
-        let key = [input, output]
+    /// The taps for (filter, input, output), computed once per triple and kept (there are a handful).
+    static func cached(_ filter: ResampleFilter, input: Int, output: Int) -> ResampleTaps {
+        let key = [filter.rawValue, input, output]
         lock.lock()
         defer { lock.unlock() }
         if let hit = cache[key] { return hit }
-        let taps = ResampleTaps(bicubicInput: input, output: output)
+        let taps = ResampleTaps(filter, input: input, output: output)
         if cache.count >= 64 { cache.removeAll() }
         cache[key] = taps
         return taps

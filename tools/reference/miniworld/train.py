@@ -568,8 +568,10 @@ def save_processor(folder):
 def save_head(head, path):
     from safetensors.torch import save_file
 
+    # classes: the rows' emotions (EmoSet order); features: the head reads unnormalised image_embeds.
     save_file({"weight": head.weight.detach().float().contiguous(), "bias": head.bias.detach().float().contiguous()},
-              path, metadata={"format": "pt"})
+              path, metadata={"format": "pt", "classes": "amusement,awe,contentment,excitement,anger,disgust,fear,sadness",
+                              "features": "image_embeds"})
 
 
 def sd_text_encoder(text):
