@@ -138,15 +138,15 @@ final class InputHardeningTests: XCTestCase {
             image.stderr.contains("editing.images[0]: cannot read 'images/pipe.png' (it is a FIFO (named pipe)"),
             image.stderr)
 
-        // A model folder: a FIFO where a config is read first, then one that only the
-        // fingerprint would read.
+        // A model folder: a FIFO where a config is read first, then where the weights are (the
+        // fingerprint reads them); a FIFO no loader reads is never opened (after the loop).
         let sd = dir.appendingPathComponent("sd")
         try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("models/tiny-sd"), to: sd)
         let generation = "\ngeneration: {prompts: [a lake], emotions: [awe], seeds: [1]}\n"
         let modelSpec = try writeSpec(
             tinyModels.replacingOccurrences(of: "model: bundled:tiny-sd", with: "model: sd") + generation, in: dir,
             name: "model.yaml")
-        for rel in ["vae/config.json", "unet/extra.bin"] {
+        for rel in ["vae/config.json", "unet/diffusion_pytorch_model.safetensors"] {
             let fifo = sd.appendingPathComponent(rel).path
             unlink(fifo)
             XCTAssertEqual(mkfifo(fifo, 0o644), 0)
@@ -159,6 +159,11 @@ final class InputHardeningTests: XCTestCase {
                 try FileManager.default.copyItem(at: original, to: sd.appendingPathComponent(rel))
             }
         }
+        let unread = sd.appendingPathComponent("unet/extra.bin").path
+        XCTAssertEqual(mkfifo(unread, 0o644), 0)
+        let past = try runTool("muse-coordinator", ["submit", modelSpec] + noRedis, dir: dir, timeout: 30)
+        XCTAssertTrue(past.stderr.contains("cannot connect to Redis"), "got past the model to Redis: \(past.stderr)")
+        unlink(unread)
 
         // The engine's command line: an input image and a model folder.
         let out = dir.appendingPathComponent("out.png").path
