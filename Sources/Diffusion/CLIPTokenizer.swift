@@ -65,7 +65,7 @@ public struct CLIPTokenizer: @unchecked Sendable {
     // MARK: - Loading
 
     /// Load a tokenizer folder (diffusers/transformers layout): `vocab.json` and `merges.txt`,
-    /// or, when those are absent, the BPE model inside `tokenizer.json` (all transformers 5's
+    /// or, when that pair is incomplete, the BPE model inside `tokenizer.json` (all transformers 5's
     /// `save_pretrained` writes). Special tokens and their matching rules come from
     /// `tokenizer_config.json`, `special_tokens_map.json` and `tokenizer.json` when present, as
     /// transformers reads them.
@@ -79,7 +79,7 @@ public struct CLIPTokenizer: @unchecked Sendable {
         let vocabPath = url.appendingPathComponent(DiffusersLayout.vocabulary).path
         let mergesPath = url.appendingPathComponent(DiffusersLayout.merges).path
         let tokenizerJSON = url.appendingPathComponent(DiffusersLayout.tokenizerJSON).path
-        if !ModelFile.exists(vocabPath) && !ModelFile.exists(mergesPath) && ModelFile.exists(tokenizerJSON) {
+        if !(ModelFile.exists(vocabPath) && ModelFile.exists(mergesPath)) && ModelFile.exists(tokenizerJSON) {
             let (members, merges) = try Self.readTokenizerJSON(tokenizerJSON)
             try self.init(vocabulary: members, vocabPath: tokenizerJSON, merges: merges, specials: config)
             return

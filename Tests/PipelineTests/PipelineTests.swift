@@ -336,13 +336,13 @@ final class PipelineTests: XCTestCase {
         for w in workers { w.stop() }
     }
 
-    /// A model folder whose loader fails (its tokenizer lost vocab.json) is the same on every
-    /// worker: each job is dead-lettered on its first attempt with the loader's message, and
-    /// the worker reads the folder once, not once per job.
+    /// A model folder whose loader fails (its text encoder's config is not JSON, which submit
+    /// does not read) is the same on every worker: each job is dead-lettered on its first
+    /// attempt with the loader's message, and the worker reads the folder once, not once per job.
     func testUnloadableModelFailsEachJobOnceNotMaxAttempts() throws {
         let broken = dir.appendingPathComponent("broken-sd")
         try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("models/tiny-sd"), to: broken)
-        try FileManager.default.removeItem(at: broken.appendingPathComponent("tokenizer/vocab.json"))
+        try Data("{not json".utf8).write(to: broken.appendingPathComponent("text_encoder/config.json"))
         let spec = try writeSpec(
             tinyModels.replacingOccurrences(of: "bundled:tiny-sd", with: broken.path) + """
 
@@ -362,7 +362,7 @@ final class PipelineTests: XCTestCase {
         for line in lines {
             XCTAssertEqual(line.status, .failed)
             XCTAssertEqual(line.attempts, 1, "a load failure is permanent")
-            XCTAssertTrue(line.error?.contains("vocab.json") ?? false, line.error ?? "")
+            XCTAssertTrue(line.error?.contains("text_encoder/config.json") ?? false, line.error ?? "")
         }
         let loads = w.stderr.components(separatedBy: "\n").filter { $0.contains("cannot load the models") }
         XCTAssertEqual(loads.count, 2, "one line per job: \(loads)")

@@ -18,19 +18,25 @@ extension DiffusersLayout {
         }
     }
 
-    /// The sum of the element counts of one safetensors file's tensors; 0 when unreadable.
-    public static func parameterCount(safetensors path: String) -> Int {
+    /// A safetensors file's header (tensor name → dtype, shape, offsets; `__metadata__`), nil
+    /// when the file is not a regular file or its header cannot be read. No tensor is read.
+    public static func safetensorsHeader(_ path: String) -> [String: Any]? {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
             attributes[.type] as? FileAttributeType == .typeRegular,
             let handle = FileHandle(forReadingAtPath: path)
-        else { return 0 }
+        else { return nil }
         defer { try? handle.close() }
-        guard let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else { return 0 }
+        guard let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else { return nil }
         let length = prefix.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard length <= UInt64(maxHeaderBytes), let header = try? handle.read(upToCount: Int(length)),
-            header.count == Int(length),
-            let entries = (try? JSONSerialization.jsonObject(with: header)) as? [String: Any]
-        else { return 0 }
+            header.count == Int(length)
+        else { return nil }
+        return (try? JSONSerialization.jsonObject(with: header)) as? [String: Any]
+    }
+
+    /// The sum of the element counts of one safetensors file's tensors; 0 when unreadable.
+    public static func parameterCount(safetensors path: String) -> Int {
+        guard let entries = safetensorsHeader(path) else { return 0 }
         var total = 0
         for (name, entry) in entries where name != "__metadata__" {
             guard let shape = (entry as? [String: Any])?["shape"] as? [Int] else { continue }

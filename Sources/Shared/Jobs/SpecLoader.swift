@@ -117,6 +117,8 @@ final class SpecLoader {
         }
         let sources = editing.map { readSourceImages($0, sizeRules: models?.sizeRules) } ?? SourceImages()
         guard r.issues.isEmpty, let models else { throw failure }
+        checkComponents(models)
+        guard r.issues.isEmpty else { throw failure }
         let fingerprints = try fingerprint(models)
         let locations = ModelLocations(
             model: models.model.spec, tower: models.tower.spec, head: models.head?.spec, text: models.text.spec,
@@ -458,6 +460,30 @@ final class SpecLoader {
     }
 
     static let locationKeys = ["path", "fingerprint"]
+
+    /// What can be told of each model on this machine without loading it (`ComponentChecks`):
+    /// weights present, tokenizers complete, heads naming their emotions.
+    func checkComponents(_ m: Models) {
+        func check(_ location: Location?, _ key: String, _ problems: (String) -> [String]) {
+            guard let location, location.present else { return }
+            for problem in problems(location.path) { r.issue(key, problem) }
+        }
+        check(m.model, "model", ComponentChecks.stableDiffusion)
+        check(m.tower, "classifier.tower") { ComponentChecks.modelFolder($0) }
+        check(m.head, "classifier.head", ComponentChecks.head)
+        if m.text.path != m.tower.path || !m.text.present {
+            check(m.text, "classifier.text") { ComponentChecks.modelFolder($0, needsTokenizer: true) }
+        } else {
+            check(m.text, "classifier.text") { ComponentChecks.tokenizer($0) }
+        }
+        check(m.promptTower, "classifier.prompt_tower") { ComponentChecks.modelFolder($0) }
+        check(m.tinyDecoder, "tiny_decoder") { ComponentChecks.modelFolder($0) }
+        check(m.evaluator?.tower, "evaluation.tower") { ComponentChecks.modelFolder($0) }
+        check(m.evaluator?.head, "evaluation.head", ComponentChecks.head)
+        check(m.evaluator?.text, "evaluation.text") { ComponentChecks.modelFolder($0, needsTokenizer: true) }
+        check(m.evaluationCLIP?.tower, "evaluation.clip_tower") { ComponentChecks.modelFolder($0) }
+        check(m.evaluationCLIP?.text, "evaluation.clip_text") { ComponentChecks.modelFolder($0, needsTokenizer: true) }
+    }
 
     /// Reads model files: only once everything else is fine. A location with a fingerprint
     /// from the spec and no files here takes it as given; with files, they must match it.
