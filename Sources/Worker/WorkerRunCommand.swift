@@ -66,7 +66,10 @@ struct WorkerRunCommand: ParsableCommand {
             valueName: "port"))
     var metricsPort: Int?
 
-    @Option(help: "Address the metrics endpoint binds (0.0.0.0 for scraping from other hosts).")
+    @Option(
+        help:
+            "Address the metrics endpoint binds: IPv4 or IPv6 (0.0.0.0 or :: for scraping from other hosts; :: takes both)."
+    )
     var metricsAddress = "127.0.0.1"
 
     @Flag(

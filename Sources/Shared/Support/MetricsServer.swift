@@ -10,38 +10,58 @@ public final class MetricsServer: @unchecked Sendable {
     private let fd: Int32
     private let body: @Sendable () -> String
 
-    /// Binds `address:port` (port 0: any free port; `port` says which).
+    /// Binds `address:port` (port 0: any free port; `port` says which). An IPv4 address
+    /// (`127.0.0.1`, `0.0.0.0`) or an IPv6 one (`::1`; `::` listens on IPv6 and IPv4 alike).
     public init(address: String, port: UInt16, body: @escaping @Sendable () -> String) throws {
         self.body = body
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let ipv6 = address.contains(":")
+        let s = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard s >= 0 else {
             throw MetricsServerError("metrics: cannot create a socket: \(String(cString: strerror(errno)))")
         }
         var one: Int32 = 1
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, address, &addr.sin_addr) == 1 else {
-            close(s)
-            throw MetricsServerError("--metrics-address: '\(address)' is not an IPv4 address")
-        }
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        var storage = sockaddr_storage()
+        let length: socklen_t
+        if ipv6 {
+            // `::` takes IPv4 clients too (mapped addresses), whatever the system's default.
+            var dual: Int32 = 0
+            setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &dual, socklen_t(MemoryLayout<Int32>.size))
+            var addr = sockaddr_in6()
+            addr.sin6_family = sa_family_t(AF_INET6)
+            addr.sin6_port = port.bigEndian
+            guard inet_pton(AF_INET6, address, &addr.sin6_addr) == 1 else {
+                close(s)
+                throw MetricsServerError("--metrics-address: '\(address)' is not an IPv4 or IPv6 address")
             }
+            withUnsafeBytes(of: addr) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        } else {
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = port.bigEndian
+            guard inet_pton(AF_INET, address, &addr.sin_addr) == 1 else {
+                close(s)
+                throw MetricsServerError("--metrics-address: '\(address)' is not an IPv4 or IPv6 address")
+            }
+            withUnsafeBytes(of: addr) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        }
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) }
         }
         guard bound == 0, listen(s, 16) == 0 else {
             let e = String(cString: strerror(errno))
             close(s)
             throw MetricsServerError("metrics: cannot listen on \(address):\(port): \(e)")
         }
-        var actual = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        var actual = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &actual) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) }
         }
-        self.port = UInt16(bigEndian: actual.sin_port)
+        // sin_port and sin6_port sit at the same offset, right after the family.
+        self.port = withUnsafeBytes(of: actual) { UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self)) }
         fd = s
         Thread.detachNewThread { [self] in serve() }
     }
