@@ -59,20 +59,31 @@ struct RequeueCommand: ParsableCommand {
     @Argument(help: "Batch id.")
     var batch: String
 
-    @Flag(help: "Requeue the dead-lettered jobs (required: says what is requeued).")
+    @Flag(help: "Requeue every dead-lettered job.")
     var failed = false
+
+    @Option(help: "Requeue this failed job only (its id, as status and the manifest show it; repeatable).")
+    var job: [String] = []
 
     @OptionGroup var redisOptions: RedisOptions
 
     func validate() throws {
-        guard failed else { throw ValidationError("say what to requeue: --failed") }
+        guard failed != !job.isEmpty else {
+            throw ValidationError("say what to requeue: --failed (every failed job) or --job ID (one)")
+        }
     }
 
     func run() throws {
         try guarded {
             let queue = try BatchQueue(client: try redisOptions.connect(), batchID: batch)
-            let jobs = try queue.requeueDead()
+            let jobs = try queue.requeueDead(only: job.isEmpty ? nil : Set(job))
             say("batch \(batch): \(jobs.count) failed job(s) requeued with their attempts reset")
+            let missing = Set(job).subtracting(jobs).sorted()
+            guard missing.isEmpty else {
+                throw InputError(
+                    "not failed in batch \(batch), so not requeued: \(missing.joined(separator: ", ")) "
+                        + "(muse-coordinator status \(batch) lists the failed jobs)")
+            }
             return 0
         }
     }

@@ -31,3 +31,21 @@ final class BatchStatusReportTests: XCTestCase {
         XCTAssertTrue(json.contains("\"damage\":[\"max_attempts is"), json)
     }
 }
+
+/// `requeue BATCH --job ID`: one failed job back into the queue, the others left failed.
+final class RequeueOneJobTests: XCTestCase {
+    func testOnlyTheNamedDeadLetterIsRequeued() throws {
+        let redis = try RedisServer.temporary()
+        let q = try BatchQueue(client: try redis.client(), batchID: "requeue-one")
+        try q.create(spec: Data("{}".utf8), maxAttempts: 1, leaseMs: 30_000)
+        for id in ["a1", "b2", "c3"] { XCTAssertTrue(try q.submit(jobID: id, payload: Data("{}".utf8))) }
+        for _ in 0..<3 {
+            let lease = try XCTUnwrap(try q.take(worker: "w"))
+            XCTAssertEqual(try q.fail(lease, error: "boom", permanent: true), .deadLettered)
+        }
+        XCTAssertEqual(try q.requeueDead(only: ["b2", "nope"]), ["b2"])
+        XCTAssertEqual(Set(try q.deadLetters().compactMap { $0.string("job") }), ["a1", "c3"])
+        XCTAssertEqual(try q.status().queued, 1)
+        XCTAssertEqual(Set(try q.requeueDead()), ["a1", "c3"])
+    }
+}

@@ -231,17 +231,21 @@ public final class BatchQueue: @unchecked Sendable {
         return true
     }
 
-    /// Puts every dead-lettered job back into the queue with its attempts reset (their dead
-    /// letters are removed); returns the jobs re-queued.
+    /// Puts every dead-lettered job (or only those in `only`) back into the queue with its
+    /// attempts reset (their dead letters are removed); returns the jobs re-queued.
     @discardableResult
-    public func requeueDead() throws -> [String] {
+    public func requeueDead(only: Set<String>? = nil) throws -> [String] {
         guard try counters() != nil else { throw QueueError.noSuchBatch(batchID) }
         var requeued: [String] = []
+        var cursor = "0-0"
         while true {
-            let page = try deadLetters(after: "0-0", count: 100)
-            if page.isEmpty { break }
+            let page = try deadLetters(after: cursor, count: 100)
+            guard let last = page.last else { break }
+            // Entries left in place (not asked for) are passed over; requeued ones are gone.
+            cursor = only == nil ? "0-0" : last.id
             for entry in page {
                 let jobID = entry.string("job") ?? ""
+                if let only, !only.contains(jobID) { continue }
                 let r = try client.withRetry {
                     try evalMapped(
                         QueueScripts.requeue, keys: [keys.meta, keys.jobs, keys.job(jobID), keys.dead],
