@@ -80,3 +80,15 @@ final class OutputIsAFileTests: SpecFixture {
         XCTAssertNoThrow(try load("output: fresh\ngeneration: {prompts: [a cat], emotions: [awe], seeds: [1]}"))
     }
 }
+
+/// A key past libyaml's 1024-character limit is named as such, not as a misplaced ':'.
+final class OverlongKeyTests: SpecFixture {
+    func testOverlongKeyIsNamed() throws {
+        let key = String(repeating: "k", count: 2000)
+        try write("long.yaml", "name: x\n\(key): 1\n")
+        XCTAssertThrowsError(try JobSpec.load(path: dir.appendingPathComponent("long.yaml").path, environment: env)) {
+            XCTAssertTrue("\($0)".contains("a key of 2000 characters; YAML reads at most 1024"), "\($0)")
+            XCTAssertTrue("\($0)".contains("line 2"), "\($0)")
+        }
+    }
+}

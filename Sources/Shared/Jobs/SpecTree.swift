@@ -46,8 +46,15 @@ public indirect enum SpecNode {
         let node: Node?
         // UTF-8 explicitly: the same bytes the shape check read, so the same events.
         do { node = try Yams.compose(yaml: text, .default, .default, .utf8) } catch let e as YamlError {
-            throw SpecIssue(
-                path: "", message: "not valid YAML: \(Self.describeYAMLError(e))", line: Self.yamlErrorLine(e))
+            let line = Self.yamlErrorLine(e)
+            if let line, let length = Self.overlongKey(text, line: line) {
+                // libyaml gives up on plain keys past 1024 characters with an unrelated message.
+                throw SpecIssue(
+                    path: "",
+                    message: "a key of \(length) characters; YAML reads at most \(Self.maxPlainKey) in a plain key, "
+                        + "and no spec field is that long", line: line)
+            }
+            throw SpecIssue(path: "", message: "not valid YAML: \(Self.describeYAMLError(e))", line: line)
         } catch {
             throw SpecIssue(path: "", message: "not valid YAML: \(error)")
         }
@@ -90,6 +97,23 @@ public indirect enum SpecNode {
         case .sequence(let seq):
             return .list(seq.map(from(yaml:)), line: seq.mark?.line)
         }
+    }
+
+    /// libyaml's limit on a plain (simple) key's length.
+    static let maxPlainKey = 1024
+
+    /// The length of the key on 1-based `line` when it is past libyaml's limit, else nil.
+    static func overlongKey(_ text: String, line: Int) -> Int? {
+        guard line >= 1 else { return nil }
+        var current = 1
+        for row in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            defer { current += 1 }
+            guard current == line else { continue }
+            let key = row.range(of: ":").map { row[..<$0.lowerBound] } ?? row[...]
+            let length = key.trimmingCharacters(in: .whitespaces).count
+            return length > maxPlainKey ? length : nil
+        }
+        return nil
     }
 
     static func describeYAMLError(_ e: YamlError) -> String {
