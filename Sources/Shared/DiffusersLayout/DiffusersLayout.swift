@@ -93,13 +93,21 @@ public enum DiffusersLayout {
     /// `maxConfigBytes` (a FIFO would block the read), or not an object. Symbolic links (the
     /// hub cache's layout) are followed.
     public static func jsonObject(atPath path: String) -> [String: Any]? {
-        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
-            attributes[.type] as? FileAttributeType == .typeRegular,
-            let size = attributes[.size] as? Int, size <= maxConfigBytes,
+        guard let (target, size) = regularFile(path), size <= maxConfigBytes,
             let data = FileManager.default.contents(atPath: target)
         else { return nil }
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+
+    /// `path` with its symbolic links resolved (a Hugging Face cache snapshot is made of them)
+    /// and its size, when that is a regular file; nil for anything else (a FIFO would block a
+    /// read, a device never end). The one check every reader here makes before it opens a file.
+    static func regularFile(_ path: String) -> (path: String, size: Int)? {
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
+            attributes[.type] as? FileAttributeType == .typeRegular, let size = attributes[.size] as? Int
+        else { return nil }
+        return (target, size)
     }
 
     /// A whole CLIPModel (vision and text towers in one folder): its config has both halves'

@@ -11,9 +11,6 @@ extension DiffusersLayout {
         "special_tokens_map.json", "added_tokens.json", vocabulary, merges,
     ]
 
-    /// Shard indexes larger than this are not read (real ones are tens of kilobytes).
-    static let maxIndexBytes = 16 << 20
-
     /// The files of the model at `path` that the loaders open, relative to `path` and sorted:
     /// for a pipeline folder (model_index.json) its five components' configs, tokenizer files
     /// and the weights `weightSources` picks (an index with its shards); for a component folder
@@ -49,11 +46,8 @@ extension DiffusersLayout {
     /// The file names a shard index maps tensors to; none when it cannot be read (the loader
     /// then reports why, and the index itself is still fingerprinted).
     static func shardNames(index: String) -> [String] {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: index),
-            attributes[.type] as? FileAttributeType == .typeRegular,
-            let size = attributes[.size] as? Int, size <= maxIndexBytes,
-            let map = jsonObject(atPath: index)?["weight_map"] as? [String: String]
-        else { return [] }
+        // jsonObject reads only regular files of config size, through links.
+        guard let map = jsonObject(atPath: index)?["weight_map"] as? [String: String] else { return [] }
         return Set(map.values).filter { !$0.isEmpty && !$0.contains("/") && $0 != "." && $0 != ".." }.sorted()
     }
 }

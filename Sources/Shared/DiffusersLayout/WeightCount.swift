@@ -21,10 +21,7 @@ extension DiffusersLayout {
     /// A safetensors file's header (tensor name → dtype, shape, offsets; `__metadata__`), nil
     /// when the file is not a regular file or its header cannot be read. No tensor is read.
     public static func safetensorsHeader(_ path: String) -> [String: Any]? {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-            attributes[.type] as? FileAttributeType == .typeRegular,
-            let handle = FileHandle(forReadingAtPath: path)
-        else { return nil }
+        guard let (target, _) = regularFile(path), let handle = FileHandle(forReadingAtPath: target) else { return nil }
         defer { try? handle.close() }
         guard let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else { return nil }
         let length = prefix.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
